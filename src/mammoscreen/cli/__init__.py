@@ -15,6 +15,7 @@ from .. import __version__
 
 COMMAND_MODULES = [
     "mammoscreen.cli.preprocess",
+    "mammoscreen.cli.predict",
 ]
 
 
@@ -37,12 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from ..data.exams import ExamListError
     from ..data.images import ImageFileError
+    from ..models.weights import WeightsError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (UserError, ExamListError, ImageFileError, FileNotFoundError) as e:
+    except (UserError, ExamListError, ImageFileError, FileNotFoundError, WeightsError, ValueError) as e:
         print(f"mammoscreen {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

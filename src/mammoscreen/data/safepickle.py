@@ -9,6 +9,7 @@ raises :class:`UnsafePickleError` naming the offending global for anything else.
 
 from __future__ import annotations
 
+import _compat_pickle
 import codecs
 import collections
 import io
@@ -66,6 +67,11 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 pickles (protocols 0-2) name builtins '__builtin__' etc.; map them as pickle does.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         try:
             return _ALLOWED[(module, name)]
         except KeyError:

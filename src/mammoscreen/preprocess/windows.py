@@ -188,3 +188,26 @@ def model_input(cropped: np.ndarray, view: str, horizontal_flip: str, best_cente
     image = flip_to_face_right(cropped, view, horizontal_flip)
     geometry = window_geometry(image.shape, window, best_center, view)
     return standardize(extract_window(image, geometry, window))
+
+
+def align_to_window(array: np.ndarray, view: str, horizontal_flip: str, geometry: WindowGeometry,
+                    window: tuple[int, int], cropped_shape: tuple[int, int],
+                    crop_location: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Bring an image-aligned array (e.g. a lesion mask) into the model's input window.
+
+    The array may already be in window coordinates (the official GMIC segmentation convention), be
+    aligned with the cropped image, or with the original image (then ``crop_location``, the image's
+    ``window_location``, is needed to crop it).
+    """
+    shape = tuple(array.shape[:2])
+    if shape == tuple(cropped_shape):
+        aligned = array
+    elif shape == tuple(window):
+        return np.asarray(array, dtype=np.float32)
+    elif crop_location is not None and shape[0] >= crop_location[1] and shape[1] >= crop_location[3]:
+        top, bottom, left, right = crop_location
+        aligned = array[top:bottom, left:right]
+    else:
+        raise ValueError(f"array of shape {shape} matches neither the window {tuple(window)}, the cropped image "
+                         f"{tuple(cropped_shape)} nor the original image")
+    return extract_window(flip_to_face_right(aligned, view, horizontal_flip), geometry, window)

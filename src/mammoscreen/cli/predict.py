@@ -1,0 +1,96 @@
+"""``mammoscreen predict`` and ``mammoscreen run``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import add_quiet_option, add_workers_option, positive_int, report_failures
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="gmic", help="registered model name (see 'mammoscreen models'; default gmic)")
+    p.add_argument("--weights", required=True,
+                   help="checkpoint file, a directory holding the official file names, or 'official' (cache/download)")
+    p.add_argument("--model-index", "--variant", dest="variant", default=None,
+                   help="model variant; for GMIC 1-5 or 'ensemble' (default 1)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
+    p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
+    p.add_argument("--visualize", action="store_true", help="write visualization/<image>.png")
+    p.add_argument("--segmentations", type=Path, default=None,
+                   help="directory of <image>_benign.png / <image>_malignant.png masks to draw in the figures")
+    add_quiet_option(p)
+
+
+def _options(args: argparse.Namespace):
+    from ..predict import PredictOptions
+
+    if args.segmentations is not None and not args.segmentations.is_dir():
+        raise FileNotFoundError(f"segmentation directory not found: {args.segmentations}")
+    return PredictOptions(device=args.device, batch_size=args.batch_size, save_maps=args.save_maps,
+                          visualize=args.visualize, segmentations=args.segmentations, progress=not args.quiet)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="run a model on preprocessed images",
+        description="Run a model on cropped images with optimal centres (from 'mammoscreen centers') and write "
+                    "DIR/predictions.csv (image_index, predictions, labels), optionally maps and figures.")
+    p.add_argument("--images", required=True, type=Path, help="directory of cropped PNGs")
+    p.add_argument("--exam-list", required=True, type=Path, help="exam list with best_center (data.pkl)")
+    p.add_argument("--output-dir", required=True, type=Path)
+    _add_model_options(p)
+    p.set_defaults(handler=run_predict)
+
+    p = subparsers.add_parser(
+        "run", help="crop, compute centres and predict in one go (resumable)",
+        description="The whole pipeline from original 16-bit PNGs: crop -> optimal centres -> predict. "
+                    "Intermediate outputs are kept in OUTPUT_DIR; a re-run skips finished stages.")
+    p.add_argument("--images", required=True, type=Path, help="directory of the original 16-bit PNGs")
+    p.add_argument("--exam-list", required=True, type=Path, help="exam list before cropping (.pkl or .json)")
+    p.add_argument("--output-dir", required=True, type=Path)
+    _add_model_options(p)
+    add_workers_option(p)
+    p.set_defaults(handler=run_run)
+
+
+def _build(args: argparse.Namespace):
+    from ..models.registry import get_model_spec
+
+    try:
+        spec = get_model_spec(args.model)
+    except KeyError as e:
+        raise ValueError(str(e).strip("'\"")) from None
+    return spec
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..data.exams import load_exam_list
+    from ..predict import predict_images
+
+    spec = _build(args)
+    options = _options(args)
+    exams = load_exam_list(args.exam_list)
+    predictor = spec.build(args.weights, args.variant, device=options.device)
+    print(f"{spec.name} variant {predictor.provenance().get('variant', '-')} on {getattr(predictor, 'device', '')}")
+    run = predict_images(predictor, exams, args.images, args.output_dir, options)
+    report_failures(run.failures, len(run.rows) + len(run.failures))
+    print(f"{len(run.rows)} predictions -> {run.csv_path}")
+    return 0
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from ..pipeline import ModelRequest, run_pipeline
+
+    spec = _build(args)
+    result = run_pipeline(args.images, args.exam_list, args.output_dir,
+                          [ModelRequest(spec.name, args.weights, args.variant)], workers=args.workers,
+                          options=_options(args))
+    for stage, failures in result.failures.items():
+        if failures:
+            print(f"{stage}:")
+            report_failures(failures, len(failures))
+    for name, run in result.predictions.items():
+        print(f"{name}: {len(run.rows)} predictions -> {run.csv_path}")
+    return 0

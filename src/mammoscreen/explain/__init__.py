@@ -1,0 +1,1 @@
+"""Explaining predictions: figures of saliency maps and ROI patches, localisation."""

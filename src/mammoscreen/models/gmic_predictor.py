@@ -1,0 +1,181 @@
+"""GMIC in the prediction engine: official checkpoints, test-time preprocessing, outputs and figure.
+
+Per image (as the official ``run_model.py``): read the cropped 16-bit PNG, mirror right-breast views so
+that all breasts face right, take the 2944x1920 window around ``best_center`` (zero-padded where the
+crop is smaller), standardise it, and run the model. ``y_fusion`` is the reported [benign, malignant]
+prediction; ``ensemble`` averages the predictions of the five official checkpoints, each with its own
+top-t% (the maps and figure of an ensemble come from model 1, as in the official code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..data.exams import ImageRecord
+from ..data.images import image_path, read_mammogram, read_png
+from ..files import sha256_file
+from ..predict import ImagePrediction, Predictor, resolve_device
+from ..preprocess.centers import GMIC_WINDOWS
+from ..preprocess.windows import (WindowGeometry, align_to_window, extract_window, flip_to_face_right,
+                                  standardize, window_geometry)
+from .gmic import GMIC, PERCENT_T, GMICConfig
+from .registry import ModelSpec, WeightFile, register_model
+from .weights import load_checkpoint, load_state_dict_into, resolve_weight_path
+
+ENSEMBLE = "ensemble"
+
+
+def load_gmic(path: str | Path, percent_t: float | None = None, config: GMICConfig = GMICConfig()) -> GMIC:
+    """A GMIC model with weights from a checkpoint (official format: a plain state dict), in eval mode."""
+    if percent_t is not None:
+        config = config.with_percent_t(percent_t)
+    model = GMIC(config)
+    state = load_checkpoint(path)
+    load_state_dict_into(model, state, source=str(path))
+    return model.eval()
+
+
+@dataclass
+class GMICInput:
+    """One preprocessed image: the standardised window and how it was cut from the cropped image."""
+
+    window: np.ndarray  # (H, W) float32
+    geometry: WindowGeometry
+    cropped_shape: tuple[int, int]
+
+
+class GMICPredictor(Predictor):
+    """Runs one GMIC checkpoint, or the mean of several (the official ensemble)."""
+
+    def __init__(self, models: Sequence[GMIC], weight_paths: Sequence[Path], variant: str,
+                 device: str | torch.device = "auto"):
+        self.spec = GMIC_SPEC
+        self.device = resolve_device(device)
+        self.models = [m.to(self.device).eval() for m in models]
+        self.weight_paths = list(weight_paths)
+        self.variant = variant
+        self.config = self.models[0].config
+        self._hashes = [sha256_file(p) for p in self.weight_paths]
+
+    def provenance(self) -> dict[str, Any]:
+        return {"model": self.spec.name, "variant": self.variant,
+                "percent_t": [m.config.percent_t for m in self.models],
+                "config": self.config.to_dict(),
+                "weights": [{"path": str(p), "sha256": h} for p, h in zip(self.weight_paths, self._hashes)]}
+
+    def prepare(self, record: ImageRecord, images_dir: Path) -> GMICInput:
+        if "best_center" not in record.metadata:
+            raise ValueError(f"image {record.name!r} has no best_center: run 'mammoscreen centers' first "
+                             "(or 'mammoscreen run', which does every stage)")
+        cropped = read_mammogram(image_path(images_dir, record.name))
+        image = flip_to_face_right(cropped.astype(np.float32), record.view, record.horizontal_flip)
+        size = self.config.input_size
+        geometry = window_geometry(image.shape, size, record.metadata["best_center"], record.view)
+        window = standardize(extract_window(image, geometry, size))
+        return GMICInput(window, geometry, cropped.shape)
+
+    @torch.inference_mode()
+    def predict_batch(self, prepared: Sequence[GMICInput]) -> list[ImagePrediction]:
+        x = torch.from_numpy(np.stack([p.window for p in prepared]))[:, None].to(self.device)
+        outputs = [model(x) for model in self.models]
+        first = outputs[0]
+        fused = torch.stack([o.y_fusion for o in outputs]).float().cpu().numpy()
+        prediction = np.nanmean(fused, axis=0)
+        results = []
+        for i, p in enumerate(prepared):
+            g = p.geometry
+            maps = {
+                "saliency_map": first.saliency_map[i].float().cpu().numpy(),
+                "patch_locations": first.patch_locations[i].cpu().numpy().astype(np.int64),
+                "patch_attention": first.patch_attention[i].float().cpu().numpy(),
+                "y_global": first.y_global[i].float().cpu().numpy(),
+                "y_local": first.y_local[i].float().cpu().numpy(),
+                "y_fusion": first.y_fusion[i].float().cpu().numpy(),
+                # How the window sits on the cropped image, to map the maps back to the image.
+                "window_borders": np.array(g.borders, dtype=np.int64),
+                "window_padding": np.array((g.pad_top, g.pad_bottom, g.pad_right), dtype=np.int64),
+                "cropped_shape": np.array(p.cropped_shape, dtype=np.int64),
+            }
+            if len(self.models) > 1:
+                maps["ensemble_prediction"] = prediction[i].astype(np.float32)
+            results.append(ImagePrediction(
+                values={"benign_pred": float(prediction[i, 0]), "malignant_pred": float(prediction[i, 1])},
+                maps=maps,
+                visual=first.patches[i].float().cpu().numpy()))
+        return results
+
+    def visualize(self, record: ImageRecord, prepared: GMICInput, prediction: ImagePrediction,
+                  segmentations: Path | None, path: Path) -> None:
+        from ..explain.visualize import gmic_figure
+
+        masks = {}
+        for kind in ("benign", "malignant"):
+            masks[kind] = None
+            if segmentations is not None:
+                mask_file = Path(segmentations) / f"{record.name}_{kind}.png"
+                if mask_file.is_file():
+                    masks[kind] = align_to_window(read_png(mask_file), record.view, record.horizontal_flip,
+                                                  prepared.geometry, self.config.input_size, prepared.cropped_shape,
+                                                  record.metadata.get("window_location"))
+        v = prediction.values
+        gmic_figure(prepared.window, prediction.maps["saliency_map"], prediction.maps["patch_locations"],
+                    prediction.visual, prediction.maps["patch_attention"], path,
+                    benign_mask=masks["benign"], malignant_mask=masks["malignant"],
+                    patch_size=self.config.patch_size,
+                    title=f"{record.name}   benign {v['benign_pred']:.3f}   malignant {v['malignant_pred']:.3f}")
+
+
+def build_gmic_predictor(weights: str | Path, variant: str | None = None, device: str = "auto",
+                         config: GMICConfig = GMICConfig(), allow_download: bool = True) -> GMICPredictor:
+    """A GMIC predictor for ``variant`` '1'-'5' or 'ensemble'.
+
+    ``weights`` is a checkpoint file, a directory holding ``sample_model_<i>.p``, or 'official'.
+    ``config`` is the architecture of the checkpoint (the published one by default); the top-t% of the
+    official variants is set from :data:`PERCENT_T`.
+    """
+    variant = str(variant or GMIC_SPEC.default_variant)
+    if variant not in GMIC_SPEC.variants:
+        raise ValueError(f"unknown GMIC model index {variant!r}; choose one of {', '.join(GMIC_SPEC.variants)}")
+    indices = [1, 2, 3, 4, 5] if variant == ENSEMBLE else [int(variant)]
+    if variant == ENSEMBLE and Path(weights).is_file():
+        raise ValueError("the ensemble needs all five checkpoints: pass a directory holding sample_model_1.p ... "
+                         "sample_model_5.p (or --weights official)")
+    paths = [resolve_weight_path(GMIC_SPEC, weights, str(i), allow_download=allow_download) for i in indices]
+    models = [load_gmic(p, PERCENT_T[i], config) for p, i in zip(paths, indices)]
+    return GMICPredictor(models, paths, variant, device)
+
+
+_LFS = "https://github.com/nyukat/GMIC/raw/master/models/"
+_SHA256 = {
+    1: "3b792e6de22fdccd34a43b4c1cc87a94f5f4fa8aed42722dce4e4badac347991",
+    2: "b09da8d5c128f42f2a2589bfec5ffa28b16cb3d00fbc5d45913cbb402d05754e",
+    3: "07800b83f06eea69c6afe05ecd83523026c391762fb6593538623acd9e715bbd",
+    4: "775b3e29301fdf7d33f16f4ee5f5a5338a23d858572c66cb0097f678cd2cb4c1",
+    5: "8209bef18775419e6d5575ae73a761458382aa342809fc3ff83b73e6c1fcf585",
+}
+_WEIGHTS_LICENSE = "AGPL-3.0 (released in the nyukat/GMIC repository)"
+
+GMIC_SPEC = register_model(ModelSpec(
+    name="gmic",
+    title="GMIC-ResNet-18: globally-aware multiple instance classifier",
+    paper=("Shen Y, Wu N, Phang J, et al. An interpretable classifier for high-resolution breast cancer screening "
+           "images utilizing weakly supervised localization. Medical Image Analysis 2021;68:101908."),
+    license=_WEIGHTS_LICENSE,
+    output_level="image",
+    prediction_columns=("benign_pred", "malignant_pred"),
+    input_description=("cropped 16-bit PNG, breast mirrored to face right, 2944x1920 window around best_center, "
+                       "standardised per image"),
+    needs_crop=True,
+    center_windows=GMIC_WINDOWS,
+    weights={str(i): WeightFile(f"sample_model_{i}.p", _LFS + f"sample_model_{i}.p", _SHA256[i], 60740040,
+                                _WEIGHTS_LICENSE) for i in range(1, 6)},
+    default_variant="1",
+    variants=("1", "2", "3", "4", "5", ENSEMBLE),
+    build=build_gmic_predictor,
+    extra={"percent_t": dict(PERCENT_T), "saliency_size": (46, 30), "num_patches": 6, "patch_size": (256, 256)},
+))

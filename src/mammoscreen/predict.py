@@ -1,0 +1,256 @@
+"""The prediction engine: run a model over every image of an exam list.
+
+Model-specific work lives in a :class:`Predictor` (how to load and preprocess one image, how to run a
+batch, how to draw a figure); this module does the rest the same way for every model:
+
+* images are loaded and preprocessed in a background thread while the model runs on the previous batch;
+* one unreadable or failing image is reported and skipped, the others are still predicted;
+* every finished image is journaled after its outputs (maps, figure) are written, so an interrupted run
+  continues where it stopped when re-run with the same settings;
+* ``predictions.csv`` is written atomically at the end, in the official row order (exam by exam,
+  views L-CC, R-CC, L-MLO, R-MLO), with the labels from ``cancer_label``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from abc import ABC, abstractmethod
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .batch import Failure, describe_error
+from .data.exams import Exam, ImageRecord, iter_images
+from .files import Journal, atomic_write, write_text_atomic
+from .models.registry import ModelSpec
+
+PREDICTIONS_CSV = "predictions.csv"
+FAILURES_CSV = "failures.csv"
+MAPS_DIR = "maps"
+VISUALIZATION_DIR = "visualization"
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """A torch device from 'auto', 'cpu', 'cuda' or 'cuda:N', checking that it exists."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available (no GPU, or a CPU-only "
+                             "PyTorch build); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) are visible")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {name!r}; use cpu, cuda or cuda:N")
+    return device
+
+
+@dataclass
+class PredictOptions:
+    """How to run a prediction."""
+
+    device: str = "auto"
+    batch_size: int = 1
+    save_maps: bool = False
+    visualize: bool = False
+    segmentations: Path | None = None  # directory of <image>_benign.png / <image>_malignant.png
+    progress: bool = True
+
+
+@dataclass
+class ImagePrediction:
+    """A model's output for one image."""
+
+    values: dict[str, float]  # prediction columns, e.g. {"benign_pred": 0.1, "malignant_pred": 0.02}
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # saved as maps/<image>.npz
+    visual: Any = None  # what the predictor's visualize() needs
+
+
+class Predictor(ABC):
+    """Model-specific part of prediction. Subclasses are created by the model's registry entry."""
+
+    spec: ModelSpec
+
+    @abstractmethod
+    def prepare(self, record: ImageRecord, images_dir: Path) -> Any:
+        """Load and preprocess one image (runs in a loader thread; raise on a bad image)."""
+
+    @abstractmethod
+    def predict_batch(self, prepared: Sequence[Any]) -> list[ImagePrediction]:
+        """Run the model on a batch of prepared images."""
+
+    def visualize(self, record: ImageRecord, prepared: Any, prediction: ImagePrediction,
+                  segmentations: Path | None, path: Path) -> None:
+        """Draw the model's explanation figure for one image to ``path`` (PNG)."""
+        raise NotImplementedError(f"{self.spec.name} has no visualisation")
+
+    def provenance(self) -> dict[str, Any]:
+        """What identifies this run's model: name, variant, weight files and their sha256."""
+        return {"model": self.spec.name}
+
+
+@dataclass
+class PredictionRun:
+    """The result of :func:`predict_images`."""
+
+    csv_path: Path
+    rows: list[dict[str, Any]]
+    failures: list[Failure]
+
+
+def label_column(prediction_column: str) -> str:
+    """'malignant_pred' -> 'malignant_label'."""
+    return prediction_column[: -len("_pred")] + "_label" if prediction_column.endswith("_pred") else prediction_column + "_label"
+
+
+def _format(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.9g}"  # enough digits to restore any float32 exactly
+    return str(value)
+
+
+def write_predictions_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Write prediction rows atomically with the given column order."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_format(row.get(c)) for c in columns])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def save_maps(path: Path, maps: dict[str, np.ndarray]) -> None:
+    """Write a maps .npz atomically."""
+    with atomic_write(path, "wb") as f:
+        np.savez_compressed(f, **maps)
+
+
+def _prefetch(predictor: Predictor, records: Sequence[ImageRecord], images_dir: Path,
+              depth: int) -> Iterator[tuple[ImageRecord, Future]]:
+    """Yield (record, future of prepared input) in order, keeping ``depth`` loads in flight."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-loader") as pool:
+        pending: deque[tuple[ImageRecord, Future]] = deque()
+        it = iter(records)
+        for record in it:
+            pending.append((record, pool.submit(predictor.prepare, record, images_dir)))
+            if len(pending) >= depth:
+                break
+        while pending:
+            yield pending.popleft()
+            record = next(it, None)
+            if record is not None:
+                pending.append((record, pool.submit(predictor.prepare, record, images_dir)))
+
+
+def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str | Path, output_dir: str | Path,
+                   options: PredictOptions = PredictOptions()) -> PredictionRun:
+    """Run ``predictor`` over every image of ``exams`` and write ``output_dir/predictions.csv``.
+
+    With ``options.save_maps`` each image's maps go to ``output_dir/maps/<image>.npz``; with
+    ``options.visualize`` its figure to ``output_dir/visualization/<image>.png``.
+    """
+    images_dir, output_dir = Path(images_dir), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    records = list(iter_images(exams))
+    names = [r.name for r in records]
+    duplicates = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
+    if duplicates:
+        raise ValueError(f"image names occur more than once in the exam list: {', '.join(duplicates[:5])}")
+
+    maps_path = lambda r: output_dir / MAPS_DIR / f"{r.name}.npz"  # noqa: E731
+    figure_path = lambda r: output_dir / VISUALIZATION_DIR / f"{r.name}.png"  # noqa: E731
+    journal = Journal(output_dir / ".predict_journal.jsonl",
+                      fingerprint={**predictor.provenance(), "images": str(images_dir.resolve())})
+
+    def finished(r: ImageRecord) -> bool:
+        return (r.name in journal and (not options.save_maps or maps_path(r).is_file())
+                and (not options.visualize or figure_path(r).is_file()))
+
+    todo = [r for r in records if not finished(r)]
+    failures: list[Failure] = []
+    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=predictor.spec.name, unit="img",
+               disable=not options.progress, file=sys.stderr, dynamic_ncols=True)
+
+    def fail(record: ImageRecord, error: BaseException) -> None:
+        failures.append(Failure(record.name, describe_error(error)))
+        bar.write(f"skipped {record.name}: {describe_error(error)}", file=sys.stderr)
+        bar.update(1)
+
+    def write_outputs(record: ImageRecord, prepared: Any, prediction: ImagePrediction) -> None:
+        try:
+            if options.save_maps:
+                save_maps(maps_path(record), prediction.maps)
+            if options.visualize:
+                predictor.visualize(record, prepared, prediction, options.segmentations, figure_path(record))
+        except Exception as error:  # an output that cannot be written must not stop the run
+            fail(record, error)
+            return
+        journal.record(record.name, {k: float(v) for k, v in prediction.values.items()})
+        bar.update(1)
+
+    def run_batch(batch: list[tuple[ImageRecord, Any]]) -> list[tuple[ImageRecord, Any, ImagePrediction]]:
+        try:
+            predictions = predictor.predict_batch([p for _, p in batch])
+            return [(r, p, pred) for (r, p), pred in zip(batch, predictions)]
+        except Exception as error:
+            if len(batch) == 1:
+                fail(batch[0][0], error)
+                return []
+            # Find the culprit: run the images one by one.
+            return [out for item in batch for out in run_batch([item])]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-writer") as writer:
+        writes: list[Future] = []
+        batch: list[tuple[ImageRecord, Any]] = []
+        try:
+            for record, future in _prefetch(predictor, todo, images_dir, depth=max(2, 2 * options.batch_size)):
+                try:
+                    batch.append((record, future.result()))
+                except Exception as error:
+                    fail(record, error)
+                if len(batch) >= options.batch_size:
+                    writes += [writer.submit(write_outputs, *out) for out in run_batch(batch)]
+                    batch = []
+            if batch:
+                writes += [writer.submit(write_outputs, *out) for out in run_batch(batch)]
+        finally:
+            for w in writes:
+                w.result()
+            bar.close()
+
+    columns = ["image_index", *predictor.spec.prediction_columns,
+               *[label_column(c) for c in predictor.spec.prediction_columns]]
+    rows = []
+    for record in records:
+        if record.name not in journal:
+            continue
+        row: dict[str, Any] = {"image_index": record.name, **journal[record.name]}
+        labels = {"benign_label": record.benign_label, "malignant_label": record.malignant_label}
+        for c in predictor.spec.prediction_columns:
+            row[label_column(c)] = labels.get(label_column(c))
+        rows.append(row)
+    csv_path = output_dir / PREDICTIONS_CSV
+    write_predictions_csv(csv_path, rows, columns)
+    failures_path = output_dir / FAILURES_CSV
+    if failures:
+        write_predictions_csv(failures_path, [{"image_index": f.name, "reason": f.reason} for f in failures],
+                              ["image_index", "reason"])
+    elif failures_path.exists():
+        failures_path.unlink()
+    return PredictionRun(csv_path, rows, failures)

@@ -1,0 +1,69 @@
+"""The optimal-centre window search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mammoscreen.preprocess.centers import optimal_center
+
+
+def brute_force_cc_center(image, rightmost_x, window):
+    """The documented rule, by direct counting: right edge pinned at the nipple column, the row whose
+    window covers most non-zero pixels (windows off the top are shifted down, off the bottom clipped),
+    ties broken by distance to the image centre, then by order."""
+    h, w = window
+    height, width = image.shape
+    col = rightmost_x - w // 2 - 1
+    lowest, highest = h // 2, height - (h - h // 2)
+    rows = [height // 2] if lowest >= highest else range(lowest, highest + 1)
+    best, best_key = None, None
+    for row in rows:
+        t, l = row - h // 2, col - w // 2
+        dy, dx = max(-t, 0), max(-l, 0)
+        t0, l0 = max(t, 0), max(l, 0)
+        b0, r0 = min(row + h - h // 2 + dy, height), min(col + w - w // 2 + dx, width)
+        count = int((image[t0:b0, l0:r0] > 0).sum())
+        key = (-count, (row - height // 2) ** 2 + (col - width // 2) ** 2)
+        if best_key is None or key < best_key:
+            best, best_key = (row, col), key
+    return best
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_cc_search_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    height, width = rng.integers(60, 140), rng.integers(30, 80)
+    image = np.zeros((height, width), np.uint16)
+    for _ in range(4):
+        r, c = rng.integers(0, height), rng.integers(0, width)
+        image[r:r + rng.integers(5, 40), c:c + rng.integers(5, 30)] = 100
+    window = (int(rng.integers(20, 70)), int(rng.integers(10, 50)))
+    rightmost_x = int(rng.integers(5, width))
+    assert optimal_center(image, "L-CC", rightmost_x, 0, window) == brute_force_cc_center(image, rightmost_x, window)
+
+
+def test_cc_ties_go_to_the_row_closest_to_the_centre():
+    image = np.ones((100, 20), np.uint16)  # every window covers the same number of pixels
+    assert optimal_center(image, "R-CC", 15, 0, (40, 10)) == (50, 9)
+
+
+def test_short_cc_image_uses_the_image_centre_row():
+    image = np.ones((30, 20), np.uint16)
+    assert optimal_center(image, "L-CC", 12, 0, (40, 10)) == (15, 6)
+
+
+def test_mlo_pins_the_bottom_right_corner():
+    image = np.zeros((100, 50), np.uint16)
+    image[10:80, :] = 1
+    # bottom-most breast row 90 is pulled up to the last non-zero row (79) ...
+    assert optimal_center(image, "L-MLO", 30, 90, (40, 20)) == (79 - 20 - 1, 30 - 10 - 1)
+    assert optimal_center(image, "L-MLO", 30, 60, (40, 20)) == (60 - 20 - 1, 30 - 10 - 1)
+    # ... looking only at the window's width of columns from the right edge
+    image[10:80, 30:] = 0
+    assert optimal_center(image, "L-MLO", 30, 90, (40, 20)) == (90 - 20 - 1, 30 - 10 - 1)
+
+
+def test_unknown_view_is_an_error():
+    with pytest.raises(ValueError, match="CC or MLO"):
+        optimal_center(np.ones((10, 10)), "L-XCCL", 5, 5, (4, 4))
