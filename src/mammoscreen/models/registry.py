@@ -11,6 +11,7 @@ that :mod:`mammoscreen.models.weights` can find, download and verify them.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -70,9 +71,16 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+# Modules whose import registers the built-in models (one per model family).
+BUILTIN_MODEL_MODULES = [
+    "mammoscreen.models.gmic_predictor",
+]
+
+
 def _load_builtin_models() -> None:
     # Importing the model modules registers them; done lazily so that importing the registry is cheap.
-    from . import gmic_predictor  # noqa: F401
+    for module in BUILTIN_MODEL_MODULES:
+        importlib.import_module(module)
 
 
 def get_model_spec(name: str) -> ModelSpec:
