@@ -237,6 +237,9 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     columns = ["image_index", *predictor.spec.prediction_columns,
                *[label_column(c) for c in predictor.spec.prediction_columns]]
     rows = []
+    if predictor.spec.csv_view_order:  # the model's official script orders views differently within an exam
+        rank = {view: i for i, view in enumerate(predictor.spec.csv_view_order)}
+        records = sorted(records, key=lambda r: (r.exam_index, rank.get(r.view, len(rank)), r.index_in_view))
     for record in records:
         if record.name not in journal:
             continue
