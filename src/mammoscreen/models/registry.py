@@ -78,6 +78,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 BUILTIN_MODEL_MODULES = [
     "mammoscreen.models.gmic_predictor",
     "mammoscreen.models.end2end_predictor",
+    "mammoscreen.models.frcnn_predictor",
 ]
 
 
