@@ -120,27 +120,33 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, max_keep: i
     """Greedy non-maximum suppression as py-faster-rcnn: areas with +1, suppress IoU > ``threshold``.
 
     Boxes are visited by descending score (ties in input order); returns the kept indices in that
-    order, at most ``max_keep``.
+    order, at most ``max_keep``. Runs on the CPU in float32 (a few thousand boxes; the sequential
+    greedy loop is faster there than as many small device operations), on any device's tensors.
     """
-    order = torch.sort(scores, descending=True, stable=True).indices
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    device = boxes.device
+    scores_np = scores.detach().float().cpu().numpy()
+    order = np.argsort(-scores_np, kind="stable")  # descending; ties keep input order
+    b = boxes.detach().float().cpu().numpy()[order]
+    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    keep = []
-    remaining = order
-    while remaining.numel() > 0:
-        i = remaining[0]
+    n = len(order)
+    suppressed = np.zeros(n, dtype=bool)
+    keep: list[int] = []
+    i = 0
+    while i < n:
         keep.append(i)
         if max_keep is not None and len(keep) >= max_keep:
             break
-        rest = remaining[1:]
-        w = (torch.minimum(x2[i], x2[rest]) - torch.maximum(x1[i], x1[rest]) + 1).clamp(min=0)
-        h = (torch.minimum(y2[i], y2[rest]) - torch.maximum(y1[i], y1[rest]) + 1).clamp(min=0)
+        rest = slice(i + 1, n)
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1, 0)
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1, 0)
         inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
-        remaining = rest[iou <= threshold]
-    if not keep:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    return torch.stack(keep)
+        suppressed[rest] |= inter / (areas[i] + areas[rest] - inter) > threshold
+        following = np.flatnonzero(~suppressed[rest])
+        if following.size == 0:
+            break
+        i = i + 1 + int(following[0])
+    return torch.from_numpy(order[np.array(keep, dtype=np.int64)]).to(device)
 
 
 def _round_half_away(x: torch.Tensor) -> torch.Tensor:
