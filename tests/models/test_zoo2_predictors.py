@@ -145,3 +145,19 @@ def test_pipeline_runs_both_models_on_the_original_images(dataset, tmp_path, mon
     again = run_pipeline(dataset["images"], exam_list, out, requests, options=options, log=lambda m: None)
     assert not again.failures["frcnn_cad"] and len(again.predictions["end2end"].rows) == 2  # resumed
     assert (out / "frcnn_cad" / "predictions.csv").read_text() == before
+
+
+def test_cli_run_with_a_model_option(dataset, tmp_path, capsys):
+    from mammoscreen.cli import main
+
+    out = tmp_path / "cli"
+    args = ["run", "--model", "end2end", "--weights", str(dataset["weights"]), "--images", str(dataset["images"]),
+            "--exam-list", str(dataset["exam_list"]), "--output-dir", str(out), "--device", "cpu", "--quiet",
+            "--workers", "1"]
+    assert main(args + ["--model-option", "mean_pixel_intensity=nyu"]) == 0
+    rows = _rows(out / "end2end" / "predictions.csv")
+    assert [r["image_index"] for r in rows] == OFFICIAL_ORDER
+    journal = (out / "end2end" / ".predict_journal.jsonl").read_text()
+    assert '"mean_pixel_intensity": 31.28' in journal  # the option reached the predictor
+    assert main(args + ["--model-option", "scale=2"]) == 2
+    assert "has no option scale" in capsys.readouterr().err

@@ -14,6 +14,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="checkpoint file, a directory holding the official file names, or 'official' (cache/download)")
     p.add_argument("--model-index", "--variant", dest="variant", default=None,
                    help="model variant; for GMIC 1-5 or 'ensemble' (default 1)")
+    p.add_argument("--model-option", dest="model_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="model-specific setting passed to the model's builder, e.g. mean_pixel_intensity=nyu for "
+                        "end2end (see docs/models/<model>.md); repeatable")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
@@ -55,6 +58,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_run)
 
 
+def _model_options(args: argparse.Namespace, spec) -> dict[str, str]:
+    """--model-option KEY=VALUE pairs, checked against the model builder's keyword arguments."""
+    import inspect
+
+    options = {}
+    for item in args.model_options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = value.strip()
+    accepted = [name for name, p in inspect.signature(spec.build).parameters.items()
+                if p.kind == p.KEYWORD_ONLY or (p.kind == p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)]
+    accepted = [name for name in accepted if name not in ("device", "variant", "allow_download")]
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        raise ValueError(f"model {spec.name} has no option {', '.join(unknown)}; its options: "
+                         f"{', '.join(accepted) or 'none'}")
+    return options
+
+
 def _build(args: argparse.Namespace):
     from ..models.registry import get_model_spec
 
@@ -72,7 +95,7 @@ def run_predict(args: argparse.Namespace) -> int:
     spec = _build(args)
     options = _options(args)
     exams = load_exam_list(args.exam_list)
-    predictor = spec.build(args.weights, args.variant, device=options.device)
+    predictor = spec.build(args.weights, args.variant, device=options.device, **_model_options(args, spec))
     print(f"{spec.name} variant {predictor.provenance().get('variant', '-')} on {getattr(predictor, 'device', '')}")
     run = predict_images(predictor, exams, args.images, args.output_dir, options)
     report_failures(run.failures, len(run.rows) + len(run.failures))
@@ -85,7 +108,8 @@ def run_run(args: argparse.Namespace) -> int:
 
     spec = _build(args)
     result = run_pipeline(args.images, args.exam_list, args.output_dir,
-                          [ModelRequest(spec.name, args.weights, args.variant)], workers=args.workers,
+                          [ModelRequest(spec.name, args.weights, args.variant, _model_options(args, spec))],
+                          workers=args.workers,
                           options=_options(args))
     for stage, failures in result.failures.items():
         if failures:

@@ -17,8 +17,9 @@ The test network of ``vgg16_frcnn_cad_test.prototxt``, step by step as Caffe and
    [background, benign, malignant] and ``bbox_pred`` (4 deltas per class).
 
 Channel widths are read from the weights, so smaller networks of the same topology load too. Ties in
-the RPN scores (common in the flat background) are broken by anchor order (a stable sort), where
-numpy's unstable sort in the official code is arbitrary.
+the RPN scores (common in the flat background) are broken deterministically: the official
+``argsort()[::-1]`` expressions are evaluated with a stable sort, where numpy's default sort leaves
+their order to chance (and float noise of ~1e-7 reorders near-ties between any two implementations).
 """
 
 from __future__ import annotations
@@ -119,13 +120,14 @@ def clip_boxes(boxes: torch.Tensor, height: float, width: float) -> torch.Tensor
 def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, max_keep: int | None = None) -> torch.Tensor:
     """Greedy non-maximum suppression as py-faster-rcnn: areas with +1, suppress IoU > ``threshold``.
 
-    Boxes are visited by descending score (ties in input order); returns the kept indices in that
-    order, at most ``max_keep``. Runs on the CPU in float32 (a few thousand boxes; the sequential
+    Boxes are visited in the order of the official ``scores.argsort()[::-1]`` with a stable sort
+    (descending score, ties from the last to the first); returns the kept indices in that order, at
+    most ``max_keep``. Runs on the CPU in float32 (a few thousand boxes; the sequential
     greedy loop is faster there than as many small device operations), on any device's tensors.
     """
     device = boxes.device
     scores_np = scores.detach().float().cpu().numpy()
-    order = np.argsort(-scores_np, kind="stable")  # descending; ties keep input order
+    order = np.argsort(scores_np, kind="stable")[::-1]  # the official argsort()[::-1], made deterministic
     b = boxes.detach().float().cpu().numpy()[order]
     x1, y1, x2, y2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
@@ -273,7 +275,8 @@ class FasterRCNNVGG16(nn.Module):
         heights = boxes[:, 3] - boxes[:, 1] + 1
         keep = torch.nonzero((widths >= float(min_size)) & (heights >= float(min_size))).squeeze(1)
         boxes, scores = boxes[keep], scores[keep]
-        order = torch.sort(scores, descending=True, stable=True).indices[: cfg.pre_nms_top_n]
+        # The official scores.argsort()[::-1] with a stable sort: ties in the flat background go by anchor order.
+        order = torch.sort(scores, stable=True).indices.flip(0)[: cfg.pre_nms_top_n]
         boxes, scores = boxes[order], scores[order]
         kept = nms(boxes, scores, cfg.nms_threshold, cfg.post_nms_top_n)
         return boxes[kept], scores[kept]
