@@ -237,3 +237,12 @@ def test_batchnorm_epsilon_comes_from_the_file(tiny_file, tmp_path):
     assert model.network.layers["batch_normalization_1"].eps == 0.5
     assert load_end2end(tiny_file).network.layers["model_1"].layers["bn_conv1"].eps == 1e-3
 
+
+
+def test_folding_batchnorm_into_convolutions_keeps_the_outputs(tiny_file):
+    plain, folded = load_end2end(tiny_file), load_end2end(tiny_file, fold_batchnorm=True)
+    assert isinstance(folded.network.layers["model_1"].layers["bn_conv1"], torch.nn.Identity)
+    assert isinstance(folded.network.layers["batch_normalization_1"], torch.nn.Identity)
+    images = torch.from_numpy(np.random.default_rng(5).normal(0, 30, (2, 64, 48)).astype(np.float32))
+    with torch.inference_mode():
+        assert torch.allclose(plain(images), folded(images), atol=1e-6)

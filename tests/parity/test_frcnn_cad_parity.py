@@ -91,10 +91,13 @@ def test_proposals_and_top_detections_match(ref, pipeline_run, name):
     top = np.argsort(-probabilities[:, 2], kind="stable")[:10]
     assert np.abs(probabilities[top] - reference["top10_cls_prob"]).max() <= 1e-4
     assert np.abs(maps["proposals"][top] - reference["top10_boxes_orig"]).max() <= 0.05
-    # strongest malignant detections after the score's NMS at 0.1
+    # the malignant detections (after the score's NMS at 0.1) that come from those ten RoIs; weaker ones
+    # may come from background RoIs that differ with the tie order
     ours, official = maps["malignant_detections"], reference["dets_after_nms01"]
-    assert np.abs(ours[:5, 4] - official[:5, 4]).max() <= 1e-4
-    assert np.abs(ours[:5, :4] - official[:5, :4]).max() <= 0.05
+    k = int((official[:, 4] >= reference["top10_cls_prob"][-1, 2] - 1e-6).sum())
+    assert k >= 1 and len(ours) >= k
+    assert np.abs(ours[:k, 4] - official[:k, 4]).max() <= 1e-4
+    assert np.abs(ours[:k, :4] - official[:k, :4]).max() <= 0.05
 
 
 def test_proposals_match_as_a_set(ref, pipeline_run):

@@ -170,7 +170,7 @@ def build_end2end_predictor(weights: str | Path, variant: str | None = None, dev
         path = resolve_weight_path(END2END_SPEC, weights, variant, allow_download=allow_download)
     except WeightsError as e:
         raise WeightsError(f"{e} The end2end files are published at {WEIGHTS_PAGE}") from None
-    return End2EndPredictor(load_end2end(path), path, variant, device, mean_pixel_intensity)
+    return End2EndPredictor(load_end2end(path, fold_batchnorm=True), path, variant, device, mean_pixel_intensity)
 
 
 END2END_SPEC = register_model(ModelSpec(

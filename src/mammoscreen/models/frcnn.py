@@ -240,6 +240,8 @@ class FasterRCNNVGG16(nn.Module):
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """conv5_3 features (after ReLU), stride 16."""
+        # Channels-last feature maps: oneDNN and cuDNN convolve them without reordering every layer.
+        x = x.contiguous(memory_format=torch.channels_last)
         for i, stage in enumerate(VGG16_CONVS):
             for name in stage:
                 x = F.relu(getattr(self, name)(x), inplace=True)
@@ -330,7 +332,7 @@ def frcnn_from_caffe(layers: dict, config: ProposalConfig = ProposalConfig(), so
         state[f"{n}.weight"] = torch.from_numpy(np.array(w, dtype=np.float32)).reshape(target)
         state[f"{n}.bias"] = torch.from_numpy(np.array(b, dtype=np.float32)).reshape(-1)
     load_state_dict_into(model, state, source=source)
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()
 
 
 def load_frcnn(path, config: ProposalConfig = ProposalConfig()) -> FasterRCNNVGG16:
