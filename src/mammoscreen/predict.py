@@ -13,6 +13,7 @@ batch, how to draw a figure); this module does the rest the same way for every m
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sys
@@ -57,6 +58,27 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"unsupported device {name!r}; use cpu, cuda or cuda:N")
     return device
+
+
+@contextlib.contextmanager
+def full_fp32(device: torch.device) -> Iterator[None]:
+    """Run CUDA convolutions and matmuls in true float32 (no TF32), so GPU numbers match the CPU's.
+
+    PyTorch lets cuDNN use TF32 for convolutions by default on Ampere and newer GPUs (~1e-3 relative
+    error); parity with the published float32 implementations needs it off. No effect on the CPU.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                     allow_tf32=False):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
 @dataclass
