@@ -80,7 +80,6 @@ def worker(task: dict) -> dict:
         setattr(predictor, name, timed)
 
     exams = load_exam_list(task["exam_list"])
-    names = [n for e in exams for v in ("L-CC", "L-MLO", "R-CC", "R-MLO") for n in e.images.get(v, [])]
     options = PredictOptions(device=task["device"], progress=False, save_maps=True)
     work = Path(task["work_dir"])
     first = exams[0]
@@ -95,7 +94,7 @@ def worker(task: dict) -> dict:
     n = len(run.rows)
     if n == 0:
         raise RuntimeError(f"no image predicted: {[str(f) for f in run.failures]}")
-    return {"model": spec.name, "images": n, "image_names": names, "seconds_per_image": total / n,
+    return {"model": spec.name, "images": n, "seconds_per_image": total / n,
             "cpu_seconds_per_image": cpu / n, "prepare_seconds_per_image": timers["prepare"] / n,
             "forward_seconds_per_image": timers["predict_batch"] / n, "build_seconds": build_seconds,
             "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": rss_before}
@@ -189,8 +188,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_zoo2_"))
     print(f"{args.threads} threads, device {args.device}, load average {os.getloadavg()[0]:.1f} at start", flush=True)
     try:
-        # one warm-up image + the timed ones
-        exam_list = subset(args.reference / "exam_list_before_cropping.pkl", args.images + 1, work / "exams.pkl")
+        # the timed images (the first is also run once before, untimed, as a warm-up)
+        exam_list = subset(args.reference / "exam_list_before_cropping.pkl", args.images, work / "exams.pkl")
         rows = []
         for model in [m.strip() for m in args.models.split(",") if m.strip()]:
             path = weights.get(model) or str(reference_weights(model, args.reference, work / "weights"))
