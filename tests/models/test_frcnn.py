@@ -160,6 +160,12 @@ def test_tiny_network_loads_caffe_weights_by_layer_name(tiny_model):
     assert tiny_model.conv5_3.weight.shape == (4, 4, 3, 3) and tiny_model.cls_score.out_features == 3
 
 
+def test_legacy_blob_shapes_load_the_same_network(tiny_model, tmp_path):
+    legacy = load_frcnn(write_tiny_frcnn(tmp_path / "legacy.caffemodel", legacy_shape=True, packed=False))
+    reference = tiny_model.state_dict()
+    assert all(torch.equal(reference[k], v) for k, v in legacy.state_dict().items())
+
+
 def _manual_rpn_foreground(model, features):
     """Caffe: reshape (1, 18, H, W) -> (1, 2, 9H, W), softmax over the 2, reshape back, take channels 9..17."""
     h = torch.relu(model.rpn_conv(features))

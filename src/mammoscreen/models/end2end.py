@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -71,9 +71,9 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
 class KerasConv2d(nn.Module):
     """Keras ``Conv2D`` (channels-last kernel converted to OIHW at load)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int], stride: tuple[int, int] = (1, 1),
-                 padding: str = "valid", dilation: tuple[int, int] = (1, 1), bias: bool = True,
-                 activation: str = "linear"):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int],
+                 stride: tuple[int, int] = (1, 1), padding: str = "valid", dilation: tuple[int, int] = (1, 1),
+                 bias: bool = True, activation: str = "linear"):
         super().__init__()
         if padding not in ("valid", "same"):
             raise KerasFileError(f"Conv2D padding {padding!r} is not supported")
@@ -183,7 +183,8 @@ class KerasPool2d(nn.Module):
                 return F.max_pool2d(x, self.pool_size, self.strides)
             # TensorFlow averages over the valid positions only.
             padded = F.pad(x, (left, right, top, bottom))
-            count = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), (left, right, top, bottom)), self.pool_size, self.strides)
+            ones = F.pad(torch.ones_like(x[:1, :1]), (left, right, top, bottom))
+            count = F.avg_pool2d(ones, self.pool_size, self.strides)
             return F.avg_pool2d(padded, self.pool_size, self.strides) / count
         pool = F.max_pool2d if self.mode == "max" else F.avg_pool2d
         return pool(x, self.pool_size, self.strides)
@@ -285,7 +286,8 @@ def build_layer(layer: KerasLayerSpec, params: Mapping[str, np.ndarray] | None, 
     if kind == "Conv2D":
         _check_channels_last(layer)
         kernel = params["kernel"]
-        if kernel.ndim != 4 or tuple(kernel.shape[:2]) != _pair(c["kernel_size"]) or kernel.shape[3] != int(c["filters"]):
+        if (kernel.ndim != 4 or tuple(kernel.shape[:2]) != _pair(c["kernel_size"])
+                or kernel.shape[3] != int(c["filters"])):
             raise KerasFileError(f"{where}: kernel of shape {kernel.shape} does not fit kernel_size {c['kernel_size']} "
                                  f"and {c['filters']} filters")
         if int(c.get("groups", 1)) != 1:
@@ -297,7 +299,8 @@ def build_layer(layer: KerasLayerSpec, params: Mapping[str, np.ndarray] | None, 
         kernel = params["kernel"]
         if kernel.ndim != 2 or kernel.shape[1] != int(c["units"]):
             raise KerasFileError(f"{where}: kernel of shape {kernel.shape} does not fit {c['units']} units")
-        return KerasDense(kernel.shape[0], kernel.shape[1], bool(c.get("use_bias", True)), c.get("activation", "linear"))
+        return KerasDense(kernel.shape[0], kernel.shape[1], bool(c.get("use_bias", True)),
+                          c.get("activation", "linear"))
     if kind == "BatchNormalization":
         axis = c.get("axis", -1)
         axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis

@@ -41,6 +41,8 @@ VGG16_CONVS: tuple[tuple[str, ...], ...] = (
 )
 """Convolutions of each VGG16 stage; stages 1-4 end with a 2x2 max-pool."""
 
+INNER_PRODUCTS = ("fc6", "fc7", "cls_score", "bbox_pred")
+
 CAFFE_NAMES = {"rpn_conv": "rpn_conv/3x3"}
 """Module names that differ from the Caffe layer names ('/' cannot appear in a module name)."""
 
@@ -302,7 +304,8 @@ class FasterRCNNVGG16(nn.Module):
         return FRCNNOutput(rois, rpn_scores, cls_prob, bbox_pred)
 
 
-def frcnn_from_caffe(layers: dict, config: ProposalConfig = ProposalConfig(), source: str = "caffemodel") -> FasterRCNNVGG16:
+def frcnn_from_caffe(layers: dict, config: ProposalConfig = ProposalConfig(),
+                     source: str = "caffemodel") -> FasterRCNNVGG16:
     """A :class:`FasterRCNNVGG16` with the weights of a parsed caffemodel (``{name: CaffeLayer}``), in eval mode."""
     from .weights import WeightsError, load_state_dict_into
 
@@ -314,12 +317,16 @@ def frcnn_from_caffe(layers: dict, config: ProposalConfig = ProposalConfig(), so
     for n in module_names:
         blobs = layers[CAFFE_NAMES.get(n, n)].blobs
         if len(blobs) != 2:
-            raise WeightsError(f"{source}: layer {CAFFE_NAMES.get(n, n)} has {len(blobs)} blobs, expected weight and bias")
-    weight = lambda n: layers[CAFFE_NAMES.get(n, n)].blobs[0]  # noqa: E731
-    channels = [int(weight(n).shape[0]) for n in names]
-    num_classes = int(weight("cls_score").reshape(weight("cls_score").shape[0], -1).shape[0])
-    model = FasterRCNNVGG16(channels, int(weight("rpn_conv").shape[0]), int(weight("fc6").shape[0]), num_classes,
-                            config)
+            raise WeightsError(f"{source}: layer {CAFFE_NAMES.get(n, n)} has {len(blobs)} blobs, "
+                               "expected weight and bias")
+
+    def outputs(n: str) -> int:
+        # Legacy blobs store an InnerProduct weight as (1, 1, out, in); others put the outputs first.
+        shape = layers[CAFFE_NAMES.get(n, n)].blobs[0].shape
+        return int(shape[-2] if len(shape) == 4 and shape[:2] == (1, 1) and n in INNER_PRODUCTS else shape[0])
+
+    channels = [outputs(n) for n in names]
+    model = FasterRCNNVGG16(channels, outputs("rpn_conv"), outputs("fc6"), outputs("cls_score"), config)
     state = {}
     expected = model.state_dict()
     for n in module_names:
