@@ -8,7 +8,7 @@ batch, how to draw a figure); this module does the rest the same way for every m
 * every finished image is journaled after its outputs (maps, figure) are written, so an interrupted run
   continues where it stopped when re-run with the same settings;
 * ``predictions.csv`` is written atomically at the end, in the official row order (exam by exam,
-  views L-CC, R-CC, L-MLO, R-MLO), with the labels from ``cancer_label``.
+  views L-CC, R-CC, L-MLO, R-MLO, or the model's ``csv_view_order``), with the labels from ``cancer_label``.
 """
 
 from __future__ import annotations
