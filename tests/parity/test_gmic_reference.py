@@ -118,3 +118,18 @@ def test_ensemble_averages_the_five_checkpoints(reference_dir, tmp_path):
         assert float(row["malignant_pred"]) == pytest.approx(float(official["y_fusion"][0, 1]), abs=TOL)
         maps = np.load(tmp_path / "out" / "maps" / f"{row['image_index']}.npz")
         np.testing.assert_allclose(maps["ensemble_prediction"], official["y_fusion"][0], atol=TOL)
+
+
+def test_rerun_skips_finished_stages_and_images(run_dir, reference_dir, capsys):
+    before = {p: p.stat().st_mtime_ns for p in (run_dir / "cropped_images").iterdir()}
+    csv_before = (run_dir / "gmic" / "predictions.csv").read_text()
+    code = main(["run", "--model", "gmic", "--weights", str(reference_dir / "gmic" / "gmic_reference.p"),
+                 "--images", str(reference_dir / "images"),
+                 "--exam-list", str(reference_dir / "exam_list_before_cropping.pkl"),
+                 "--output-dir", str(run_dir), "--save-maps", "--visualize",
+                 "--segmentations", str(reference_dir / "segmentation"), "--device", "cpu", "--quiet"])
+    assert code == 0
+    log = capsys.readouterr().err
+    assert "crop: up to date" in log and "centres (data.pkl): up to date" in log
+    assert {p: p.stat().st_mtime_ns for p in (run_dir / "cropped_images").iterdir()} == before
+    assert (run_dir / "gmic" / "predictions.csv").read_text() == csv_before
