@@ -115,3 +115,14 @@ def test_device_names():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+def test_a_changed_input_image_is_predicted_again(tmp_path):
+    images, exams = make_data(tmp_path, [{"L-CC": "x_lcc", "R-CC": "x_rcc"}])
+    out = tmp_path / "out"
+    predict_images(MeanIntensity(), exams, images, out, PredictOptions(progress=False))
+    write_png(images / "x_rcc.png", np.full((8, 6), 2000, np.uint16))
+    again = MeanIntensity()
+    run = predict_images(again, exams, images, out, PredictOptions(progress=False))
+    assert again.batches == [["x_rcc"]]
+    assert float(read_csv(run.csv_path)[1]["benign_pred"]) == pytest.approx(2.0)
