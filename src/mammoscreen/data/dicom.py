@@ -283,7 +283,7 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
         item = sequence[policy.voi_index]
         descriptor = [int(v) for v in item.LUTDescriptor]
         bits = descriptor[2]
-        values = apply_voi(values, ds, index=policy.voi_index, prefer_lut=True)
+        values = apply_voi(values, ds, index=policy.voi_index)
         record.update({"voi_lut_index": policy.voi_index, "voi_lut_descriptor": descriptor,
                        "voi_lut_explanation": str(item.get("LUTExplanation", "")) or None})
     else:
