@@ -22,7 +22,7 @@ from .images import ImageFileError, image_path, read_png
 
 MIN_SIDE = 100
 MAX_SIDE = 10000
-SMALL_SIDE = 512  # below this an image is legal but suspiciously small for a mammogram
+SMALL_SIDE = 400  # below this an image is legal but suspiciously small for a mammogram
 MIN_BREAST_FRACTION = 0.02
 KNOWN_LABEL_KEYS = set(LABEL_KEYS) | {"benign", "malignant", "unknown"}
 TWELVE_BIT_NOTE = ("values stay within 0..4095: 12-bit data stored without the rescale to 16 bits (as GMIC's "
