@@ -94,8 +94,16 @@ def iter_files(input_dir: Path, exclude: Iterable[Path] = ()) -> list[Path]:
     return out
 
 
+NOT_DICOM = "not a DICOM file"
+
+
 def _scan_file(path: str, accept: AcceptPolicy) -> dict:
-    ds = read_dicom(path)
+    try:
+        ds = read_dicom(path)
+    except DicomFileError as e:
+        if str(e).endswith(NOT_DICOM):  # other files are expected in a DICOM tree: skip them quietly
+            return {"skip": NOT_DICOM}
+        raise
     reason = skip_reason(ds, accept)
     if reason is not None:
         return {"skip": reason}
@@ -129,9 +137,6 @@ def scan_dicom_dir(input_dir: str | Path, accept: AcceptPolicy = AcceptPolicy(),
             skipped.append((path, result["skip"]))
         else:
             sources.append(DicomSource(**result["source"]))
-    not_dicom = [f for f in failures if f.reason.endswith("not a DICOM file")]
-    skipped.extend((f.name, "not a DICOM file") for f in not_dicom)
-    failures = [f for f in failures if f not in not_dicom]
     return sources, skipped, failures
 
 
