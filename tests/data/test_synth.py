@@ -195,3 +195,9 @@ def test_pickle_holds_only_plain_python_types(tmp_path):
         return isinstance(value, (str, int, float, type(None)))
 
     assert plain(data)
+
+
+def test_shared_synthetic_dataset_fixture(synthetic_dataset):
+    exams = load_exam_list(synthetic_dataset / "exam_list.pkl")
+    assert len(exams) == 4
+    assert read_png(synthetic_dataset / "images" / "3_R-MLO.png").shape == (832, 640)

@@ -20,8 +20,8 @@ COARSE_MM = 0.45
 
 
 def coarse_factor(pixel_mm: float) -> int:
-    """How many image pixels one coarse-grid pixel spans (at least 1)."""
-    return max(1, round(COARSE_MM / pixel_mm))
+    """How many image pixels one coarse-grid pixel spans (at least 2: noise adds the finest detail)."""
+    return max(2, round(COARSE_MM / pixel_mm))
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,11 @@ def draw_random_lesion(rng: np.random.Generator, malignant: bool, contrast_scale
     """A random lesion of the requested class."""
     kind = rng.choice(MALIGNANT_KINDS) if malignant else BENIGN_KINDS[0]
     if kind == "calcifications":
-        radius, contrast = rng.uniform(5.0, 9.0), rng.uniform(900, 1300)
+        radius, contrast = rng.uniform(5.0, 9.0), rng.uniform(1100, 1500)
     elif kind == "spiculated_mass":
-        radius, contrast = rng.uniform(5.0, 11.0), rng.uniform(650, 900)
+        radius, contrast = rng.uniform(5.0, 11.0), rng.uniform(750, 1000)
     else:
-        radius, contrast = rng.uniform(5.0, 11.0), rng.uniform(600, 850)
+        radius, contrast = rng.uniform(5.0, 11.0), rng.uniform(450, 700)
     angle = rng.uniform(0, 2 * np.pi)
     spread = np.sqrt(rng.uniform(0, 1)) * 0.75
     return Lesion(kind=str(kind), radius_mm=float(radius), depth=float(rng.uniform(0.2, 0.7)),
@@ -157,9 +157,9 @@ def _spiculated_mass(shape_rng, view_rng, dy, dx, radius):
     inside[window] = near_r <= core_radius * 1.05
     # Spicules: thin wedges from inside the core to their tips, drawn as polygons and softened.
     spicules = np.zeros(core.shape, dtype=np.float32)
-    count = int(shape_rng.integers(10, 20))
+    count = int(shape_rng.integers(12, 22))
     rotation = view_rng.uniform(0, 2 * np.pi)
-    half_width = max(0.8, radius * 0.07)
+    half_width = max(0.8, radius * 0.08)
     for _ in range(count):
         direction = shape_rng.uniform(0, 2 * np.pi) + rotation
         length = radius * shape_rng.uniform(1.6, 3.0)
@@ -178,11 +178,11 @@ def _spiculated_mass(shape_rng, view_rng, dy, dx, radius):
 
 def _calcifications(shape_rng, view_rng, dy, dx, radius, pixel_mm):
     """A cluster of tiny, very bright, irregular specks; the mask covers the whole cluster."""
-    count = int(shape_rng.integers(8, 22))
+    count = int(shape_rng.integers(12, 30))
     profile = np.zeros(np.broadcast(dy, dx).shape, dtype=np.float32)
     angles = view_rng.uniform(0, 2 * np.pi, count)
     spread = radius * np.sqrt(view_rng.uniform(0.02, 1.0, count)) * 0.85
-    sizes = np.maximum(shape_rng.uniform(0.15, 0.45, count) / pixel_mm, 0.8)  # specks stay >= ~1 pixel
+    sizes = np.maximum(shape_rng.uniform(0.2, 0.5, count) / pixel_mm, 0.9)  # specks stay >= ~1 pixel
     ys, xs = spread * np.sin(angles), spread * np.cos(angles)
     cy, cx = -float(dy[0, 0]), -float(dx[0, 0])  # patch coordinates of the centre
     for y, x, size in zip(ys, xs, sizes):
