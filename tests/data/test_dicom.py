@@ -125,8 +125,9 @@ def test_voi_lut_policy(tmp_path, make_dicom):
 
 def test_minmax_policy(tmp_path, make_dicom):
     path = make_dicom(tmp_path / "a.dcm", np.array([[10, 20, 30]], np.uint16))
-    pixels, _ = convert(path, voi="minmax", bit_depth=8)
+    pixels, record = convert(path, voi="minmax", bit_depth=8)
     assert pixels == [[0, 128 * 257, 65535]]
+    assert record["minmax_source_range"] == [10, 30]
 
 
 @pytest.mark.parametrize("compression", ["rle", "jpeg2000"])

@@ -289,11 +289,11 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
     else:
         if policy.bit_depth is not None:
             bits = policy.bit_depth
+        record["minmax_source_range"] = [float(np.min(values)), float(np.max(values))]
         try:
             values = voi.minmax_scale(values, bits)
         except ValueError as e:
             raise DicomFileError(f"{path}: {e}") from None
-        record["minmax_source_range"] = [float(np.min(values)), float(np.max(values))]
 
     if policy.bit_depth is not None:
         bits = policy.bit_depth
