@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -45,7 +46,10 @@ def test_synthetic_dicom_round_trip_gives_the_png_values_and_labels(tmp_path, co
             assert name.endswith(view)
             expected = rescaled(read_png(tmp_path / "synth" / "images" / f"{original.images[view][0]}.png"))
             assert np.array_equal(read_png(tmp_path / "out" / "images" / f"{name}.png"), expected), view
-            assert (tmp_path / "out" / "sidecars" / f"{name}.json").is_file()
+            sidecar = json.loads((tmp_path / "out" / "sidecars" / f"{name}.json").read_text())
+            assert sidecar["view"] == view and sidecar["policy"]["voi"] == "none"
+            assert sidecar["pixels"]["tags"]["ImageLaterality"] == view[0]
+            assert sidecar["pixels"]["bit_depth"] == 12
 
 
 def test_exams_grouped_by_study_with_several_images_per_view(tmp_path, make_dicom):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import UserError
-from .common import add_quiet_option, add_workers_option, positive_int, report_failures
+from .common import add_quiet_option, add_workers_option, report_failures
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

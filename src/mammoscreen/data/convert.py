@@ -29,7 +29,7 @@ import numpy as np
 
 from ..batch import Failure, map_images
 from ..files import Journal, write_json_atomic, write_text_atomic
-from .dicom import AcceptPolicy, DicomFileError, PixelPolicy, png_pixels, read_dicom, skip_reason, standard_view, \
+from .dicom import AcceptPolicy, DicomFileError, PixelPolicy, dicom_tags, png_pixels, read_dicom, skip_reason, standard_view, \
     stored_facing
 from .exams import VIEWS, Exam, save_exam_list, view_side
 from .images import write_png
@@ -188,6 +188,7 @@ def convert_file(path: str | Path, png_path: str | Path, policy: PixelPolicy = P
     """Convert one DICOM mammogram to a 16-bit PNG; return the record of what was done."""
     ds = read_dicom(path, pixels=True)
     pixels, record = png_pixels(ds, policy, str(path))
+    record["tags"] = dicom_tags(ds)
     if mirror:
         pixels = np.ascontiguousarray(pixels[:, ::-1])
     record["mirrored"] = mirror
@@ -255,17 +256,15 @@ def read_labels_csv(path: str | Path) -> dict[str, dict[str, int]]:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected study, laterality, "
                          f"malignant, benign (found {', '.join(reader.fieldnames or []) or 'no header'})")
     labels: dict[str, dict[str, int]] = {}
-    for line, row in enumerate(reader, start=2):
-        def field_value(name: str) -> str:
-            return (row.get(columns[name]) or "").strip()
-
-        study, side = field_value("study"), field_value("laterality").upper()
+    for line, raw in enumerate(reader, start=2):
+        row = {name: (raw.get(columns[name]) or "").strip() for name in ("study", "laterality", "malignant", "benign")}
+        study, side = row["study"], row["laterality"].upper()
         if side not in ("L", "R", "LEFT", "RIGHT"):
             raise ValueError(f"{path}, line {line}: laterality must be L or R, got {side!r}")
         side_name = "left" if side.startswith("L") else "right"
         entry = labels.setdefault(study, {})
         for kind in ("malignant", "benign"):
-            value = field_value(kind)
+            value = row[kind]
             if value not in ("0", "1"):
                 raise ValueError(f"{path}, line {line}: {kind} must be 0 or 1, got {value!r}")
             key = f"{side_name}_{kind}"

@@ -30,7 +30,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi
 
 from . import voi
-from .dicom_write import MG_FOR_PRESENTATION, MG_FOR_PROCESSING
+from .dicom_write import MG_FOR_PROCESSING
 
 VOI_POLICIES = ("none", "window", "lut", "minmax")
 
@@ -334,6 +334,16 @@ INSPECT_KEYWORDS = (
     "PixelPaddingValue", "PixelIntensityRelationship", "PixelSpacing", "ImagerPixelSpacing",
     "BurnedInAnnotation", "BreastImplantPresent",
 )
+
+
+def dicom_tags(ds: Dataset) -> dict[str, str]:
+    """The attributes of :data:`INSPECT_KEYWORDS` present in ``ds``, as text (for sidecars)."""
+    tags = {keyword: _text(ds, keyword) for keyword in INSPECT_KEYWORDS if keyword in ds}
+    for keyword in ("ViewCodeSequence", "ViewModifierCodeSequence"):
+        items = ds.get(keyword) or []
+        if items:
+            tags[keyword] = "; ".join(f"{i.get('CodeValue', '')} {i.get('CodeMeaning', '')}".strip() for i in items)
+    return tags
 
 
 def inspect_dicom(path: str | Path, accept: AcceptPolicy = AcceptPolicy()) -> list[tuple[str, str]]:

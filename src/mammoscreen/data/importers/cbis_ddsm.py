@@ -37,7 +37,7 @@ def _find_tables(root: Path) -> list[Path]:
 def _dicom_index(root: Path) -> dict[str, list[Path]]:
     """Folder name -> DICOM files anywhere below that folder, for the folders directly holding series."""
     index: dict[str, list[Path]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _, filenames in os.walk(root):
         dicoms = [Path(dirpath) / f for f in filenames if f.lower().endswith(".dcm")]
         if not dicoms:
             continue
