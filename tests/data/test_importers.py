@@ -259,3 +259,10 @@ def test_unknown_dataset_and_missing_root(tmp_path):
         import_dataset("rsna", tmp_path / "missing", tmp_path / "out")
     assert main(["import-dataset", "rsna", "--root", str(tmp_path), "--output-dir", str(tmp_path / "o"),
                  "--quiet"]) == 2
+
+
+def test_cli_lists_every_importer():
+    from mammoscreen.cli.ingest import DATASETS
+    from mammoscreen.data.importers import IMPORTERS
+
+    assert sorted(DATASETS) == sorted(IMPORTERS)

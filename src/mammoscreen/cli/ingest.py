@@ -187,15 +187,17 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_import(subparsers: argparse._SubParsersAction) -> None:
-    from ..data.importers import IMPORTERS
+# Listed here rather than imported so that building the parser does not load pandas (tested equal).
+DATASETS = ("cbis-ddsm", "cmmd", "inbreast", "rsna", "vindr-mammo")
 
+
+def _register_import(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "import-dataset", help="build an exam list with labels from a public dataset's metadata",
         description="Read a public dataset's published metadata and write DIR/exam_list.pkl with labels and "
                     "DIR/sources.csv (image name -> source file). With --convert, also convert the listed "
                     "DICOM files into DIR/images. See docs/data.md for each dataset's label definition.")
-    p.add_argument("dataset", choices=sorted(IMPORTERS), help="which dataset layout to read")
+    p.add_argument("dataset", choices=DATASETS, help="which dataset layout to read")
     p.add_argument("--root", required=True, type=Path, help="the dataset's top directory, as downloaded")
     p.add_argument("--output-dir", required=True, type=Path)
     p.add_argument("--convert", action="store_true", help="convert the images too")
