@@ -40,3 +40,18 @@ def synthetic_breast(shape=(600, 400), facing="right", seed=0, value_range=(200,
     if facing == "left":
         image = image[:, ::-1].copy()
     return image
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """A small synthetic dataset made once per session by ``mammoscreen.data.synth``.
+
+    Four exams at scale 0.25 (832 x 640, 12-bit values), seed 0, with lesion masks: ``images/``,
+    ``segmentation/``, ``exam_list.pkl``, ``lesions.json``. Treat it as read-only.
+    """
+    from mammoscreen.data.synth import SynthOptions, generate_exams
+
+    root = tmp_path_factory.mktemp("synthetic_dataset")
+    generate_exams(4, root, seed=0, options=SynthOptions(scale=0.25, p_benign=0.5, p_malignant=0.5),
+                   progress=False)
+    return root
