@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import synthetic_breast
+from testutils import synthetic_breast
 from mammoscreen.cli import main
 from mammoscreen.data import load_exam_list, write_png
 

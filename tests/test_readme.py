@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from conftest import REPO_ROOT
+from testutils import REPO_ROOT
 from mammoscreen.cli import build_parser
 
 

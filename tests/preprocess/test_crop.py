@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import synthetic_breast
+from testutils import synthetic_breast
 from mammoscreen.data import exams_from_data, iter_images, load_exam_list, read_png, write_png
 from mammoscreen.preprocess.crop import (CROPPED_EXAM_LIST, CropError, apply_crop, breast_facing, crop_dataset,
                                          crop_info, dilate, erode, largest_component)

@@ -229,13 +229,14 @@ def convert_planned(planned: Sequence[PlannedExam], output_dir: str | Path, poli
 
     def still_valid(name: str) -> bool:
         # Done only if the PNG exists and came from the same file with the same mirroring.
-        done = journal[name]
+        done = journal[name]["result"]
         return ((output_dir / "images" / f"{name}.png").is_file() and done.get("source") == by_name[name]["path"]
                 and done.get("sop_instance_uid") == by_name[name]["sop_uid"]
                 and done.get("pixels", {}).get("mirrored") == by_name[name]["mirror"])
 
     return map_images(partial(_convert_item, output_dir=str(output_dir), policy=policy), items,
-                      [item["name"] for item in items], journal=journal, still_valid=still_valid,
+                      [item["name"] for item in items], journal=journal,
+                      source_of=lambda name: Path(by_name[name]["path"]), still_valid=still_valid,
                       workers=workers, desc="convert", progress=progress)
 
 

@@ -155,10 +155,12 @@ def convert_sources(sources: dict[str, Path], output_dir: Path, policy: PixelPol
     items = [(name, str(path)) for name, path in sources.items()]
 
     def still_valid(name: str) -> bool:
-        return (output_dir / "images" / f"{name}.png").is_file() and journal[name]["source"] == str(sources[name])
+        return ((output_dir / "images" / f"{name}.png").is_file()
+                and journal[name]["result"]["source"] == str(sources[name]))
 
     results, failures = map_images(partial(_convert_one, output_dir=str(output_dir), policy=policy), items,
-                                   [name for name, _ in items], journal=journal, still_valid=still_valid,
+                                   [name for name, _ in items], journal=journal,
+                                   source_of=lambda name: Path(sources[name]), still_valid=still_valid,
                                    workers=workers, desc="convert", progress=progress)
     return set(results), failures
 
