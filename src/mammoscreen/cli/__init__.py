@@ -15,6 +15,7 @@ from .. import __version__
 
 COMMAND_MODULES = [
     "mammoscreen.cli.preprocess",
+    "mammoscreen.cli.evaluate",
 ]
 
 

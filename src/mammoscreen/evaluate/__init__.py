@@ -1,4 +1,9 @@
-"""Evaluation: metrics over arrays and bootstrap confidence intervals, in the style of ``sklearn.metrics``."""
+"""Evaluation: metrics over arrays, bootstrap CIs, and the evaluation of prediction files.
+
+Array-level functions follow ``sklearn.metrics`` (``roc_auc``, ``auprc_trapezoid``,
+``average_precision``, ``bootstrap_metrics`` ...); ``evaluate_predictions`` returns a result object
+whose ``to_dict()`` is what the command writes, and :mod:`.reports` / :mod:`.plots` turn it into files.
+"""
 
 from .bootstrap import BootstrapResult, bootstrap_counts, bootstrap_metrics, percentile_interval
 from .metrics import (
@@ -16,6 +21,7 @@ from .metrics import (
     sensitivity_at_specificity,
     specificity_at_sensitivity,
 )
+from .predictions import EvaluationResult, LevelResult, MetricEstimate, evaluate_level, evaluate_predictions
 from .validation import EvaluationInputError
 
 __all__ = [
@@ -24,4 +30,5 @@ __all__ = [
     "OperatingPoint", "operating_point_at_specificity", "operating_point_at_sensitivity",
     "sensitivity_at_specificity", "specificity_at_sensitivity", "calibration_curve", "brier_score",
     "BootstrapResult", "bootstrap_counts", "bootstrap_metrics", "percentile_interval",
+    "MetricEstimate", "LevelResult", "EvaluationResult", "evaluate_level", "evaluate_predictions",
 ]
