@@ -6,6 +6,15 @@ whose ``to_dict()`` is what the command writes, and :mod:`.reports` / :mod:`.plo
 """
 
 from .bootstrap import BootstrapResult, bootstrap_counts, bootstrap_metrics, percentile_interval
+from .compare import (
+    ComparisonResult,
+    DeLongTest,
+    compare_models,
+    compare_scores,
+    delong_covariance,
+    delong_test,
+    paired_bootstrap_difference,
+)
 from .metrics import (
     OperatingPoint,
     auprc_trapezoid,
@@ -31,4 +40,6 @@ __all__ = [
     "sensitivity_at_specificity", "specificity_at_sensitivity", "calibration_curve", "brier_score",
     "BootstrapResult", "bootstrap_counts", "bootstrap_metrics", "percentile_interval",
     "MetricEstimate", "LevelResult", "EvaluationResult", "evaluate_level", "evaluate_predictions",
+    "DeLongTest", "delong_covariance", "delong_test", "paired_bootstrap_difference", "ComparisonResult",
+    "compare_scores", "compare_models",
 ]
