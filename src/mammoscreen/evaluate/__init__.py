@@ -31,6 +31,7 @@ from .metrics import (
     specificity_at_sensitivity,
 )
 from .predictions import EvaluationResult, LevelResult, MetricEstimate, evaluate_level, evaluate_predictions
+from .readers import ReaderStudyResult, evaluate_reader_study
 from .validation import EvaluationInputError
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "MetricEstimate", "LevelResult", "EvaluationResult", "evaluate_level", "evaluate_predictions",
     "DeLongTest", "delong_covariance", "delong_test", "paired_bootstrap_difference", "ComparisonResult",
     "compare_scores", "compare_models",
+    "ReaderStudyResult", "evaluate_reader_study",
 ]
