@@ -147,15 +147,30 @@ def test_two_modality_tests_are_squared_t_statistics(figures):
 # covariance estimators by brute force
 # ---------------------------------------------------------------------------------------------
 
+def leave_one_out_aucs(truth, predictors):
+    """AUC of each predictor with each case left out, from the pairwise kernel psi over (positive, negative)."""
+    pos, neg = predictors[:, truth == 1], predictors[:, truth == 0]
+    psi = (pos[:, :, None] > neg[:, None, :]) + 0.5 * (pos[:, :, None] == neg[:, None, :])
+    out = np.empty((truth.size, predictors.shape[0]))
+    for k, case in enumerate(np.flatnonzero(truth == 1)):
+        out[case] = np.delete(psi, k, axis=1).mean(axis=(1, 2))
+    for k, case in enumerate(np.flatnonzero(truth == 0)):
+        out[case] = np.delete(psi, k, axis=2).mean(axis=(1, 2))
+    return out
+
+
+def test_leave_one_out_helper_agrees_with_sklearn(van_dyke):
+    loo = leave_one_out_aucs(van_dyke.truth, van_dyke.scores[0])
+    for k in (0, 70):  # a normal and an abnormal case
+        keep = np.arange(len(van_dyke.cases)) != k
+        for j in range(5):
+            assert loo[k, j] == pytest.approx(skm.roc_auc_score(van_dyke.truth[keep], van_dyke.scores[0, j, keep]),
+                                              abs=1e-14)
+
+
 def test_jackknife_covariance_equals_leave_one_out_loop(van_dyke):
     t, r, c = van_dyke.scores.shape
-    loo = np.empty((c, t, r))
-    for k in range(c):
-        keep = np.arange(c) != k
-        for i in range(t):
-            for j in range(r):
-                loo[k, i, j] = skm.roc_auc_score(van_dyke.truth[keep], van_dyke.scores[i, j, keep])
-    flat = loo.reshape(c, -1)
+    flat = leave_one_out_aucs(van_dyke.truth, van_dyke.scores.reshape(t * r, c))
     dev = flat - flat.mean(axis=0)
     expected = (c - 1) / c * dev.T @ dev
     np.testing.assert_allclose(auc_covariance(van_dyke, "jackknife").reshape(t * r, t * r), expected, rtol=0, atol=1e-15)
@@ -237,13 +252,9 @@ def hillis_by_hand(truth, readers, ai):
     """Differences AUC(AI) - AUC(reader), brute-force jackknife covariance, Hillis's single-treatment formulas."""
     r, c = readers.shape
     predictors = np.vstack([readers, ai])
-
-    def aucs(mask):
-        return np.array([skm.roc_auc_score(truth[mask], p[mask]) for p in predictors])
-
-    full = aucs(np.ones(c, bool))
+    full = np.array([skm.roc_auc_score(truth, p) for p in predictors])
     d = full[-1] - full[:-1]
-    loo = np.array([aucs(np.arange(c) != k) for k in range(c)])
+    loo = leave_one_out_aucs(truth, predictors)
     d_loo = loo[:, -1:] - loo[:, :-1]
     dev = d_loo - d_loo.mean(axis=0)
     cov = (c - 1) / c * dev.T @ dev

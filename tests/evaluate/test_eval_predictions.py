@@ -95,7 +95,7 @@ def test_bootstrap_cis_equal_the_reference_procedure(tmp_path):
     """score.py after numpy.random.seed(S): breast level bootstrapped first, then image level, one stream."""
     exams, frame = make_study(n_exams=30, seed=4)
     csv_path, exam_path = write_study(tmp_path, exams, frame)
-    n_boot, seed = 120, 17
+    n_boot, seed = 80, 17
     result = evaluate_predictions(csv_path, exam_path, n_bootstrap=n_boot, seed=seed)
 
     np.random.seed(seed)
