@@ -335,3 +335,33 @@ def test_mrmc_command_errors(van_dyke_file, tmp_path, capsys):
     assert "no reader '9'" in capsys.readouterr().err
     assert main(["mrmc", str(van_dyke_file), "--output-dir", str(tmp_path), "--modalities", "7"]) == 2
     assert "unknown modality ['7']" in capsys.readouterr().err
+
+
+def test_three_modalities_components_by_explicit_loops():
+    rng = np.random.default_rng(4)
+    t, r, c = 3, 4, 60
+    truth = (np.arange(c) % 3 == 0).astype(np.int8)
+    case_effect = rng.normal(size=c) + 1.2 * truth
+    scores = np.round(case_effect + rng.normal(scale=0.8, size=(t, r, c)) + 0.3 * np.arange(t)[:, None, None] * truth, 1)
+    frame = pd.DataFrame([(f"r{j}", f"c{k}", f"m{i}", scores[i, j, k], truth[k])
+                          for i in range(t) for j in range(r) for k in range(c)],
+                         columns=["reader", "case", "modality", "score", "truth"])
+    data = mrmc_data_from_frame(frame)
+    result = obuchowski_rockette(data)
+    cov = result.covariance
+    groups = {"Var(Error)": [], "Cov1": [], "Cov2": [], "Cov3": []}
+    for i in range(t):
+        for j in range(r):
+            for i2 in range(t):
+                for j2 in range(r):
+                    key = {(True, True): "Var(Error)", (False, True): "Cov1", (True, False): "Cov2",
+                           (False, False): "Cov3"}[(i == i2, j == j2)]
+                    groups[key].append(cov[i, j, i2, j2])
+    for key, values in groups.items():
+        assert result.figures["or_variance_components"][key] == pytest.approx(np.mean(values), abs=1e-15)
+    figures = result.figures
+    assert len(figures["rrrc"]["differences"]) == 3 and len(figures["frrc"]["per_reader"]) == 3 * r
+    ms_t = r * np.var(result.aucs.mean(axis=1), ddof=1)
+    assert figures["anova"]["MS(T)"] == pytest.approx(ms_t, rel=1e-12)
+    assert figures["rrrc"]["df_numerator"] == 2 and 0 <= figures["rrrc"]["p_value"] <= 1
+    assert figures["frrc"]["chi2"] == pytest.approx(2 * ms_t / figures["frrc"]["error_term"], rel=1e-12)

@@ -15,8 +15,8 @@ reference's consecutive loops do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -134,7 +134,6 @@ class BootstrapResult:
     n_used: int
     n_single_class: int
     confidence: float = 0.95
-    intervals: dict[str, Any] = field(default_factory=dict)
 
     def interval(self, name: str, confidence: float | None = None) -> tuple[float, float] | list[tuple[float, float]]:
         """Percentile interval of metric ``name`` (a list of intervals for several predictors)."""
@@ -191,7 +190,7 @@ def run_bootstrap(problems: Sequence[BootstrapProblem], n_replicates: int = DEFA
             n_all = counts.sum(axis=1)
             valid = (n_pos > 0) & (n_pos < n_all)
             n_valid[k] += int(valid.sum())
-            block = counts[valid]
+            block = counts if valid.all() else counts[valid]
             columns: dict[str, list[np.ndarray]] = {}
             for r in per_predictor:
                 values = r.ranking_metrics(block) if problem.metrics else {}
@@ -207,10 +206,7 @@ def run_bootstrap(problems: Sequence[BootstrapProblem], n_replicates: int = DEFA
                 collected[k].setdefault(name, []).append(np.stack(per, axis=1))
     results = []
     for k, problem in enumerate(problems):
-        replicates = {}
-        for name, blocks in collected[k].items():
-            values = np.concatenate(blocks, axis=0)
-            replicates[name] = values
+        replicates = {name: np.concatenate(blocks, axis=0) for name, blocks in collected[k].items()}
         result = BootstrapResult(replicates, n_replicates, n_valid[k], n_replicates - n_valid[k], confidence)
         results.append(result)
     return results
@@ -247,8 +243,3 @@ def bootstrap_metrics(y_true: Any, y_score: Any, n_replicates: int = DEFAULT_REP
     if single:
         result.replicates = {name: v[:, 0] for name, v in result.replicates.items()}
     return result
-
-
-def intervals_by_name(result: BootstrapResult, names: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """{metric: interval} for every metric of a one-predictor result."""
-    return {name: result.interval(name) for name in (names or result.replicates)}
