@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "mammoscreen.cli.preprocess",
     "mammoscreen.cli.predict",
     "mammoscreen.cli.ingest",
+    "mammoscreen.cli.evaluate",
 ]
 
 
