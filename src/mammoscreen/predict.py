@@ -18,7 +18,7 @@ import csv
 import io
 import sys
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from .batch import Failure, describe_error
 from .data.exams import Exam, ImageRecord, iter_images
-from .files import Journal, atomic_write, write_text_atomic
+from .data.images import image_path
+from .files import Journal, atomic_write, file_signature, write_text_atomic
 from .models.registry import ModelSpec
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -190,8 +191,7 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     images_dir, output_dir = Path(images_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     records = list(iter_images(exams))
-    names = [r.name for r in records]
-    duplicates = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
+    duplicates = sorted(name for name, count in Counter(r.name for r in records).items() if count > 1)
     if duplicates:
         raise ValueError(f"image names occur more than once in the exam list: {', '.join(duplicates[:5])}")
 
@@ -200,8 +200,12 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     journal = Journal(output_dir / ".predict_journal.jsonl",
                       fingerprint={**predictor.provenance(), "images": str(images_dir.resolve())})
 
+    signatures = {r.name: file_signature(image_path(images_dir, r.name)) for r in records}
+
     def finished(r: ImageRecord) -> bool:
-        return (r.name in journal and (not options.save_maps or maps_path(r).is_file())
+        entry = journal.entries.get(r.name)
+        return (entry is not None and entry["source"] == signatures[r.name]
+                and (not options.save_maps or maps_path(r).is_file())
                 and (not options.visualize or figure_path(r).is_file()))
 
     todo = [r for r in records if not finished(r)]
@@ -223,7 +227,8 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
         except Exception as error:  # an output that cannot be written must not stop the run
             fail(record, error)
             return
-        journal.record(record.name, {k: float(v) for k, v in prediction.values.items()})
+        journal.record(record.name, {"values": {k: float(v) for k, v in prediction.values.items()},
+                                     "source": signatures[record.name]})
         bar.update(1)
 
     def run_batch(batch: list[tuple[ImageRecord, Any]]) -> list[tuple[ImageRecord, Any, ImagePrediction]]:
@@ -263,9 +268,9 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
         rank = {view: i for i, view in enumerate(predictor.spec.csv_view_order)}
         records = sorted(records, key=lambda r: (r.exam_index, rank.get(r.view, len(rank)), r.index_in_view))
     for record in records:
-        if record.name not in journal:
+        if not finished(record):
             continue
-        row: dict[str, Any] = {"image_index": record.name, **journal[record.name]}
+        row: dict[str, Any] = {"image_index": record.name, **journal[record.name]["values"]}
         labels = {"benign_label": record.benign_label, "malignant_label": record.malignant_label}
         for c in predictor.spec.prediction_columns:
             row[label_column(c)] = labels.get(label_column(c))

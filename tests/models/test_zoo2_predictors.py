@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from conftest import synthetic_breast
+from testutils import synthetic_breast
 from mammoscreen.data.exams import load_exam_list
 from mammoscreen.data.images import write_png
 from mammoscreen.models.end2end_predictor import (DEFAULT_MEAN_PIXEL_INTENSITY, MEAN_PIXEL_INTENSITY, VARIANT_FILES,
