@@ -229,3 +229,27 @@ def test_predictor_in_the_engine_writes_csv_maps_figure_and_skips_a_bad_image(tm
     assert maps["raw_local_CAM"].shape == (1, 2, 16, 16) and maps["patch_locations"].dtype == np.int64
     assert maps["y_cam_logits"].shape == (4, 2)
     assert (out_dir / "visualization" / "a_mlo.png").stat().st_size > 0
+
+
+def test_skipping_the_local_branch_leaves_the_prediction_unchanged(small_model, small_run):
+    x, out = small_run
+    with torch.no_grad():
+        fast = small_model(x, with_local=False)
+    assert torch.equal(fast.y_global, out.y_global)
+    assert torch.equal(fast.patch_locations, out.patch_locations)
+    assert fast.y_local is None and fast.raw_local_cam is None and fast.patches is None
+
+
+def test_predictions_only_run_skips_the_local_branch_with_identical_numbers(tmp_path, small_model):
+    torch.save(small_model.state_dict(), tmp_path / "model_joint.ckpt")
+    predictor = build_glam_predictor(tmp_path / "model_joint.ckpt", device="cpu", config=SMALL)
+    image = np.random.default_rng(3).integers(0, 4000, (200, 100)).astype(np.uint16)
+    write_png(tmp_path / "images" / "x.png", image)
+    exam = Exam(images={"L-CC": ["x"], "R-CC": [], "L-MLO": [], "R-MLO": []},
+                image_metadata={"best_center": {"L-CC": [(100, 40)], "R-CC": [], "L-MLO": [], "R-MLO": []}})
+    quick = predict_images(predictor, [exam], tmp_path / "images", tmp_path / "quick", PredictOptions(progress=False))
+    assert predictor.with_local is False
+    full = predict_images(predictor, [exam], tmp_path / "images", tmp_path / "full",
+                          PredictOptions(progress=False, save_maps=True))
+    assert predictor.with_local is True
+    assert quick.rows == full.rows

@@ -64,18 +64,22 @@ class GLAMConfig:
 
 
 class GLAMOutput(NamedTuple):
-    """Everything a GLAM forward pass produces, batch first. Maps are (N, classes, h, w)."""
+    """Everything a GLAM forward pass produces, batch first. Maps are (N, classes, h, w).
+
+    Without the local branch (``forward(x, with_local=False)``) ``y_local``, ``patches`` and
+    ``raw_local_cam`` are None; the prediction ``y_global`` is the same.
+    """
 
     y_global: torch.Tensor  # (N, 2) the prediction [benign, malignant]
-    y_local: torch.Tensor  # (N, 2) local-branch prediction (not reported by the official code)
+    y_local: torch.Tensor | None  # (N, 2) local-branch prediction (not reported by the official code)
     level_maps: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x_layer1..3, sigmoid maps at the finest scale
     downsampled_map: torch.Tensor  # mean of the three level maps
     saliency_map_global: torch.Tensor  # weighted combination used to pick the region
     y_cam_logits: torch.Tensor  # (4, N, 2) top-k% means of x_layer1, x_layer2, x_layer3, downsampled_map
     small_x_locations: torch.Tensor  # (N, K, 2) int64 upper-left (row, col) of each crop on the map grid
     patch_locations: torch.Tensor  # (N, K, 2) int64 upper-left (row, col) of each crop in input pixels
-    patches: torch.Tensor  # (N, K, crop_h, crop_w) the crops (standardised input values)
-    raw_local_cam: torch.Tensor  # (N, K, 2, local_h, local_w) sigmoid local maps
+    patches: torch.Tensor | None  # (N, K, crop_h, crop_w) the crops (standardised input values)
+    raw_local_cam: torch.Tensor | None  # (N, K, 2, local_h, local_w) sigmoid local maps
 
 
 class MultiLevelSaliencyHead(nn.Module):
@@ -184,7 +188,9 @@ class GLAM(nn.Module):
         self.global_network = GlobalNetwork(config)
         self.detection_network = DetectionNetwork(config)
 
-    def forward(self, x: torch.Tensor) -> GLAMOutput:
+    def forward(self, x: torch.Tensor, with_local: bool = True) -> GLAMOutput:
+        """Run the model; ``with_local=False`` skips the local branch (about 90% of the computation), which
+        only the local and high-resolution maps need: the reported prediction does not depend on it."""
         cfg = self.config
         input_size = (x.shape[2], x.shape[3])
         x_layer1, x_layer2, x_layer3 = self.global_network(x)
@@ -200,6 +206,9 @@ class GLAM(nn.Module):
             small_x_locations = retrieve_roi_locations(saliency_map_global.detach(), input_size, cfg.crop_size,
                                                        cfg.num_crops)
         patch_locations = saliency_to_input_coordinates(small_x_locations, saliency_map_global.shape[2:], input_size)
+        if not with_local:
+            return GLAMOutput(y_global, None, (x_layer1, x_layer2, x_layer3), downsampled_map, saliency_map_global,
+                              y_cam_logits, small_x_locations.to(x.device), patch_locations.to(x.device), None, None)
         patches = crop_patches(x, patch_locations, cfg.crop_size)
 
         n, k = patch_locations.shape[:2]

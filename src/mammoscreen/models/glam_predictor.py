@@ -70,7 +70,12 @@ class GLAMPredictor(Predictor):
         self.weight_path = Path(weight_path)
         self.variant = variant
         self.seed = seed
+        self.with_local = True
         self._hash = sha256_file(self.weight_path)
+
+    def configure_outputs(self, maps: bool, figures: bool) -> None:
+        # Predictions alone do not need the local branch (y_global is the global branch's output).
+        self.with_local = maps or figures
 
     def provenance(self) -> dict[str, Any]:
         return {"model": self.spec.name, "variant": self.variant, "config": self.config.to_dict(), "seed": self.seed,
@@ -93,17 +98,14 @@ class GLAMPredictor(Predictor):
     def predict_batch(self, prepared: Sequence[GLAMInput]) -> list[ImagePrediction]:
         cfg = self.config
         x = torch.from_numpy(np.stack([p.window for p in prepared]))[:, None].to(self.device)
-        out = self.model(x)
+        out = self.model(x, with_local=self.with_local)
         numpy = lambda t: t.float().cpu().numpy()  # noqa: E731
-        y_global, y_local = numpy(out.y_global), numpy(out.y_local)
+        y_global = numpy(out.y_global)
         results = []
         for i, p in enumerate(prepared):
-            final = high_resolution_saliency(out.saliency_map_global[i:i + 1], out.raw_local_cam[i:i + 1],
-                                             out.patch_locations[i:i + 1], cfg.input_size, cfg.crop_size,
-                                             SALIENCY_STRIDE)
             g = p.geometry
             maps = {
-                "y_global": y_global[i], "y_local": y_local[i],
+                "y_global": y_global[i],
                 "y_cam_logits": numpy(out.y_cam_logits[:, i]),
                 "x_layer1": numpy(out.level_maps[0][i]), "x_layer2": numpy(out.level_maps[1][i]),
                 "x_layer3": numpy(out.level_maps[2][i]),
@@ -111,17 +113,22 @@ class GLAMPredictor(Predictor):
                 "saliency_map_global": numpy(out.saliency_map_global[i]),
                 "small_x_locations": out.small_x_locations[i].cpu().numpy().astype(np.int64),
                 "patch_locations": out.patch_locations[i].cpu().numpy().astype(np.int64),
-                "raw_local_CAM": numpy(out.raw_local_cam[i]),
-                "saliency_map": numpy(final[0]),
-                "saliency_map_stride": np.int64(SALIENCY_STRIDE),
                 # How the window sits on the cropped image, to map the maps back to the image.
                 "window_borders": np.array(g.borders, dtype=np.int64),
                 "window_padding": np.array((g.pad_top, g.pad_bottom, g.pad_right), dtype=np.int64),
                 "cropped_shape": np.array(p.cropped_shape, dtype=np.int64),
             }
+            visual = None
+            if out.raw_local_cam is not None:
+                final = high_resolution_saliency(out.saliency_map_global[i:i + 1], out.raw_local_cam[i:i + 1],
+                                                 out.patch_locations[i:i + 1], cfg.input_size, cfg.crop_size,
+                                                 SALIENCY_STRIDE)
+                maps.update({"y_local": numpy(out.y_local[i]), "raw_local_CAM": numpy(out.raw_local_cam[i]),
+                             "saliency_map": numpy(final[0]), "saliency_map_stride": np.int64(SALIENCY_STRIDE)})
+                visual = numpy(out.patches[i])
             results.append(ImagePrediction(
                 values={"benign_pred": float(y_global[i, 0]), "malignant_pred": float(y_global[i, 1])},
-                maps=maps, visual=numpy(out.patches[i])))
+                maps=maps, visual=visual))
         return results
 
     def visualize(self, record: ImageRecord, prepared: GLAMInput, prediction: ImagePrediction,
