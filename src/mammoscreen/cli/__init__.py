@@ -16,6 +16,7 @@ from .. import __version__
 COMMAND_MODULES = [
     "mammoscreen.cli.preprocess",
     "mammoscreen.cli.predict",
+    "mammoscreen.cli.models",
 ]
 
 
