@@ -182,3 +182,21 @@ def test_predict_command_accepts_the_same_weights_syntax(standins, dataset, tmp_
     assert main(["predict", "--model", "fake_a", "--weights", f"fake_a={weights}", *common]) == 0
     assert main(["predict", "--model", "fake_b", "--weights", str(weights), *common]) == 2
     assert "does not contain fake_b.txt" in capsys.readouterr().err
+
+
+def test_build_options_reach_only_the_models_that_take_them(standins, dataset, tmp_path, monkeypatch):
+    images, exam_list, weights = dataset
+    (weights / "fake_b.txt").write_text("0.75")
+    received = {}
+    spec_b = registry._REGISTRY["fake_b"]
+
+    def build_with_offset(weights, variant=None, device="auto", offset=0.0):
+        received["offset"] = offset
+        return ConstantPredictor(spec_b, float((Path(weights) / "fake_b.txt").read_text()) + offset)
+
+    monkeypatch.setitem(registry._REGISTRY, "fake_b", ModelSpec(**{**vars(spec_b), "build": build_with_offset}))
+    result = run_pipeline(images, exam_list, tmp_path / "out",
+                          model_requests(["fake_a", "fake_b"], [str(weights)], build_options={"offset": 0.125}),
+                          options=QUIET, log=lambda m: None)
+    assert not result.skipped and received == {"offset": 0.125}  # fake_a's builder has no 'offset'
+    assert "x1,0.875,0" in result.prediction_files["fake_b"].read_text()

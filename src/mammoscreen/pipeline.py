@@ -24,6 +24,7 @@ Output layout::
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import sys
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ def model_requests(names: Sequence[str], weights: Sequence[str] = (), variants: 
     directory holding the official file names of the models, 'official' (cache / download), or - with
     a single model - a checkpoint file. ``variants`` are ``MODEL=VARIANT``, or a plain value when only
     one model runs. A model left without weights gets ``weights=None`` and is reported and skipped by
-    :func:`run_pipeline`.
+    :func:`run_pipeline`. ``build_options`` go to every model whose builder accepts them (by name).
     """
     names = list(names)
     assigned_weights, default_weights = _per_model(weights, names, "weights")
@@ -268,7 +269,8 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
             model_exams, model_images = exams, images_dir
         log(f"[{position}/{len(runnable)}] {spec.name} ({request.variant or spec.default_variant})")
         try:
-            predictor = spec.build(request.weights, request.variant, device=options.device, **request.build_options)
+            predictor = spec.build(request.weights, request.variant, device=options.device,
+                                   **_options_accepted_by(spec.build, request.build_options))
         except (WeightsError, FileNotFoundError) as e:
             outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "skipped",
                                                str(e))
@@ -290,6 +292,15 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
     ordered = {name: outcomes[name] for name in names}
     write_json_atomic(output_dir / RUN_SUMMARY, {"models": [o.to_json() for o in ordered.values()]})
     return RunResult(cropped_list, center_lists, predictions, failures, ordered)
+
+
+def _options_accepted_by(build: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The build options a model's builder takes: options for other models (e.g. a heatmap setting when
+    GMIC and a heatmap model run together) are not passed to it."""
+    parameters = inspect.signature(build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in parameters}
 
 
 def _empty_cuda_cache() -> None:
