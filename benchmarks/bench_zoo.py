@@ -332,8 +332,9 @@ def print_table(rows: list[dict], baseline: dict | None) -> None:
         official = OFFICIAL_SECONDS.get(r.get("model"))
         if official and "forward_seconds_per_image" in r:
             seconds, what = official
-            print(f"{r['model']} (maps {'yes' if r['with_maps'] else 'no'}): forward {r['forward_seconds_per_image']:.2f} "
-                  f"s/image here vs {seconds:.2f} {what}: x{r['forward_seconds_per_image'] / seconds:.2f}")
+            maps = "yes" if r["with_maps"] else "no"
+            print(f"{r['model']} (maps {maps}): forward {r['forward_seconds_per_image']:.2f} s/image here vs "
+                  f"{seconds:.2f} {what}: x{r['forward_seconds_per_image'] / seconds:.2f}")
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,8 @@ import torch
 
 from mammoscreen.data.exams import Exam
 from mammoscreen.data.images import write_png
-from mammoscreen.models.glam import GLAM, GLAMConfig, high_resolution_saliency, paste_local_maps, top_k_pooling_over_crops
+from mammoscreen.models.glam import (GLAM, GLAMConfig, high_resolution_saliency, paste_local_maps,
+                                     top_k_pooling_over_crops)
 from mammoscreen.models.glam_predictor import build_glam_predictor, load_glam
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import UnexpectedKeysWarning, WeightsError

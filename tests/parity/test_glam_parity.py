@@ -79,7 +79,8 @@ def test_both_models_ran_on_shared_preprocessing(glam_run):
 
 def test_glam_predictions_csv_matches_the_official_file(glam_run, reference_dir):
     _, output = glam_run
-    ours, official = read_csv(output / "nyu_glam" / "predictions.csv"), read_csv(reference_dir / "glam" / "predictions.csv")
+    ours = read_csv(output / "nyu_glam" / "predictions.csv")
+    official = read_csv(reference_dir / "glam" / "predictions.csv")
     assert list(ours[0]) == list(official[0]) == ["image_index", "benign_pred", "malignant_pred", "benign_label",
                                                   "malignant_label"]
     assert [r["image_index"] for r in ours] == [r["image_index"] for r in official]

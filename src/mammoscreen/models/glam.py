@@ -189,7 +189,7 @@ class GLAM(nn.Module):
         self.detection_network = DetectionNetwork(config)
 
     def forward(self, x: torch.Tensor, with_local: bool = True) -> GLAMOutput:
-        """Run the model; ``with_local=False`` skips the local branch (about 90% of the computation), which
+        """Run the model; ``with_local=False`` skips the local branch (about 95% of the FLOPs), which
         only the local and high-resolution maps need: the reported prediction does not depend on it."""
         cfg = self.config
         input_size = (x.shape[2], x.shape[3])
