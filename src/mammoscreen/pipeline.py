@@ -5,16 +5,26 @@ window) -> each model's prediction. Every stage records a fingerprint of its inp
 ``OUTPUT/.stages/<stage>.json`` when it finishes; a re-run skips stages whose fingerprint and outputs
 are unchanged and resumes unfinished ones image by image (their journals keep finished images).
 
+Several models run in one call, one after the other on the shared preprocessing. A model whose
+weights are missing (checked before any stage starts) or cannot be loaded is reported and skipped;
+the others still run. ``OUTPUT/run_summary.json`` lists every model with its status, output level,
+prediction columns and predictions file - what an evaluation/comparison step needs; in Python the
+returned :class:`RunResult` has the same (``outcomes``, ``prediction_files``), so "evaluate each model,
+then compare" is one call on it after :func:`run_pipeline`.
+
 Output layout::
 
     OUTPUT/cropped_images/            cropped PNGs + cropped_exam_list.pkl
     OUTPUT/data.pkl                   exam list with best_center for the 2944x1920 window (GMIC, GLAM)
     OUTPUT/data_<rows>x<cols>.pkl     ... for other windows
     OUTPUT/<model>/predictions.csv    + maps/, visualization/ when asked for
+    OUTPUT/run_summary.json           what ran, what was skipped and why
 """
 
 from __future__ import annotations
 
+import gc
+import inspect
 import json
 import sys
 from dataclasses import dataclass, field
@@ -25,19 +35,100 @@ from .batch import Failure
 from .data.exams import Exam, load_exam_list
 from .files import sha256_file, write_json_atomic
 from .models.registry import ModelSpec, get_model_spec
+from .models.weights import WeightsError, weights_problem
 from .predict import PredictionRun, PredictOptions, predict_images
 
 CROPPED_DIR = "cropped_images"
+RUN_SUMMARY = "run_summary.json"
 
 
 @dataclass
 class ModelRequest:
-    """A model to run: its registry name, weights (file, directory or 'official') and variant."""
+    """A model to run: its registry name, weights (file, directory or 'official'; None: missing) and variant."""
 
     name: str
-    weights: str | Path
+    weights: str | Path | None
     variant: str | None = None
     build_options: dict[str, Any] = field(default_factory=dict)
+
+
+def split_model_names(values: Sequence[str]) -> list[str]:
+    """'gmic,nyu_glam' (possibly given several times) -> ['gmic', 'nyu_glam'], checking each name."""
+    names = [n.strip() for v in values for n in str(v).split(",") if n.strip()]
+    for name in names:
+        get_model_spec(name)  # KeyError listing the available models
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"model(s) listed more than once: {', '.join(repeated)}")
+    return names
+
+
+def _per_model(values: Sequence[str], names: Sequence[str], what: str) -> tuple[dict[str, str], str | None]:
+    """Split 'MODEL=VALUE' assignments from one plain default value."""
+    from .models.registry import list_models
+
+    known = {spec.name for spec in list_models()}
+    assigned: dict[str, str] = {}
+    default: str | None = None
+    for value in values:
+        key, sep, rest = str(value).partition("=")
+        if sep and key.strip() in known:
+            key = key.strip()
+            if key not in names:
+                raise ValueError(f"--{what} given for {key}, which is not among the models to run ({', '.join(names)})")
+            if key in assigned:
+                raise ValueError(f"--{what} given twice for {key}")
+            assigned[key] = rest
+        elif default is not None:
+            raise ValueError(f"--{what} has two values without a model name ({default!r}, {value!r}); "
+                             f"write --{what} MODEL={value}")
+        else:
+            default = str(value)
+    return assigned, default
+
+
+def model_requests(names: Sequence[str], weights: Sequence[str] = (), variants: Sequence[str] = (),
+                   build_options: dict[str, Any] | None = None) -> list[ModelRequest]:
+    """The models to run from command-line style options.
+
+    ``weights`` entries are ``MODEL=PATH`` for one model, or one plain value for all the others: a
+    directory holding the official file names of the models, 'official' (cache / download), or - with
+    a single model - a checkpoint file. ``variants`` are ``MODEL=VARIANT``, or a plain value when only
+    one model runs. A model left without weights gets ``weights=None`` and is reported and skipped by
+    :func:`run_pipeline`. ``build_options`` go to every model whose builder accepts them (by name).
+    """
+    names = list(names)
+    assigned_weights, default_weights = _per_model(weights, names, "weights")
+    if default_weights is not None and len(names) > 1 and Path(default_weights).is_file():
+        raise ValueError(f"{default_weights} is a single checkpoint file but {len(names)} models run; give each "
+                         "model its own with --weights MODEL=FILE, or pass a directory holding the official files")
+    assigned_variants, default_variant = _per_model(variants, names, "variant")
+    if default_variant is not None and len(names) > 1:
+        raise ValueError(f"--variant {default_variant} is ambiguous with several models; write --variant "
+                         f"MODEL={default_variant}")
+    return [ModelRequest(name, assigned_weights.get(name, default_weights),
+                         assigned_variants.get(name, default_variant), dict(build_options or {}))
+            for name in names]
+
+
+@dataclass
+class ModelOutcome:
+    """What happened to one requested model."""
+
+    name: str
+    variant: str | None
+    spec: ModelSpec
+    status: str  # "done" or "skipped"
+    reason: str = ""  # why it was skipped
+    output_dir: Path | None = None
+    run: PredictionRun | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.name, "variant": self.variant, "status": self.status, "reason": self.reason,
+                "output_level": self.spec.output_level, "prediction_columns": list(self.spec.prediction_columns),
+                "predictions": str(self.run.csv_path) if self.run else None,
+                "n_predictions": len(self.run.rows) if self.run else 0,
+                "n_failed": len(self.run.failures) if self.run else 0}
 
 
 @dataclass
@@ -46,6 +137,17 @@ class RunResult:
     center_exam_lists: dict[tuple[tuple[str, tuple[int, int]], ...], Path]
     predictions: dict[str, PredictionRun]
     failures: dict[str, list[Failure]]
+    outcomes: dict[str, ModelOutcome] = field(default_factory=dict)  # every requested model, in request order
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Models that did not run: name -> reason."""
+        return {n: o.reason for n, o in self.outcomes.items() if o.status != "done"}
+
+    @property
+    def prediction_files(self) -> dict[str, Path]:
+        """predictions.csv of every model that ran: the input of an evaluation or comparison step."""
+        return {n: o.run.csv_path for n, o in self.outcomes.items() if o.run is not None}
 
 
 class StageMarkers:
@@ -82,23 +184,52 @@ def centers_file_name(windows: dict[str, tuple[int, int]]) -> str:
 def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str | Path,
                  models: Sequence[ModelRequest], *, workers: int = 1, options: PredictOptions = PredictOptions(),
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> RunResult:
-    """Run crop -> centres -> prediction for each model, skipping finished stages."""
+    """Run crop -> centres -> prediction for each model, skipping finished stages.
+
+    Models whose weights are missing are reported (``log``) and skipped before any work starts; a model
+    whose predictor cannot be built (e.g. a corrupt checkpoint) is skipped when its turn comes. If no
+    requested model can run, :class:`~mammoscreen.models.weights.WeightsError` is raised.
+    """
     from .preprocess.centers import centers_dataset
     from .preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
     images_dir, exam_list, output_dir = Path(images_dir), Path(exam_list), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    markers = StageMarkers(output_dir)
+    names = [m.name for m in models]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"model(s) requested more than once: {', '.join(repeated)} (each model writes to "
+                         "OUTPUT/<model>/; run a second variant into another output directory)")
     exams = load_exam_list(exam_list)
     specs: list[tuple[ModelRequest, ModelSpec]] = [(m, get_model_spec(m.name)) for m in models]
+    for request, spec in specs:  # a typo should stop the run before any work, not skip a model
+        if request.variant is not None and spec.variants and str(request.variant) not in spec.variants:
+            raise ValueError(f"unknown variant {request.variant!r} of {spec.name}; choose one of "
+                             f"{', '.join(spec.variants)}")
     failures: dict[str, list[Failure]] = {}
+
+    # 0. Which models can run at all: check their weights before the long stages.
+    outcomes: dict[str, ModelOutcome] = {}
+    runnable: list[tuple[ModelRequest, ModelSpec]] = []
+    for request, spec in specs:
+        problem = "no predictor implemented yet" if spec.build is None else \
+            weights_problem(spec, request.weights, request.variant)
+        if problem:
+            outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "skipped",
+                                               problem)
+            log(f"{spec.name}: skipped - {problem}")
+        else:
+            runnable.append((request, spec))
+    if not runnable:
+        raise WeightsError("no model can run: " + "; ".join(f"{n}: {o.reason}" for n, o in outcomes.items()))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    markers = StageMarkers(output_dir)
 
     # 1. Crop (shared by every model that uses the NYU preprocessing).
     cropped_dir = output_dir / CROPPED_DIR
     cropped_list = cropped_dir / CROPPED_EXAM_LIST
     fingerprint = {"exam_list": sha256_file(exam_list), "images": str(images_dir.resolve()),
                    "iterations": 100, "buffer_size": 50}
-    if any(spec.needs_crop for _, spec in specs):
+    if any(spec.needs_crop for _, spec in runnable):
         if markers.done("crop", fingerprint, [cropped_list]):
             log("crop: up to date")
         else:
@@ -108,7 +239,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
 
     # 2. Optimal centres, once per distinct input window.
     center_lists: dict[tuple, Path] = {}
-    for _, spec in specs:
+    for _, spec in runnable:
         if spec.center_windows is None:
             continue
         key = _window_key(dict(spec.center_windows))
@@ -126,11 +257,9 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
             markers.mark(stage, fp)
         center_lists[key] = path
 
-    # 3. Each model's predictions.
+    # 3. Each model's predictions, one model at a time (only one set of weights in memory).
     predictions: dict[str, PredictionRun] = {}
-    for request, spec in specs:
-        if spec.build is None:
-            raise ValueError(f"model {spec.name} cannot be run yet")
+    for position, (request, spec) in enumerate(runnable, start=1):
         if spec.center_windows is not None:
             model_exams: Sequence[Exam] = load_exam_list(center_lists[_window_key(dict(spec.center_windows))])
             model_images = cropped_dir
@@ -138,9 +267,44 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
             model_exams, model_images = load_exam_list(cropped_list), cropped_dir
         else:
             model_exams, model_images = exams, images_dir
-        predictor = spec.build(request.weights, request.variant, device=options.device, **request.build_options)
-        run = predict_images(predictor, model_exams, model_images, output_dir / spec.name, options)
+        log(f"[{position}/{len(runnable)}] {spec.name} ({request.variant or spec.default_variant})")
+        try:
+            predictor = spec.build(request.weights, request.variant, device=options.device,
+                                   **_options_accepted_by(spec.build, request.build_options))
+        except (WeightsError, FileNotFoundError) as e:
+            outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "skipped",
+                                               str(e))
+            log(f"{spec.name}: skipped - {e}")
+            continue
+        model_dir = output_dir / spec.name
+        try:
+            run = predict_images(predictor, model_exams, model_images, model_dir, options)
+        finally:
+            del predictor  # free the model's memory before the next one is loaded
+            gc.collect()
+            _empty_cuda_cache()
         predictions[spec.name] = run
         failures[spec.name] = run.failures
+        outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "done",
+                                           output_dir=model_dir, run=run)
         log(f"{spec.name}: {len(run.rows)} predictions -> {run.csv_path}")
-    return RunResult(cropped_list, center_lists, predictions, failures)
+
+    ordered = {name: outcomes[name] for name in names}
+    write_json_atomic(output_dir / RUN_SUMMARY, {"models": [o.to_json() for o in ordered.values()]})
+    return RunResult(cropped_list, center_lists, predictions, failures, ordered)
+
+
+def _options_accepted_by(build: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The build options a model's builder takes: options for other models (e.g. a heatmap setting when
+    GMIC and a heatmap model run together) are not passed to it."""
+    parameters = inspect.signature(build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in parameters}
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

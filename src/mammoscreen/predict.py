@@ -125,6 +125,13 @@ class Predictor(ABC):
         """What identifies this run's model: name, variant, weight files and their sha256."""
         return {"model": self.spec.name}
 
+    def configure_outputs(self, maps: bool, figures: bool) -> None:
+        """Told by :func:`predict_images` which outputs besides the predictions are wanted.
+
+        A predictor may skip work only the maps or figures need (GLAM skips its local branch, which
+        does not affect its reported prediction). By default everything is computed.
+        """
+
 
 @dataclass
 class PredictionRun:
@@ -209,6 +216,7 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
                 and (not options.visualize or figure_path(r).is_file()))
 
     todo = [r for r in records if not finished(r)]
+    predictor.configure_outputs(maps=options.save_maps, figures=options.visualize)
     failures: list[Failure] = []
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=predictor.spec.name, unit="img",
                disable=not options.progress, file=sys.stderr, dynamic_ncols=True)

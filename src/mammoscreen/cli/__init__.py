@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "mammoscreen.cli.predict",
     "mammoscreen.cli.ingest",
     "mammoscreen.cli.evaluate",
+    "mammoscreen.cli.models",
 ]
 
 

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .common import add_quiet_option, add_workers_option, positive_int, report_failures
 
+WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official file names, or 'official' "
+                "(cache/download). With several models give each its own as MODEL=PATH (repeat the option); "
+                "a plain value applies to every model not named")
+
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="gmic", help="registered model name (see 'mammoscreen models'; default gmic)")
-    p.add_argument("--weights", required=True,
-                   help="checkpoint file, a directory holding the official file names, or 'official' (cache/download)")
-    p.add_argument("--model-index", "--variant", dest="variant", default=None,
-                   help="model variant; for GMIC 1-5 or 'ensemble' (default 1)")
+    p.add_argument("--model", default=None, help="registered model name (see 'mammoscreen models'; default gmic)")
+    p.add_argument("--weights", action="append", default=[], metavar="[MODEL=]PATH", help=WEIGHTS_HELP)
+    p.add_argument("--model-index", "--variant", dest="variant", action="append", default=[],
+                   metavar="[MODEL=]VARIANT",
+                   help="model variant, e.g. GMIC 1-5 or 'ensemble' (default 1), GLAM model_joint or model_sep; "
+                        "with several models MODEL=VARIANT")
     p.add_argument("--model-option", dest="model_options", action="append", default=[], metavar="KEY=VALUE",
-                   help="model-specific setting passed to the model's builder, e.g. mean_pixel_intensity=nyu for "
-                        "end2end (see docs/models/<model>.md); repeatable")
+                   help="model-specific setting passed to the builder of every model that takes it, e.g. "
+                        "mean_pixel_intensity=nyu for end2end (see docs/models/<model>.md); repeatable")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
@@ -54,48 +60,71 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--exam-list", required=True, type=Path, help="exam list before cropping (.pkl or .json)")
     p.add_argument("--output-dir", required=True, type=Path)
     _add_model_options(p)
+    p.add_argument("--models", action="append", default=[], metavar="MODEL[,MODEL...]",
+                   help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "
+                        "(a model whose weights are missing is reported and skipped)")
     add_workers_option(p)
     p.set_defaults(handler=run_run)
 
 
-def _model_options(args: argparse.Namespace, spec) -> dict[str, str]:
-    """--model-option KEY=VALUE pairs, checked against the model builder's keyword arguments."""
-    import inspect
-
+def _parse_model_options(args: argparse.Namespace) -> dict[str, str]:
+    """--model-option KEY=VALUE pairs."""
     options = {}
     for item in args.model_options:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--model-option expects KEY=VALUE, got {item!r}")
         options[key.strip()] = value.strip()
-    accepted = [name for name, p in inspect.signature(spec.build).parameters.items()
-                if p.kind == p.KEYWORD_ONLY or (p.kind == p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)]
-    accepted = [name for name in accepted if name not in ("device", "variant", "allow_download")]
-    unknown = [key for key in options if key not in accepted]
-    if unknown:
-        raise ValueError(f"model {spec.name} has no option {', '.join(unknown)}; its options: "
-                         f"{', '.join(accepted) or 'none'}")
     return options
 
 
-def _build(args: argparse.Namespace):
-    from ..models.registry import get_model_spec
+def _builder_options(spec) -> list[str]:
+    """Keyword options a model's builder accepts (besides the ones every builder has)."""
+    import inspect
+
+    accepted = [name for name, p in inspect.signature(spec.build).parameters.items()
+                if p.kind == p.KEYWORD_ONLY or (p.kind == p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)]
+    return [name for name in accepted if name not in ("device", "variant", "allow_download")]
+
+
+def _check_model_options(options: dict[str, str], specs) -> None:
+    """Every option must be taken by at least one of the requested models."""
+    accepted = {name for spec in specs for name in _builder_options(spec)}
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        names = ", ".join(spec.name for spec in specs)
+        raise ValueError(f"{names}: no option {', '.join(unknown)}; options: {', '.join(sorted(accepted)) or 'none'}")
+
+
+def _requests(args: argparse.Namespace, names: list[str]):
+    from ..pipeline import model_requests, split_model_names
 
     try:
-        spec = get_model_spec(args.model)
+        names = split_model_names(names)
     except KeyError as e:
         raise ValueError(str(e).strip("'\"")) from None
-    return spec
+    if not args.weights:
+        raise ValueError("no weights given: pass --weights PATH (or MODEL=PATH for each model, a directory of "
+                         "official files, or 'official')")
+    return model_requests(names, args.weights, args.variant)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from ..data.exams import load_exam_list
+    from ..models.registry import get_model_spec
+    from ..models.weights import WeightsError, weights_problem
     from ..predict import predict_images
 
-    spec = _build(args)
+    request = _requests(args, [args.model or "gmic"])[0]
+    spec = get_model_spec(request.name)
+    problem = weights_problem(spec, request.weights, request.variant)
+    if problem:
+        raise WeightsError(problem)
     options = _options(args)
     exams = load_exam_list(args.exam_list)
-    predictor = spec.build(args.weights, args.variant, device=options.device, **_model_options(args, spec))
+    model_options = _parse_model_options(args)
+    _check_model_options(model_options, [spec])
+    predictor = spec.build(request.weights, request.variant, device=options.device, **model_options)
     print(f"{spec.name} variant {predictor.provenance().get('variant', '-')} on {getattr(predictor, 'device', '')}")
     run = predict_images(predictor, exams, args.images, args.output_dir, options)
     report_failures(run.failures, len(run.rows) + len(run.failures))
@@ -104,17 +133,34 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from ..pipeline import ModelRequest, run_pipeline
+    from ..pipeline import run_pipeline
 
-    spec = _build(args)
-    result = run_pipeline(args.images, args.exam_list, args.output_dir,
-                          [ModelRequest(spec.name, args.weights, args.variant, _model_options(args, spec))],
-                          workers=args.workers,
+    names = ([args.model] if args.model else []) + list(args.models)
+    requests = _requests(args, names or ["gmic"])
+    model_options = _parse_model_options(args)
+    if model_options:
+        from ..models.registry import get_model_spec
+
+        _check_model_options(model_options, [get_model_spec(r.name) for r in requests])
+        for request in requests:
+            request.build_options.update(model_options)
+    result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
                           options=_options(args))
     for stage, failures in result.failures.items():
         if failures:
-            print(f"{stage}:")
+            print(f"{stage}:", file=sys.stderr)
             report_failures(failures, len(failures))
-    for name, run in result.predictions.items():
-        print(f"{name}: {len(run.rows)} predictions -> {run.csv_path}")
-    return 0
+    print(_summary_table(result))
+    return 1 if result.skipped else 0
+
+
+def _summary_table(result) -> str:
+    rows = [("model", "variant", "status", "images", "failed", "output / reason")]
+    for name, outcome in result.outcomes.items():
+        if outcome.run is not None:
+            rows.append((name, outcome.variant or "-", outcome.status, str(len(outcome.run.rows)),
+                         str(len(outcome.run.failures)), str(outcome.run.csv_path)))
+        else:
+            rows.append((name, outcome.variant or "-", outcome.status, "-", "-", outcome.reason))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows)

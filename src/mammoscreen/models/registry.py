@@ -79,6 +79,7 @@ BUILTIN_MODEL_MODULES = [
     "mammoscreen.models.gmic_predictor",
     "mammoscreen.models.end2end_predictor",
     "mammoscreen.models.frcnn_predictor",
+    "mammoscreen.models.glam_predictor",
 ]
 
 

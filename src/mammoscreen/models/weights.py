@@ -119,6 +119,39 @@ def resolve_weight_path(spec: ModelSpec, weights: str | Path, variant: str | Non
     return path
 
 
+def weights_problem(spec: ModelSpec, weights: str | Path | None, variant: str | None = None) -> str | None:
+    """Why ``weights`` cannot provide the files of ``spec``'s ``variant``, or None if they look available.
+
+    A cheap check made before a long run starts (no checkpoint is loaded): a file must exist, a
+    directory must hold the official file name(s), 'official' needs the file in the cache or a
+    published URL to download it from. A variant that is not itself a weight file (e.g. GMIC's
+    'ensemble') needs every file of the model.
+    """
+    if weights is None or str(weights) == "":
+        return f"no weights given for {spec.name} (pass --weights {spec.name}=PATH, a directory, or 'official')"
+    variant = variant or spec.default_variant
+    files = [spec.weights[variant]] if variant in spec.weights else list(spec.weights.values())
+    if str(weights) == "official":
+        directory = cache_dir() / spec.name
+        absent = [wf for wf in files if not (directory / wf.filename).is_file() and wf.url is None]
+        if absent:
+            return (f"official weights for {spec.name} ({', '.join(wf.filename for wf in absent)}) are not in "
+                    f"{directory} and have no download URL")
+        return None
+    path = Path(weights)
+    if path.is_dir():
+        absent = [wf.filename for wf in files if not (path / wf.filename).is_file()]
+        if absent:
+            return f"{path} does not contain {', '.join(absent)} (weights of {spec.name} {variant or ''})".rstrip()
+        return None
+    if not path.is_file():
+        return f"weights file not found: {path}"
+    if len(files) > 1:
+        return (f"{spec.name} {variant} needs {len(files)} weight files ({', '.join(wf.filename for wf in files)}): "
+                "pass a directory holding them, or 'official'")
+    return None
+
+
 def load_checkpoint(path: str | Path) -> Any:
     """``torch.load`` a checkpoint on the CPU without executing pickled code."""
     try:
@@ -151,4 +184,4 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor
 
 
 __all__ = ["WeightFile", "WeightsError", "UnexpectedKeysWarning", "cache_dir", "download", "official_weights_path",
-           "resolve_weight_path", "load_checkpoint", "load_state_dict_into"]
+           "resolve_weight_path", "weights_problem", "load_checkpoint", "load_state_dict_into"]

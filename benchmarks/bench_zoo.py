@@ -1,0 +1,406 @@
+"""The model-zoo efficiency table: parameters, FLOPs, seconds per image / exam and peak memory of every
+registered model, side by side with a ResNet-34 baseline measured in the same run (the comparison the
+GMIC paper makes), plus the official timings the reference READMEs report.
+
+    python benchmarks/bench_zoo.py                       # every registered model, reference checkpoints
+    python benchmarks/bench_zoo.py --models nyu_glam --with-maps --images 6
+    python benchmarks/bench_zoo.py --weights gmic=/path/sample_model_1.p --weights nyu_glam=/path/dir
+
+Every model is iterated from the registry, so models added later appear automatically. Each is run
+through the public prediction engine (``predict_images``: loading, preprocessing, forward, outputs) on
+the reference mammograms after the official crop and centre search, in its own process so that its
+peak memory (maximum resident set size) is its own. Timing excludes one warm-up image.
+
+Weights: ``--weights`` as for ``mammoscreen run`` (MODEL=PATH, a directory of official file names, or
+'official'); models without them use a reference checkpoint from ``--reference`` (official format,
+seeded random values - fine for speed and memory): the ones listed in ``REFERENCE_CHECKPOINTS``, a
+variant's ``spec.extra['reference_checkpoints']`` entry, or a manifest named ``<model>_<variant>.json``.
+A model without any weights is listed with "no weights".
+
+FLOPs are counted with forward hooks on every ``nn.Conv2d`` and ``nn.Linear`` (2 FLOPs per
+multiply-accumulate; normalisation, activations and pooling are not counted) of the ``nn.Module``s the
+predictor holds.
+
+The timings depend on the machine and on its load: compare rows of one run (the ratio columns), not
+runs on different days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+
+# Reference checkpoints of models whose registry entry does not name one: model -> variant -> path
+# relative to the reference directory (a checkpoint file, or a manifest for tools/make_checkpoint.py).
+REFERENCE_CHECKPOINTS = {
+    "gmic": {"1": "gmic/gmic_reference.p"},
+    "nyu_glam": {"model_joint": "manifests/glam_model_joint.json"},
+}
+
+# Official timings from the reference READMEs (same 2-core machine, quiet): model -> (seconds, what).
+OFFICIAL_SECONDS = {
+    "nyu_glam": (2.14, "s/image, official forward, median (glam/README.md)"),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Worker: one model in its own process
+# ----------------------------------------------------------------------------------------------
+
+def _find_modules(obj: Any, seen: set[int] | None = None) -> list:
+    """Every torch module a predictor holds (attributes, lists, dicts), each once."""
+    from torch import nn
+
+    seen = set() if seen is None else seen
+    found = []
+    values = vars(obj).values() if hasattr(obj, "__dict__") and not isinstance(obj, nn.Module) else [obj]
+    for value in values:
+        if isinstance(value, nn.Module):
+            if id(value) not in seen:
+                seen.add(id(value))
+                found.append(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                found += _find_modules(item, seen) if isinstance(item, nn.Module) else []
+        elif isinstance(value, dict):
+            for item in value.values():
+                found += _find_modules(item, seen) if isinstance(item, nn.Module) else []
+    return found
+
+
+class FlopCounter:
+    """Multiply-accumulates of Conv2d and Linear layers, counted with forward hooks."""
+
+    def __init__(self, modules):
+        from torch import nn
+
+        self.macs = 0
+        self.handles = []
+        for module in modules:
+            for m in module.modules():
+                if isinstance(m, nn.Conv2d):
+                    self.handles.append(m.register_forward_hook(self._conv))
+                elif isinstance(m, nn.Linear):
+                    self.handles.append(m.register_forward_hook(self._linear))
+
+    def _conv(self, m, inputs, output):
+        kh, kw = m.kernel_size
+        self.macs += output.numel() * (m.in_channels // m.groups) * kh * kw
+
+    def _linear(self, m, inputs, output):
+        self.macs += output.numel() * m.in_features
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads): less sensitive than wall time to other work on the machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def worker(task: dict) -> dict:
+    """Measure one model (or the baseline) as described by ``task``; runs in a fresh process."""
+    import torch
+
+    torch.set_num_threads(task["threads"])
+    if task["kind"] == "baseline":
+        return _baseline(task)
+
+    from mammoscreen.data.exams import iter_images, load_exam_list
+    from mammoscreen.models.registry import get_model_spec
+    from mammoscreen.predict import PredictOptions, predict_images
+
+    spec = get_model_spec(task["model"])
+    baseline_rss = _rss_mb()
+    t0 = time.perf_counter()
+    predictor = spec.build(task["weights"], task["variant"], device=task["device"])
+    build_seconds = time.perf_counter() - t0
+    modules = _find_modules(predictor)
+    params = {id(p): p.numel() for m in modules for p in m.parameters()}
+
+    timers = {"prepare": 0.0, "predict_batch": 0.0}
+    for name in timers:
+        method = getattr(predictor, name)
+
+        def timed(*args, _method=method, _name=name):
+            start = time.perf_counter()
+            try:
+                return _method(*args)
+            finally:
+                timers[_name] += time.perf_counter() - start
+        setattr(predictor, name, timed)
+
+    exams = load_exam_list(task["exam_list"])
+    options = PredictOptions(device=task["device"], save_maps=task["with_maps"], progress=False)
+    work = Path(task["work_dir"])
+    # Warm-up on the first image (allocator, oneDNN kernel selection), not timed.
+    first = next(iter_images(exams))
+    exam = exams[first.exam_index]
+    warm = replace(exam, images={view: names[:1] if view == first.view else [] for view, names in exam.images.items()})
+    predict_images(predictor, [warm], task["images_dir"], work / "warmup", options)
+
+    timers.update(prepare=0.0, predict_batch=0.0)
+    counter = FlopCounter(modules)
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
+    run = predict_images(predictor, exams, task["images_dir"], work / "timed", options)
+    total, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+    counter.remove()
+    n_images = len(run.rows)
+    n_exams = sum(1 for e in exams if any(e.images.values()))
+    if n_images == 0:
+        raise RuntimeError(f"{spec.name}: no image was predicted ({[str(f) for f in run.failures]})")
+    return {
+        "model": spec.name, "variant": task["variant"] or spec.default_variant, "with_maps": task["with_maps"],
+        "params": sum(params.values()), "gflops_per_image": 2 * counter.macs / n_images / 1e9,
+        "images": n_images, "exams": n_exams, "failed": len(run.failures),
+        "seconds_per_image": total / n_images, "seconds_per_exam": total / n_exams,
+        "cpu_seconds_per_image": cpu / n_images,
+        "forward_seconds_per_image": timers["predict_batch"] / n_images,
+        "prepare_seconds_per_image": timers["prepare"] / n_images,
+        "build_seconds": build_seconds, "rss_before_mb": baseline_rss, "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _baseline(task: dict) -> dict:
+    """ResNet-34 on one 2944x1920 image (grey replicated to 3 channels, global pooling, 2 outputs)."""
+    import torch
+    from torch import nn
+
+    from mammoscreen.models.blocks import ResNetV1
+
+    class ResNet34Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = ResNetV1(64, (3, 4, 6, 3), in_channels=3)
+            self.fc = nn.Linear(512, 2)
+
+        def forward(self, x):
+            return torch.sigmoid(self.fc(self.trunk(x.expand(-1, 3, -1, -1)).mean(dim=(2, 3))))
+
+    baseline_rss = _rss_mb()
+    model = ResNet34Classifier().eval()
+    x = torch.randn(1, 1, 2944, 1920)
+    times = []
+    with torch.inference_mode():
+        counter = FlopCounter([model])
+        model(x)  # warm-up, counting FLOPs
+        counter.remove()
+        cpu_start = _cpu_seconds()
+        for _ in range(max(1, task["repeat"])):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+        cpu = (_cpu_seconds() - cpu_start) / max(1, task["repeat"])
+    macs = counter.macs
+    seconds = sorted(times)[len(times) // 2]
+    return {"model": "ResNet-34 baseline", "variant": "2944x1920", "with_maps": False,
+            "params": sum(p.numel() for p in model.parameters()), "gflops_per_image": 2 * macs / 1e9,
+            "images": 1, "exams": None, "failed": 0, "seconds_per_image": seconds, "seconds_per_exam": None,
+            "cpu_seconds_per_image": cpu,
+            "forward_seconds_per_image": seconds, "prepare_seconds_per_image": 0.0, "build_seconds": 0.0,
+            "rss_before_mb": baseline_rss, "peak_rss_mb": _peak_rss_mb()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------------
+
+def _reference_weights(spec, reference: Path, build_dir: Path) -> tuple[str, str] | None:
+    """(variant, checkpoint path) of a reference checkpoint for ``spec``, materialised if needed."""
+    candidates: dict[str, str] = dict(REFERENCE_CHECKPOINTS.get(spec.name, {}))
+    candidates.update(spec.extra.get("reference_checkpoints", {}))
+    for variant in spec.variants:
+        manifest = reference / "manifests" / f"{spec.name}_{variant}.json"
+        if manifest.is_file():
+            candidates.setdefault(variant, str(manifest.relative_to(reference)))
+    ordered = sorted(candidates.items(), key=lambda kv: kv[0] != spec.default_variant)
+    for variant, relative in ordered:
+        source = reference / relative
+        if not source.is_file():
+            continue
+        if source.suffix != ".json":
+            return variant, str(source)
+        target = build_dir / spec.name / f"{variant}.ckpt"
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sys.path.insert(0, str(reference / "tools"))
+            from make_checkpoint import build_checkpoint
+
+            build_checkpoint(source, target)
+        return variant, str(target)
+    return None
+
+
+def _preprocess(specs, images: Path, exam_list: Path, work: Path, workers: int) -> dict[str, tuple[str, str]]:
+    """Crop once and compute centres per window set: model -> (images dir, exam list)."""
+    from mammoscreen.data.exams import load_exam_list
+    from mammoscreen.pipeline import centers_file_name
+    from mammoscreen.preprocess.centers import centers_dataset
+    from mammoscreen.preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
+
+    cropped = work / "cropped"
+    if any(s.needs_crop for s in specs):
+        crop_dataset(images, load_exam_list(exam_list), cropped, workers=workers, progress=False)
+    inputs = {}
+    for spec in specs:
+        if spec.center_windows is not None:
+            path = work / centers_file_name(dict(spec.center_windows))
+            if not path.is_file():
+                centers_dataset(cropped, load_exam_list(cropped / CROPPED_EXAM_LIST), path,
+                                windows=dict(spec.center_windows), workers=workers, progress=False)
+            inputs[spec.name] = (str(cropped), str(path))
+        elif spec.needs_crop:
+            inputs[spec.name] = (str(cropped), str(cropped / CROPPED_EXAM_LIST))
+        else:
+            inputs[spec.name] = (str(images), str(exam_list))
+    return inputs
+
+
+def _subset_exam_list(exam_list: Path, n_images: int, target: Path) -> Path:
+    """The first exams holding at least ``n_images`` images (whole exams, in order)."""
+    from mammoscreen.data.exams import load_exam_list, save_exam_list
+
+    exams, count = [], 0
+    for exam in load_exam_list(exam_list):
+        if count >= n_images:
+            break
+        exams.append(exam)
+        count += sum(len(v) for v in exam.images.values())
+    return save_exam_list(exams, target)
+
+
+def _run_worker(task: dict) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(task)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"model": task.get("model", "baseline"), "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt(value, spec=".2f", none="-"):
+    return none if value is None else format(value, spec)
+
+
+def print_table(rows: list[dict], baseline: dict | None) -> None:
+    header = ("model", "variant", "maps", "params (M)", "GFLOPs/img", "s/img", "fwd s/img", "CPU s/img", "s/exam",
+              "peak RSS (MB)", "x params", "x FLOPs", "x CPU time", "x memory")
+    lines = [header]
+    for r in rows:
+        if "error" in r or "skipped" in r:
+            lines.append((r["model"], r.get("variant") or "-", "-", r.get("skipped") or f"error: {r['error']}")
+                         + ("",) * (len(header) - 4))
+            continue
+        ratio = lambda key: _fmt(r[key] / baseline[key], ".2f") if baseline and baseline.get(key) else "-"  # noqa
+        lines.append((r["model"], str(r["variant"]), "yes" if r["with_maps"] else "no", _fmt(r["params"] / 1e6),
+                      _fmt(r["gflops_per_image"], ".1f"), _fmt(r["seconds_per_image"]),
+                      _fmt(r["forward_seconds_per_image"]), _fmt(r["cpu_seconds_per_image"]),
+                      _fmt(r["seconds_per_exam"]), _fmt(r["peak_rss_mb"], ".0f"), ratio("params"),
+                      ratio("gflops_per_image"), ratio("cpu_seconds_per_image"), ratio("peak_rss_mb")))
+    widths = [max(len(str(line[i])) for line in lines if len(line) > i) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+    print("s = wall-clock seconds, CPU s = process CPU time (all threads); ratios (x ...) are against the ResNet-34 "
+          "baseline row of this run; FLOPs count conv/linear layers only.")
+    for r in rows:
+        official = OFFICIAL_SECONDS.get(r.get("model"))
+        if official and "forward_seconds_per_image" in r:
+            seconds, what = official
+            maps = "yes" if r["with_maps"] else "no"
+            print(f"{r['model']} (maps {maps}): forward {r['forward_seconds_per_image']:.2f} s/image here vs "
+                  f"{seconds:.2f} {what}: x{r['forward_seconds_per_image'] / seconds:.2f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=None, help="comma-separated models (default: every registered model)")
+    parser.add_argument("--weights", action="append", default=[], metavar="[MODEL=]PATH")
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
+                        help="reference data: images, exam list, checkpoints (default ../shared/reference)")
+    parser.add_argument("--images", type=int, default=4, help="images to time per model (whole exams; default 4)")
+    parser.add_argument("--with-maps", action="store_true",
+                        help="also time each model with --save-maps (all maps computed, e.g. GLAM's local branch)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--baseline-repeat", type=int, default=2)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+
+    from mammoscreen.models.registry import list_models
+    from mammoscreen.pipeline import model_requests, split_model_names
+
+    names = split_model_names([args.models]) if args.models else [s.name for s in list_models()]
+    requests = {r.name: r for r in model_requests(names, args.weights)}
+    specs = [s for s in list_models() if s.name in names]
+    print(f"{len(specs)} models, {args.threads} threads, device {args.device}, "
+          f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="bench_zoo_"))
+    try:
+        exam_list = _subset_exam_list(args.reference / "exam_list_before_cropping.pkl", args.images,
+                                      work / "exams.pkl")
+        inputs = _preprocess(specs, args.reference / "images", exam_list, work / "pre", workers=args.threads)
+        rows = []
+        for spec in specs:
+            request = requests[spec.name]
+            weights, variant = request.weights, request.variant
+            if weights is None:
+                found = _reference_weights(spec, args.reference, work / "weights")
+                if found is None:
+                    rows.append({"model": spec.name, "variant": None, "skipped": "no weights"})
+                    continue
+                variant, weights = found
+            for with_maps in ([False, True] if args.with_maps else [False]):
+                task = {"kind": "model", "model": spec.name, "variant": variant, "weights": str(weights),
+                        "device": args.device, "threads": args.threads, "with_maps": with_maps,
+                        "images_dir": inputs[spec.name][0], "exam_list": inputs[spec.name][1],
+                        "work_dir": str(work / "runs" / f"{spec.name}_{int(with_maps)}")}
+                row = _run_worker(task)
+                rows.append(row)
+                print(f"  measured {spec.name} (maps {'yes' if with_maps else 'no'})", flush=True)
+        baseline = None
+        if not args.no_baseline:
+            baseline = _run_worker({"kind": "baseline", "threads": args.threads, "repeat": args.baseline_repeat})
+            rows.append(baseline)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
+        print_table(rows, baseline if baseline and "error" not in baseline else None)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

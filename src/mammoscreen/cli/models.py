@@ -1,0 +1,67 @@
+"""``mammoscreen models``: what models are available, what they need, and where their weights come from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "models", help="list the available models, their inputs, outputs, variants and weights",
+        description="List every registered model: name, title, licence of its weights, input, output level, "
+                    "prediction columns, variants and where its weight files come from.")
+    p.add_argument("names", nargs="*", metavar="MODEL", help="only these models (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=run_models)
+
+
+def model_info(spec) -> dict:
+    """A model's registry entry as plain data."""
+    from ..models.weights import cache_dir
+
+    return {
+        "name": spec.name, "title": spec.title, "paper": spec.paper, "license": spec.license,
+        "output_level": spec.output_level, "prediction_columns": list(spec.prediction_columns),
+        "input": spec.input_description, "needs_crop": spec.needs_crop,
+        "windows": {k: list(v) for k, v in (spec.center_windows or {}).items()},
+        "variants": list(spec.variants), "default_variant": spec.default_variant,
+        "weights": {variant: {"file": wf.filename, "url": wf.url, "sha256": wf.sha256, "license": wf.license,
+                              "cached": (cache_dir() / spec.name / wf.filename).is_file()}
+                    for variant, wf in spec.weights.items()},
+        "intended_use": spec.intended_use,
+    }
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from ..models.registry import get_model_spec, list_models
+    from ..models.weights import cache_dir
+
+    try:
+        specs = [get_model_spec(n) for n in args.names] if args.names else list_models()
+    except KeyError as e:
+        raise ValueError(str(e).strip("'\"")) from None
+    infos = [model_info(spec) for spec in specs]
+    if args.json:
+        print(json.dumps(infos, indent=1))
+        return 0
+    wrap = lambda text: textwrap.fill(text, width=100, initial_indent="    ", subsequent_indent="    ")  # noqa: E731
+    for info in infos:
+        print(f"{info['name']}: {info['title']}")
+        print(wrap(f"paper: {info['paper']}"))
+        print(wrap(f"licence of the weights: {info['license']}"))
+        print(wrap(f"input: {info['input']}"))
+        print(wrap(f"output: {info['output_level']}-level, columns {', '.join(info['prediction_columns'])}"))
+        variants = ", ".join(v + (" (default)" if v == info["default_variant"] else "") for v in info["variants"])
+        print(wrap(f"variants: {variants or '-'}"))
+        print("    weights (--weights DIR looks for these file names; 'official' uses "
+              f"{cache_dir() / info['name']}):")
+        for variant, wf in info["weights"].items():
+            status = "cached" if wf["cached"] else ("downloadable" if wf["url"] else "not published")
+            checksum = f"sha256 {wf['sha256'][:12]}..." if wf["sha256"] else "no published sha256"
+            print(f"      {variant}: {wf['file']}  [{status}; {checksum}]")
+            if wf["url"]:
+                print(f"        {wf['url']}")
+        print()
+    return 0
