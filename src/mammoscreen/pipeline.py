@@ -25,7 +25,7 @@ from .batch import Failure
 from .data.exams import Exam, load_exam_list
 from .files import sha256_file, write_json_atomic
 from .models.registry import ModelSpec, get_model_spec
-from .predict import PredictionRun, PredictOptions, predict_images
+from .predict import PredictionRun, PredictOptions, run_prediction
 
 CROPPED_DIR = "cropped_images"
 
@@ -139,7 +139,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
         else:
             model_exams, model_images = exams, images_dir
         predictor = spec.build(request.weights, request.variant, device=options.device, **request.build_options)
-        run = predict_images(predictor, model_exams, model_images, output_dir / spec.name, options)
+        run = run_prediction(predictor, model_exams, model_images, output_dir / spec.name, options)
         predictions[spec.name] = run
         failures[spec.name] = run.failures
         log(f"{spec.name}: {len(run.rows)} predictions -> {run.csv_path}")
