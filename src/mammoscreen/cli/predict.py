@@ -13,14 +13,60 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True,
                    help="checkpoint file, a directory holding the official file names, or 'official' (cache/download)")
     p.add_argument("--model-index", "--variant", dest="variant", default=None,
-                   help="model variant; for GMIC 1-5 or 'ensemble' (default 1)")
+                   help="model variant; for GMIC 1-5 or 'ensemble' (default 1); for the DMV-CNN models image_only "
+                        "or image_heatmaps (or use --heatmaps)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
     p.add_argument("--visualize", action="store_true", help="write visualization/<image>.png")
     p.add_argument("--segmentations", type=Path, default=None,
                    help="directory of <image>_benign.png / <image>_malignant.png masks to draw in the figures")
+    _add_dmv_options(p)
     add_quiet_option(p)
+
+
+def _add_dmv_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("DMV-CNN models (nyu_model, nyu_model_single)")
+    g.add_argument("--heatmaps", action="store_true",
+                   help="use the image+heatmaps variant: patch-classifier heatmaps as extra inputs (needs --patch-weights)")
+    g.add_argument("--patch-weights", default=None,
+                   help="patch classifier checkpoint (sample_patch_model.p), a directory holding it, or 'official'")
+    g.add_argument("--seed", type=int, default=None,
+                   help="seed of the random input windows and heatmap patch grids (default 0: the official numbers)")
+    g.add_argument("--epochs", type=positive_int, default=None,
+                   help="average over this many random input windows (default 1, as the meta-repository)")
+    g.add_argument("--every-image", action="store_true",
+                   help="nyu_model_single: predict every image of a view, not one drawn at random as the official script")
+    g.add_argument("--heatmap-batch-size", type=positive_int, default=None,
+                   help="patches per patch-classifier batch (default 32)")
+    g.add_argument("--save-heatmap-pngs", action="store_true",
+                   help="also write the heatmaps as 16-bit PNGs to DIR/heatmaps/heatmap_{benign,malignant}/<image>.png")
+
+
+def _build_options(args: argparse.Namespace, spec, model_output_dir: Path) -> tuple[str | None, dict]:
+    """(variant, keyword options for spec.build) from the model options that were given."""
+    import inspect
+
+    variant = args.variant
+    options: dict = {}
+    if args.heatmaps:
+        if variant not in (None, "image_heatmaps"):
+            raise ValueError(f"--heatmaps contradicts --variant {variant}")
+        variant = "image_heatmaps"
+    given = {"patch_weights": args.patch_weights, "seed": args.seed, "epochs": args.epochs,
+             "every_image": args.every_image or None, "heatmap_batch_size": args.heatmap_batch_size,
+             "heatmap_png_dir": model_output_dir / "heatmaps" if args.save_heatmap_pngs else None}
+    accepted = inspect.signature(spec.build).parameters
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            flag = {"heatmap_png_dir": "save-heatmap-pngs"}.get(key, key.replace("_", "-"))
+            raise ValueError(f"model {spec.name} does not take --{flag}")
+        options[key] = value
+    if args.heatmaps and "patch_weights" not in accepted:
+        raise ValueError(f"model {spec.name} has no image+heatmaps variant")
+    return variant, options
 
 
 def _options(args: argparse.Namespace):
@@ -67,15 +113,17 @@ def _build(args: argparse.Namespace):
 
 def run_predict(args: argparse.Namespace) -> int:
     from ..data.exams import load_exam_list
-    from ..predict import predict_images
+    from ..predict import run_prediction
 
     spec = _build(args)
     options = _options(args)
     exams = load_exam_list(args.exam_list)
-    predictor = spec.build(args.weights, args.variant, device=options.device)
+    variant, build_options = _build_options(args, spec, args.output_dir)
+    predictor = spec.build(args.weights, variant, device=options.device, **build_options)
     print(f"{spec.name} variant {predictor.provenance().get('variant', '-')} on {getattr(predictor, 'device', '')}")
-    run = predict_images(predictor, exams, args.images, args.output_dir, options)
-    report_failures(run.failures, len(run.rows) + len(run.failures))
+    run = run_prediction(predictor, exams, args.images, args.output_dir, options)
+    report_failures(run.failures, len(run.rows) + len(run.failures),
+                    "exams" if spec.output_level == "breast" else "images")
     print(f"{len(run.rows)} predictions -> {run.csv_path}")
     return 0
 
@@ -84,8 +132,9 @@ def run_run(args: argparse.Namespace) -> int:
     from ..pipeline import ModelRequest, run_pipeline
 
     spec = _build(args)
+    variant, build_options = _build_options(args, spec, args.output_dir / spec.name)
     result = run_pipeline(args.images, args.exam_list, args.output_dir,
-                          [ModelRequest(spec.name, args.weights, args.variant)], workers=args.workers,
+                          [ModelRequest(spec.name, args.weights, variant, build_options)], workers=args.workers,
                           options=_options(args))
     for stage, failures in result.failures.items():
         if failures:

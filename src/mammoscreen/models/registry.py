@@ -74,6 +74,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 # Modules whose import registers the built-in models (one per model family).
 BUILTIN_MODEL_MODULES = [
     "mammoscreen.models.gmic_predictor",
+    "mammoscreen.models.dmv_predictor",
 ]
 
 
