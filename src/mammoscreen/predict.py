@@ -248,7 +248,9 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     for record in records:
         if record.name not in journal:
             continue
-        row: dict[str, Any] = {"": len(rows), "image_index": record.name, **journal[record.name]}
+        row: dict[str, Any] = {"image_index": record.name, **journal[record.name]}
+        if columns[0] == "":
+            row[""] = len(rows)
         labels = {"benign_label": record.benign_label, "malignant_label": record.malignant_label}
         for c in predictor.spec.prediction_columns:
             row[label_column(c)] = labels.get(label_column(c))

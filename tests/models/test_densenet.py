@@ -71,12 +71,14 @@ def small_densenet():
     return model.eval()
 
 
-def test_fused_network_computes_the_reference_function(small_densenet):
+@pytest.mark.parametrize("fused_relu", [True, False])
+def test_fused_network_computes_the_reference_function(small_densenet, fused_relu):
     torch.manual_seed(2)
     patches = torch.randn(5, 1, 256, 256)
     with torch.inference_mode():
         reference = small_densenet(patches.expand(5, 3, 256, 256))
         fused = fuse_densenet(small_densenet)
+        fused.fused_relu = fused_relu
         before, after = fused.stem_padding()
         assert (before, after) == (2, 3)
         padded = F.pad(patches, (before, after, before, after))

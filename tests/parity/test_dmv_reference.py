@@ -230,17 +230,17 @@ def test_nyu_model_image_heatmaps_matches_the_official_outputs(nyu_heatmaps_exam
 
 
 def test_nyu_model_heatmap_channels_of_the_input(nyu_heatmaps_exam0, reference_dir):
-    predictor, prepared, _ = nyu_heatmaps_exam0
-    official = np.load(reference_dir / "nyu_model" / "image_heatmaps" / "exam0.npz")
-    heatmaps = predictor._heatmaps(prepared)
     from mammoscreen.models.dmv_predictor import window_input
     from mammoscreen.preprocess.windows import flip_to_face_right
 
+    _, prepared, prediction = nyu_heatmaps_exam0
+    official = np.load(reference_dir / "nyu_model" / "image_heatmaps" / "exam0.npz")
     for sample in prepared.samples:
         key = sample.view.replace("-", "_")
-        image = flip_to_face_right(prepared.images[sample.name], sample.view, "NO").astype(np.float32)
-        hm = heatmaps[sample.name]
-        window = window_input(image, (hm.benign, hm.malignant), sample.geometry, sample.view)
+        mirror = lambda a: flip_to_face_right(a, sample.view, "NO")  # noqa: E731 - maps are in original orientation
+        image = mirror(prepared.images[sample.name]).astype(np.float32)
+        heatmaps = tuple(mirror(prediction.maps[f"heatmap_{kind}_{sample.name}"]) for kind in ("benign", "malignant"))
+        window = window_input(image, heatmaps, sample.geometry, sample.view)
         if sample.view == "L-CC":
             reference = np.load(reference_dir / "nyu_model" / "image_heatmaps" / "input_exam0_L_CC.npz")["input"][0]
             np.testing.assert_allclose(window.transpose(2, 0, 1), reference, rtol=0, atol=HEATMAP_TOL)
@@ -274,7 +274,7 @@ def test_nyu_model_single_image_only_matches_the_official_outputs(single_run, re
     np.testing.assert_allclose(ours["logp"][0], official["logp"][0], rtol=0, atol=SINGLE_TOL)
     np.testing.assert_allclose(ours["probabilities"], official["prob"][0], rtol=0, atol=SINGLE_TOL)
     centers = load_pickle(single_run / "data_CC2677x1942_MLO2974x1748.pkl")
-    exam, view = (0, None) if name.startswith("0") else (1, None)
+    exam = 0 if name.startswith("0") else 1
     view = next(v for v in VIEWS if name in centers[exam][v])
     assert tuple(centers[exam]["best_center"][view][0]) == tuple(official["best_center"])
 
@@ -290,9 +290,10 @@ def test_nyu_model_single_mlo_input_is_bit_identical(single_run, checkpoints, re
 
 @pytest.fixture(scope="module")
 def single_heatmaps_run(single_run, checkpoints, tmp_path_factory):
-    """The image+heatmaps nyu_model_single on exam 0's CC images (every image has its own seeds)."""
+    """The image+heatmaps nyu_model_single on 0_R-CC. Every image has its own seeds, so one image stands for
+    all; a right view shows the unmirrored patch grid (0_L-CC's heatmaps are nyu_model's, tested above)."""
     data = load_pickle(single_run / "data_CC2677x1942_MLO2974x1748.pkl")[:1]
-    for key in ("L-MLO", "R-MLO"):
+    for key in ("L-CC", "L-MLO", "R-MLO"):
         data[0][key] = []
         for meta in ("window_location", "rightmost_points", "bottommost_points", "distance_from_starting_side",
                      "best_center"):
@@ -302,29 +303,22 @@ def single_heatmaps_run(single_run, checkpoints, tmp_path_factory):
     out = tmp_path_factory.mktemp("single_heatmaps")
     run = predict_images(predictor, exams_from_data(data), single_run / "cropped_images", out,
                          PredictOptions(device="cpu", progress=False, save_maps=True))
-    assert [r["image_index"] for r in run.rows] == ["0_L-CC", "0_R-CC"]
+    assert [r["image_index"] for r in run.rows] == ["0_R-CC"]
     return out
 
 
-@pytest.mark.parametrize("name", ["0_L-CC", "0_R-CC"])
-def test_nyu_model_single_heatmaps_match_the_official_ones(single_heatmaps_run, reference_dir, name):
-    ours = np.load(single_heatmaps_run / "maps" / f"{name}.npz")
-    official = np.load(reference_dir / "nyu_model_single" / "image_heatmaps" / f"{name}.npz")
+def test_nyu_model_single_heatmaps_match_the_official_ones(single_heatmaps_run, reference_dir):
+    ours = np.load(single_heatmaps_run / "maps" / "0_R-CC.npz")
+    official = np.load(reference_dir / "nyu_model_single" / "image_heatmaps" / "0_R-CC.npz")
     assert ours["patch_row_strides"].tolist() == official["hm_width_stride_list"].tolist()
     assert ours["patch_col_strides"].tolist() == official["hm_length_stride_list"].tolist()
     np.testing.assert_allclose(ours["patch_probabilities"], official["hm_patch_probs"], rtol=0, atol=HEATMAP_TOL)
-    for kind in ("benign", "malignant"):
+    full = np.load(reference_dir / "nyu_model_single" / "image_heatmaps" / "full_0_R-CC.npz")
+    for kind in ("benign", "malignant"):  # not mirrored for the patches, unlike nyu_model's
+        np.testing.assert_allclose(ours[f"heatmap_{kind}"], full[f"heatmap_{kind}_saved"], rtol=0, atol=HEATMAP_TOL)
         summary = _summary(ours[f"heatmap_{kind}"], official["summary_positions_saved"])
         np.testing.assert_allclose(summary[3:], official[f"hm_saved_summary_{kind}"][3:], rtol=0, atol=HEATMAP_TOL)
-    if name == "0_R-CC":  # not mirrored for the patches: differs from nyu_model's, as the official code
-        full = np.load(reference_dir / "nyu_model_single" / "image_heatmaps" / "full_0_R-CC.npz")
-        for kind in ("benign", "malignant"):
-            np.testing.assert_allclose(ours[f"heatmap_{kind}"], full[f"heatmap_{kind}_saved"], rtol=0,
-                                       atol=HEATMAP_TOL)
-    else:  # 0_L-CC: the same random state and orientation as nyu_model's first image
-        full = np.load(reference_dir / "nyu_model" / "heatmaps" / "full_0_L-CC.npz")
-        np.testing.assert_allclose(ours["heatmap_benign"], full["heatmap_benign"], rtol=0, atol=HEATMAP_TOL)
     assert np.array_equal(ours["borders"][0], official["borders"])
-    assert_pooled_close(ours["pooled"][0], official["pooled"], name)
+    assert_pooled_close(ours["pooled"][0], official["pooled"], "0_R-CC")
     np.testing.assert_allclose(ours["logp"][0], official["logp"][0], rtol=0, atol=SINGLE_TOL)
     assert float(ours["probabilities"][1]) == pytest.approx(float(official["malignant_pred"]), abs=SINGLE_TOL)

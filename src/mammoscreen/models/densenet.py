@@ -14,6 +14,7 @@ loaded :class:`DenseNet` with :func:`fuse_densenet`.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import Sequence
 
@@ -193,6 +194,29 @@ def _fold_into_linear(weight: torch.Tensor, bias: torch.Tensor | None, pre: _BNR
     return weight * pre.scale.view(shape), new_bias
 
 
+@functools.lru_cache(maxsize=None)
+def mkldnn_conv_relu_available() -> bool:
+    """Whether oneDNN's convolution with a fused ReLU (an internal op torch.compile uses on CPUs) works here."""
+    op = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        x = torch.randn(1, 2, 4, 4).contiguous(memory_format=torch.channels_last)
+        w, b = torch.randn(3, 2, 1, 1), torch.randn(3)
+        y = op(x, w, b, [0, 0], [1, 1], [1, 1], 1, "relu", [], "")
+        return bool(torch.allclose(y, F.relu(F.conv2d(x, w, b)), atol=1e-5))
+    except (RuntimeError, TypeError):
+        return False
+
+
+def conv_relu(x: torch.Tensor, conv: nn.Conv2d, fused: bool = True) -> torch.Tensor:
+    """relu(conv(x)); on CPUs (if ``fused``) one oneDNN call with the ReLU applied to the output in place."""
+    if fused and x.device.type == "cpu" and mkldnn_conv_relu_available():
+        return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, list(conv.padding), list(conv.stride),
+                                                       list(conv.dilation), conv.groups, "relu", [], "")
+    return conv(x).relu_()
+
+
 class _FusedLayer(nn.Module):
     def __init__(self, layer: DenseLayer):
         super().__init__()
@@ -206,8 +230,8 @@ class _FusedLayer(nn.Module):
         self.conv2 = nn.Conv2d(layer.conv2.in_channels, layer.conv2.out_channels, 3, padding=1, bias=False)
         self.conv2.weight.data.copy_(layer.conv2.weight.detach())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.conv1(self.pre(x)).relu_())
+    def forward(self, x: torch.Tensor, fused_relu: bool = True) -> torch.Tensor:
+        return self.conv2(conv_relu(self.pre(x), self.conv1, fused_relu))
 
 
 class _FusedTransition(nn.Module):
@@ -279,6 +303,7 @@ class FusedDenseNet(nn.Module):
         self.classifier.weight.data.copy_(weight)
         self.classifier.bias.data.copy_(bias)
         self.growth_rate = model.growth_rate
+        self.fused_relu = True  # oneDNN convolution+ReLU on CPUs when available (False: separate ReLU)
         self.eval()
 
     def stem_padding(self) -> tuple[int, int]:
@@ -287,7 +312,7 @@ class FusedDenseNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for (N, 1, H + pad, W + pad) patches already zero-padded by :meth:`stem_padding`."""
-        h = self.pool0(self.conv0(x).relu_())
+        h = self.pool0(conv_relu(x, self.conv0, self.fused_relu))
         for i, layers in enumerate(self.blocks):
             c_in, c_out = self.block_channels[i]
             n, _, height, width = h.shape
@@ -296,7 +321,7 @@ class FusedDenseNet(nn.Module):
             buffer[:, :c_in] = h
             filled = c_in
             for layer in layers:
-                buffer[:, filled:filled + self.growth_rate] = layer(buffer[:, :filled])
+                buffer[:, filled:filled + self.growth_rate] = layer(buffer[:, :filled], self.fused_relu)
                 filled += self.growth_rate
             h = self.transitions[i](buffer) if i < len(self.transitions) else buffer
         return self.classifier(self.pre5(h).mean(dim=(2, 3)))

@@ -38,6 +38,7 @@ from PIL import Image
 from ..data.exams import VIEWS, Exam, ImageRecord, iter_images, view_angle
 from ..data.images import image_path, read_mammogram, write_png
 from ..files import sha256_file
+from ..memory import keep_freed_memory
 from ..predict import ExamPrediction, ExamPredictor, ImagePrediction, Predictor, missing_views, resolve_device
 from ..preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
 from .densenet import DenseNet, densenet121
@@ -231,6 +232,8 @@ class ViewWiseDMVPredictor(ExamPredictor):
             raise ValueError(f"epochs must be at least 1, got {epochs}")
         self.spec = NYU_MODEL_SPEC
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.memory
         self.model = model.to(self.device).eval()
         self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
         self.heatmap_settings = heatmaps
@@ -366,6 +369,8 @@ class ImageWiseDMVPredictor(Predictor):
             raise ValueError(f"epochs must be at least 1, got {epochs}")
         self.spec = NYU_MODEL_SINGLE_SPEC
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.memory
         self.model = model.to(self.device).eval()
         self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
         self.heatmap_settings = heatmaps

@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from ..memory import keep_freed_memory
 from .densenet import DenseNet, FusedDenseNet, fuse_densenet
 
 PATCH_SIZE = 256
@@ -151,6 +152,8 @@ class PatchClassifier:
     def __init__(self, model: DenseNet, device: torch.device | str = "cpu", batch_size: int = 32,
                  fast: bool = True):
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # large activations without page faults: see mammoscreen.memory
         self.model = model.to(self.device).eval()
         self.fast = fast
         self.batch_size = batch_size if fast else OFFICIAL_BATCH_SIZE
