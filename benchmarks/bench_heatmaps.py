@@ -8,8 +8,8 @@ Heatmaps. ``baseline`` reproduces the official heatmap stage's data path (``run_
 patches of an exam as float64 arrays, stacked to three channels in batches of 100, converted with
 ``torch.FloatTensor`` (which keeps the NHWC-permuted layout), the reference DenseNet-121 (one
 ``torch.cat`` of all earlier features per dense layer, explicit "SAME" padding, separate BatchNorm and
-ReLU), softmax, then the float32 averaging loop, with the default allocator. ``ours`` is :class:`mammoscreen.models.heatmaps.
-PatchClassifier` (fused network, background patches classified once, malloc tuned by
+ReLU), softmax, then the float32 averaging loop, with the default allocator. ``ours`` is
+:class:`mammoscreen.models.heatmaps.PatchClassifier` (fused network, background patches classified once, malloc tuned by
 :mod:`mammoscreen.memory`). ``--allocator-ablation`` adds the baseline with the malloc tuning and ours
 without it, to show how much of the difference is the allocator. All run on the same images and
 patch grids (exam 0's official grids: ``random.seed(0)`` once for the run), each in its own process (so
@@ -238,10 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         best = {k: min(v, key=lambda x: x["seconds"]) for k, v in runs.items() if v}
         base = best.get("baseline")
         for kind, result in best.items():
-            ratio = (f"  {base['seconds'] / result['seconds']:5.2f}x wall, {base['cpu_seconds'] / result['cpu_seconds']:5.2f}x "
-                     "CPU vs baseline" if base else "")
+            ratio = ""
+            if base:
+                ratio = (f"  {base['seconds'] / result['seconds']:5.2f}x wall, "
+                         f"{base['cpu_seconds'] / result['cpu_seconds']:5.2f}x CPU vs baseline")
             print(f"  {kind:21s} {result['seconds']:8.1f} s  ({result['seconds'] / n_patches:.4f} s/patch, "
-                  f"{result['cpu_seconds'] / n_patches:.4f} CPU s/patch), peak RSS {result['peak_rss_mb']:.0f} MB{ratio}")
+                  f"{result['cpu_seconds'] / n_patches:.4f} CPU s/patch), "
+                  f"peak RSS {result['peak_rss_mb']:.0f} MB{ratio}")
         if base:
             a, b = np.load(tmp / "baseline.npz"), np.load(tmp / "ours.npz")
             diff = max(float(np.abs(a[k] - b[k]).max()) for k in a.files)
@@ -250,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ours vs baseline: max |heatmap or probability difference| {diff:.2e}")
         per_patch = best["ours"]["seconds"] / n_patches
         lo, hi = OFFICIAL["heatmaps_seconds_per_patch"]
-        print(f"  official: {lo}-{hi} s/patch on a quiet machine (exam 0: {OFFICIAL['heatmaps_exam0_seconds']:.0f} s for "
-              f"1371 patches) -> ours {lo / per_patch:.1f}-{hi / per_patch:.1f}x faster per patch")
+        print(f"  official (README): {lo}-{hi} s/patch on a quiet machine, exam 0 took "
+              f"{OFFICIAL['heatmaps_exam0_seconds']:.0f} s for 1371 patches; ours here {per_patch:.4f} s/patch "
+              f"({lo / per_patch:.1f}-{hi / per_patch:.1f}x)")
 
         if not args.skip_dmv:
             dmv = _run_worker("dmv", args, tmp / "dmv.npz")

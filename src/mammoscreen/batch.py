@@ -11,11 +11,12 @@ from __future__ import annotations
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from .files import Journal
+from .files import Journal, file_signature
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,14 @@ def describe_error(error: BaseException) -> str:
 
 
 def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str], *,
-               journal: Journal | None = None, still_valid: Callable[[str], bool] | None = None,
-               workers: int = 1, desc: str = "images", progress: bool = True) -> tuple[dict[str, Any], list[Failure]]:
+               journal: Journal | None = None, source_of: Callable[[str], Path] | None = None,
+               still_valid: Callable[[str], bool] | None = None, workers: int = 1, desc: str = "images",
+               progress: bool = True) -> tuple[dict[str, Any], list[Failure]]:
     """Apply ``func`` to every item; return ({name: result}, failures).
 
-    Items whose name is already in ``journal`` (and, if given, for which ``still_valid(name)`` holds,
-    e.g. their output file still exists) are not run again; their recorded result is returned.
+    Items whose name is already in ``journal`` are not run again and their recorded result is returned,
+    unless their input file (``source_of(name)``) changed since (size or modification time), or
+    ``still_valid(name)`` is false (e.g. their output file was deleted).
     ``func`` must be picklable (a module-level function or a ``functools.partial`` of one) when
     ``workers > 1``. Results must be JSON-serialisable to be journaled.
     """
@@ -50,9 +53,12 @@ def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence
     results: dict[str, Any] = {}
     failures: list[Failure] = []
     todo = []
+    signatures = {name: file_signature(source_of(name)) if source_of else None for name in names}
     for item, name in zip(items, names):
-        if journal is not None and name in journal and (still_valid is None or still_valid(name)):
-            results[name] = journal[name]
+        entry = journal.entries.get(name) if journal is not None else None
+        if (entry is not None and entry["source"] == signatures[name]
+                and (still_valid is None or still_valid(name))):
+            results[name] = entry["result"]
         else:
             todo.append((item, name))
 
@@ -68,7 +74,7 @@ def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence
         else:
             results[name] = value
             if journal is not None:
-                journal.record(name, value)
+                journal.record(name, {"result": value, "source": signatures[name]})
         bar.update(1)
 
     try:

@@ -89,6 +89,15 @@ def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def file_signature(path: PathLike) -> list[int] | None:
+    """(size, modification time in ns) of a file, or None if it does not exist: cheap change detection."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 class Journal:
     """An append-only JSON-lines record of finished work items, keyed by a string.
 

@@ -8,18 +8,19 @@ batch, how to draw a figure); this module does the rest the same way for every m
 * every finished image is journaled after its outputs (maps, figure) are written, so an interrupted run
   continues where it stopped when re-run with the same settings;
 * ``predictions.csv`` is written atomically at the end, in the official row order (exam by exam,
-  views L-CC, R-CC, L-MLO, R-MLO), with the labels from ``cancer_label``.
+  views L-CC, R-CC, L-MLO, R-MLO, or the model's ``csv_view_order``), with the labels from ``cancer_label``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import sys
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ from tqdm.auto import tqdm
 
 from .batch import Failure, describe_error
 from .data.exams import VIEWS, Exam, ImageRecord, iter_images
-from .files import Journal, atomic_write, write_text_atomic
+from .data.images import image_path
+from .files import Journal, atomic_write, file_signature, write_text_atomic
 from .models.registry import ModelSpec
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -59,6 +61,27 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"unsupported device {name!r}; use cpu, cuda or cuda:N")
     return device
+
+
+@contextlib.contextmanager
+def full_fp32(device: torch.device) -> Iterator[None]:
+    """Run CUDA convolutions and matmuls in true float32 (no TF32), so GPU numbers match the CPU's.
+
+    PyTorch lets cuDNN use TF32 for convolutions by default on Ampere and newer GPUs (~1e-3 relative
+    error); parity with the published float32 implementations needs it off. No effect on the CPU.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                     allow_tf32=False):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
 @dataclass
@@ -174,8 +197,7 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     images_dir, output_dir = Path(images_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     records = predictor.select_images(exams)
-    names = [r.name for r in records]
-    duplicates = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
+    duplicates = sorted(name for name, count in Counter(r.name for r in records).items() if count > 1)
     if duplicates:
         raise ValueError(f"image names occur more than once in the exam list: {', '.join(duplicates[:5])}")
 
@@ -184,8 +206,12 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     journal = Journal(output_dir / ".predict_journal.jsonl",
                       fingerprint={**predictor.provenance(), "images": str(images_dir.resolve())})
 
+    signatures = {r.name: file_signature(image_path(images_dir, r.name)) for r in records}
+
     def finished(r: ImageRecord) -> bool:
-        return (r.name in journal and (not options.save_maps or maps_path(r).is_file())
+        entry = journal.entries.get(r.name)
+        return (entry is not None and entry["source"] == signatures[r.name]
+                and (not options.save_maps or maps_path(r).is_file())
                 and (not options.visualize or figure_path(r).is_file()))
 
     todo = [r for r in records if not finished(r)]
@@ -207,7 +233,8 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
         except Exception as error:  # an output that cannot be written must not stop the run
             fail(record, error)
             return
-        journal.record(record.name, {k: float(v) for k, v in prediction.values.items()})
+        journal.record(record.name, {"values": {k: float(v) for k, v in prediction.values.items()},
+                                     "source": signatures[record.name]})
         bar.update(1)
 
     def run_batch(batch: list[tuple[ImageRecord, Any]]) -> list[tuple[ImageRecord, Any, ImagePrediction]]:
@@ -245,10 +272,13 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     if predictor.spec.extra.get("csv_index_column"):
         columns.insert(0, "")  # an unnamed row-number column, as pandas' to_csv writes it
     rows = []
+    if predictor.spec.csv_view_order:  # the model's official script orders views differently within an exam
+        rank = {view: i for i, view in enumerate(predictor.spec.csv_view_order)}
+        records = sorted(records, key=lambda r: (r.exam_index, rank.get(r.view, len(rank)), r.index_in_view))
     for record in records:
-        if record.name not in journal:
+        if not finished(record):
             continue
-        row: dict[str, Any] = {"image_index": record.name, **journal[record.name]}
+        row: dict[str, Any] = {"image_index": record.name, **journal[record.name]["values"]}
         if columns[0] == "":
             row[""] = len(rows)
         labels = {"benign_label": record.benign_label, "malignant_label": record.malignant_label}
@@ -366,8 +396,14 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
         else:
             complete.append(i)
 
+    # An exam is finished if journaled from the same image files (size, mtime) and its outputs exist.
+    signatures = {i: [file_signature(image_path(images_dir, name)) for view in VIEWS
+                      for name in exams[i].images.get(view, [])] for i in complete}
+
     def finished(i: int) -> bool:
-        return str(i) in journal and (not options.save_maps or maps_path(i).is_file())
+        entry = journal.entries.get(str(i))
+        return (entry is not None and entry["source"] == signatures[i]
+                and (not options.save_maps or maps_path(i).is_file()))
 
     todo = [i for i in complete if not finished(i)]
     bar = tqdm(total=len(complete), initial=len(complete) - len(todo), desc=predictor.spec.name, unit="exam",
@@ -387,7 +423,8 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
         except Exception as error:  # an output that cannot be written must not stop the run
             fail(i, error)
             return
-        journal.record(str(i), {k: float(v) for k, v in prediction.values.items()})
+        journal.record(str(i), {"values": {k: float(v) for k, v in prediction.values.items()},
+                                "source": signatures[i]})
         bar.update(1)
 
     if todo:
@@ -411,10 +448,11 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
     header = [EXAM_INDEX_COLUMN, *columns, *[label_column(c) for c in columns]]
     rows = []
     for i in complete:
-        if str(i) not in journal:
+        if not finished(i):
             continue
         labels = exams[i].cancer_label or {}
-        rows.append({EXAM_INDEX_COLUMN: i, **journal[str(i)], **{label_column(c): labels.get(c) for c in columns}})
+        rows.append({EXAM_INDEX_COLUMN: i, **journal[str(i)]["values"],
+                     **{label_column(c): labels.get(c) for c in columns}})
     csv_path = output_dir / PREDICTIONS_CSV
     write_predictions_csv(csv_path, rows, header)
     failures_path = output_dir / FAILURES_CSV

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mammoscreen.models.densenet import DenseNet, SamePadConv2d, SamePadMaxPool2d, densenet121, fuse_densenet, same_padding
+from mammoscreen.models.densenet import (DenseNet, SamePadConv2d, SamePadMaxPool2d, densenet121, fuse_densenet,
+                                         same_padding)
 
 
 @pytest.mark.parametrize("size, kernel, stride, expected", [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import synthetic_breast
+from testutils import synthetic_breast
 from mammoscreen.data import exams_from_data, iter_images, load_exam_list, read_png, write_png
 from mammoscreen.preprocess.crop import (CROPPED_EXAM_LIST, CropError, apply_crop, breast_facing, crop_dataset,
                                          crop_info, dilate, erode, largest_component)
@@ -134,11 +134,18 @@ def test_crop_dataset_resumes_and_uses_workers(tmp_path):
     kept = out / "e_L-CC.png"
     stamp = kept.stat().st_mtime_ns
     (out / "e_R-MLO.png").unlink()  # lost output: must be redone
-    (images / "e_L-CC.png").write_bytes(b"corrupt")  # finished image: must not be re-read
     second, failures = crop_dataset(images, exams, out, workers=1, iterations=20, buffer_size=10, progress=False)
     assert not failures and (out / "e_R-MLO.png").is_file()
-    assert kept.stat().st_mtime_ns == stamp
+    assert kept.stat().st_mtime_ns == stamp  # finished and unchanged: not redone
     assert [e.to_dict() for e in first] == [e.to_dict() for e in second]
-    # Changed settings start afresh (the corrupt file is now read and reported).
+
+    # A changed input image is cropped again.
+    write_png(images / "e_L-CC.png", synthetic_breast((380, 250), facing="right", seed=99))
+    third, _ = crop_dataset(images, exams, out, workers=1, iterations=20, buffer_size=10, progress=False)
+    assert kept.stat().st_mtime_ns != stamp
+    assert third[0].image_metadata["window_location"]["L-CC"] != first[0].image_metadata["window_location"]["L-CC"]
+
+    # Changed settings start afresh: a now-broken input is read again and reported.
+    (images / "e_R-CC.png").write_bytes(b"corrupt")
     _, failures = crop_dataset(images, exams, out, workers=1, iterations=21, buffer_size=10, progress=False)
-    assert [f.name for f in failures] == ["e_L-CC"]
+    assert [f.name for f in failures] == ["e_R-CC"] and "not a readable PNG" in failures[0].reason

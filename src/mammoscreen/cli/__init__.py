@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -16,6 +17,8 @@ from .. import __version__
 COMMAND_MODULES = [
     "mammoscreen.cli.preprocess",
     "mammoscreen.cli.predict",
+    "mammoscreen.cli.ingest",
+    "mammoscreen.cli.evaluate",
 ]
 
 
@@ -35,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Users of the command line need the message, not the source line that raised it.
+    print(f"mammoscreen: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ..data.exams import ExamListError
     from ..data.images import ImageFileError
@@ -42,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return int(args.handler(args) or 0)
     except (UserError, ExamListError, ImageFileError, FileNotFoundError, WeightsError, ValueError) as e:

@@ -15,6 +15,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-index", "--variant", dest="variant", default=None,
                    help="model variant; for GMIC 1-5 or 'ensemble' (default 1); for the DMV-CNN models image_only "
                         "or image_heatmaps (or use --heatmaps)")
+    p.add_argument("--model-option", dest="model_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="model-specific setting passed to the model's builder, e.g. mean_pixel_intensity=nyu for "
+                        "end2end (see docs/models/<model>.md); repeatable")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
@@ -28,7 +31,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _add_dmv_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("DMV-CNN models (nyu_model, nyu_model_single)")
     g.add_argument("--heatmaps", action="store_true",
-                   help="use the image+heatmaps variant: patch-classifier heatmaps as extra inputs (needs --patch-weights)")
+                   help="use the image+heatmaps variant: patch-classifier heatmaps as extra inputs "
+                        "(needs --patch-weights)")
     g.add_argument("--patch-weights", default=None,
                    help="patch classifier checkpoint (sample_patch_model.p), a directory holding it, or 'official'")
     g.add_argument("--seed", type=int, default=None,
@@ -36,7 +40,8 @@ def _add_dmv_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=positive_int, default=None,
                    help="average over this many random input windows (default 1, as the meta-repository)")
     g.add_argument("--every-image", action="store_true",
-                   help="nyu_model_single: predict every image of a view, not one drawn at random as the official script")
+                   help="nyu_model_single: predict every image of a view, not one drawn at random as the "
+                        "official script does")
     g.add_argument("--heatmap-batch-size", type=positive_int, default=None,
                    help="patches per patch-classifier batch (default 32)")
     g.add_argument("--save-heatmap-pngs", action="store_true",
@@ -66,7 +71,11 @@ def _build_options(args: argparse.Namespace, spec, model_output_dir: Path) -> tu
         options[key] = value
     if args.heatmaps and "patch_weights" not in accepted:
         raise ValueError(f"model {spec.name} has no image+heatmaps variant")
-    return variant, options
+    generic = _model_options(args, spec)
+    both = sorted(set(generic) & set(options))
+    if both:
+        raise ValueError(f"{', '.join(both)} given twice (as an option and as --model-option)")
+    return variant, {**generic, **options}
 
 
 def _options(args: argparse.Namespace):
@@ -99,6 +108,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(p)
     add_workers_option(p)
     p.set_defaults(handler=run_run)
+
+
+def _model_options(args: argparse.Namespace, spec) -> dict[str, str]:
+    """--model-option KEY=VALUE pairs, checked against the model builder's keyword arguments."""
+    import inspect
+
+    options = {}
+    for item in args.model_options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = value.strip()
+    accepted = [name for name, p in inspect.signature(spec.build).parameters.items()
+                if p.kind == p.KEYWORD_ONLY or (p.kind == p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)]
+    accepted = [name for name in accepted if name not in ("device", "variant", "allow_download")]
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        raise ValueError(f"model {spec.name} has no option {', '.join(unknown)}; its options: "
+                         f"{', '.join(accepted) or 'none'}")
+    return options
 
 
 def _build(args: argparse.Namespace):

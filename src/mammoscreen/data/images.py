@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -80,16 +81,27 @@ def read_mammogram(path: str | Path) -> np.ndarray:
     return array
 
 
-def write_png(path: str | Path, array: np.ndarray, compress_level: int = 1) -> None:
-    """Write a 2-D uint8/uint16 array as a greyscale PNG atomically, keeping its bit depth.
+def encode_png(array: np.ndarray, compress_level: int = 1) -> bytes:
+    """PNG bytes of a 2-D uint8/uint16 array (greyscale, bit depth kept).
 
-    Level 1 zlib compression: files ~10% larger than the default level, written several times faster.
+    zlib level 1 with the run-length strategy: on mammograms about as small as the default settings
+    and several times faster to write (encoding dominates the crop stage otherwise).
     """
     array = np.asarray(array)
     if array.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {array.shape}")
     if array.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected uint8 or uint16 pixels, got {array.dtype}")
-    img = Image.fromarray(np.ascontiguousarray(array))
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(array),
+                              [cv2.IMWRITE_PNG_COMPRESSION, compress_level,
+                               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def write_png(path: str | Path, array: np.ndarray, compress_level: int = 1) -> None:
+    """Write a 2-D uint8/uint16 array as a greyscale PNG atomically, keeping its bit depth."""
+    data = encode_png(array, compress_level)
     with atomic_write(path, "wb") as f:
-        img.save(f, format="PNG", compress_level=compress_level)
+        f.write(data)

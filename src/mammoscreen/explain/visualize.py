@@ -31,7 +31,7 @@ def _alpha_map(rgb: tuple[float, float, float], max_alpha: float = 0.95) -> List
 
 
 def _mask_map(rgb: tuple[float, float, float]) -> ListedColormap:
-    return ListedColormap([(0, 0, 0, 0), (*rgb, 0.8)])
+    return ListedColormap([(0, 0, 0, 0), (*rgb, 0.35)])
 
 
 _SALIENCY_MAPS = {"benign": _alpha_map(BENIGN_COLOR), "malignant": _alpha_map(MALIGNANT_COLOR)}
@@ -88,7 +88,7 @@ def gmic_figure(window: np.ndarray, saliency: np.ndarray, patch_locations: np.nd
             if masks[name] is not None and masks[name].any():
                 ax.imshow(masks[name].astype(np.uint8), cmap=_mask_map(color), vmin=0, vmax=1,
                           interpolation="nearest")
-                ax.contour(masks[name], levels=[0.5], colors=[color], linewidths=0.8)
+                ax.contour(masks[name], levels=[0.5], colors=[color], linewidths=1.0)
 
     base(axes[0], "input + ground truth" if any(m is not None for m in masks.values()) else "input")
     draw_masks(axes[0])
@@ -100,6 +100,8 @@ def gmic_figure(window: np.ndarray, saliency: np.ndarray, patch_locations: np.nd
         axes[1].text(c * scale + 3, r * scale + 3, str(i), color="white", fontsize=7, va="top",
                      bbox={"facecolor": PATCH_COLOR, "edgecolor": "none", "pad": 0.8, "alpha": 0.8})
     draw_masks(axes[1])
+    axes[1].set_xlim(-0.5, sw - 0.5)  # patches touching the border must not widen the axes
+    axes[1].set_ylim(sh - 0.5, -0.5)
 
     for ax, channel, name in ((axes[2], 0, "benign"), (axes[3], 1, "malignant")):
         base(ax, f"saliency: {name}")

@@ -39,7 +39,8 @@ from ..data.exams import VIEWS, Exam, ImageRecord, iter_images, view_angle
 from ..data.images import image_path, read_mammogram, write_png
 from ..files import sha256_file
 from ..memory import keep_freed_memory
-from ..predict import ExamPrediction, ExamPredictor, ImagePrediction, Predictor, missing_views, resolve_device
+from ..predict import (ExamPrediction, ExamPredictor, ImagePrediction, Predictor, full_fp32, missing_views,
+                       resolve_device)
 from ..preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
 from .densenet import DenseNet, densenet121
 from .dmv import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
@@ -305,6 +306,10 @@ class ViewWiseDMVPredictor(ExamPredictor):
 
     @torch.inference_mode()
     def predict_exam(self, prepared: _ExamInput) -> ExamPrediction:
+        with full_fp32(self.device):  # no TF32 on GPUs: the official numbers are float32
+            return self._predict_exam(prepared)
+
+    def _predict_exam(self, prepared: _ExamInput) -> ExamPrediction:
         heatmaps = self._heatmaps(prepared) if self.heatmap_settings is not None else {}
         flip = prepared.exam.horizontal_flip
         outputs = []
@@ -429,6 +434,10 @@ class ImageWiseDMVPredictor(Predictor):
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[_ImageInput]) -> list[ImagePrediction]:
+        with full_fp32(self.device):  # no TF32 on GPUs: the official numbers are float32
+            return self._predict_batch(prepared)
+
+    def _predict_batch(self, prepared: Sequence[_ImageInput]) -> list[ImagePrediction]:
         heatmaps = self._heatmaps(prepared) if self.heatmap_settings is not None else [None] * len(prepared)
         results = []
         for p, hm in zip(prepared, heatmaps):
@@ -487,6 +496,16 @@ def _heatmap_settings(spec: ModelSpec, patch_weights: Any, device: torch.device,
     return _HeatmapSettings(classifier, path, sha256_file(path), Path(png_dir) if png_dir is not None else None)
 
 
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"expected a yes/no value, got {value!r}")
+    return bool(value)
+
+
 def _check_channels(model: torch.nn.Module, variant: str, path: Path) -> None:
     expected = 3 if variant == IMAGE_HEATMAPS else 1
     if model.in_channels != expected:
@@ -501,6 +520,8 @@ def build_nyu_model(weights: str | Path, variant: str | None = None, device: str
                     heatmap_batch_size: int = 32, fast_heatmaps: bool = True, heatmap_png_dir: str | Path | None = None,
                     allow_download: bool = True) -> ViewWiseDMVPredictor:
     """A nyu_model predictor. ``weights``: checkpoint file, directory with the official file names, 'official'."""
+    seed, epochs, heatmap_batch_size = int(seed), int(epochs), int(heatmap_batch_size)
+    fast_heatmaps = _as_bool(fast_heatmaps)
     variant = _resolve_variant(NYU_MODEL_SPEC, variant, patch_weights)
     path = resolve_weight_path(NYU_MODEL_SPEC, weights, variant, allow_download=allow_download)
     model = load_view_wise(path)
@@ -519,6 +540,9 @@ def build_nyu_model_single(weights: str | Path, variant: str | None = None, devi
                            heatmap_png_dir: str | Path | None = None,
                            allow_download: bool = True) -> ImageWiseDMVPredictor:
     """A nyu_model_single predictor (arguments as :func:`build_nyu_model`)."""
+    seed, epochs, heatmap_batch_size = int(seed), int(epochs), int(heatmap_batch_size)
+    fast_heatmaps = _as_bool(fast_heatmaps)
+    every_image = _as_bool(every_image)
     variant = _resolve_variant(NYU_MODEL_SINGLE_SPEC, variant, patch_weights)
     path = resolve_weight_path(NYU_MODEL_SINGLE_SPEC, weights, variant, allow_download=allow_download)
     model = load_image_wise(path)
@@ -580,6 +604,7 @@ NYU_MODEL_SINGLE_SPEC = register_model(ModelSpec(
     default_variant=IMAGE_ONLY,
     variants=(IMAGE_ONLY, IMAGE_HEATMAPS),
     build=build_nyu_model_single,
+    csv_view_order=SINGLE_VIEW_ORDER,
     # The meta-repository writes this model's CSV with pandas' index: ",image_index,malignant_pred,malignant_label".
     extra={"seed": 0, "epochs": 1, "csv_index_column": True, "max_crop_noise": MAX_CROP_NOISE,
            "max_crop_size_noise": MAX_CROP_SIZE_NOISE, "patch_size": 256, "patch_stride": 70},

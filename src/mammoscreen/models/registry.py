@@ -50,6 +50,9 @@ class ModelSpec:
     # Builds a predictor: (weights path or directory, variant, device, options) -> Predictor.
     build: Callable[..., "Predictor"] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Row order of views within an exam in predictions.csv when the official script differs from the NYU
+    # order (L-CC, R-CC, L-MLO, R-MLO), e.g. the meta-repository's end2end/frcnn_cad: L-CC, L-MLO, R-CC, R-MLO.
+    csv_view_order: tuple[str, ...] | None = None
 
     def weight_file(self, variant: str | None = None) -> WeightFile:
         variant = variant or self.default_variant
@@ -74,6 +77,8 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 # Modules whose import registers the built-in models (one per model family).
 BUILTIN_MODEL_MODULES = [
     "mammoscreen.models.gmic_predictor",
+    "mammoscreen.models.end2end_predictor",
+    "mammoscreen.models.frcnn_predictor",
     "mammoscreen.models.dmv_predictor",
 ]
 

@@ -137,7 +137,8 @@ def centers_dataset(cropped_dir: str | Path, exams: Sequence[Exam], output_path:
     items = [(r.name, r.view, r.horizontal_flip, r.metadata["rightmost_points"][1],
               r.metadata["bottommost_points"][0], tuple(windows[r.angle])) for r in records]
     results, failures = map_images(partial(_center_file, images_dir=str(cropped_dir)), items,
-                                   [r.name for r in records], journal=journal, workers=workers,
+                                   [r.name for r in records], journal=journal,
+                                   source_of=lambda name: image_path(cropped_dir, name), workers=workers,
                                    desc="centres", progress=progress)
     with_centers = add_image_metadata(exams, results)
     if output_path is not None:

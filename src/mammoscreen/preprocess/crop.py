@@ -216,7 +216,8 @@ def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str 
                    buffer_size=buffer_size)
     results, failures = map_images(
         func, [(r.name, r.view, r.horizontal_flip) for r in records], [r.name for r in records],
-        journal=journal, still_valid=lambda name: image_path(output_dir, name).is_file(),
+        journal=journal, source_of=lambda name: image_path(images_dir, name),
+        still_valid=lambda name: image_path(output_dir, name).is_file(),
         workers=workers, desc="crop", progress=progress)
     cropped = add_image_metadata(exams, results)
     save_exam_list(cropped, output_dir / CROPPED_EXAM_LIST)

@@ -84,10 +84,10 @@ def window_geometry(image_shape: tuple[int, int], window: tuple[int, int], cente
     height, width = image_shape
     win_h, win_w = window
     crop_noise = np.array(max_crop_noise)
+    if rng is None and (crop_noise.any() or max_crop_size_noise):
+        raise ValueError("window noise needs a random number generator (rng)")
     multiplier = np.zeros(2, dtype=np.float32)
     if crop_noise.any():
-        if rng is None:
-            raise ValueError("crop noise needs a random number generator")
         multiplier = rng.uniform(low=-1.0, high=1.0, size=2)
 
     cy, cx = int(center[0]), int(center[1])

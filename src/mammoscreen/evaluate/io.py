@@ -1,0 +1,373 @@
+"""Reading what evaluation consumes: prediction CSVs and their exam list, reader-study tables.
+
+Prediction CSVs come in the meta-repository's two shapes, told apart as its ``score.py`` does (a
+``left_malignant`` column means breast level):
+
+* image level - ``image_index,malignant_pred,malignant_label``, optionally ``benign_pred`` and
+  ``benign_label`` (GMIC and ``mammoscreen predict`` write ``image_index,benign_pred,malignant_pred,
+  benign_label,malignant_label``); labels come from the file.
+* breast level - ``left_malignant,right_malignant``, optionally ``left_benign,right_benign``; row i is
+  exam i of the exam list, whose ``cancer_label`` gives the labels.
+
+An unnamed leading column (a pandas index) or an ``index`` column is allowed and must number the rows
+0, 1, 2, ... in order. Every problem is reported with the file name, what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.exams import VIEWS, Exam, load_exam_list
+from .validation import EvaluationInputError
+
+__all__ = [
+    "PredictionTable", "LevelData", "read_predictions", "image_level_data", "breast_level_data",
+    "resolve_exam_list", "read_reader_study",
+]
+
+IMAGE_COLUMNS = ("image_index", "malignant_pred", "malignant_label")
+BREAST_COLUMNS = ("left_malignant", "right_malignant")
+INDEX_COLUMNS = ("index", "Unnamed: 0", "")
+# Per breast, the views in the order score.py adds them up (left: L-CC then L-MLO).
+BREAST_VIEWS = {"left": ("L-CC", "L-MLO"), "right": ("R-CC", "R-MLO")}
+_NAN_WORDS = {"nan", "-nan", "na", "n/a", "null", "none", "<na>"}
+
+
+@dataclass
+class PredictionTable:
+    """A validated prediction CSV: its level ('image' or 'breast') and numeric columns."""
+
+    source: str
+    level: str
+    columns: dict[str, np.ndarray]
+    image_names: list[str] | None = None
+    n_rows: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def has_benign(self) -> bool:
+        keys = ("benign_pred", "benign_label") if self.level == "image" else ("left_benign", "right_benign")
+        return all(k in self.columns for k in keys)
+
+
+@dataclass
+class LevelData:
+    """Labels and scores of one level (image or breast), ready for the metric functions.
+
+    ``case_names`` name each case ('0_L-CC', 'exam 3 left'); ``exam_of_case`` is the exam index
+    (None when no exam list was given), usable as bootstrap groups.
+    """
+
+    level: str
+    y_true: np.ndarray
+    y_score: np.ndarray
+    case_names: list[str]
+    benign_true: np.ndarray | None = None
+    benign_score: np.ndarray | None = None
+    exam_of_case: np.ndarray | None = None
+
+
+def _line_numbers(rows: np.ndarray, limit: int = 5) -> str:
+    # CSV line of data row i is i + 2 (line 1 is the header).
+    shown = ", ".join(str(int(r) + 2) for r in rows[:limit])
+    return shown + (f", ... ({rows.size} rows in all)" if rows.size > limit else "")
+
+
+def _numeric_column(frame: pd.DataFrame, column: str, source: str, labels: bool = False) -> np.ndarray:
+    raw = frame[column].astype(str).str.strip()
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        first = raw.iloc[rows[0]]
+        if first == "":
+            what = "an empty value"
+        elif first.lower() in _NAN_WORDS:
+            what = "NaN"
+        elif np.isinf(values[rows[0]]):
+            what = f"an infinite value ({first!r})"
+        else:
+            what = f"a value that is not a number ({first!r})"
+        need = "a label 0 or 1" if labels else "a finite probability or score"
+        raise EvaluationInputError(
+            f"{source}: column {column!r} has {what} on CSV line {_line_numbers(rows)}; every row needs {need} "
+            "(re-run the model for those images, or remove the rows and the matching exam-list entries)")
+    if labels:
+        bad = (values != 0) & (values != 1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise EvaluationInputError(
+                f"{source}: column {column!r} must hold the labels 0 and 1, but has {values[rows[0]]:g} on CSV line "
+                f"{_line_numbers(rows)}; use 1 for malignant (or benign) and 0 otherwise")
+    return values
+
+
+def _check_index_column(frame: pd.DataFrame, source: str) -> None:
+    for column in INDEX_COLUMNS:
+        if column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column].astype(str).str.strip(), errors="coerce").to_numpy()
+        if not np.array_equal(values, np.arange(len(frame))):
+            raise EvaluationInputError(
+                f"{source}: the {column or 'unnamed'!r} index column does not number the rows 0, 1, 2, ... in order; "
+                "row i must be exam i of the exam list - sort the file by that column (or drop the column if the "
+                "rows are already in exam order)")
+
+
+def read_predictions(predictions: str | os.PathLike | pd.DataFrame, source: str | None = None) -> PredictionTable:
+    """Read and validate a prediction CSV (or a DataFrame with the same columns).
+
+    Parameters
+    ----------
+    predictions : path to the CSV, or a DataFrame.
+    source : name used in error messages (default: the path, or 'predictions').
+    """
+    if isinstance(predictions, pd.DataFrame):
+        frame = predictions.astype(str)
+        source = source or "predictions"
+    else:
+        path = Path(predictions)
+        source = source or str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"prediction file not found: {path}")
+        try:
+            # All columns as text: image names such as '0001' must stay strings, and numeric
+            # problems are reported below with the offending line.
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise EvaluationInputError(f"{source}: the file is empty; expected a CSV with a header line such as "
+                                       f"'{','.join(IMAGE_COLUMNS)}'") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise EvaluationInputError(f"{source}: not a readable CSV file ({e})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) == 0:
+        raise EvaluationInputError(f"{source}: the file has a header but no rows; there is nothing to evaluate")
+
+    if "left_malignant" in frame.columns:
+        level = "breast"
+        required = BREAST_COLUMNS
+    else:
+        level = "image"
+        required = IMAGE_COLUMNS
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise EvaluationInputError(
+            f"{source}: missing column(s) {', '.join(repr(c) for c in missing)} (found: "
+            f"{', '.join(repr(c) for c in frame.columns)}). Image-level files need "
+            f"'{','.join(IMAGE_COLUMNS)}' (optionally benign_pred,benign_label); breast-level files need "
+            f"'{','.join(BREAST_COLUMNS)}' (optionally left_benign,right_benign), one row per exam")
+
+    table = PredictionTable(source, level, {}, n_rows=len(frame))
+    if level == "image":
+        names = frame["image_index"].astype(str).str.strip()
+        empty = np.flatnonzero((names == "").to_numpy())
+        if empty.size:
+            raise EvaluationInputError(f"{source}: column 'image_index' is empty on CSV line {_line_numbers(empty)}; "
+                                       "every row needs the image name used in the exam list")
+        duplicated = names.duplicated(keep=False).to_numpy()
+        if duplicated.any():
+            dup_names = list(dict.fromkeys(names[duplicated]))[:5]
+            raise EvaluationInputError(
+                f"{source}: image(s) {dup_names} appear more than once (CSV lines "
+                f"{_line_numbers(np.flatnonzero(duplicated))}); each image needs exactly one prediction row")
+        table.image_names = names.tolist()
+        table.columns["malignant_pred"] = _numeric_column(frame, "malignant_pred", source)
+        table.columns["malignant_label"] = _numeric_column(frame, "malignant_label", source, labels=True).astype(np.int8)
+        present = [c for c in ("benign_pred", "benign_label") if c in frame.columns]
+        if len(present) == 2:
+            table.columns["benign_pred"] = _numeric_column(frame, "benign_pred", source)
+            table.columns["benign_label"] = _numeric_column(frame, "benign_label", source, labels=True).astype(np.int8)
+        elif present:
+            table.warnings.append(f"{source}: has {present[0]!r} but not "
+                                  f"{'benign_label' if present[0] == 'benign_pred' else 'benign_pred'!r}; "
+                                  "benign metrics skipped")
+    else:
+        _check_index_column(frame, source)
+        for column in BREAST_COLUMNS:
+            table.columns[column] = _numeric_column(frame, column, source)
+        present = [c for c in ("left_benign", "right_benign") if c in frame.columns]
+        if len(present) == 2:
+            for column in present:
+                table.columns[column] = _numeric_column(frame, column, source)
+        elif present:
+            raise EvaluationInputError(f"{source}: has {present[0]!r} but not its other side; breast-level benign "
+                                       "predictions need both left_benign and right_benign")
+    return table
+
+
+def resolve_exam_list(exam_list: str | os.PathLike | Sequence[Exam] | None) -> tuple[list[Exam] | None, str | None]:
+    """(exams, path or None) from a path, a list of :class:`Exam`, or None."""
+    if exam_list is None:
+        return None, None
+    if isinstance(exam_list, (str, os.PathLike)):
+        return load_exam_list(exam_list), str(exam_list)
+    exams = list(exam_list)
+    if not all(isinstance(e, Exam) for e in exams):
+        raise EvaluationInputError("exam_list must be a path or a list of mammoscreen.data.Exam objects")
+    return exams, None
+
+
+def image_level_data(table: PredictionTable, exams: Sequence[Exam] | None = None,
+                     exam_source: str = "exam list") -> LevelData:
+    """Image-level labels and scores in CSV order; checks the names against ``exams`` when given."""
+    if table.level != "image":
+        raise EvaluationInputError(
+            f"{table.source}: is a breast-level file (it has 'left_malignant'); image-level metrics need a file with "
+            f"'{','.join(IMAGE_COLUMNS)}'")
+    exam_of_case = None
+    if exams is not None:
+        exam_of_image = {name: i for i, exam in enumerate(exams) for view in VIEWS for name in exam.images.get(view, [])}
+        absent = [name for name in table.image_names if name not in exam_of_image]
+        if absent:
+            raise EvaluationInputError(
+                f"{table.source}: {len(absent)} image(s) are not in the exam list {exam_source}, e.g. {absent[:5]}; "
+                "use the exam list the predictions were made from (after cropping, the cropped exam list)")
+        exam_of_case = np.array([exam_of_image[name] for name in table.image_names])
+    data = LevelData("image", table.columns["malignant_label"], table.columns["malignant_pred"],
+                     list(table.image_names), exam_of_case=exam_of_case)
+    if table.has_benign:
+        data.benign_true = table.columns["benign_label"]
+        data.benign_score = table.columns["benign_pred"]
+    return data
+
+
+def _breast_label(exam: Exam, index: int, key: str, exam_source: str) -> int:
+    labels = exam.cancer_label
+    if labels is None or labels.get(key) is None:
+        raise EvaluationInputError(
+            f"{exam_source}: exam {index} has no {key!r} in 'cancer_label'; breast-level evaluation needs "
+            "left_malignant and right_malignant (0 or 1) for every exam")
+    return int(labels[key])
+
+
+def breast_level_data(table: PredictionTable, exams: Sequence[Exam] | None,
+                      exam_source: str = "exam list") -> LevelData:
+    """Breast-level labels and scores: all left breasts (exam order), then all right breasts.
+
+    From a breast-level file, the scores are its columns and every exam contributes both breasts.
+    From an image-level file, a breast's score is the mean over its views (L-CC, L-MLO or R-CC,
+    R-MLO) of the view's prediction, views without images being skipped and breasts without any
+    view left out - the meta-repository's rule. A view's prediction is that of its image that comes
+    first in the CSV (score.py's choice when a view has several images).
+    """
+    if exams is None:
+        raise EvaluationInputError(
+            f"{table.source}: breast-level metrics need the exam list (--exam-list) for the labels"
+            + (" and to group images into breasts" if table.level == "image" else ""))
+    labels: dict[str, list[int]] = {"left": [], "right": []}
+    scores: dict[str, list[float]] = {"left": [], "right": []}
+    benign_labels: dict[str, list[int]] = {"left": [], "right": []}
+    benign_scores: dict[str, list[float]] = {"left": [], "right": []}
+    exam_index: dict[str, list[int]] = {"left": [], "right": []}
+    warnings: list[str] = []
+    has_benign = table.has_benign
+    benign_label_missing = False
+
+    if table.level == "breast":
+        if table.n_rows != len(exams):
+            raise EvaluationInputError(
+                f"{table.source}: has {table.n_rows} rows but the exam list {exam_source} has {len(exams)} exams; a "
+                "breast-level file needs one row per exam, in exam-list order")
+        for side in ("left", "right"):
+            scores[side] = table.columns[f"{side}_malignant"].tolist()
+            if has_benign:
+                benign_scores[side] = table.columns[f"{side}_benign"].tolist()
+            for i, exam in enumerate(exams):
+                labels[side].append(_breast_label(exam, i, f"{side}_malignant", exam_source))
+                exam_index[side].append(i)
+                if has_benign:
+                    value = (exam.cancer_label or {}).get(f"{side}_benign")
+                    benign_label_missing |= value is None
+                    benign_labels[side].append(-1 if value is None else int(value))
+    else:
+        row_of = {name: row for row, name in enumerate(table.image_names)}
+        used_rows: set[int] = set()
+        malignant = table.columns["malignant_pred"]
+        benign = table.columns.get("benign_pred")
+        for i, exam in enumerate(exams):
+            for side, views in BREAST_VIEWS.items():
+                view_rows = []
+                for view in views:
+                    names = exam.images.get(view, [])
+                    if not names:
+                        continue
+                    rows = [row_of[n] for n in names if n in row_of]
+                    if not rows:
+                        raise EvaluationInputError(
+                            f"{table.source}: no prediction for exam {i} view {view} (image(s) {names} of the exam list "
+                            f"{exam_source} are not in the file); predict those images, or evaluate with the exam list "
+                            "the predictions were made from")
+                    if len(rows) < len(names):
+                        warnings.append(f"exam {i} view {view}: {len(names) - len(rows)} of its {len(names)} images "
+                                        "have no prediction; the view uses the others")
+                    used_rows.update(rows)
+                    view_rows.append(min(rows))
+                if not view_rows:
+                    continue
+                # Add the views up in order, then divide: the same floating-point result as score.py.
+                total = 0.0
+                for row in view_rows:
+                    total += malignant[row]
+                scores[side].append(total / len(view_rows))
+                labels[side].append(_breast_label(exam, i, f"{side}_malignant", exam_source))
+                exam_index[side].append(i)
+                if has_benign:
+                    total = 0.0
+                    for row in view_rows:
+                        total += benign[row]
+                    benign_scores[side].append(total / len(view_rows))
+                    value = (exam.cancer_label or {}).get(f"{side}_benign")
+                    benign_label_missing |= value is None
+                    benign_labels[side].append(-1 if value is None else int(value))
+        if not labels["left"] and not labels["right"]:
+            raise EvaluationInputError(f"{exam_source}: no exam has any image; there are no breasts to evaluate")
+    table.warnings.extend(w for w in warnings if w not in table.warnings)
+
+    names = [f"exam {i} {side}" for side in ("left", "right") for i in exam_index[side]]
+    data = LevelData("breast", np.array(labels["left"] + labels["right"], dtype=np.int8),
+                     np.array(scores["left"] + scores["right"], dtype=np.float64), names,
+                     exam_of_case=np.array(exam_index["left"] + exam_index["right"]))
+    if has_benign:
+        if benign_label_missing:
+            table.warnings.append(f"{exam_source}: some exams have no left_benign/right_benign label; breast-level "
+                                  "benign metrics skipped")
+        else:
+            data.benign_true = np.array(benign_labels["left"] + benign_labels["right"], dtype=np.int8)
+            data.benign_score = np.array(benign_scores["left"] + benign_scores["right"], dtype=np.float64)
+    return data
+
+
+def read_reader_study(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a reader-study table: the meta-repository's ``results.pkl`` layout, as pickle or CSV.
+
+    Columns: ``case_ID``, ``side``, ``label`` (1 = malignant), one ``<reader>_POM`` column per reader
+    and ``AI_<model>_POM`` per model (probability of malignancy).
+
+    Security: a pickle (``.pkl``/``.pickle``) is read with :func:`pandas.read_pickle`, which can run
+    arbitrary code stored in the file. Only open pickles you trust (such as the meta-repository's
+    released ``results.pkl``); convert others to CSV (``df.to_csv``) and read that instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reader-study file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".pkl", ".pickle", ".p"):
+            frame = pd.read_pickle(path)
+        elif suffix in (".csv", ".txt"):
+            frame = pd.read_csv(path)
+        else:
+            raise EvaluationInputError(f"{path}: unknown reader-study format {suffix!r}; use .csv (or a trusted .pkl)")
+    except EvaluationInputError:
+        raise
+    except Exception as e:  # any unreadable file: pickle, CSV parser and decoding errors differ widely
+        raise EvaluationInputError(f"{path}: not a readable reader-study file ({type(e).__name__}: {e})") from None
+    if not isinstance(frame, pd.DataFrame):
+        raise EvaluationInputError(f"{path}: expected a pandas DataFrame (a table), got {type(frame).__name__}")
+    return frame

@@ -1,0 +1,367 @@
+"""MRMC: the Van Dyke OR-DBM MRMC 2.51 reference output, jackknife/DeLong by brute force, parsers, AI vs readers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn import metrics as skm
+
+from mammoscreen.cli import main
+from mammoscreen.evaluate import delong_covariance
+from mammoscreen.evaluate.mrmc import (
+    ai_versus_readers,
+    analyse_mrmc_file,
+    auc_covariance,
+    mrmc_data_from_frame,
+    obuchowski_rockette,
+    read_imrmc,
+    read_mrmc_csv,
+)
+from mammoscreen.evaluate.validation import EvaluationInputError
+
+
+def assert_printed(value, printed: str):
+    """``value`` shown to the precision of ``printed`` (e.g. '0.0517', '-2.11') equals it."""
+    decimals = len(printed.split(".")[1]) if "." in printed else 0
+    assert abs(value - float(printed)) <= 0.5 * 10 ** -decimals + 1e-12, (value, printed)
+
+
+@pytest.fixture(scope="module")
+def van_dyke(van_dyke_file):
+    return read_imrmc(van_dyke_file)
+
+
+@pytest.fixture(scope="module")
+def figures(van_dyke):
+    return obuchowski_rockette(van_dyke).figures
+
+
+# ---------------------------------------------------------------------------------------------
+# ../shared/mrmc/README.md, every figure (treatment 1, 2 = modalities '0', '1'; readers 1-5 = '0'-'4')
+# ---------------------------------------------------------------------------------------------
+
+def test_van_dyke_reader_aucs_and_anova(van_dyke, figures):
+    assert van_dyke.modalities == ["0", "1"] and van_dyke.readers == ["0", "1", "2", "3", "4"]
+    assert (van_dyke.n_normal, van_dyke.n_abnormal) == (69, 45)
+    table = [("0.91964573", "0.94782609"), ("0.85877617", "0.90531401"), ("0.90386473", "0.92173913"),
+             ("0.97310789", "0.99935588"), ("0.82979066", "0.92995169")]
+    for reader, (t1, t2) in enumerate(table):
+        assert_printed(figures["auc"]["0"][str(reader)], t1)
+        assert_printed(figures["auc"]["1"][str(reader)], t2)
+    assert_printed(figures["modality_means"]["0"], "0.89703704")
+    assert_printed(figures["modality_means"]["1"], "0.94083736")
+    assert_printed(figures["modality_means"]["0"] - figures["modality_means"]["1"], "-0.04380032")
+    anova = figures["anova"]
+    assert_printed(anova["MS(T)"], "0.00479617")
+    assert_printed(anova["MS(R)"], "0.00383620")
+    assert_printed(anova["MS(T*R)"], "0.00055103")
+    assert (anova["df(T)"], anova["df(R)"], anova["df(T*R)"]) == (1, 4, 4)
+    assert_printed(anova["MS(R) per modality"]["0"], "0.00308263")
+    assert_printed(anova["MS(R) per modality"]["1"], "0.00130460")
+
+
+def test_van_dyke_variance_components(figures):
+    for key, printed in {"Var(R)": "0.00153500", "Var(T*R)": "0.00020040", "Cov1": "0.00034661",
+                         "Cov2": "0.00034407", "Cov3": "0.00023903", "Var(Error)": "0.00080229"}.items():
+        assert_printed(figures["or_variance_components"][key], printed)
+    for key, printed in {"Var(R)": "0.00153500", "Var(C)": "0.02724923", "Var(T*R)": "0.00020040",
+                         "Var(T*C)": "0.01197530", "Var(R*C)": "0.01226473",
+                         "Var(T*R*C)+Var(Error)": "0.03997160"}.items():
+        assert_printed(figures["dbm_variance_components"][key], printed)
+
+
+def test_van_dyke_random_readers_random_cases(figures):
+    rrrc = figures["rrrc"]
+    assert_printed(rrrc["F"], "4.46")
+    assert rrrc["df_numerator"] == 1
+    assert_printed(rrrc["df_denominator"], "15.26")
+    assert_printed(rrrc["p_value"], "0.0517")
+    assert_printed(rrrc["error_term"], "0.00107626")
+    (diff,) = rrrc["differences"]
+    assert diff["modalities"] == ["0", "1"]
+    for key, printed in {"difference": "-0.04380", "standard_error": "0.02075", "df": "15.26", "t": "-2.11",
+                         "p_value": "0.0517", "ci_low": "-0.08796", "ci_high": "0.00036"}.items():
+        assert_printed(diff[key], printed)
+    expected = {"0": ("0.89703704", "0.03317360", "12.74", "0.82522360", "0.96885048", "0.00048396"),
+                "1": ("0.94083736", "0.02156637", "12.71", "0.89413783", "0.98753689", "0.00020419")}
+    for modality, values in expected.items():
+        single = rrrc["single_modality"][modality]
+        for key, printed in zip(("auc", "standard_error", "df", "ci_low", "ci_high", "Cov2"), values):
+            assert_printed(single[key], printed)
+
+
+def test_van_dyke_fixed_readers_random_cases(figures):
+    frrc = figures["frrc"]
+    assert_printed(frrc["chi2"], "5.47595")
+    assert frrc["df"] == 1
+    assert_printed(frrc["p_value"], "0.0193")
+    (diff,) = frrc["differences"]
+    for key, printed in {"difference": "-0.04380", "standard_error": "0.01872", "z": "-2.34", "p_value": "0.0193",
+                         "ci_low": "-0.08049", "ci_high": "-0.00711"}.items():
+        assert_printed(diff[key], printed)
+    expected = {"0": ("0.02428971", "0.84943008", "0.94464399", "0.00101410"),
+                "1": ("0.01677632", "0.90795637", "0.97371835", "0.00059047")}
+    for modality, values in expected.items():
+        single = frrc["single_modality"][modality]
+        for key, printed in zip(("standard_error", "ci_low", "ci_high", "Var(Error)"), values):
+            assert_printed(single[key], printed)
+    per_reader = [("-0.02818", "0.02551", "0.2693"), ("-0.04654", "0.02630", "0.0768"),
+                  ("-0.01787", "0.03121", "0.5668"), ("-0.02625", "0.01729", "0.1290"),
+                  ("-0.10016", "0.04406", "0.0230")]
+    components = [("0.00069890", "0.00037347"), ("0.00110605", "0.00076016"), ("0.00084234", "0.00035532"),
+                  ("0.00015058", "0.00000108"), ("0.00121357", "0.00024304")]
+    for row, (d, se, p), (var, cov1) in zip(frrc["per_reader"], per_reader, components):
+        assert_printed(row["difference"], d)
+        assert_printed(row["standard_error"], se)
+        assert_printed(row["p_value"], p)
+        assert_printed(figures["per_reader_components"][row["reader"]]["Var(Error)"], var)
+        assert_printed(figures["per_reader_components"][row["reader"]]["Cov1"], cov1)
+
+
+def test_van_dyke_random_readers_fixed_cases(figures):
+    rrfc = figures["rrfc"]
+    assert_printed(rrfc["F"], "8.70")
+    assert (rrfc["df_numerator"], rrfc["df_denominator"]) == (1, 4)
+    assert_printed(rrfc["p_value"], "0.0420")
+    (diff,) = rrfc["differences"]
+    for key, printed in {"standard_error": "0.01485", "ci_low": "-0.08502", "ci_high": "-0.00258"}.items():
+        assert_printed(diff[key], printed)
+    expected = {"0": ("0.02482994", "0.82809808", "0.96597599"), "1": ("0.01615303", "0.89598936", "0.98568536")}
+    for modality, values in expected.items():
+        for key, printed in zip(("standard_error", "ci_low", "ci_high"), values):
+            assert_printed(rrfc["single_modality"][modality][key], printed)
+
+
+def test_two_modality_tests_are_squared_t_statistics(figures):
+    assert figures["rrrc"]["F"] == pytest.approx(figures["rrrc"]["differences"][0]["t"] ** 2, rel=1e-12)
+    assert figures["frrc"]["chi2"] == pytest.approx(figures["frrc"]["differences"][0]["z"] ** 2, rel=1e-12)
+    assert figures["rrfc"]["F"] == pytest.approx(figures["rrfc"]["differences"][0]["t"] ** 2, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# covariance estimators by brute force
+# ---------------------------------------------------------------------------------------------
+
+def leave_one_out_aucs(truth, predictors):
+    """AUC of each predictor with each case left out, from the pairwise kernel psi over (positive, negative)."""
+    pos, neg = predictors[:, truth == 1], predictors[:, truth == 0]
+    psi = (pos[:, :, None] > neg[:, None, :]) + 0.5 * (pos[:, :, None] == neg[:, None, :])
+    out = np.empty((truth.size, predictors.shape[0]))
+    for k, case in enumerate(np.flatnonzero(truth == 1)):
+        out[case] = np.delete(psi, k, axis=1).mean(axis=(1, 2))
+    for k, case in enumerate(np.flatnonzero(truth == 0)):
+        out[case] = np.delete(psi, k, axis=2).mean(axis=(1, 2))
+    return out
+
+
+def test_leave_one_out_helper_agrees_with_sklearn(van_dyke):
+    loo = leave_one_out_aucs(van_dyke.truth, van_dyke.scores[0])
+    for k in (0, 70):  # a normal and an abnormal case
+        keep = np.arange(len(van_dyke.cases)) != k
+        for j in range(5):
+            assert loo[k, j] == pytest.approx(skm.roc_auc_score(van_dyke.truth[keep], van_dyke.scores[0, j, keep]),
+                                              abs=1e-14)
+
+
+def test_jackknife_covariance_equals_leave_one_out_loop(van_dyke):
+    t, r, c = van_dyke.scores.shape
+    flat = leave_one_out_aucs(van_dyke.truth, van_dyke.scores.reshape(t * r, c))
+    dev = flat - flat.mean(axis=0)
+    expected = (c - 1) / c * dev.T @ dev
+    np.testing.assert_allclose(auc_covariance(van_dyke, "jackknife").reshape(t * r, t * r), expected, rtol=0, atol=1e-15)
+
+
+def test_delong_covariance_option(van_dyke):
+    t, r, c = van_dyke.scores.shape
+    _, expected = delong_covariance(van_dyke.truth, van_dyke.scores.reshape(t * r, c))
+    np.testing.assert_allclose(auc_covariance(van_dyke, "delong").reshape(t * r, t * r), expected, rtol=0, atol=1e-16)
+    result = obuchowski_rockette(van_dyke, covariance="delong").figures
+    assert result["covariance_method"] == "delong" and "dbm_variance_components" not in result
+    # the two estimators agree closely on this data (jackknife is slightly larger)
+    jack = obuchowski_rockette(van_dyke).figures["or_variance_components"]["Var(Error)"]
+    assert 0.9 < result["or_variance_components"]["Var(Error)"] / jack <= 1.0
+    with pytest.raises(EvaluationInputError, match="covariance must be one of"):
+        auc_covariance(van_dyke, "bootstrap")
+
+
+# ---------------------------------------------------------------------------------------------
+# input formats
+# ---------------------------------------------------------------------------------------------
+
+def _long_frame(data):
+    rows = [(data.readers[j], data.cases[k], data.modalities[i], data.scores[i, j, k], int(data.truth[k]))
+            for i in range(len(data.modalities)) for j in range(len(data.readers)) for k in range(len(data.cases))]
+    return pd.DataFrame(rows, columns=["reader", "case", "modality", "score", "truth"])
+
+
+def test_tidy_csv_gives_the_same_analysis(van_dyke, figures, tmp_path):
+    frame = _long_frame(van_dyke).sample(frac=1, random_state=0)  # any row order
+    frame.to_csv(tmp_path / "vd.csv", index=False)
+    data = read_mrmc_csv(tmp_path / "vd.csv")
+    again = obuchowski_rockette(data.select(modalities=["0", "1"], readers=["0", "1", "2", "3", "4"])).figures
+    assert again["rrrc"]["differences"][0]["ci_low"] == pytest.approx(figures["rrrc"]["differences"][0]["ci_low"],
+                                                                     abs=1e-15)
+    assert again["or_variance_components"] == pytest.approx(figures["or_variance_components"], abs=1e-15)
+
+
+def _imrmc_text(van_dyke_file):
+    return van_dyke_file.read_text()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("NR:5", "NR:6"), "header says NR:6 but the data have 5 readers"),
+    (lambda t: t.replace("BEGIN DATA:", "DATA"), "no 'BEGIN DATA:' line"),
+    (lambda t: t.replace("\n0,1,0,1.000000\n", "\n"), "not fully crossed - 1 of 1140 readings are missing"),
+    (lambda t: t.replace("\n0,1,0,1.000000\n", "\n0,1,0,1.000000\n0,1,0,2.000000\n"), "more than once"),
+    (lambda t: t.replace("-1,1,truth,0", "-1,1,truth,2"), "truth must be 0 .* got '2'"),
+    (lambda t: t.replace("-1,1,truth,0", "-1,1,truth,0\n-1,1,truth,1"), "two different truth rows"),
+    (lambda t: t.replace("-1,1,truth,0\n", ""), r"case\(s\) have scores but no truth, e.g. \['1'\]"),
+    (lambda t: t.replace("0,2,0,2.000000", "0,2,0,high"), "score 'high' is not a number"),
+    (lambda t: t.replace("0,2,0,2.000000", "0,2,0"), "expected 4 comma-separated fields"),
+])
+def test_bad_imrmc_files(van_dyke_file, tmp_path, edit, message):
+    path = tmp_path / "bad.imrmc"
+    path.write_text(edit(_imrmc_text(van_dyke_file)))
+    with pytest.raises(EvaluationInputError, match=message) as info:
+        read_imrmc(path)
+    assert str(path) in str(info.value)
+
+
+def test_bad_tidy_rows():
+    frame = pd.DataFrame({"reader": ["a", "a", "b", "b"], "case": ["1", "2", "1", "2"], "modality": ["m"] * 4,
+                          "score": [1, 2, 1, 2], "truth": [0, 1, 1, 1]})
+    with pytest.raises(EvaluationInputError, match="case 1 has conflicting truth values"):
+        mrmc_data_from_frame(frame)
+    with pytest.raises(EvaluationInputError, match="missing column"):
+        mrmc_data_from_frame(frame.drop(columns="score"))
+    frame["truth"] = [1, 1, 1, 1]
+    with pytest.raises(EvaluationInputError, match="all 2 cases are abnormal"):
+        mrmc_data_from_frame(frame)
+
+
+# ---------------------------------------------------------------------------------------------
+# a standalone model against the readers (1T-RRRC)
+# ---------------------------------------------------------------------------------------------
+
+def hillis_by_hand(truth, readers, ai):
+    """Differences AUC(AI) - AUC(reader), brute-force jackknife covariance, Hillis's single-treatment formulas."""
+    r, c = readers.shape
+    predictors = np.vstack([readers, ai])
+    full = np.array([skm.roc_auc_score(truth, p) for p in predictors])
+    d = full[-1] - full[:-1]
+    loo = leave_one_out_aucs(truth, predictors)
+    d_loo = loo[:, -1:] - loo[:, :-1]
+    dev = d_loo - d_loo.mean(axis=0)
+    cov = (c - 1) / c * dev.T @ dev
+    cov2 = cov[~np.eye(r, dtype=bool)].mean()
+    ms_r = d.var(ddof=1)
+    se = math.sqrt((ms_r + r * max(cov2, 0)) / r)
+    ddf = (ms_r + r * max(cov2, 0)) ** 2 / (ms_r ** 2 / (r - 1))
+    return d.mean(), se, ddf
+
+
+def test_ai_versus_readers_by_hand(van_dyke):
+    readers, ai = van_dyke.scores[0, 1:], van_dyke.scores[0, 0]  # reader '0' plays the model
+    result = ai_versus_readers(van_dyke.truth, readers, ai).figures
+    mean_d, se, ddf = hillis_by_hand(van_dyke.truth, readers, ai)
+    rrrc = result["rrrc"]
+    assert rrrc["difference"] == pytest.approx(mean_d, abs=1e-14)
+    assert rrrc["standard_error"] == pytest.approx(se, rel=1e-10)
+    assert rrrc["df"] == pytest.approx(ddf, rel=1e-10)
+    assert rrrc["p_value"] == pytest.approx(2 * stats.t.sf(abs(mean_d / se), ddf), rel=1e-9)
+    assert rrrc["ci_low"] == pytest.approx(mean_d - stats.t.ppf(0.975, ddf) * se, rel=1e-10)
+
+
+def test_uninformative_model_reduces_to_the_readers_single_modality_analysis(van_dyke):
+    """A constant model has AUC 0.5 and no case variance, so only the readers' RRRC uncertainty remains."""
+    ai = np.zeros(len(van_dyke.cases))
+    result = ai_versus_readers(van_dyke.truth, van_dyke.scores[0], ai).figures
+    assert result["ai_auc"] == 0.5
+    assert_printed(0.5 - result["rrrc"]["difference"], "0.89703704")
+    assert_printed(result["rrrc"]["standard_error"], "0.03317360")  # Van Dyke treatment 1, RRRC
+    assert_printed(result["rrrc"]["df"], "12.74")
+
+
+def test_non_inferiority_margin(van_dyke):
+    readers, ai = van_dyke.scores[1, 1:], van_dyke.scores[1, 0]
+    p_values = []
+    for margin in (0.01, 0.05, 0.1):
+        ni = ai_versus_readers(van_dyke.truth, readers, ai, margin=margin).figures["non_inferiority"]
+        p_values.append(ni["p_value"])
+        assert ni["non_inferior"] == (ni["one_sided_lower_bound"] > -margin)
+    assert p_values[0] > p_values[1] > p_values[2]
+    with pytest.raises(EvaluationInputError, match="margin must lie between 0 and 1"):
+        ai_versus_readers(van_dyke.truth, readers, ai, margin=-0.05)
+    with pytest.raises(EvaluationInputError, match="at least two readers"):
+        ai_versus_readers(van_dyke.truth, readers[:1], ai)
+
+
+def test_ai_on_the_released_reader_study(reader_study_file):
+    result, ai = analyse_mrmc_file(reader_study_file, ai="AI_GMIC_top5_POM", margin=0.05, hybrid_with="GMIC_top5")
+    figures = result.figures
+    assert figures["data"]["modalities"] == ["readers", "hybrid"] and len(figures["data"]["readers"]) == 14
+    assert round(figures["modality_means"]["readers"], 3) == 0.779  # README: readers' mean AUROC
+    assert round(figures["modality_means"]["hybrid"], 3) == 0.887  # README: hybrid with GMIC top-5
+    gmic = ai["readers"].figures
+    assert round(gmic["ai_auc"], 3) == 0.881
+    assert gmic["rrrc"]["difference"] == pytest.approx(gmic["ai_auc"] - gmic["mean_reader_auc"], abs=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+
+def test_mrmc_command(van_dyke_file, tmp_path, capsys):
+    out = tmp_path / "mrmc"
+    assert main(["mrmc", str(van_dyke_file), "--output-dir", str(out), "--ai", "4", "--margin", "0.05"]) == 0
+    printed = capsys.readouterr().out
+    assert "RANDOM READERS AND RANDOM CASES" in printed and "4 VERSUS READERS, modality 0" in printed
+    summary = json.loads((out / "mrmc.json").read_text())
+    assert summary["data"]["readers"] == ["0", "1", "2", "3"]  # the AI is taken out of the readers
+    assert set(summary["ai_versus_readers"]) == {"0", "1"}
+    assert "non_inferiority" in summary["ai_versus_readers"]["0"]
+    assert (out / "mrmc.txt").read_text().startswith("OBUCHOWSKI-ROCKETTE")
+
+
+def test_mrmc_command_errors(van_dyke_file, tmp_path, capsys):
+    assert main(["mrmc", str(van_dyke_file), "--output-dir", str(tmp_path), "--margin", "0.05"]) == 2
+    assert "--margin needs --ai" in capsys.readouterr().err
+    assert main(["mrmc", str(van_dyke_file), "--output-dir", str(tmp_path), "--ai", "9"]) == 2
+    assert "no reader '9'" in capsys.readouterr().err
+    assert main(["mrmc", str(van_dyke_file), "--output-dir", str(tmp_path), "--modalities", "7"]) == 2
+    assert "unknown modality ['7']" in capsys.readouterr().err
+
+
+def test_three_modalities_components_by_explicit_loops():
+    rng = np.random.default_rng(4)
+    t, r, c = 3, 4, 60
+    truth = (np.arange(c) % 3 == 0).astype(np.int8)
+    case_effect = rng.normal(size=c) + 1.2 * truth
+    scores = np.round(case_effect + rng.normal(scale=0.8, size=(t, r, c)) + 0.3 * np.arange(t)[:, None, None] * truth, 1)
+    frame = pd.DataFrame([(f"r{j}", f"c{k}", f"m{i}", scores[i, j, k], truth[k])
+                          for i in range(t) for j in range(r) for k in range(c)],
+                         columns=["reader", "case", "modality", "score", "truth"])
+    data = mrmc_data_from_frame(frame)
+    result = obuchowski_rockette(data)
+    cov = result.covariance
+    groups = {"Var(Error)": [], "Cov1": [], "Cov2": [], "Cov3": []}
+    for i in range(t):
+        for j in range(r):
+            for i2 in range(t):
+                for j2 in range(r):
+                    key = {(True, True): "Var(Error)", (False, True): "Cov1", (True, False): "Cov2",
+                           (False, False): "Cov3"}[(i == i2, j == j2)]
+                    groups[key].append(cov[i, j, i2, j2])
+    for key, values in groups.items():
+        assert result.figures["or_variance_components"][key] == pytest.approx(np.mean(values), abs=1e-15)
+    figures = result.figures
+    assert len(figures["rrrc"]["differences"]) == 3 and len(figures["frrc"]["per_reader"]) == 3 * r
+    ms_t = r * np.var(result.aucs.mean(axis=1), ddof=1)
+    assert figures["anova"]["MS(T)"] == pytest.approx(ms_t, rel=1e-12)
+    assert figures["rrrc"]["df_numerator"] == 2 and 0 <= figures["rrrc"]["p_value"] <= 1
+    assert figures["frrc"]["chi2"] == pytest.approx(2 * ms_t / figures["frrc"]["error_term"], rel=1e-12)

@@ -1,0 +1,33 @@
+"""Helpers shared by the tests (import them as ``from testutils import ...``; conftest modules are not importable
+by name, since pytest loads several of them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+
+
+def synthetic_breast(shape=(600, 400), facing="right", seed=0, value_range=(200, 4000), noise_line=True):
+    """A crude mammogram: a half-ellipse of textured tissue against the chest wall, zero background.
+
+    ``facing='right'`` puts the chest wall on the left edge and the nipple towards the right.
+    A thin bright line in the background (like a burnt-in marker) exercises the erosion step.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    cy, ry, rx = h * 0.5, h * 0.38, w * 0.6
+    inside = ((rows - cy) / ry) ** 2 + (cols / rx) ** 2 <= 1.0
+    image = np.zeros(shape, dtype=np.uint16)
+    lo, hi = value_range
+    image[inside] = rng.integers(lo, hi, size=int(inside.sum()), dtype=np.uint16)
+    if noise_line:
+        image[5:8, w // 2: w - 5] = hi  # thin structure, removed by erosion
+    if facing == "left":
+        image = image[:, ::-1].copy()
+    return image
