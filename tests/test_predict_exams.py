@@ -168,3 +168,28 @@ def test_selected_images_in_their_order_with_an_unnamed_index_column(tmp_path):
     lines = run.csv_path.read_text().splitlines()
     assert lines[0] == ",image_index,malignant_pred,malignant_label"
     assert lines[1:] == ["0,a_R-MLO,0.5,1", "1,a_R-CC,0.5,1", "2,b_R-MLO,0.5,1", "3,b_R-CC,0.5,1"]
+
+
+def test_breast_level_csv_with_skipped_exams_is_evaluated_by_exam_index(tmp_path):
+    from mammoscreen.evaluate.io import breast_level_data, read_predictions
+
+    cc_only = {"L-CC": "c_L-CC", "R-CC": "c_R-CC"}
+    images, exams = make_exams(tmp_path, [four("a"), cc_only, four("b")])
+    run = predict_exams(ExamMeans(), exams, images, tmp_path / "out", OPTIONS)
+    table = read_predictions(run.csv_path)
+    assert table.level == "breast" and table.exam_indices.tolist() == [0, 2]
+    data = breast_level_data(table, exams)
+    assert data.case_names == ["exam 0 left", "exam 2 left", "exam 0 right", "exam 2 right"]
+    assert data.y_true.tolist() == [0, 0, 1, 1]  # right_malignant is 1 in every exam
+    assert data.y_score[1] == pytest.approx(0.03 / 2)  # exam 2: left pixels 30 -> left_malignant 0.015
+    assert data.benign_true.tolist() == [0, 0, 0, 0]
+
+
+def test_exam_index_beyond_the_exam_list_is_explained(tmp_path):
+    from mammoscreen.evaluate.io import breast_level_data, read_predictions
+    from mammoscreen.evaluate.validation import EvaluationInputError
+
+    images, exams = make_exams(tmp_path, [four("a"), four("b")])
+    run = predict_exams(ExamMeans(), exams, images, tmp_path / "out", OPTIONS)
+    with pytest.raises(EvaluationInputError, match="exam_index 1 .* has 1 exams"):
+        breast_level_data(read_predictions(run.csv_path), exams[:1])
