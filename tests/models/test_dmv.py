@@ -174,3 +174,46 @@ def test_cli_rejects_options_a_model_does_not_take(tmp_path, capsys, view_wise_f
 
 def test_view_wise_predictor_type(view_wise_file):
     assert isinstance(build_nyu_model(view_wise_file, device="cpu"), ViewWiseDMVPredictor)
+
+
+def test_heatmaps_variant_end_to_end_on_generated_data(tmp_path, capsys):
+    """predict with --heatmaps on synthetic crops: CSV layout, maps, 16-bit heatmap PNGs in original orientation."""
+    from mammoscreen.data import read_png, write_png
+    from mammoscreen.data.exams import exams_to_data
+    from mammoscreen.models.densenet import densenet121
+    from testutils import synthetic_breast
+
+    torch.manual_seed(3)
+    weights, patch_weights = tmp_path / "single.p", tmp_path / "patch.p"
+    torch.save({"model": ImageWiseDMV(3).state_dict()}, weights)
+    patch_model = densenet121()
+    torch.save(patch_model.state_dict(), patch_weights)
+    images = tmp_path / "cropped"
+    names = {"L-CC": "e_L-CC", "R-CC": "e_R-CC"}
+    for view, name in names.items():  # 4 patches each (one column: the width is one patch)
+        write_png(images / f"{name}.png", synthetic_breast((400, 256), facing="left" if view[0] == "R" else "right",
+                                                           seed=ord(view[0])))
+    exam = {"horizontal_flip": "NO", **{v: [n] for v, n in names.items()}, "L-MLO": [], "R-MLO": [],
+            "cancer_label": {"left_malignant": 1, "right_malignant": 0},
+            "best_center": {"L-CC": [(200, -700)], "R-CC": [(210, -690)], "L-MLO": [], "R-MLO": []}}
+    import pickle
+
+    exam_list = tmp_path / "data.pkl"
+    exam_list.write_bytes(pickle.dumps(exams_to_data(exams_from_data([exam])), protocol=4))
+    out = tmp_path / "out"
+    code = main(["predict", "--model", "nyu_model_single", "--weights", str(weights), "--heatmaps",
+                 "--patch-weights", str(patch_weights), "--images", str(images), "--exam-list", str(exam_list),
+                 "--output-dir", str(out), "--device", "cpu", "--save-maps", "--save-heatmap-pngs", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert lines[0] == ",image_index,malignant_pred,malignant_label"
+    assert [line.split(",")[1] for line in lines[1:]] == ["e_L-CC", "e_R-CC"]
+    assert [line.split(",")[3] for line in lines[1:]] == ["1", "0"]
+    for name in names.values():
+        maps = np.load(out / "maps" / f"{name}.npz")
+        assert maps["heatmap_benign"].shape == (400, 256) and len(maps["patch_probabilities"]) == 4
+        assert 0 <= maps["heatmap_malignant"].min() and maps["heatmap_malignant"].max() <= 1
+        png = read_png(out / "heatmaps" / "heatmap_benign" / f"{name}.png")
+        assert png.dtype == np.uint16
+        assert np.array_equal(png, np.round(maps["heatmap_benign"] * 65535).astype(np.uint16))
+        assert maps["probabilities"].shape == (2,) and maps["logp"].shape == (1, 2, 2)
