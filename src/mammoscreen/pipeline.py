@@ -36,7 +36,7 @@ from .data.exams import Exam, load_exam_list
 from .files import sha256_file, write_json_atomic
 from .models.registry import ModelSpec, get_model_spec
 from .models.weights import WeightsError, weights_problem
-from .predict import PredictionRun, PredictOptions, predict_images
+from .predict import PredictionRun, PredictOptions, run_prediction
 
 CROPPED_DIR = "cropped_images"
 RUN_SUMMARY = "run_summary.json"
@@ -278,7 +278,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
             continue
         model_dir = output_dir / spec.name
         try:
-            run = predict_images(predictor, model_exams, model_images, model_dir, options)
+            run = run_prediction(predictor, model_exams, model_images, model_dir, options)
         finally:
             del predictor  # free the model's memory before the next one is loaded
             gc.collect()

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
+import json
 import sys
 from abc import ABC, abstractmethod
 from collections import Counter, deque
@@ -29,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch import Failure, describe_error
-from .data.exams import Exam, ImageRecord, iter_images
+from .data.exams import VIEWS, Exam, ImageRecord, iter_images
 from .data.images import image_path
 from .files import Journal, atomic_write, file_signature, write_text_atomic
 from .models.registry import ModelSpec
@@ -132,6 +134,10 @@ class Predictor(ABC):
         does not affect its reported prediction). By default everything is computed.
         """
 
+    def select_images(self, exams: Sequence[Exam]) -> list[ImageRecord]:
+        """The images to predict, in output order (default: every image, official order)."""
+        return list(iter_images(exams))
+
 
 @dataclass
 class PredictionRun:
@@ -197,7 +203,7 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     """
     images_dir, output_dir = Path(images_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    records = list(iter_images(exams))
+    records = predictor.select_images(exams)
     duplicates = sorted(name for name, count in Counter(r.name for r in records).items() if count > 1)
     if duplicates:
         raise ValueError(f"image names occur more than once in the exam list: {', '.join(duplicates[:5])}")
@@ -271,6 +277,8 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
 
     columns = ["image_index", *predictor.spec.prediction_columns,
                *[label_column(c) for c in predictor.spec.prediction_columns]]
+    if predictor.spec.extra.get("csv_index_column"):
+        columns.insert(0, "")  # an unnamed row-number column, as pandas' to_csv writes it
     rows = []
     if predictor.spec.csv_view_order:  # the model's official script orders views differently within an exam
         rank = {view: i for i, view in enumerate(predictor.spec.csv_view_order)}
@@ -279,6 +287,8 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
         if not finished(record):
             continue
         row: dict[str, Any] = {"image_index": record.name, **journal[record.name]["values"]}
+        if columns[0] == "":
+            row[""] = len(rows)
         labels = {"benign_label": record.benign_label, "malignant_label": record.malignant_label}
         for c in predictor.spec.prediction_columns:
             row[label_column(c)] = labels.get(label_column(c))
@@ -292,3 +302,184 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     elif failures_path.exists():
         failures_path.unlink()
     return PredictionRun(csv_path, rows, failures)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exam-level (breast-level) models: one prediction per exam from all of its views
+# ----------------------------------------------------------------------------------------------
+
+EXAM_INDEX_COLUMN = "exam_index"
+
+
+@dataclass
+class ExamPrediction:
+    """A model's output for one exam."""
+
+    values: dict[str, float]  # prediction columns, e.g. {"left_malignant": 0.1, ...}
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # saved as maps/exam_<index>.npz
+
+
+class ExamPredictor(ABC):
+    """Model-specific part of exam-level prediction (models that need several views of an exam at once).
+
+    :func:`predict_exams` calls :meth:`plan` once with the whole exam list, then :meth:`prepare` for each
+    exam that has every view in ``required_views`` (in a loader thread), then :meth:`predict_exam`.
+    """
+
+    spec: ModelSpec
+    required_views: tuple[str, ...] = VIEWS
+
+    def plan(self, exams: Sequence[Exam], images_dir: Path) -> None:
+        """Run-wide preparation before any exam is prepared (e.g. laying out the official random streams)."""
+
+    @abstractmethod
+    def prepare(self, exam_index: int, exam: Exam, images_dir: Path) -> Any:
+        """Load and preprocess one exam (runs in a loader thread; raise on bad input)."""
+
+    @abstractmethod
+    def predict_exam(self, prepared: Any) -> ExamPrediction:
+        """Run the model on one prepared exam."""
+
+    def provenance(self) -> dict[str, Any]:
+        """What identifies this run's model: name, variant, weight files and their sha256."""
+        return {"model": self.spec.name}
+
+
+def exam_maps_name(exam_index: int) -> str:
+    """File stem of an exam's maps: 'exam_<index>' (the index in the exam list, from 0)."""
+    return f"exam_{exam_index}"
+
+
+def missing_views(exam: Exam, required: Sequence[str]) -> list[str]:
+    """The required views for which ``exam`` lists no image."""
+    return [view for view in required if not exam.images.get(view)]
+
+
+def _exam_list_digest(exams: Sequence[Exam]) -> str:
+    # Exam-level runs can depend on the whole list (random streams), so a changed list starts afresh.
+    text = json.dumps([exam.to_dict() for exam in exams], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _prefetch_calls(prepare: Any, items: Sequence[Any], depth: int) -> Iterator[tuple[Any, Future]]:
+    """Yield (item, future of prepare(item)) in order, keeping ``depth`` calls in flight in one thread."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-loader") as pool:
+        pending: deque[tuple[Any, Future]] = deque()
+        it = iter(items)
+        for item in it:
+            pending.append((item, pool.submit(prepare, item)))
+            if len(pending) >= depth:
+                break
+        while pending:
+            yield pending.popleft()
+            item = next(it, None)
+            if item is not None:
+                pending.append((item, pool.submit(prepare, item)))
+
+
+def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: str | Path, output_dir: str | Path,
+                  options: PredictOptions = PredictOptions()) -> PredictionRun:
+    """Run an exam-level ``predictor`` over ``exams`` and write ``output_dir/predictions.csv``.
+
+    One row per exam in exam-list order: ``exam_index`` (position in the exam list, from 0), the model's
+    prediction columns, then their labels from ``cancer_label`` (``left_malignant`` ->
+    ``left_malignant_label``). Exams lacking a required view, and exams that fail, are reported in
+    ``failures.csv`` and skipped; the others are still predicted. Finished exams are journaled, so an
+    interrupted run continues where it stopped. With ``options.save_maps`` each exam's maps go to
+    ``output_dir/maps/exam_<index>.npz``.
+    """
+    images_dir, output_dir = Path(images_dir), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    maps_path = lambda i: output_dir / MAPS_DIR / f"{exam_maps_name(i)}.npz"  # noqa: E731
+    journal = Journal(output_dir / ".predict_journal.jsonl",
+                      fingerprint={**predictor.provenance(), "images": str(images_dir.resolve()),
+                                   "exam_list": _exam_list_digest(exams)})
+    failures: list[Failure] = []
+    complete: list[int] = []
+    for i, exam in enumerate(exams):
+        missing = missing_views(exam, predictor.required_views)
+        if missing:
+            failures.append(Failure(f"exam {i}", f"no {', '.join(missing)} image; {predictor.spec.name} needs all of "
+                                    f"{', '.join(predictor.required_views)}, so the exam is skipped"))
+        else:
+            complete.append(i)
+
+    # An exam is finished if journaled from the same image files (size, mtime) and its outputs exist.
+    signatures = {i: [file_signature(image_path(images_dir, name)) for view in VIEWS
+                      for name in exams[i].images.get(view, [])] for i in complete}
+
+    def finished(i: int) -> bool:
+        entry = journal.entries.get(str(i))
+        return (entry is not None and entry["source"] == signatures[i]
+                and (not options.save_maps or maps_path(i).is_file()))
+
+    todo = [i for i in complete if not finished(i)]
+    bar = tqdm(total=len(complete), initial=len(complete) - len(todo), desc=predictor.spec.name, unit="exam",
+               disable=not options.progress, file=sys.stderr, dynamic_ncols=True)
+    for failure in failures:
+        bar.write(f"skipped {failure}", file=sys.stderr)
+
+    def fail(i: int, error: BaseException) -> None:
+        failures.append(Failure(f"exam {i}", describe_error(error)))
+        bar.write(f"skipped exam {i}: {describe_error(error)}", file=sys.stderr)
+        bar.update(1)
+
+    def write_outputs(i: int, prediction: ExamPrediction) -> None:
+        try:
+            if options.save_maps:
+                save_maps(maps_path(i), prediction.maps)
+        except Exception as error:  # an output that cannot be written must not stop the run
+            fail(i, error)
+            return
+        journal.record(str(i), {"values": {k: float(v) for k, v in prediction.values.items()},
+                                "source": signatures[i]})
+        bar.update(1)
+
+    if todo:
+        predictor.plan(exams, images_dir)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-writer") as writer:
+        writes: list[Future] = []
+        try:
+            for i, future in _prefetch_calls(lambda j: predictor.prepare(j, exams[j], images_dir), todo, depth=2):
+                try:
+                    prediction = predictor.predict_exam(future.result())
+                except Exception as error:
+                    fail(i, error)
+                    continue
+                writes.append(writer.submit(write_outputs, i, prediction))
+        finally:
+            for w in writes:
+                w.result()
+            bar.close()
+
+    columns = predictor.spec.prediction_columns
+    header = [EXAM_INDEX_COLUMN, *columns, *[label_column(c) for c in columns]]
+    rows = []
+    for i in complete:
+        if not finished(i):
+            continue
+        labels = exams[i].cancer_label or {}
+        rows.append({EXAM_INDEX_COLUMN: i, **journal[str(i)]["values"],
+                     **{label_column(c): labels.get(c) for c in columns}})
+    csv_path = output_dir / PREDICTIONS_CSV
+    write_predictions_csv(csv_path, rows, header)
+    failures_path = output_dir / FAILURES_CSV
+    order = {f"exam {i}": i for i in range(len(exams))}
+    failures.sort(key=lambda f: order.get(f.name, len(exams)))
+    if failures:
+        write_predictions_csv(failures_path, [{EXAM_INDEX_COLUMN: order.get(f.name, f.name), "reason": f.reason}
+                                               for f in failures],
+                              [EXAM_INDEX_COLUMN, "reason"])
+    elif failures_path.exists():
+        failures_path.unlink()
+    return PredictionRun(csv_path, rows, failures)
+
+
+def run_prediction(predictor: Predictor | ExamPredictor, exams: Sequence[Exam], images_dir: str | Path,
+                   output_dir: str | Path, options: PredictOptions = PredictOptions()) -> PredictionRun:
+    """:func:`predict_exams` for breast-level (exam) models, :func:`predict_images` for image-level ones."""
+    if predictor.spec.output_level == "breast":
+        if not isinstance(predictor, ExamPredictor):
+            raise TypeError(f"{predictor.spec.name} is a breast-level model but its predictor is not an ExamPredictor")
+        return predict_exams(predictor, exams, images_dir, output_dir, options)
+    return predict_images(predictor, exams, images_dir, output_dir, options)

@@ -29,7 +29,66 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--visualize", action="store_true", help="write visualization/<image>.png")
     p.add_argument("--segmentations", type=Path, default=None,
                    help="directory of <image>_benign.png / <image>_malignant.png masks to draw in the figures")
+    _add_dmv_options(p)
     add_quiet_option(p)
+
+
+def _add_dmv_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("DMV-CNN models (nyu_model, nyu_model_single)")
+    g.add_argument("--heatmaps", action="store_true",
+                   help="use the image+heatmaps variant: patch-classifier heatmaps as extra inputs "
+                        "(needs --patch-weights)")
+    g.add_argument("--patch-weights", default=None,
+                   help="patch classifier checkpoint (sample_patch_model.p), a directory holding it, or 'official'")
+    g.add_argument("--seed", type=int, default=None,
+                   help="seed of the random input windows and heatmap patch grids (default 0: the official numbers)")
+    g.add_argument("--epochs", type=positive_int, default=None,
+                   help="average over this many random input windows (default 1, as the meta-repository)")
+    g.add_argument("--every-image", action="store_true",
+                   help="nyu_model_single: predict every image of a view, not one drawn at random as the "
+                        "official script does")
+    g.add_argument("--heatmap-batch-size", type=positive_int, default=None,
+                   help="patches per patch-classifier batch (default 32)")
+    g.add_argument("--save-heatmap-pngs", action="store_true",
+                   help="also write the heatmaps as 16-bit PNGs to DIR/heatmaps/heatmap_{benign,malignant}/<image>.png")
+
+
+def _build_options(args: argparse.Namespace, spec, variant: str | None, model_output_dir: Path,
+                   strict: bool = True) -> tuple[str | None, dict]:
+    """(variant, keyword options for spec.build) from the model options that were given.
+
+    With ``strict`` an option the model does not take is an error; otherwise (several models in one
+    run) it is simply not passed to this model.
+    """
+    import inspect
+
+    options: dict = {}
+    accepted = inspect.signature(spec.build).parameters
+    if args.heatmaps and "patch_weights" in accepted:
+        if variant not in (None, "image_heatmaps"):
+            raise ValueError(f"--heatmaps contradicts --variant {variant}")
+        variant = "image_heatmaps"
+    elif args.heatmaps and strict:
+        raise ValueError(f"model {spec.name} has no image+heatmaps variant")
+    given = {"patch_weights": args.patch_weights, "seed": args.seed, "epochs": args.epochs,
+             "every_image": args.every_image or None, "heatmap_batch_size": args.heatmap_batch_size,
+             "heatmap_png_dir": model_output_dir / "heatmaps" if args.save_heatmap_pngs else None}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            if strict:
+                flag = {"heatmap_png_dir": "save-heatmap-pngs"}.get(key, key.replace("_", "-"))
+                raise ValueError(f"model {spec.name} does not take --{flag}")
+            continue
+        options[key] = value
+    generic = _parse_model_options(args)
+    both = sorted(set(generic) & set(options))
+    if both:
+        raise ValueError(f"{', '.join(both)} given twice (as an option and as --model-option)")
+    if not strict:
+        generic = {k: v for k, v in generic.items() if k in _builder_options(spec)}
+    return variant, {**generic, **options}
 
 
 def _options(args: argparse.Namespace):
@@ -113,7 +172,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..data.exams import load_exam_list
     from ..models.registry import get_model_spec
     from ..models.weights import WeightsError, weights_problem
-    from ..predict import predict_images
+    from ..predict import run_prediction
 
     request = _requests(args, [args.model or "gmic"])[0]
     spec = get_model_spec(request.name)
@@ -124,10 +183,12 @@ def run_predict(args: argparse.Namespace) -> int:
     exams = load_exam_list(args.exam_list)
     model_options = _parse_model_options(args)
     _check_model_options(model_options, [spec])
-    predictor = spec.build(request.weights, request.variant, device=options.device, **model_options)
+    variant, build_options = _build_options(args, spec, request.variant, args.output_dir)
+    predictor = spec.build(request.weights, variant, device=options.device, **build_options)
     print(f"{spec.name} variant {predictor.provenance().get('variant', '-')} on {getattr(predictor, 'device', '')}")
-    run = predict_images(predictor, exams, args.images, args.output_dir, options)
-    report_failures(run.failures, len(run.rows) + len(run.failures))
+    run = run_prediction(predictor, exams, args.images, args.output_dir, options)
+    report_failures(run.failures, len(run.rows) + len(run.failures),
+                    "exams" if spec.output_level == "breast" else "images")
     print(f"{len(run.rows)} predictions -> {run.csv_path}")
     return 0
 
@@ -135,15 +196,18 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_run(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline
 
+    from ..models.registry import get_model_spec
+
     names = ([args.model] if args.model else []) + list(args.models)
     requests = _requests(args, names or ["gmic"])
-    model_options = _parse_model_options(args)
-    if model_options:
-        from ..models.registry import get_model_spec
-
-        _check_model_options(model_options, [get_model_spec(r.name) for r in requests])
-        for request in requests:
-            request.build_options.update(model_options)
+    specs = [get_model_spec(r.name) for r in requests]
+    _check_model_options(_parse_model_options(args), specs)
+    strict = len(requests) == 1
+    if not strict and args.heatmaps and not any("patch_weights" in _builder_options(s) for s in specs):
+        raise ValueError("--heatmaps: none of the models has an image+heatmaps variant")
+    for request, spec in zip(requests, specs):
+        request.variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
+        request.build_options.update(options)
     result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
                           options=_options(args))
     for stage, failures in result.failures.items():

@@ -7,7 +7,9 @@ Prediction CSVs come in the meta-repository's two shapes, told apart as its ``sc
   ``benign_label`` (GMIC and ``mammoscreen predict`` write ``image_index,benign_pred,malignant_pred,
   benign_label,malignant_label``); labels come from the file.
 * breast level - ``left_malignant,right_malignant``, optionally ``left_benign,right_benign``; row i is
-  exam i of the exam list, whose ``cancer_label`` gives the labels.
+  exam i of the exam list, whose ``cancer_label`` gives the labels - or, with an ``exam_index`` column
+  (as ``mammoscreen predict`` writes for exam-level models, which skip exams lacking a view), the row is
+  exam ``exam_index``.
 
 An unnamed leading column (a pandas index) or an ``index`` column is allowed and must number the rows
 0, 1, 2, ... in order. Every problem is reported with the file name, what is wrong and what to do.
@@ -48,6 +50,7 @@ class PredictionTable:
     columns: dict[str, np.ndarray]
     image_names: list[str] | None = None
     n_rows: int = 0
+    exam_indices: np.ndarray | None = None  # breast level with an 'exam_index' column: the exam of each row
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -120,6 +123,20 @@ def _check_index_column(frame: pd.DataFrame, source: str) -> None:
                 "rows are already in exam order)")
 
 
+def _exam_index_column(frame: pd.DataFrame, source: str) -> np.ndarray:
+    values = _numeric_column(frame, "exam_index", source)
+    bad = np.flatnonzero((values < 0) | (values != np.round(values)))
+    if bad.size:
+        raise EvaluationInputError(f"{source}: column 'exam_index' must hold exam numbers 0, 1, 2, ... (line "
+                                   f"{_line_numbers(bad)})")
+    indices = values.astype(np.int64)
+    duplicated = np.flatnonzero(pd.Series(indices).duplicated(keep=False).to_numpy())
+    if duplicated.size:
+        raise EvaluationInputError(f"{source}: exam_index {indices[duplicated[0]]} appears more than once (CSV lines "
+                                   f"{_line_numbers(duplicated)}); each exam needs one row")
+    return indices
+
+
 def read_predictions(predictions: str | os.PathLike | pd.DataFrame, source: str | None = None) -> PredictionTable:
     """Read and validate a prediction CSV (or a DataFrame with the same columns).
 
@@ -189,6 +206,8 @@ def read_predictions(predictions: str | os.PathLike | pd.DataFrame, source: str 
                                   "benign metrics skipped")
     else:
         _check_index_column(frame, source)
+        if "exam_index" in frame.columns:
+            table.exam_indices = _exam_index_column(frame, source)
         for column in BREAST_COLUMNS:
             table.columns[column] = _numeric_column(frame, column, source)
         present = [c for c in ("left_benign", "right_benign") if c in frame.columns]
@@ -269,7 +288,24 @@ def breast_level_data(table: PredictionTable, exams: Sequence[Exam] | None,
     has_benign = table.has_benign
     benign_label_missing = False
 
-    if table.level == "breast":
+    if table.level == "breast" and table.exam_indices is not None:
+        beyond = np.flatnonzero(table.exam_indices >= len(exams))
+        if beyond.size:
+            raise EvaluationInputError(
+                f"{table.source}: exam_index {table.exam_indices[beyond[0]]} (CSV line {_line_numbers(beyond)}) but the "
+                f"exam list {exam_source} has {len(exams)} exams; use the exam list the predictions were made from")
+        for side in ("left", "right"):
+            scores[side] = table.columns[f"{side}_malignant"].tolist()
+            if has_benign:
+                benign_scores[side] = table.columns[f"{side}_benign"].tolist()
+            for i in table.exam_indices.tolist():
+                labels[side].append(_breast_label(exams[i], i, f"{side}_malignant", exam_source))
+                exam_index[side].append(i)
+                if has_benign:
+                    value = (exams[i].cancer_label or {}).get(f"{side}_benign")
+                    benign_label_missing |= value is None
+                    benign_labels[side].append(-1 if value is None else int(value))
+    elif table.level == "breast":
         if table.n_rows != len(exams):
             raise EvaluationInputError(
                 f"{table.source}: has {table.n_rows} rows but the exam list {exam_source} has {len(exams)} exams; a "

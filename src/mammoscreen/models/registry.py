@@ -80,6 +80,7 @@ BUILTIN_MODEL_MODULES = [
     "mammoscreen.models.end2end_predictor",
     "mammoscreen.models.frcnn_predictor",
     "mammoscreen.models.glam_predictor",
+    "mammoscreen.models.dmv_predictor",
 ]
 
 

@@ -1,0 +1,43 @@
+"""Allocator tuning for CPU inference on large images.
+
+PyTorch on a CPU takes every activation tensor from the C library's ``malloc``. glibc serves blocks of
+more than 32 MB (a batch of 32 patch-classifier activations, one DMV-CNN stem output) with a fresh
+``mmap`` and returns them to the system when freed, so every forward pass touches new pages again: page
+faults that cost more CPU time than the convolutions themselves on a virtual machine (measured in
+``benchmarks/bench_heatmaps.py``). Asking glibc to serve such blocks from its heap and to keep freed
+memory for reuse removes them. This is the ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` tuning
+the PyTorch CPU performance guide recommends, applied from Python.
+
+The setting is process-wide and only changes when memory is returned to the system (the process keeps
+its peak heap until it exits), never what is computed. Set ``MAMMOSCREEN_KEEP_MALLOC=1`` to leave the
+allocator alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import sys
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_THRESHOLD = 1 << 30  # blocks up to 1 GiB from the heap; keep up to 1 GiB of freed memory
+
+
+@functools.lru_cache(maxsize=None)
+def keep_freed_memory() -> bool:
+    """Tune glibc's malloc as described in the module docstring; True if it was done (once per process)."""
+    if os.environ.get("MAMMOSCREEN_KEEP_MALLOC") or not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+            return False  # not glibc (e.g. musl)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
+    except OSError:
+        return False
