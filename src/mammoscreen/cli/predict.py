@@ -151,8 +151,9 @@ def _check_model_options(options: dict[str, str], specs) -> None:
     accepted = {name for spec in specs for name in _builder_options(spec)}
     unknown = [key for key in options if key not in accepted]
     if unknown:
-        names = ", ".join(spec.name for spec in specs)
-        raise ValueError(f"{names}: no option {', '.join(unknown)}; options: {', '.join(sorted(accepted)) or 'none'}")
+        names = " / ".join(spec.name for spec in specs)
+        raise ValueError(f"model {names} has no option {', '.join(unknown)}; its options: "
+                         f"{', '.join(sorted(accepted)) or 'none'}")
 
 
 def _requests(args: argparse.Namespace, names: list[str]):
