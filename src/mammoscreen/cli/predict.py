@@ -119,6 +119,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--exam-list", required=True, type=Path, help="exam list before cropping (.pkl or .json)")
     p.add_argument("--output-dir", required=True, type=Path)
     _add_model_options(p)
+    p.add_argument("--no-evaluate", dest="evaluate", action="store_false",
+                   help="do not evaluate the predictions (by default each model is evaluated against the exam "
+                        "list's labels, with bootstrap CIs, and several models are compared)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                   help="bootstrap replicates of the evaluation's CIs (default 2000; 0: none)")
     p.add_argument("--models", action="append", default=[], metavar="MODEL[,MODEL...]",
                    help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "
                         "(a model whose weights are missing is reported and skipped)")
@@ -195,9 +200,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from ..pipeline import run_pipeline
-
     from ..models.registry import get_model_spec
+    from ..pipeline import run_pipeline
 
     names = ([args.model] if args.model else []) + list(args.models)
     requests = _requests(args, names or ["gmic"])
@@ -216,6 +220,10 @@ def run_run(args: argparse.Namespace) -> int:
             print(f"{stage}:", file=sys.stderr)
             report_failures(failures, len(failures))
     print(_summary_table(result))
+    if args.evaluate:
+        from ..run_evaluation import evaluate_run
+
+        evaluate_run(result, args.output_dir, n_bootstrap=args.bootstrap)
     return 1 if result.skipped else 0
 
 

@@ -1,0 +1,91 @@
+"""After ``mammoscreen run``: evaluate each model's predictions, then compare the models.
+
+This is the meta-repository's core use case - several published models on the same data, each scored
+with AUROC/AUPRC and bootstrap CIs, then compared pairwise (DeLong, paired bootstrap) - as one call on
+the :class:`~mammoscreen.pipeline.RunResult`. Every model is compared at breast level (image-level
+predictions become breast scores as the meta-repository's ``score.py`` computes them), the one level
+all six models share.
+
+Outputs: ``OUTPUT/<model>/evaluation/`` (``metrics.json``, ``metrics.txt``, ROC/PR curves) and
+``OUTPUT/comparison/`` (``comparison.json``, ``comparison.txt``, overlaid curves, calibration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .batch import describe_error
+from .data.exams import load_exam_list
+from .pipeline import RunResult
+
+EVALUATION_DIR = "evaluation"
+COMPARISON_DIR = "comparison"
+
+
+@dataclass
+class RunEvaluation:
+    """Evaluations of the models of one run and their comparison (None where it could not be made)."""
+
+    evaluations: dict = field(default_factory=dict)  # model -> EvaluationResult
+    comparison: object | None = None  # ComparisonResult
+    problems: dict[str, str] = field(default_factory=dict)  # model or 'comparison' -> why it was not evaluated
+
+
+def _has_labels(exams) -> bool:
+    keys = ("left_malignant", "right_malignant")
+    return any(e.cancer_label and all(e.cancer_label.get(k) is not None for k in keys) for e in exams)
+
+
+def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int = 2000, seed: int = 0,
+                 log: Callable[[str], None] = print) -> RunEvaluation:
+    """Evaluate every model that ran, write the reports, and compare the models if there are several.
+
+    The exam list used is the cropped one (images that could not be cropped are left out of it, as they
+    are left out of the predictions).
+    """
+    from .evaluate import compare_models, evaluate_predictions
+    from .evaluate.reports import format_comparison, write_comparison, write_evaluation
+
+    output_dir = Path(output_dir)
+    outcome = RunEvaluation()
+    exam_list = result.cropped_exam_list
+    exams = load_exam_list(exam_list)
+    files = result.prediction_files
+    if not files:
+        return outcome
+    if not _has_labels(exams):
+        reason = "the exam list has no cancer labels (cancer_label): nothing to evaluate against"
+        outcome.problems = {name: reason for name in files}
+        log(f"evaluation skipped: {reason}")
+        return outcome
+
+    for name, csv_path in files.items():
+        try:
+            evaluation = evaluate_predictions(csv_path, exam_list, n_bootstrap=n_bootstrap, seed=seed)
+            write_evaluation(evaluation, output_dir / name / EVALUATION_DIR)
+        except Exception as error:  # one model's file must not stop the others' evaluation
+            outcome.problems[name] = describe_error(error)
+            log(f"{name}: not evaluated - {describe_error(error)}")
+            continue
+        outcome.evaluations[name] = evaluation
+        breast = evaluation.levels.get("breast")
+        if breast is not None:
+            auc = breast.metrics["auroc"]
+            ci = f" (95% CI {auc.ci_low:.3f}-{auc.ci_high:.3f})" if auc.ci_low is not None else ""
+            log(f"{name}: breast-level AUROC {auc.value:.3f}{ci}")
+
+    names = list(outcome.evaluations)
+    if len(names) >= 2:
+        try:
+            comparison = compare_models([files[n] for n in names], names, exam_list, level="breast",
+                                        n_bootstrap=n_bootstrap, seed=seed)
+            write_comparison(comparison, output_dir / COMPARISON_DIR)
+        except Exception as error:
+            outcome.problems["comparison"] = describe_error(error)
+            log(f"comparison not made - {describe_error(error)}")
+        else:
+            outcome.comparison = comparison
+            log(format_comparison(comparison))
+    return outcome
