@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mammoscreen.data import exams_from_data, save_exam_list
+from mammoscreen.data import exams_from_data, load_exam_list, save_exam_list
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.pipeline import ModelOutcome, RunResult
 from mammoscreen.predict import PredictionRun, write_predictions_csv
@@ -69,3 +69,14 @@ def test_unlabelled_data_is_not_evaluated(tmp_path):
     messages = []
     evaluation = evaluate_run(result, tmp_path / "out", n_bootstrap=0, log=messages.append)
     assert not evaluation.evaluations and "no cancer labels" in messages[0]
+
+
+def test_single_class_labels_are_reported_once(tmp_path):
+    result, _, _ = make_run(tmp_path, n_exams=3)
+    exams = load_exam_list(result.cropped_exam_list)
+    for exam in exams:
+        exam.cancer_label.update(left_malignant=0, right_malignant=0)
+    save_exam_list(exams, result.cropped_exam_list)
+    messages = []
+    evaluation = evaluate_run(result, tmp_path / "out", n_bootstrap=0, log=messages.append)
+    assert not evaluation.evaluations and len(messages) == 1 and "both classes" in messages[0]

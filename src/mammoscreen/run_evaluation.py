@@ -33,9 +33,16 @@ class RunEvaluation:
     problems: dict[str, str] = field(default_factory=dict)  # model or 'comparison' -> why it was not evaluated
 
 
-def _has_labels(exams) -> bool:
-    keys = ("left_malignant", "right_malignant")
-    return any(e.cancer_label and all(e.cancer_label.get(k) is not None for k in keys) for e in exams)
+def _label_problem(exams) -> str | None:
+    """Why the exams' breast-level malignancy labels cannot be evaluated against, or None."""
+    labels = {e.cancer_label.get(k) for e in exams if e.cancer_label
+              for k in ("left_malignant", "right_malignant")} - {None}
+    if not labels:
+        return "the exam list has no cancer labels (cancer_label)"
+    if len(labels) == 1:
+        return (f"every breast in the exam list is labelled {'malignant' if labels == {1} else 'not malignant'}; "
+                "AUROC and AUPRC need both classes")
+    return None
 
 
 def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int = 2000, seed: int = 0,
@@ -55,8 +62,8 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
     files = result.prediction_files
     if not files:
         return outcome
-    if not _has_labels(exams):
-        reason = "the exam list has no cancer labels (cancer_label): nothing to evaluate against"
+    reason = _label_problem(exams)
+    if reason:
         outcome.problems = {name: reason for name in files}
         log(f"evaluation skipped: {reason}")
         return outcome

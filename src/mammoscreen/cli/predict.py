@@ -216,7 +216,12 @@ def run_run(args: argparse.Namespace) -> int:
     result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
                           options=_options(args))
     for stage, failures in result.failures.items():
-        if failures:
+        outcome = result.outcomes.get(stage)
+        if failures and outcome is not None and outcome.run is not None:
+            print(f"{stage}:", file=sys.stderr)
+            report_failures(failures, len(outcome.run.rows) + len(failures),
+                            "exams" if outcome.spec.output_level == "breast" else "images")
+        elif failures:
             print(f"{stage}:", file=sys.stderr)
             report_failures(failures, len(failures))
     print(_summary_table(result))
