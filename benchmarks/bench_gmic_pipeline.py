@@ -90,12 +90,35 @@ def official_style_figure(window, saliency, patches, path):
     plt.close(fig)
 
 
+def replicate_dataset(ref: Path, directory: Path, copies: int) -> tuple[Path, Path, int]:
+    """The reference exams ``copies`` times under new names (image files linked, not copied)."""
+    from mammoscreen.data import exams_to_data, save_exam_list
+    from mammoscreen.data.exams import VIEWS, exams_from_data
+
+    images = directory / "images"
+    images.mkdir(parents=True)
+    data = []
+    for k in range(copies):
+        for exam in exams_to_data(load_exam_list(ref / "exam_list_before_cropping.pkl")):
+            for view in VIEWS:
+                renamed = [f"c{k}_{name}" for name in exam[view]]
+                for old, new in zip(exam[view], renamed):
+                    os.symlink(ref / "images" / f"{old}.png", images / f"{new}.png")
+                exam[view] = renamed
+            data.append(exam)
+    exam_list = save_exam_list(exams_from_data(data), directory / "exams.pkl")
+    return images, exam_list, sum(len(e[v]) for e in data for v in VIEWS)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=REPO.parent / "shared" / "reference")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-baselines", action="store_true", help="do not time the slow official-style baselines")
+    parser.add_argument("--copies", type=int, default=4,
+                        help="end-to-end runs use the reference exams this many times (renamed copies), so that "
+                             "start-up and model loading are amortised as on a real dataset (default 4)")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "gmic_pipeline.json")
     args = parser.parse_args()
     ref = args.reference
@@ -157,15 +180,16 @@ def main() -> int:
                     best_time(lambda: official_style_figure(window, saliency, patches, tmp / "off.png"), 1)[0])
             print(f"  {r.name}: forward {stages['model forward'][-1]:.2f} s", file=sys.stderr)
 
+        images, exam_list, n_images = replicate_dataset(ref, tmp / "data", args.copies)
         end_to_end = {}
         for label, opts in (("run (predictions only)", {}), ("run (+ maps + figures)", {"save_maps": True,
                                                                                          "visualize": True})):
             out_dir = tmp / label.split()[1].strip("(")
             start = time.perf_counter()
-            run_pipeline(ref / "images", ref / "exam_list_before_cropping.pkl", out_dir,
+            run_pipeline(images, exam_list, out_dir,
                          [ModelRequest("gmic", ref / "gmic" / "gmic_reference.p", "1")], workers=2,
                          options=PredictOptions(device="cpu", progress=False, **opts), log=lambda m: None)
-            end_to_end[label] = (time.perf_counter() - start) / len(records)
+            end_to_end[label] = (time.perf_counter() - start) / n_images
 
     mean = {k: float(np.mean(v)) for k, v in stages.items()}
     forward = mean["model forward"]
@@ -181,7 +205,8 @@ def main() -> int:
             ours = mean["crop"] if k.startswith("crop") else mean["figure"]
             print(f"{k:28s} {np.mean(v):9.3f}   ours is {np.mean(v) / ours:.1f}x faster")
     for k, v in end_to_end.items():
-        print(f"{k:28s} {v:9.3f} s/image = {v / forward:.2f}x the forward alone, {1 / v:.2f} images/s")
+        print(f"{k:28s} {v:9.3f} s/image = {v / forward:.2f}x the forward alone, {1 / v:.2f} images/s "
+              f"({args.copies} x {len(records)} images, start-up included)")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"stages": mean, "baselines": {k: float(np.mean(v)) for k, v in baselines.items() if v},
