@@ -133,7 +133,7 @@ class ModelOutcome:
 
 @dataclass
 class RunResult:
-    cropped_exam_list: Path
+    cropped_exam_list: Path  # the input exam list when no model needed cropping
     center_exam_lists: dict[tuple[tuple[str, tuple[int, int]], ...], Path]
     predictions: dict[str, PredictionRun]
     failures: dict[str, list[Failure]]
@@ -291,7 +291,9 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
 
     ordered = {name: outcomes[name] for name in names}
     write_json_atomic(output_dir / RUN_SUMMARY, {"models": [o.to_json() for o in ordered.values()]})
-    return RunResult(cropped_list, center_lists, predictions, failures, ordered)
+    # Without a cropping model (e.g. end2end alone) the input exam list is the one the predictions follow.
+    evaluated_list = cropped_list if cropped_list.is_file() else exam_list
+    return RunResult(evaluated_list, center_lists, predictions, failures, ordered)
 
 
 def _options_accepted_by(build: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
