@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mammoscreen.cli import main
-from mammoscreen.data.exams import VIEWS, load_exam_list
+from mammoscreen.data.exams import VIEWS, iter_images, load_exam_list
 from mammoscreen.data.images import read_png, write_png
 from mammoscreen.explain.localize import (THRESHOLD_GRID, MapPlacement, best_threshold_dice, dice_per_threshold,
                                           dice_score, localize_maps, mean_with_interval, normalize_map,
@@ -247,8 +247,7 @@ def _copy_maps(source: Path, target: Path, edit=None) -> Path:
 
 
 def test_maps_files_say_where_they_came_from(predicted):
-    records = {r.name: r for r in __import__("mammoscreen.data.exams", fromlist=["iter_images"]).iter_images(
-        load_exam_list(predicted["exam_list"]))}
+    records = {r.name: r for r in iter_images(load_exam_list(predicted["exam_list"]))}
     for path in predicted["maps"].glob("*.npz"):
         saliency, placement = read_map_file(path)
         record = records[path.stem]

@@ -367,8 +367,9 @@ def read_map_file(path: str | Path, image_info: Mapping[str, Any] | None = None)
     missing = [key for key in _PLACEMENT_KEYS if key not in arrays]
     if missing:
         if image_info is None:
-            raise MissingPlacementError(f"{path}: the file has no {', '.join(missing)} (written by an older mammoscreen); "
-                             "pass the cropped exam list of the run with --exam-list (exam_list=...)")
+            raise MissingPlacementError(f"{path}: the file has no {', '.join(missing)} (written by an older "
+                                        "mammoscreen); pass the cropped exam list of the run with --exam-list "
+                                        "(exam_list=...)")
         for key in missing:
             if key not in image_info:
                 raise ValueError(f"{path}: the exam list has no '{key}' for this image: give the *cropped* exam "
