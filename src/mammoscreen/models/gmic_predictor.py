@@ -47,6 +47,11 @@ class GMICInput:
     window: np.ndarray  # (H, W) float32
     geometry: WindowGeometry
     cropped_shape: tuple[int, int]
+    # Where the image came from, saved with the maps so that they can be mapped back to the original
+    # image without the exam list (see explain/localize.py).
+    view: str = ""
+    horizontal_flip: str = ""
+    crop_location: tuple[int, int, int, int] | None = None  # the exam list's window_location, if any
 
 
 class GMICPredictor(Predictor):
@@ -77,7 +82,9 @@ class GMICPredictor(Predictor):
         size = self.config.input_size
         geometry = window_geometry(image.shape, size, record.metadata["best_center"], record.view)
         window = standardize(extract_window(image, geometry, size))
-        return GMICInput(window, geometry, cropped.shape)
+        crop_location = record.metadata.get("window_location")
+        return GMICInput(window, geometry, cropped.shape, record.view, record.horizontal_flip,
+                         None if crop_location is None else tuple(int(v) for v in crop_location))
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[GMICInput]) -> list[ImagePrediction]:
@@ -100,7 +107,12 @@ class GMICPredictor(Predictor):
                 "window_borders": np.array(g.borders, dtype=np.int64),
                 "window_padding": np.array((g.pad_top, g.pad_bottom, g.pad_right), dtype=np.int64),
                 "cropped_shape": np.array(p.cropped_shape, dtype=np.int64),
+                "view": np.array(p.view),
+                "horizontal_flip": np.array(p.horizontal_flip),
             }
+            if p.crop_location is not None:
+                # The crop box (top, bottom, left, right) in the original image.
+                maps["window_location"] = np.array(p.crop_location, dtype=np.int64)
             if len(self.models) > 1:
                 maps["ensemble_prediction"] = prediction[i].astype(np.float32)
             results.append(ImagePrediction(

@@ -1,0 +1,373 @@
+"""Localisation metrics: Dice, pointing game, the window -> original-image mapping, the batch and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mammoscreen.cli import main
+from mammoscreen.data.exams import VIEWS, iter_images, load_exam_list
+from mammoscreen.data.images import read_png, write_png
+from mammoscreen.explain.localize import (THRESHOLD_GRID, MapPlacement, best_threshold_dice, dice_per_threshold,
+                                          dice_score, localize_maps, mean_with_interval, normalize_map,
+                                          pointing_game, read_map_file, upsample_to_window, window_to_original)
+from mammoscreen.preprocess.windows import WindowGeometry, align_to_window, window_geometry
+
+
+# ----------------------------------------------------------------------------------------------
+# Dice and the pointing game, by hand
+# ----------------------------------------------------------------------------------------------
+
+def test_dice_of_hand_made_masks():
+    predicted = np.array([[1, 1, 0], [0, 0, 0]])
+    target = np.array([[1, 0, 0], [1, 0, 0]])
+    assert dice_score(predicted, target) == pytest.approx(0.5)  # 2*1 / (2 + 2)
+    assert dice_score(target, target) == 1.0
+    assert dice_score(np.array([[1, 0, 0], [0, 0, 0]]), np.array([[0, 0, 1], [0, 0, 0]])) == 0.0
+    assert dice_score(np.zeros((2, 3)), target) == 0.0
+    assert dice_score(np.zeros((2, 3)), np.zeros((2, 3))) == 1.0
+    # 3 predicted pixels, 1 of them in a 2-pixel lesion: 2*1 / (3 + 2)
+    assert dice_score(np.array([[1, 1, 1], [0, 0, 0]]), target) == pytest.approx(0.4)
+
+
+def test_dice_refuses_masks_of_different_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        dice_score(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_dice_per_threshold_by_hand_with_pixels_outside_the_window():
+    normalized = np.array([[0.0, 0.5, 1.0], [0.2, 0.8, np.nan]], dtype=np.float32)
+    target = np.array([[0, 1, 1], [0, 0, 0]])
+    dice = dice_per_threshold(normalized, target, [0.0, 0.1, 0.6, 0.9, 1.0])
+    # t=0: 5 pixels predicted (NaN never is), 2 in the lesion -> 4/7; t=0.1: 4 predicted -> 4/6;
+    # t=0.6: {1.0, 0.8} -> 2/4; t=0.9 and 1.0: {1.0} -> 2/3.
+    np.testing.assert_allclose(dice, [4 / 7, 4 / 6, 2 / 4, 2 / 3, 2 / 3])
+
+
+def test_dice_per_threshold_agrees_with_dice_of_the_thresholded_map():
+    rng = np.random.default_rng(1)
+    normalized = normalize_map(rng.random((40, 30)).astype(np.float32))
+    target = rng.random((40, 30)) > 0.7
+    dice = dice_per_threshold(normalized, target, THRESHOLD_GRID)
+    expected = [dice_score(normalized >= np.float32(t), target) for t in THRESHOLD_GRID]
+    np.testing.assert_allclose(dice, expected)
+
+
+def test_thresholds_outside_the_unit_interval_are_refused():
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        dice_per_threshold(np.zeros((2, 2)), np.ones((2, 2)), [1.5])
+
+
+def test_normalize_map_is_min_max_over_present_values():
+    out = normalize_map(np.array([[2.0, 4.0], [6.0, np.nan]]))
+    np.testing.assert_allclose(out[0], [0.0, 0.5])
+    assert out[1, 0] == 1.0 and np.isnan(out[1, 1])
+    np.testing.assert_array_equal(normalize_map(np.full((2, 2), 0.3)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="no value inside the image"):
+        normalize_map(np.full((2, 2), np.nan))
+
+
+def test_pointing_game_hit_miss_ties_and_missing_values():
+    target = np.array([[0, 0, 0], [0, 1, 1]])
+    saliency = np.array([[0.1, 0.2, 0.3], [0.4, 0.9, 0.5]])
+    assert pointing_game(saliency, target) == (True, (1, 1))
+    saliency[0, 0] = 0.95
+    assert pointing_game(saliency, target) == (False, (0, 0))
+    # A tie goes to the first maximum in row-major order: here outside the lesion.
+    assert pointing_game(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), target) == (False, (0, 0))
+    # Pixels without a value (outside the window) can never be the maximum.
+    assert pointing_game(np.array([[np.nan, 0.0, 0.0], [0.0, 0.0, 0.7]]), target) == (True, (1, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Upsampling and the inverse of align_to_window
+# ----------------------------------------------------------------------------------------------
+
+def test_upsampling_is_bilinear_with_half_pixel_centres():
+    out = upsample_to_window(np.array([[0.0, 1.0]]), (1, 4))
+    # Output column x samples input position (x + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 (clamped).
+    np.testing.assert_allclose(out, [[0.0, 0.25, 0.75, 1.0]])
+    same = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(upsample_to_window(same, (2, 3)), same)
+
+
+def _expected_back_mapping(mask, placement, original_shape):
+    """Pixel by pixel: where does each original pixel land in the window (NaN if it does not)?"""
+    top, bottom, left, right = placement.crop_location
+    g = placement.geometry
+    rows, cols = np.indices(original_shape)
+    crop_r, crop_c = rows - top, cols - left
+    crop_w = right - left
+    flipped = (placement.view[0] == "R") == (placement.horizontal_flip == "NO")
+    col_facing_right = crop_w - 1 - crop_c if flipped else crop_c
+    win_r, win_c = crop_r + g.pad_top - g.top, col_facing_right - g.left
+    inside = ((rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+              & (win_r >= 0) & (win_r < g.bottom - g.top) & (win_c >= 0) & (win_c < g.right - g.left))
+    return np.where(inside, mask, np.nan)
+
+
+def _random_case(rng):
+    crop_h, crop_w = int(rng.integers(20, 70)), int(rng.integers(15, 60))
+    top, left = int(rng.integers(0, 12)), int(rng.integers(0, 12))
+    original_shape = (top + crop_h + int(rng.integers(1, 10)), left + crop_w + int(rng.integers(1, 10)))
+    window = (int(rng.integers(10, 90)), int(rng.integers(8, 75)))  # smaller or larger than the crop
+    if window == original_shape:  # align_to_window would take the mask as already window-aligned
+        window = (window[0] + 1, window[1])
+    view, flip = VIEWS[int(rng.integers(0, 4))], ("YES", "NO")[int(rng.integers(0, 2))]
+    center = (int(rng.integers(-10, crop_h + 10)), int(rng.integers(-10, crop_w + 10)))
+    geometry = window_geometry((crop_h, crop_w), window, center, view)
+    placement = MapPlacement(geometry, view, flip, (top, top + crop_h, left, left + crop_w), (crop_h, crop_w))
+    return placement, window, original_shape
+
+
+def test_window_to_original_inverts_align_to_window_exactly():
+    rng = np.random.default_rng(7)
+    seen = {"pad_top": 0, "pad_bottom": 0, "pad_right": 0, "unpadded": 0, "flipped": 0, "unflipped": 0, "CC": 0,
+            "MLO": 0}
+    for _ in range(150):
+        placement, window, original_shape = _random_case(rng)
+        g = placement.geometry
+        mask = (rng.random(original_shape) > 0.5).astype(np.float32)
+        forward = align_to_window(mask, placement.view, placement.horizontal_flip, g, window,
+                                  placement.cropped_shape, placement.crop_location)
+        back = window_to_original(forward, placement, original_shape)
+        np.testing.assert_array_equal(back, _expected_back_mapping(mask, placement, original_shape))
+        # And forward again: the window is recovered wherever it lies on the image (padding is zero anyway).
+        again = align_to_window(np.nan_to_num(back, nan=0.0), placement.view, placement.horizontal_flip, g, window,
+                                placement.cropped_shape, placement.crop_location)
+        np.testing.assert_array_equal(again, forward)
+        seen["pad_top"] += g.pad_top > 0
+        seen["pad_bottom"] += g.pad_bottom > 0
+        seen["pad_right"] += g.pad_right > 0
+        seen["unpadded"] += g.pad_top == g.pad_bottom == g.pad_right == 0
+        flipped = (placement.view[0] == "R") == (placement.horizontal_flip == "NO")
+        seen["flipped" if flipped else "unflipped"] += 1
+        seen[placement.view[2:]] += 1
+    assert all(count >= 5 for count in seen.values()), seen
+
+
+def test_placement_refuses_a_crop_box_of_another_size():
+    g = WindowGeometry(0, 0, 0, 0, 10, 0, 8)
+    with pytest.raises(ValueError, match="does not belong to these maps"):
+        MapPlacement(g, "L-CC", "NO", (0, 12, 0, 8), (10, 8))
+    placement = MapPlacement(g, "L-CC", "NO", (2, 12, 3, 11), (10, 8))
+    with pytest.raises(ValueError, match="does not contain the crop box"):
+        window_to_original(np.zeros((10, 8)), placement, (11, 20))
+    with pytest.raises(ValueError, match="upsample it first"):
+        window_to_original(np.zeros((5, 4)), placement, (20, 20))
+
+
+# ----------------------------------------------------------------------------------------------
+# Bootstrap
+# ----------------------------------------------------------------------------------------------
+
+def test_bootstrap_interval_is_reproducible_and_brackets_the_mean():
+    values = np.random.default_rng(3).random(30)
+    first = mean_with_interval(values, 500, seed=11)
+    assert first == mean_with_interval(values, 500, seed=11)
+    assert first != mean_with_interval(values, 500, seed=12)
+    mean, low, high = first
+    assert mean == pytest.approx(values.mean())
+    assert low < mean < high
+    assert mean_with_interval(values, 0) == (pytest.approx(values.mean()), None, None)
+    assert mean_with_interval([0.7], 500) == (0.7, None, None)  # one image: no interval
+
+
+def test_best_threshold_is_the_grid_value_with_the_highest_mean_dice():
+    table = np.array([[0.2, 0.8, 0.1], [0.6, 0.4, 0.1], [0.5, 0.7, 0.2]])
+    threshold, value, low, high = best_threshold_dice(table, [0.1, 0.5, 0.9], 1000, seed=0)
+    assert threshold == 0.5 and value == pytest.approx((0.8 + 0.4 + 0.7) / 3)
+    assert low <= value <= high
+    # The threshold is chosen again in each replicate, so every replicate is at least the replicate of the
+    # fixed best column (same seed, same draws), and so are the interval's ends.
+    _, fixed_low, fixed_high = mean_with_interval(table[:, 1], 1000, seed=0)
+    assert low >= fixed_low and high >= fixed_high
+    assert high <= 0.8 + 1e-12  # no replicate mean exceeds the largest Dice in the table
+    assert best_threshold_dice(table, [0.1, 0.5, 0.9], 1000, seed=0) == (threshold, value, low, high)
+
+
+# ----------------------------------------------------------------------------------------------
+# Maps files and the batch, on synthetic exams through a tiny GMIC
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory):
+    """Two synthetic exams, cropped, centred and predicted by a random tiny GMIC with saved maps."""
+    from mammoscreen.data.synth.generate import generate_exams
+    from mammoscreen.data.synth.render import SynthOptions
+    from mammoscreen.models.gmic import GMIC, GMICConfig
+    from mammoscreen.models.gmic_predictor import build_gmic_predictor
+    from mammoscreen.predict import PredictOptions, predict_images
+    from mammoscreen.preprocess.centers import centers_dataset
+    from mammoscreen.preprocess.crop import crop_dataset
+
+    root = tmp_path_factory.mktemp("localize")
+    exams = generate_exams(2, root / "synth", seed=3, progress=False,
+                           options=SynthOptions(scale=0.25, p_benign=0.5, p_malignant=0.7))
+    cropped, failures = crop_dataset(root / "synth" / "images", exams, root / "cropped", progress=False)
+    assert not failures
+    # A window larger than the crop: every window is padded, and covers every lesion.
+    config = GMICConfig(input_size=(896, 704), num_patches=2, patch_size=(64, 64), global_channels=4,
+                        local_channels=8, attention_dim=16)
+    centred, failures = centers_dataset(root / "cropped", cropped, root / "cropped" / "data.pkl", progress=False,
+                                        windows={"CC": config.input_size, "MLO": config.input_size})
+    assert not failures
+    torch.manual_seed(0)
+    torch.save(GMIC(config).state_dict(), root / "tiny.p")
+    predictor = build_gmic_predictor(root / "tiny.p", "1", device="cpu", config=config, allow_download=False)
+    predict_images(predictor, centred, root / "cropped", root / "predicted",
+                   PredictOptions(device="cpu", save_maps=True, progress=False))
+    return {"root": root, "maps": root / "predicted" / "maps", "segmentation": root / "synth" / "segmentation",
+            "exam_list": root / "cropped" / "data.pkl", "window": config.input_size}
+
+
+def _lesion_images(segmentation: Path) -> dict[str, set[str]]:
+    found = {"benign": set(), "malignant": set()}
+    for path in segmentation.glob("*.png"):
+        image, kind = path.stem.rsplit("_", 1)
+        if read_png(path).any():
+            found[kind].add(image)
+    return found
+
+
+def _copy_maps(source: Path, target: Path, edit=None) -> Path:
+    target.mkdir(parents=True)
+    for path in sorted(source.glob("*.npz")):
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        if edit is not None:
+            arrays = edit(path.stem, arrays)
+        np.savez(target / path.name, **arrays)
+    return target
+
+
+def test_maps_files_say_where_they_came_from(predicted):
+    records = {r.name: r for r in iter_images(load_exam_list(predicted["exam_list"]))}
+    for path in predicted["maps"].glob("*.npz"):
+        saliency, placement = read_map_file(path)
+        record = records[path.stem]
+        assert placement.view == record.view and placement.horizontal_flip == record.horizontal_flip
+        assert placement.crop_location == tuple(record.metadata["window_location"])
+        assert placement.window_shape == predicted["window"]
+        assert saliency.shape[0] == 2
+
+
+def test_cli_on_model_maps_writes_the_documented_outputs(predicted, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["localize", "--maps", str(predicted["maps"]), "--segmentations", str(predicted["segmentation"]),
+                 "--output-dir", str(out), "--bootstrap", "200", "--seed", "5", "--threshold", "0.5"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "malignant" in printed and "pointing game" in printed
+    summary = json.loads((out / "localization.json").read_text())
+    lesions = _lesion_images(predicted["segmentation"])
+    assert lesions["benign"] and lesions["malignant"]  # the fixture exercises both classes
+    assert summary["n_bootstrap"] == 200 and summary["seed"] == 5 and summary["maps_dir"] == str(predicted["maps"])
+    assert summary["n_skipped"] == 0
+    for kind in ("benign", "malignant"):
+        c = summary["classes"][kind]
+        assert c["n_images"] == len(lesions[kind])
+        assert c["threshold"] in THRESHOLD_GRID
+        for metric in (c["dice"], c["pointing_game"], c["dice_at_fixed_threshold"]):
+            assert 0 <= metric["ci_low"] <= metric["value"] <= metric["ci_high"] <= 1
+    with open(out / "localization_per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["image"], r["class"]) for r in rows} == {(i, k) for k in lesions for i in lesions[k]}
+    for r in rows:
+        mask = read_png(predicted["segmentation"] / f"{r['image']}_{r['class']}.png") > 0
+        assert int(r["lesion_pixels"]) == mask.sum()
+        assert int(r["hit"]) == int(mask[int(r["max_row"]), int(r["max_col"])])
+
+
+def test_a_map_equal_to_the_lesion_mask_scores_dice_1_and_always_hits(predicted, tmp_path):
+    segmentation, window = predicted["segmentation"], predicted["window"]
+
+    def masks_as_maps(image, arrays):
+        # The map is the lesion mask itself, brought into the window at full resolution.
+        channels = []
+        for kind in ("benign", "malignant"):
+            mask = read_png(segmentation / f"{image}_{kind}.png") > 0
+            g = WindowGeometry(*[int(v) for v in arrays["window_padding"]], *[int(v) for v in arrays["window_borders"]])
+            channels.append(align_to_window(mask.astype(np.float32), str(arrays["view"]),
+                                            str(arrays["horizontal_flip"]), g, window,
+                                            tuple(arrays["cropped_shape"]), tuple(arrays["window_location"])))
+        return {**arrays, "saliency_map": np.stack(channels).astype(np.float32)}
+
+    maps = _copy_maps(predicted["maps"], tmp_path / "maps", masks_as_maps)
+    result = localize_maps(maps, segmentation, tmp_path / "out", n_bootstrap=100, threshold=0.5, log=None)
+    for kind in ("benign", "malignant"):
+        c = result.classes[kind]
+        assert c["n_images"] > 0
+        assert c["dice"]["value"] == 1.0 and c["pointing_game"]["value"] == 1.0
+        assert c["dice_at_fixed_threshold"]["value"] == 1.0
+        assert c["dice"]["ci_low"] == c["dice"]["ci_high"] == 1.0
+    assert all(r["dice"] == 1.0 and r["hit"] == 1 for r in result.rows)
+
+
+def test_old_maps_need_the_exam_list_and_give_the_same_result_with_it(predicted, tmp_path):
+    def strip(image, arrays):
+        return {k: v for k, v in arrays.items() if k not in ("view", "horizontal_flip", "window_location")}
+
+    old = _copy_maps(predicted["maps"], tmp_path / "old", strip)
+    new = localize_maps(predicted["maps"], predicted["segmentation"], tmp_path / "new", n_bootstrap=50, log=None)
+    with_list = localize_maps(old, predicted["segmentation"], tmp_path / "with", exam_list=predicted["exam_list"],
+                              n_bootstrap=50, log=None)
+    assert with_list.classes == new.classes and with_list.rows == new.rows
+    messages = []
+    without = localize_maps(old, predicted["segmentation"], tmp_path / "without", n_bootstrap=50,
+                            log=messages.append)
+    assert len(without.skipped) == without.n_maps == len(messages)
+    assert all("--exam-list" in f.reason for f in without.skipped)
+    assert without.classes["malignant"] == {"n_images": 0, "threshold": None,
+                                            "dice": {"value": None, "ci_low": None, "ci_high": None},
+                                            "pointing_game": {"value": None, "ci_low": None, "ci_high": None},
+                                            "dice_at_fixed_threshold": None}
+
+
+def test_bad_files_are_skipped_with_their_reason_and_the_batch_goes_on(predicted, tmp_path):
+    maps = _copy_maps(predicted["maps"], tmp_path / "maps")
+    segmentation = tmp_path / "segmentation"
+    segmentation.mkdir()
+    for path in predicted["segmentation"].glob("*.png"):
+        (segmentation / path.name).write_bytes(path.read_bytes())
+    names = sorted(p.stem for p in maps.glob("*.npz"))
+    (maps / f"{names[3]}.npz").write_bytes(b"not a zip file")
+    np.savez(maps / "lonely.npz", **dict(np.load(maps / f"{names[0]}.npz")))  # no mask of that name
+    for kind in ("benign", "malignant"):  # a mask of the cropped image's size instead of the original's
+        write_png(segmentation / f"{names[1]}_{kind}.png", np.full((10, 10), 255, dtype=np.uint8))
+    (maps / f"{names[2]}.npz").write_bytes((maps / f"{names[2]}.npz").read_bytes()[:200])  # truncated
+
+    result = localize_maps(maps, segmentation, tmp_path / "out", n_bootstrap=50, log=None)
+    reasons = {f.name: f.reason for f in result.skipped}
+    assert set(reasons) == {"lonely", names[1], names[2], names[3]}
+    assert "unreadable maps file" in reasons[names[3]] and f"{names[3]}.npz" in reasons[names[3]]
+    assert "unreadable maps file" in reasons[names[2]]
+    assert "no mask" in reasons["lonely"] and "lonely_benign.png" in reasons["lonely"]
+    assert "original (uncropped) image" in reasons[names[1]] and f"{names[1]}_" in reasons[names[1]]
+    summary = json.loads(result.json_path.read_text())
+    assert summary["n_maps"] == len(names) + 1 and summary["n_skipped"] == 4
+    assert {s["image"] for s in summary["skipped"]} == set(reasons)
+    scored = {r["image"] for r in result.rows}
+    assert scored and scored.isdisjoint(reasons)
+
+
+def test_unusable_arguments_are_one_line_errors(predicted, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["localize", "--maps", str(empty), "--segmentations", str(predicted["segmentation"]),
+                 "--output-dir", str(tmp_path / "o")]) == 2
+    assert "no .npz maps" in capsys.readouterr().err
+    assert main(["localize", "--maps", str(tmp_path / "missing"), "--segmentations", str(predicted["segmentation"]),
+                 "--output-dir", str(tmp_path / "o")]) == 2
+    assert "maps directory not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["localize", "--maps", str(empty), "--segmentations", str(empty), "--output-dir", str(tmp_path),
+              "--threshold", "1.5"])
+    with pytest.raises(ValueError, match="threshold"):
+        localize_maps(predicted["maps"], predicted["segmentation"], tmp_path / "o", threshold=2.0, log=None)
+    assert not (tmp_path / "o").exists()
