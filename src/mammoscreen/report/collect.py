@@ -182,7 +182,7 @@ def _exam_list(run_dir: Path, run: dict[str, Any], models: list[ModelRun]) -> Pa
 
 def collect_run(run_dir: str | Path) -> RunContents:
     """Everything the report shows about the run in ``run_dir`` (see the module docstring)."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # the report shows absolute paths: it may be read elsewhere
     summary = _read_summary(run_dir)
     run = summary.get("run") if isinstance(summary.get("run"), dict) else {}
     models = []

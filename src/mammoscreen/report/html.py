@@ -25,8 +25,8 @@ __all__ = ["build_report", "render_report", "DEFAULT_MAX_GALLERY", "REPORT_FILE"
 
 REPORT_FILE = "report.html"
 DEFAULT_MAX_GALLERY = 24  # figures per model: keeps the file to a few MB
-# The GMIC figure has 4 + K panels side by side; below ~1000 px a panel is too small to read.
-DEFAULT_FIGURE_WIDTH = 1000
+# The GMIC figure has 4 + K panels side by side: ~1400 px keeps each panel legible when enlarged.
+DEFAULT_FIGURE_WIDTH = 1400
 TRUTH_HEIGHT = 400  # rows of the outlined mammogram (shown at 200 CSS px: sharp on high-DPI screens)
 CALIBRATION_BINS = 10
 SECTIONS = (("provenance", "Provenance"), ("metrics", "Metrics"), ("curves", "ROC and PR curves"),
