@@ -257,6 +257,16 @@ def test_bad_input_errors_name_the_file(tmp_path):
     (tmp_path / "run_summary.json").write_text(json.dumps({"models": []}))
     with pytest.raises(ReportInputError, match="segmentation directory .*masks"):
         build_report(tmp_path, segmentation_dir=tmp_path / "no_masks")
+    (tmp_path / "run_summary.json").write_text(json.dumps({"models": [{"model": "gmic", "status": "done"}]}))
+    localization = tmp_path / "gmic" / "localization"
+    localization.mkdir(parents=True)
+    (localization / "localization.json").write_text(json.dumps({"classes": {"malignant": 0.5}}))
+    with pytest.raises(ReportInputError, match="localization.json has no 'classes' object.*mammoscreen localize"):
+        build_report(tmp_path)
+    (localization / "localization.json").write_text(json.dumps({"classes": {}}))
+    (tmp_path / "gmic" / "predictions.csv").write_bytes(b"\xff\xfe\x00broken")
+    with pytest.raises(ReportInputError, match="predictions.csv cannot be read as CSV"):
+        build_report(tmp_path)
 
 
 def test_write_is_atomic(report_run, tmp_path, monkeypatch):

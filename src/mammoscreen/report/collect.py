@@ -123,13 +123,13 @@ def _model_spec(name: str):
         return None
 
 
-def _read_predictions(path: Path) -> pd.DataFrame | None:
+def _read_csv(path: Path, command: str) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     try:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ReportInputError(f"{path} cannot be read as CSV ({error}); re-run 'mammoscreen run' to "
+        raise ReportInputError(f"{path} cannot be read as CSV ({error}); re-run '{command}' to "
                                "rewrite it") from None
 
 
@@ -141,12 +141,12 @@ def _read_localization(model: ModelRun) -> None:
                                       f"{model.name}/{LOCALIZATION_DIR}/)"
         return
     data = read_json(path)
-    if not isinstance(data.get("classes"), dict):
-        raise ReportInputError(f"{path} has no 'classes' object; it was not written by 'mammoscreen localize'")
+    classes = data.get("classes")
+    if not isinstance(classes, dict) or not all(isinstance(v, dict) for v in classes.values()):
+        raise ReportInputError(f"{path} has no 'classes' object of per-class results; it was not written by "
+                               "'mammoscreen localize' (re-run it)")
     model.localization = data
-    per_image = directory / "localization_per_image.csv"
-    if per_image.is_file():
-        model.localization_per_image = pd.read_csv(per_image)
+    model.localization_per_image = _read_csv(directory / "localization_per_image.csv", "mammoscreen localize")
 
 
 def _level_scores(model: ModelRun, exam_list: Path | None) -> None:
@@ -162,7 +162,7 @@ def _level_scores(model: ModelRun, exam_list: Path | None) -> None:
 
     try:
         evaluation = evaluate_predictions(csv_path, exam_list, n_bootstrap=0)
-    except ValueError as error:  # e.g. no labels, one class only
+    except (ValueError, OSError) as error:  # e.g. no labels, one class only, unreadable exam list
         model.notes["calibration"] = f"labels and scores cannot be paired: {error}"
         return
     model.scores_by_level = {name: LevelScores(np.asarray(level.data.y_true), np.asarray(level.data.y_score))
@@ -192,7 +192,7 @@ def collect_run(run_dir: str | Path) -> RunContents:
         name = str(entry["model"])
         model = ModelRun(name, entry, run_dir / name, spec=_model_spec(name), weights=_weights(entry))
         if model.done:
-            model.predictions = _read_predictions(model.directory / "predictions.csv")
+            model.predictions = _read_csv(model.directory / "predictions.csv", "mammoscreen run")
             metrics_path = model.directory / EVALUATION_DIR / "metrics.json"
             if metrics_path.is_file():
                 model.metrics = read_json(metrics_path)

@@ -79,7 +79,7 @@ def _number(value: Any, digits: int = 3) -> str:
 
 def _estimate(estimate: dict[str, Any] | None, digits: int = 3) -> str:
     """'0.812 (0.700-0.901)' from a metrics.json estimate; '-' when absent."""
-    if not estimate or estimate.get("value") is None:
+    if not isinstance(estimate, dict) or estimate.get("value") is None:
         return "-"
     text = _number(estimate["value"], digits)
     if estimate.get("ci_low") is not None and estimate.get("ci_high") is not None:
