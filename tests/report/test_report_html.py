@@ -226,8 +226,16 @@ def test_missing_pieces_give_notes(report_run, tmp_path):
     shutil.rmtree(run_dir / MODELS[0] / "localization")
     summary = json.loads((run_dir / "run_summary.json").read_text())
     summary["run"]["exam_list"] = str(tmp_path / "gone.pkl")  # labels not found any more
+    # As an older run: no predictor record, only the requested weights (here a file) -> hashed now.
+    weight_file = report_run[2] / f"{MODELS[0]}.bin"
+    summary["models"][0].update(provenance=None, weights=str(weight_file))
+    summary["models"][1].update(provenance=None)  # a directory: nothing to hash
     (run_dir / "run_summary.json").write_text(json.dumps(summary))
     text = build_report(run_dir).read_text()
+    weights = Page(text).tables["weights"]
+    assert weights[1:] == [[MODELS[0], str(weight_file), hashlib.sha256(weight_file.read_bytes()).hexdigest(),
+                            "computed when the report was built"]]
+    assert f"weight files not recorded for: {MODELS[1]}" in text
     assert (run_dir / "report.html").is_file()
     assert "No evaluation results" in text and "No curves" in text
     assert "No calibration" in text and "the exam list with the labels was not found" in text
