@@ -122,9 +122,15 @@ class ModelOutcome:
     reason: str = ""  # why it was skipped
     output_dir: Path | None = None
     run: PredictionRun | None = None
+    weights: str | None = None  # as requested: a file, a directory or 'official'
+    provenance: dict[str, Any] | None = None  # the predictor's own record (weight files with their sha256)
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.name, "variant": self.variant, "status": self.status, "reason": self.reason,
+                "weights": self.weights, "provenance": self.provenance,
+                # What the registry said when the run was made (the report shows these).
+                "title": self.spec.title, "paper": self.spec.paper, "license": self.spec.license,
+                "intended_use": self.spec.intended_use,
                 "output_level": self.spec.output_level, "prediction_columns": list(self.spec.prediction_columns),
                 "predictions": str(self.run.csv_path) if self.run else None,
                 "n_predictions": len(self.run.rows) if self.run else 0,
@@ -183,8 +189,12 @@ def centers_file_name(windows: dict[str, tuple[int, int]]) -> str:
 
 def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str | Path,
                  models: Sequence[ModelRequest], *, workers: int = 1, options: PredictOptions = PredictOptions(),
-                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> RunResult:
+                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+                 command: Sequence[str] | None = None) -> RunResult:
     """Run crop -> centres -> prediction for each model, skipping finished stages.
+
+    ``command`` (the command line, when run from one) is recorded in ``run_summary.json`` with the
+    inputs, their sha256 and the software versions, for the report's provenance.
 
     Models whose weights are missing are reported (``log``) and skipped before any work starts; a model
     whose predictor cannot be built (e.g. a corrupt checkpoint) is skipped when its turn comes. If no
@@ -277,6 +287,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
             log(f"{spec.name}: skipped - {e}")
             continue
         model_dir = output_dir / spec.name
+        provenance = predictor.provenance()
         try:
             run = run_prediction(predictor, model_exams, model_images, model_dir, options)
         finally:
@@ -286,14 +297,37 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
         predictions[spec.name] = run
         failures[spec.name] = run.failures
         outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "done",
-                                           output_dir=model_dir, run=run)
+                                           output_dir=model_dir, run=run, weights=_text(request.weights),
+                                           provenance=provenance)
         log(f"{spec.name}: {len(run.rows)} predictions -> {run.csv_path}")
 
     ordered = {name: outcomes[name] for name in names}
-    write_json_atomic(output_dir / RUN_SUMMARY, {"models": [o.to_json() for o in ordered.values()]})
+    write_json_atomic(output_dir / RUN_SUMMARY, {
+        "models": [o.to_json() for o in ordered.values()],
+        "run": _run_record(images_dir, exam_list, exams, options, failures, command)})
     # Without a cropping model (e.g. end2end alone) the input exam list is the one the predictions follow.
     evaluated_list = cropped_list if cropped_list.is_file() else exam_list
     return RunResult(evaluated_list, center_lists, predictions, failures, ordered)
+
+
+def _text(value: str | Path | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], options: PredictOptions,
+                failures: dict[str, list[Failure]], command: Sequence[str] | None) -> dict[str, Any]:
+    """The run's inputs and environment, as the report shows them."""
+    from .data.exams import iter_images
+    from .environment import software_versions, utc_timestamp
+
+    return {"finished": utc_timestamp(), "command": list(command) if command is not None else None,
+            "images": str(images_dir.resolve()), "exam_list": str(exam_list.resolve()),
+            "exam_list_sha256": sha256_file(exam_list), "n_exams": len(exams),
+            "n_images": sum(1 for _ in iter_images(exams)),
+            "segmentations": None if options.segmentations is None else str(Path(options.segmentations).resolve()),
+            "visualize": options.visualize, "save_maps": options.save_maps,
+            "failures": {stage: len(found) for stage, found in failures.items()},
+            "environment": software_versions()}
 
 
 def _options_accepted_by(build: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:

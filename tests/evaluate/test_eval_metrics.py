@@ -77,6 +77,30 @@ def test_calibration_and_brier_equal_sklearn():
         assert abs(m.brier_score(y, p) - skm.brier_score_loss(y, p)) <= TOL
 
 
+def test_expected_calibration_error_by_hand_and_against_sklearn_bins():
+    # Two bins of width 0.5: {0.1, 0.3} observed 0 vs mean 0.2, {0.6, 0.9} observed 1 vs mean 0.75.
+    assert m.expected_calibration_error([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9], n_bins=2) == pytest.approx(
+        (2 * 0.2 + 2 * 0.25) / 4, abs=TOL)
+    assert m.expected_calibration_error([0, 1, 1, 0], [0.0, 1.0, 1.0, 0.0]) == 0.0
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        n = int(rng.integers(5, 300))
+        p = rng.random(n) ** rng.uniform(0.3, 3)
+        if trial % 4 == 0:
+            p = np.round(p, 1)
+        y = (rng.random(n) < p).astype(int)
+        obs_ref, pred_ref = skcal.calibration_curve(y, p, n_bins=10)
+        # Bin counts by sklearn's convention (a value on an inner edge belongs to the bin below, 0 to the first).
+        edges = np.linspace(0, 1, 11)
+        counts = np.array([np.sum((p > lo if k else p >= lo) & (p <= hi))
+                           for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))])
+        counts = counts[counts > 0]
+        expected = np.sum(counts * np.abs(obs_ref - pred_ref)) / n
+        assert abs(m.expected_calibration_error(y, p) - expected) <= 1e-12
+    with pytest.raises(EvaluationInputError):
+        m.expected_calibration_error([0, 1], [0.2, 1.5])
+
+
 def brute_force_operating_points(y, s):
     """(threshold, sensitivity, specificity) of every threshold 'score >= t', plus 'nothing positive'."""
     points = [(np.inf, 0.0, 1.0)]

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "mammoscreen.cli.models",
     "mammoscreen.cli.localize",
     "mammoscreen.cli.demo",
+    "mammoscreen.cli.report",
 ]
 
 
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The command as typed, recorded by commands whose outputs keep their provenance (run -> report).
+    args.command_line = ["mammoscreen", *(sys.argv[1:] if argv is None else argv)]
     warnings.showwarning = _show_warning
     try:
         return int(args.handler(args) or 0)

@@ -214,7 +214,7 @@ def run_run(args: argparse.Namespace) -> int:
         request.variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
         request.build_options.update(options)
     result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
-                          options=_options(args))
+                          options=_options(args), command=getattr(args, "command_line", None))
     for stage, failures in result.failures.items():
         outcome = result.outcomes.get(stage)
         if failures and outcome is not None and outcome.run is not None:

@@ -13,6 +13,8 @@ suite checks 1e-12 on random data):
 ``precision_recall_curve``      ``sklearn.metrics.precision_recall_curve``
 ``calibration_curve``           ``sklearn.calibration.calibration_curve``
 ``brier_score``                 ``sklearn.metrics.brier_score_loss``
+``expected_calibration_error``  (no scikit-learn function) count-weighted mean of
+                                ``|observed - predicted|`` over ``calibration_curve``'s bins
 ==============================  =============================================================
 
 The two areas under the precision-recall curve differ: the trapezoidal rule interpolates linearly
@@ -41,7 +43,7 @@ __all__ = [
     "roc_auc", "auprc_trapezoid", "average_precision", "ranking_metrics", "roc_curve",
     "precision_recall_curve", "OperatingPoint", "operating_point_at_specificity",
     "operating_point_at_sensitivity", "sensitivity_at_specificity", "specificity_at_sensitivity",
-    "calibration_curve", "brier_score",
+    "calibration_curve", "brier_score", "expected_calibration_error",
 ]
 
 
@@ -250,3 +252,21 @@ def brier_score(y_true: Any, y_prob: Any) -> float:
     """
     y, p = _check_calibration_inputs(y_true, y_prob)
     return float(np.mean((p - y) ** 2))
+
+
+def expected_calibration_error(y_true: Any, y_prob: Any, n_bins: int = 10, strategy: str = "uniform") -> float:
+    """Expected calibration error: the gap between observed fraction positive and mean predicted
+    probability in each bin of :func:`calibration_curve`, averaged with the bins' case counts as weights.
+
+    0 means perfectly calibrated on these bins; the value depends on the binning, so report ``n_bins``
+    and ``strategy`` with it.
+
+    Parameters
+    ----------
+    y_true : array of shape (n,), labels 0/1.
+    y_prob : array of shape (n,), predicted probabilities in [0, 1].
+    n_bins : number of bins.
+    strategy : 'uniform' (equal-width bins on [0, 1]) or 'quantile' (equal-count bins).
+    """
+    observed, predicted, count = calibration_curve(y_true, y_prob, n_bins=n_bins, strategy=strategy)
+    return float(np.sum(count * np.abs(observed - predicted)) / np.sum(count))

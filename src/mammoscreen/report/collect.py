@@ -1,0 +1,215 @@
+"""Reading a ``mammoscreen run`` output directory into what the report shows.
+
+Only ``run_summary.json`` is required; every other piece (evaluation, comparison, figures, localisation,
+labels) is optional and its absence is recorded as a short note for the report instead of an error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..files import sha256_file
+
+RUN_SUMMARY = "run_summary.json"  # as pipeline.RUN_SUMMARY; not imported, so the report needs no torch
+EVALUATION_DIR = "evaluation"
+COMPARISON_DIR = "comparison"
+VISUALIZATION_DIR = "visualization"
+LOCALIZATION_DIR = "localization"
+CROPPED_EXAM_LIST = Path("cropped_images") / "cropped_exam_list.pkl"
+
+
+class ReportInputError(ValueError):
+    """A run directory (or one of its files) the report cannot be built from."""
+
+
+@dataclass
+class WeightRecord:
+    path: str
+    sha256: str | None
+    source: str  # 'recorded by the run' or 'computed when the report was built'
+
+
+@dataclass
+class LevelScores:
+    """Labels and scores of one level, for calibration."""
+
+    y_true: np.ndarray
+    y_score: np.ndarray
+
+
+@dataclass
+class ModelRun:
+    """One model of the run and every result the report can show for it."""
+
+    name: str
+    entry: dict[str, Any]  # the model's record in run_summary.json
+    directory: Path
+    spec: Any = None  # ModelSpec, None when the model is not in the registry
+    weights: list[WeightRecord] = field(default_factory=list)
+    metrics: dict[str, Any] | None = None  # evaluation/metrics.json
+    evaluation_dir: Path | None = None
+    predictions: pd.DataFrame | None = None
+    scores_by_level: dict[str, LevelScores] = field(default_factory=dict)
+    localization: dict[str, Any] | None = None
+    localization_per_image: pd.DataFrame | None = None
+    figures: dict[str, Path] = field(default_factory=dict)  # image name -> visualization PNG
+    notes: dict[str, str] = field(default_factory=dict)  # section -> why something is missing
+
+    @property
+    def done(self) -> bool:
+        return self.entry.get("status") == "done"
+
+
+@dataclass
+class RunContents:
+    run_dir: Path
+    summary: dict[str, Any]
+    run: dict[str, Any]  # summary['run'] (empty for runs written before it was recorded)
+    models: list[ModelRun]
+    comparison: dict[str, Any] | None
+    comparison_dir: Path | None
+    exam_list: Path | None  # the exam list the predictions follow (labels)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ReportInputError(f"{path} is not valid JSON ({error}); re-create it with the command that "
+                               "wrote it") from None
+    if not isinstance(value, dict):
+        raise ReportInputError(f"{path} should hold a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    if not run_dir.is_dir():
+        raise ReportInputError(f"run directory {run_dir} does not exist; pass the --output-dir of "
+                               "'mammoscreen run'")
+    path = run_dir / RUN_SUMMARY
+    if not path.is_file():
+        raise ReportInputError(f"{path} not found: {run_dir} is not the output directory of a finished "
+                               "'mammoscreen run' (run it first, or pass its --output-dir)")
+    summary = read_json(path)
+    if not isinstance(summary.get("models"), list):
+        raise ReportInputError(f"{path} has no 'models' list; it was not written by 'mammoscreen run'")
+    return summary
+
+
+def _weights(entry: dict[str, Any]) -> list[WeightRecord]:
+    recorded = (entry.get("provenance") or {}).get("weights")
+    if isinstance(recorded, list) and recorded:
+        return [WeightRecord(str(w.get("path")), w.get("sha256"), "recorded by the run") for w in recorded
+                if isinstance(w, dict)]
+    # Runs without the predictor's record: hash the requested file if it is one.
+    requested = entry.get("weights")
+    if requested and Path(requested).is_file():
+        return [WeightRecord(str(requested), sha256_file(requested), "computed when the report was built")]
+    return []
+
+
+def _model_spec(name: str):
+    try:
+        from ..models.registry import get_model_spec
+
+        return get_model_spec(name)
+    except (KeyError, ImportError):
+        return None
+
+
+def _read_csv(path: Path, command: str) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ReportInputError(f"{path} cannot be read as CSV ({error}); re-run '{command}' to "
+                               "rewrite it") from None
+
+
+def _read_localization(model: ModelRun) -> None:
+    directory = model.directory / LOCALIZATION_DIR
+    path = directory / "localization.json"
+    if not path.is_file():
+        model.notes["localization"] = "no localisation results (run 'mammoscreen localize' into " \
+                                      f"{model.name}/{LOCALIZATION_DIR}/)"
+        return
+    data = read_json(path)
+    classes = data.get("classes")
+    if not isinstance(classes, dict) or not all(isinstance(v, dict) for v in classes.values()):
+        raise ReportInputError(f"{path} has no 'classes' object of per-class results; it was not written by "
+                               "'mammoscreen localize' (re-run it)")
+    model.localization = data
+    model.localization_per_image = _read_csv(directory / "localization_per_image.csv", "mammoscreen localize")
+
+
+def _level_scores(model: ModelRun, exam_list: Path | None) -> None:
+    """Labels and scores per level, as the evaluation computed them (for the calibration section)."""
+    csv_path = model.directory / "predictions.csv"
+    if model.predictions is None:
+        model.notes["calibration"] = "no predictions file"
+        return
+    if exam_list is None or not exam_list.is_file():
+        model.notes["calibration"] = "the exam list with the labels was not found"
+        return
+    from ..evaluate import evaluate_predictions
+
+    try:
+        evaluation = evaluate_predictions(csv_path, exam_list, n_bootstrap=0)
+    except (ValueError, OSError) as error:  # e.g. no labels, one class only, unreadable exam list
+        model.notes["calibration"] = f"labels and scores cannot be paired: {error}"
+        return
+    model.scores_by_level = {name: LevelScores(np.asarray(level.data.y_true), np.asarray(level.data.y_score))
+                             for name, level in evaluation.levels.items()}
+
+
+def _exam_list(run_dir: Path, run: dict[str, Any], models: list[ModelRun]) -> Path | None:
+    for model in models:  # the list the evaluation used
+        recorded = ((model.metrics or {}).get("exam_list") or {}).get("path")
+        if recorded and Path(recorded).is_file():
+            return Path(recorded)
+    if (run_dir / CROPPED_EXAM_LIST).is_file():
+        return run_dir / CROPPED_EXAM_LIST
+    recorded = run.get("exam_list")
+    return Path(recorded) if recorded and Path(recorded).is_file() else None
+
+
+def collect_run(run_dir: str | Path) -> RunContents:
+    """Everything the report shows about the run in ``run_dir`` (see the module docstring)."""
+    run_dir = Path(run_dir).resolve()  # the report shows absolute paths: it may be read elsewhere
+    summary = _read_summary(run_dir)
+    run = summary.get("run") if isinstance(summary.get("run"), dict) else {}
+    models = []
+    for entry in summary["models"]:
+        if not isinstance(entry, dict) or "model" not in entry:
+            raise ReportInputError(f"{run_dir / RUN_SUMMARY}: a 'models' entry has no 'model' name")
+        name = str(entry["model"])
+        model = ModelRun(name, entry, run_dir / name, spec=_model_spec(name), weights=_weights(entry))
+        if model.done:
+            model.predictions = _read_csv(model.directory / "predictions.csv", "mammoscreen run")
+            metrics_path = model.directory / EVALUATION_DIR / "metrics.json"
+            if metrics_path.is_file():
+                model.metrics = read_json(metrics_path)
+                model.evaluation_dir = metrics_path.parent
+            else:
+                model.notes["metrics"] = "not evaluated (no labels, or the run used --no-evaluate)"
+            figures_dir = model.directory / VISUALIZATION_DIR
+            model.figures = {p.stem: p for p in sorted(figures_dir.glob("*.png"))} if figures_dir.is_dir() else {}
+            if not model.figures:
+                model.notes["gallery"] = "no figures (run with --visualize to draw them)"
+            _read_localization(model)
+        models.append(model)
+    exam_list = _exam_list(run_dir, run, models)
+    for model in models:
+        if model.done:
+            _level_scores(model, exam_list)
+    comparison_path = run_dir / COMPARISON_DIR / "comparison.json"
+    comparison = read_json(comparison_path) if comparison_path.is_file() else None
+    return RunContents(run_dir, summary, run, models, comparison,
+                       comparison_path.parent if comparison else None, exam_list)

@@ -1,0 +1,504 @@
+"""The self-contained HTML report of a ``mammoscreen run`` output directory.
+
+One file, ``report.html``: provenance, metric table with CIs, ROC/PR curves, calibration, localisation
+and a gallery of the explanation figures sorted by malignant score. Every image is embedded as a
+``data:`` URI and the style sheet is inline, so the page opens offline and fetches nothing; it has no
+script. Missing inputs (no labels, no figures, no localisation) become a short note in their section.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..files import write_text_atomic
+from .collect import ModelRun, ReportInputError, RunContents, collect_run
+from .images import data_uri, figure_thumbnail, outlined_mammogram
+
+__all__ = ["build_report", "render_report", "DEFAULT_MAX_GALLERY", "REPORT_FILE"]
+
+REPORT_FILE = "report.html"
+DEFAULT_MAX_GALLERY = 24  # figures per model: keeps the file to a few MB
+# The GMIC figure has 4 + K panels side by side: ~1400 px keeps each panel legible when enlarged.
+DEFAULT_FIGURE_WIDTH = 1400
+TRUTH_HEIGHT = 400  # rows of the outlined mammogram (shown at 200 CSS px: sharp on high-DPI screens)
+CALIBRATION_BINS = 10
+SECTIONS = (("provenance", "Provenance"), ("metrics", "Metrics"), ("curves", "ROC and PR curves"),
+            ("calibration", "Calibration"), ("localization", "Localisation"), ("gallery", "Gallery"))
+METRIC_COLUMNS = (("auroc", "AUROC"), ("auprc_trapezoid", "AUPRC (trapezoidal)"),
+                  ("average_precision", "Average precision"), ("benign_auroc", "Benign AUROC"))
+DEFAULT_INTENDED_USE = "Research only. Not a medical device; not for clinical use."
+
+
+class Raw(str):
+    """HTML that is already escaped (everything else is escaped when inserted)."""
+
+
+def _e(value: Any) -> str:
+    return value if isinstance(value, Raw) else html.escape("-" if value is None else str(value))
+
+
+def _table(header: Sequence[Any], rows: Iterable[Sequence[Any]], numeric_from: int | None = None,
+           css: str = "") -> Raw:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = []
+        for k, cell in enumerate(row):
+            cls = ' class="num"' if numeric_from is not None and k >= numeric_from else ""
+            cells.append(f"<td{cls}>{_e(cell)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cls = f' class="{css}"' if css else ""
+    return Raw(f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _key_values(rows: Iterable[tuple[str, Any]]) -> Raw:
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    return Raw(f'<table class="kv"><tbody>{body}</tbody></table>')
+
+
+def _note(text: str) -> Raw:
+    return Raw(f'<p class="note">{_e(text)}</p>')
+
+
+def _code(text: Any) -> Raw:
+    return Raw(f"<code>{_e(text)}</code>")
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{float(value):.{digits}f}"
+
+
+def _estimate(estimate: dict[str, Any] | None, digits: int = 3) -> str:
+    """'0.812 (0.700-0.901)' from a metrics.json estimate; '-' when absent."""
+    if not isinstance(estimate, dict) or estimate.get("value") is None:
+        return "-"
+    text = _number(estimate["value"], digits)
+    if estimate.get("ci_low") is not None and estimate.get("ci_high") is not None:
+        text += f" ({_number(estimate['ci_low'], digits)}\u2013{_number(estimate['ci_high'], digits)})"
+    return text
+
+
+def _img(uri: str, alt: str, css: str = "") -> Raw:
+    cls = f' class="{css}"' if css else ""
+    return Raw(f'<img{cls} src="{uri}" alt="{_e(alt)}">')
+
+
+def _file_image(path: Path, alt: str) -> Raw | None:
+    """An evaluation figure embedded: the SVG next to the PNG when there is one (sharp when zoomed)."""
+    svg = path.with_suffix(".svg")
+    if svg.is_file():
+        return _img(data_uri(svg.read_bytes(), "image/svg+xml"), alt)
+    if path.is_file():
+        return _img(data_uri(path.read_bytes(), "image/png"), alt)
+    return None
+
+
+def _plots(items: Sequence[tuple[Raw, str]]) -> Raw:
+    figures = "".join(f"<figure>{image}<figcaption>{_e(caption)}</figcaption></figure>" for image, caption in items)
+    return Raw(f'<div class="plots">{figures}</div>')
+
+
+def _section(section_id: str, title: str, parts: Sequence[str]) -> str:
+    return f'<section id="{section_id}"><h2>{_e(title)}</h2>\n' + "\n".join(parts) + "\n</section>"
+
+
+# ----------------------------------------------------------------------------------------------
+# sections
+# ----------------------------------------------------------------------------------------------
+
+def _model_field(model: ModelRun, key: str) -> Any:
+    """A registry field as the run recorded it, else as the registry has it now, else None."""
+    return model.entry.get(key) or getattr(model.spec, key, None)
+
+
+def _intended_uses(contents: RunContents) -> list[str]:
+    uses = [_model_field(m, "intended_use") or DEFAULT_INTENDED_USE for m in contents.models]
+    return list(dict.fromkeys(uses))
+
+
+def _header(contents: RunContents, title: str, generated: str) -> str:
+    models = ", ".join(m.name for m in contents.models if m.done) or "none"
+    uses = " ".join(_intended_uses(contents))
+    return (f'<header class="top"><h1>{_e(title)}</h1>'
+            f'<p class="sub">Models: {_e(models)} &middot; run directory {_code(contents.run_dir)} &middot; '
+            f"report generated {_e(generated)}</p>"
+            f'<p class="intended-use"><strong>Intended use.</strong> {_e(uses)}</p></header>\n'
+            '<nav class="toc">' + "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name in SECTIONS)
+            + "</nav>")
+
+
+def _provenance(contents: RunContents, report_environment: dict[str, Any]) -> str:
+    run = contents.run
+    parts = ["<h3>Models</h3>"]
+    rows = []
+    for m in contents.models:
+        status = "ran" if m.done else f"skipped: {m.entry.get('reason') or 'no reason recorded'}"
+        rows.append([_code(m.name), _model_field(m, "title"), m.entry.get("variant"), status,
+                     m.entry.get("output_level"), _model_field(m, "paper"), _model_field(m, "license"),
+                     _model_field(m, "intended_use")])
+    parts.append(_table(["model", "title", "variant", "status", "output", "paper", "licence", "intended use"], rows))
+
+    parts.append("<h3>Weights</h3>")
+    rows = [[_code(m.name), _code(w.path), Raw(f'<span class="hash">{_e(w.sha256)}</span>'), w.source]
+            for m in contents.models for w in m.weights]
+    missing = [m.name for m in contents.models if m.done and not m.weights]
+    if rows:
+        parts.append(_table(["model", "file", "sha256", "source"], rows, css="weights"))
+    if missing:
+        parts.append(_note(f"weight files not recorded for: {', '.join(missing)}"))
+
+    parts.append("<h3>Data</h3>")
+    failures = run.get("failures") or {}
+    per_model = ", ".join(f"{m.name}: {m.entry.get('n_predictions', 0)} predictions, "
+                          f"{m.entry.get('n_failed', 0)} failed" for m in contents.models if m.done)
+    parts.append(_key_values([
+        ("images", _code(run.get("images", "not recorded"))),
+        ("exam list", _code(run.get("exam_list", "not recorded"))),
+        ("exam list sha256", Raw(f'<span class="hash">{_e(run.get("exam_list_sha256", "not recorded"))}</span>')),
+        ("exams / images", f"{run.get('n_exams', '-')} / {run.get('n_images', '-')}"),
+        ("labels used", _code(contents.exam_list) if contents.exam_list else "none found"),
+        ("segmentations", _code(run["segmentations"]) if run.get("segmentations") else "none given to the run"),
+        ("failures by stage", ", ".join(f"{k}: {v}" for k, v in failures.items() if v) or "none"),
+        ("predictions", per_model or "none"),
+    ]))
+
+    parts.append("<h3>Software and run</h3>")
+    env = run.get("environment") or {}
+    keys = ("mammoscreen", "python", "torch", "numpy", "platform")
+    rows = [[k, env.get(k, "not recorded"), report_environment.get(k)] for k in keys]
+    parts.append(_table(["", "when the run was made", "when this report was built"], rows))
+    command = run.get("command")
+    parts.append(_key_values([
+        ("run finished", run.get("finished", "not recorded")),
+        ("command", _code(" ".join(command)) if command else "not recorded (run from Python)"),
+    ]))
+    return _section("provenance", "Provenance", parts)
+
+
+def _ci_note(metrics: dict[str, Any]) -> str:
+    boot = metrics.get("bootstrap") or {}
+    if not boot.get("replicates"):
+        return "no confidence intervals (no bootstrap replicates)"
+    return (f"{float(boot.get('confidence', 0.95)):.0%} CIs: percentile bootstrap over cases, "
+            f"{boot['replicates']} replicates, seed {boot.get('seed')}")
+
+
+def _metrics(contents: RunContents) -> str:
+    parts: list[str] = []
+    rows, notes, ci_notes = [], [], []
+    for m in contents.models:
+        if m.metrics is None:
+            if m.done:
+                notes.append(f"{m.name}: {m.notes.get('metrics', 'not evaluated')}")
+            continue
+        ci_notes.append(f"{m.name}: {_ci_note(m.metrics)}")
+        for level, values in (m.metrics.get("levels") or {}).items():
+            metric_values = values.get("metrics") or {}
+            rows.append([_code(m.name), level, values.get("n_cases"), values.get("n_positive")]
+                        + [_estimate(metric_values.get(key)) for key, _ in METRIC_COLUMNS])
+    if rows:
+        parts.append(_table(["model", "level", "cases", "malignant"] + [f"{label} (95% CI)" for _, label in
+                                                                        METRIC_COLUMNS], rows, numeric_from=2,
+                            css="metrics"))
+        parts += [_note(n) for n in ci_notes]
+        parts.append(_note("AUPRC (trapezoidal) is the meta-repository's AUPRC; average precision is the step-wise "
+                           "area. Breast level: image scores averaged per breast."))
+    else:
+        parts.append(_note("No evaluation results: the run was not evaluated (no labels in the exam list, or "
+                           "--no-evaluate)."))
+    parts += [_note(n) for n in notes]
+    if contents.comparison:
+        parts.append(_comparison(contents.comparison))
+    return _section("metrics", "Metrics", parts)
+
+
+def _comparison(comparison: dict[str, Any]) -> Raw:
+    level = comparison.get("level", "breast")
+    parts = [f'<h3 id="comparison">Model comparison ({_e(level)} level, {_e(comparison.get("n_cases"))} cases, '
+             f'{_e(comparison.get("n_positive"))} malignant)</h3>']
+    rows = [[_code(name), _estimate((model.get("metrics") or {}).get("auroc")),
+             _estimate((model.get("metrics") or {}).get("auprc_trapezoid")), _number(model.get("brier_score"), 4)]
+            for name, model in (comparison.get("models") or {}).items()]
+    parts.append(_table(["model", "AUROC (95% CI)", "AUPRC (95% CI)", "Brier score"], rows, numeric_from=1))
+    pairs = comparison.get("pairs") or []
+    if pairs:
+        rows = []
+        for pair in pairs:
+            delong = pair.get("delong") or {}
+            boot = pair.get("bootstrap_ci") or [None, None]
+            p = delong.get("p_value")
+            rows.append([f"{pair.get('model_a')} \u2212 {pair.get('model_b')}",
+                         _number(pair.get("auroc_difference"), 4),
+                         "-" if p is None else ("<0.0001" if p < 1e-4 else f"{p:.4f}"),
+                         f"{_number(delong.get('ci_low'), 4)} to {_number(delong.get('ci_high'), 4)}",
+                         "-" if boot[0] is None else f"{_number(boot[0], 4)} to {_number(boot[1], 4)}"])
+        parts.append(_table(["pair", "AUROC difference", "DeLong p", "DeLong 95% CI", "paired bootstrap 95% CI"],
+                            rows, numeric_from=1))
+    return Raw("\n".join(parts))
+
+
+def _curves(contents: RunContents) -> str:
+    parts: list[str] = []
+    for m in contents.models:
+        if m.metrics is None or m.evaluation_dir is None:
+            continue
+        items = []
+        for level, names in (m.metrics.get("figures") or {}).items():
+            for kind in ("roc_curve", "pr_curve"):
+                image = _file_image(m.evaluation_dir / str(names.get(kind, "")), f"{m.name} {level} {kind}")
+                if image is not None:
+                    items.append((image, f"{m.name}, {level} level, {'ROC' if kind == 'roc_curve' else 'PR'}"))
+        if items:
+            parts += [f"<h3>{_e(m.name)}</h3>", _plots(items)]
+    if contents.comparison_dir is not None:
+        items = [(image, caption) for stem, caption in (("roc_curves", "ROC curves of the models"),
+                                                       ("pr_curves", "PR curves of the models"))
+                 if (image := _file_image(contents.comparison_dir / f"{stem}.png", caption)) is not None]
+        if items:
+            parts += ["<h3>All models</h3>", _plots(items)]
+    if not parts:
+        parts.append(_note("No curves: the run was not evaluated (they need labels)."))
+    return _section("curves", "ROC and PR curves", parts)
+
+
+def _calibration(contents: RunContents) -> str:
+    from ..evaluate.metrics import brier_score, expected_calibration_error
+    from ..evaluate.plots import calibration_figure, figure_bytes
+    from ..evaluate.validation import EvaluationInputError
+
+    parts: list[str] = [_note(f"Malignancy probability against the observed malignant fraction in "
+                              f"{CALIBRATION_BINS} equal-width bins. Brier score: mean squared error of the "
+                              "probability (lower is better); ECE: expected calibration error, the bins' "
+                              "count-weighted mean gap between observed fraction and mean probability.")]
+    rows, items, notes = [], [], []
+    for m in contents.models:
+        if not m.done:
+            continue
+        if not m.scores_by_level:
+            notes.append(f"{m.name}: {m.notes.get('calibration', 'no labels')}")
+            continue
+        curves = {}
+        for level, scores in m.scores_by_level.items():
+            try:
+                brier = brier_score(scores.y_true, scores.y_score)
+                ece = expected_calibration_error(scores.y_true, scores.y_score, n_bins=CALIBRATION_BINS)
+            except EvaluationInputError as error:
+                notes.append(f"{m.name}, {level} level: not probabilities ({error})")
+                continue
+            rows.append([_code(m.name), level, scores.y_true.size, int(np.sum(scores.y_true)),
+                         _number(brier, 4), _number(ece, 4)])
+            curves[f"{level} level"] = (scores.y_true, scores.y_score)
+        if curves:
+            svg = figure_bytes(calibration_figure(curves, n_bins=CALIBRATION_BINS,
+                                                  title=f"Reliability diagram, {m.name}"), "svg")
+            items.append((_img(data_uri(svg, "image/svg+xml"), f"reliability diagram of {m.name}"), m.name))
+    if rows:
+        parts.append(_table(["model", "level", "cases", "malignant", "Brier score", "ECE"], rows, numeric_from=2,
+                            css="calibration"))
+        parts.append(_plots(items))
+    else:
+        parts.append(_note("No calibration: it needs the labels of the exam list."))
+    parts += [_note(n) for n in notes]
+    return _section("calibration", "Calibration", parts)
+
+
+def _localization(contents: RunContents) -> str:
+    parts: list[str] = []
+    rows, notes = [], []
+    for m in contents.models:
+        if m.localization is None:
+            if m.done and "localization" in m.notes:
+                notes.append(f"{m.name}: {m.notes['localization']}")
+            continue
+        for name, values in (m.localization.get("classes") or {}).items():
+            rows.append([_code(m.name), name, values.get("n_images"), _number(values.get("threshold"), 3),
+                         _estimate(values.get("dice")), _estimate(values.get("pointing_game"))])
+        notes.append(f"{m.name}: {m.localization.get('n_bootstrap', '-')} bootstrap replicates over images, "
+                     f"seed {m.localization.get('seed', '-')}")
+    if rows:
+        parts.append(_note("Dice: overlap of the thresholded saliency map with the lesion masks; pointing game: "
+                           "share of images whose saliency maximum lies inside a lesion."))
+        parts.append(_table(["model", "class", "images", "threshold", "Dice (95% CI)", "pointing game (95% CI)"],
+                            rows, numeric_from=2, css="localization"))
+    else:
+        parts.append(_note("No localisation results in this run."))
+    parts += [_note(n) for n in notes]
+    return _section("localization", "Localisation", parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# gallery
+# ----------------------------------------------------------------------------------------------
+
+def _truth_label(row: dict[str, Any]) -> Raw:
+    def flag(column: str) -> bool | None:
+        value = row.get(column)
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else bool(value)
+
+    malignant, benign = flag("malignant_label"), flag("benign_label")
+    if malignant is None and benign is None:
+        return Raw("label unknown")
+    kinds = [f'<span class="label-{k}">{k}</span>' for k, v in (("malignant", malignant), ("benign", benign)) if v]
+    return Raw(" + ".join(kinds) if kinds else "no lesion")
+
+
+def _gallery_rows(model: ModelRun) -> list[tuple[str, dict[str, Any]]]:
+    """(image, prediction row) of every figure, highest malignant score first (unscored figures last)."""
+    by_image: dict[str, dict[str, Any]] = {}
+    frame = model.predictions
+    if frame is not None and "image_index" in frame.columns:
+        by_image = {str(r["image_index"]): r for r in frame.to_dict("records")}
+
+    def key(name: str) -> tuple[int, float, str]:
+        score = by_image.get(name, {}).get("malignant_pred")
+        if score is None or (isinstance(score, float) and math.isnan(score)):
+            return (1, 0.0, name)
+        return (0, -float(score), name)
+
+    return [(name, by_image.get(name, {})) for name in sorted(model.figures, key=key)]
+
+
+def _localization_by_image(model: ModelRun) -> dict[str, str]:
+    frame = model.localization_per_image
+    if frame is None or not {"image", "class", "dice", "hit"} <= set(frame.columns):
+        return {}
+    out: dict[str, list[str]] = {}
+    for r in frame.to_dict("records"):
+        hit = r["hit"]
+        hit_text = "-" if hit is None or (isinstance(hit, float) and math.isnan(hit)) else ("hit" if hit else "miss")
+        out.setdefault(str(r["image"]), []).append(f"{r['class']}: Dice {_number(r['dice'], 2)}, {hit_text}")
+    return {k: "; ".join(v) for k, v in out.items()}
+
+
+def _truth_image(name: str, contents: RunContents, segmentation_dir: Path | None) -> Raw | None:
+    if segmentation_dir is None:
+        return None
+    masks = {kind: segmentation_dir / f"{name}_{kind}.png" for kind in ("malignant", "benign")}
+    masks = {kind: path for kind, path in masks.items() if path.is_file()}
+    images_dir = contents.run.get("images")
+    if not masks or not images_dir:
+        return None
+    image_file = Path(images_dir) / f"{name}.png"
+    if not image_file.is_file():
+        return None
+    jpeg = outlined_mammogram(image_file, masks, TRUTH_HEIGHT)
+    return _img(data_uri(jpeg, "image/jpeg"), f"{name} with the ground-truth outline", "truth-img")
+
+
+def _gallery(contents: RunContents, segmentation_dir: Path | None, max_gallery: int, figure_width: int) -> str:
+    parts: list[str] = []
+    figure_has_outline = bool(contents.run.get("segmentations"))
+    if figure_has_outline:
+        parts.append(_note("Ground truth: drawn in each figure's first panel (the run had the lesion masks)."))
+    elif segmentation_dir is not None:
+        parts.append(Raw('<p class="note">Ground truth: outlined on the original mammogram at the left of each '
+                         'figure (<span class="swatch-malignant">&#9632; malignant</span>, '
+                         '<span class="swatch-benign">&#9632; benign</span>).</p>'))
+    else:
+        parts.append(_note("No ground-truth outlines: the run had no lesion masks; pass the masks directory "
+                           "(--segmentations) to the report to draw them."))
+    shown_any = False
+    for m in contents.models:
+        if not m.done:
+            continue
+        if not m.figures:
+            parts.append(_note(f"{m.name}: {m.notes.get('gallery', 'no figures')}"))
+            continue
+        rows = _gallery_rows(m)
+        localisation = _localization_by_image(m)
+        parts.append(f'<h3 id="gallery-{_e(m.name)}">{_e(m.name)}: {min(len(rows), max_gallery)} of {len(rows)} '
+                     "figures, highest malignant score first</h3>")
+        items = []
+        for rank, (name, row) in enumerate(rows[:max_gallery], start=1):
+            thumbnail = _img(data_uri(figure_thumbnail(m.figures[name], figure_width), "image/jpeg"),
+                             f"explanation figure of {name}", "figure-img")
+            truth = None if figure_has_outline else _truth_image(name, contents, segmentation_dir)
+            scores = " &middot; ".join(f"{_e(label)} {_e(_number(row.get(column), 3))}" for column, label in
+                                       (("malignant_pred", "malignant"), ("benign_pred", "benign")) if column in row)
+            extra = f" &middot; {_e(localisation[name])}" if name in localisation else ""
+            malignant = row.get("malignant_pred")
+            items.append(
+                f'<figure class="gallery-item" data-image="{_e(name)}" data-malignant="{_e(malignant)}">'
+                f'<div class="images">{truth or ""}<label class="zoom"><input type="checkbox">{thumbnail}</label></div>'
+                f'<figcaption><span class="rank">#{rank}</span> <strong>{_e(name)}</strong> &middot; {scores} '
+                f"&middot; ground truth: {_truth_label(row)}{extra}</figcaption></figure>")
+        parts.append('<div class="gallery">' + "\n".join(items) + "</div>")
+        shown_any = True
+    if not shown_any and not any(m.done and not m.figures for m in contents.models):
+        parts.append(_note("No figures in this run."))
+    return _section("gallery", "Gallery", parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# the page
+# ----------------------------------------------------------------------------------------------
+
+def _resource(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def render_report(contents: RunContents, *, title: str | None = None, segmentation_dir: str | Path | None = None,
+                  max_gallery: int = DEFAULT_MAX_GALLERY, figure_width: int = DEFAULT_FIGURE_WIDTH) -> str:
+    """The report page of ``contents`` (see :func:`build_report`) as one HTML string."""
+    from .. import __version__
+    from ..environment import software_versions, utc_timestamp
+
+    if int(max_gallery) < 0:
+        raise ValueError(f"max_gallery must be 0 or more, got {max_gallery}")
+    if segmentation_dir is not None and not Path(segmentation_dir).is_dir():
+        raise ReportInputError(f"segmentation directory {segmentation_dir} does not exist; pass the directory "
+                               "holding <image>_benign.png / <image>_malignant.png masks")
+    generated = utc_timestamp()
+    title = title or f"mammoscreen report: {contents.run_dir.resolve().name}"
+    body = "\n".join([
+        _header(contents, title, generated),
+        "<main>",
+        _provenance(contents, software_versions()),
+        _metrics(contents),
+        _curves(contents),
+        _calibration(contents),
+        _localization(contents),
+        _gallery(contents, None if segmentation_dir is None else Path(segmentation_dir), int(max_gallery),
+                 figure_width),
+        "</main>",
+        f"<footer>Made by mammoscreen {_e(__version__)} on {_e(generated)}. Everything on this page is embedded "
+        "in this one file; it needs no network.</footer>",
+    ])
+    return Template(_resource("page.html")).substitute(title=_e(title), style=_resource("report.css"), body=body,
+                                                         version=_e(__version__))
+
+
+def build_report(run_dir: str | Path, output_path: str | Path | None = None, *, title: str | None = None,
+                 segmentation_dir: str | Path | None = None, max_gallery: int = DEFAULT_MAX_GALLERY,
+                 figure_width: int = DEFAULT_FIGURE_WIDTH) -> Path:
+    """Write the self-contained HTML report of a ``mammoscreen run`` output directory; returns its path.
+
+    Parameters
+    ----------
+    run_dir : the run's output directory. Read: ``run_summary.json`` (required), per model
+        ``<model>/predictions.csv``, ``<model>/evaluation/metrics.json`` and its ROC/PR figures,
+        ``<model>/visualization/*.png``, ``<model>/localization/localization.json`` and
+        ``localization_per_image.csv``; ``comparison/comparison.json`` and its curves; the exam list
+        (labels) the evaluation used.
+    output_path : where to write (default ``run_dir/report.html``); written atomically.
+    title : page title (default from the run directory's name).
+    segmentation_dir : lesion masks ``<image>_benign.png`` / ``<image>_malignant.png``, to outline the
+        ground truth in the gallery when the run's figures do not show it.
+    max_gallery : at most this many figures per model (the highest malignant scores).
+    figure_width : width in pixels of the embedded gallery figures (JPEG).
+    """
+    contents = collect_run(run_dir)
+    page = render_report(contents, title=title, segmentation_dir=segmentation_dir, max_gallery=max_gallery,
+                         figure_width=figure_width)
+    output = Path(output_path) if output_path is not None else Path(run_dir) / REPORT_FILE
+    write_text_atomic(output, page)
+    return output
