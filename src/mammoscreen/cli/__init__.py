@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "mammoscreen.cli.ingest",
     "mammoscreen.cli.evaluate",
     "mammoscreen.cli.models",
+    "mammoscreen.cli.train",
 ]
 
 
