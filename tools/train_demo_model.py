@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, order, augmentation)")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--beta", type=float, default=3.26e-4)
+    p.add_argument("--beta", type=float, default=3e-3)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--percent-t", type=float, default=0.01, help="top-t%% pooling")
+    p.add_argument("--run-name", default="run", help="sub-directory of --work-dir for the training run")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--resume", action="store_true")
@@ -60,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from mammoscreen.train.configs import GMIC_TINY, augmentation_noise
     from mammoscreen.train.demo import SYNTH_SCALE, heldout_metrics, synthetic_split
 
-    torch.set_num_threads(2)
-    config = GMIC_TINY
+    torch.set_num_threads(args.threads)
+    config = GMIC_TINY if args.percent_t is None else GMIC_TINY.with_percent_t(args.percent_t)
     work = args.work_dir
     t0 = time.perf_counter()
     train = synthetic_split(work / "train", args.train_exams, args.train_seed, config, workers=args.workers)
@@ -70,11 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     data_seconds = time.perf_counter() - t0
 
     options = TrainOptions(config=config, epochs=args.epochs, lr=args.lr, beta=args.beta, batch_size=args.batch_size,
-                           device="cpu", seed=args.seed, workers=args.workers, select_metric="malignant_auroc")
-    t1 = time.perf_counter()
-    result = train_gmic(train.cropped_dir, train.exams, val.exams, work / "run", options, resume=args.resume,
+                           label_smoothing=args.label_smoothing, device="cpu", seed=args.seed, workers=args.workers, select_metric="malignant_auroc")
+    result = train_gmic(train.cropped_dir, train.exams, val.exams, work / args.run_name, options, resume=args.resume,
                         val_images_dir=val.cropped_dir)
-    train_seconds = time.perf_counter() - t1
 
     model = load_gmic(result.best_model)
     predictor = GMICPredictor([model], [result.best_model], "demo", device="cpu")
@@ -90,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         weights = PRETRAINED / "gmic_demo_synthetic.pt"
         shutil.copyfile(result.best_model, weights)
         sha = sha256_file(weights)
-        command = "python tools/train_demo_model.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        # --resume only continues an interrupted run; it does not change the result.
+        given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]
+        command = "python tools/train_demo_model.py " + " ".join(shlex.quote(a) for a in given)
         card = {
             "name": "gmic_demo",
             "weights": weights.name,
@@ -104,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             "config_name": "gmic-tiny",
             "gmic_config": config.to_dict(),
             "training_command": command,
-            "training": {"optimizer": "Adam", "lr": args.lr, "beta": args.beta, "saliency_reduction": "sum",
+            "training": {"optimizer": "Adam", "lr": args.lr, "beta": args.beta, "saliency_reduction": "sum", "label_smoothing": args.label_smoothing,
                          "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                          "balanced_sampling": False, "augmentation_noise_px": list(augmentation_noise(config)),
                          "best_epoch": result.best_epoch, "selected_on": "validation malignant AUROC",
-                         "train_seconds": round(train_seconds, 1), "data_seconds": round(data_seconds, 1),
+                         "train_seconds": round(sum(e["seconds"] for e in result.log), 1), "data_seconds": round(data_seconds, 1),
                          "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch "
                                     f"{torch.__version__}, mammoscreen {__version__}"},
             "data": {"generator": "mammoscreen.data.synth.generate_exams", "scale": SYNTH_SCALE,

@@ -125,3 +125,13 @@ def test_augmentation_stays_within_the_noise_bounds():
         assert x.shape == window and np.isfinite(x).all()
         assert abs(float(x.mean())) < 1e-4 and float(x.std()) == pytest.approx(1, abs=1e-3)
     assert moved > 50
+
+
+def test_label_smoothing_moves_the_targets_inwards():
+    out = _output([[0.2, 0.7]], [[0.1, 0.6]], [[0.3, 0.9]], np.zeros((1, 2, 2, 2)))
+    y = torch.tensor([[0.0, 1.0]])
+    bce = lambda p, t: -(t * math.log(p) + (1 - t) * math.log(1 - p))  # noqa: E731
+    expected = sum(bce(p0, 0.05) + bce(p1, 0.95) for p0, p1 in ((0.2, 0.7), (0.1, 0.6), (0.3, 0.9)))
+    assert gmic_loss(out, y, beta=1.0, label_smoothing=0.1).total.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        gmic_loss(out, y, beta=1.0, label_smoothing=1.0)

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--beta", type=float, default=3.26e-4, help="weight of the saliency L1 term (default 3.26e-4)")
     p.add_argument("--saliency-reduction", choices=["sum", "mean"], default="sum",
                    help="L1 of a saliency map: sum over its pixels (the paper) or mean (default sum)")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="train towards eps/2 and 1-eps/2 (not in the paper; keeps saliency maps from saturating; "
+                        "default 0)")
     p.add_argument("--percent-t", type=float, default=None, help="top-t%% pooling fraction (default: the config's)")
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -55,7 +58,8 @@ def run_train(args: argparse.Namespace) -> int:
     options = TrainOptions(config=config_by_name(args.config), init=args.init, epochs=args.epochs, lr=args.lr,
                            beta=args.beta, percent_t=args.percent_t, batch_size=args.batch_size, device=args.device,
                            seed=args.seed, balanced=args.balanced, workers=args.workers, amp=args.amp,
-                           saliency_reduction=args.saliency_reduction, select_metric=args.select_metric,
+                           saliency_reduction=args.saliency_reduction, label_smoothing=args.label_smoothing,
+                           select_metric=args.select_metric,
                            progress=not args.quiet)
     result = train_gmic(args.images, args.exam_list, args.val_exam_list, args.output_dir, options, resume=args.resume,
                         val_images_dir=args.val_images)

@@ -58,16 +58,23 @@ def synthetic_split(root: str | Path, n_exams: int, seed: int, config: GMICConfi
 def saliency_peak_in_original(saliency: np.ndarray, window_borders: np.ndarray, window_padding: np.ndarray,
                               cropped_shape: tuple[int, int], window: tuple[int, int], flipped: bool,
                               window_location: tuple[int, int, int, int]) -> tuple[float, float]:
-    """(row, col) in the original image of the centre of the saliency map's largest cell."""
+    """(row, col) in the original image of the saliency maximum.
+
+    The map is upsampled bilinearly to the window (as ``mammoscreen localize`` does), its maximum taken
+    (first in row-major order on ties), and that window pixel mapped back through the window placement,
+    the mirroring and the crop box.
+    """
+    import cv2
+
     from ..preprocess.windows import WindowGeometry
 
-    h, w = saliency.shape
-    r, c = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
-    rows, cols = (r + 0.5) * window[0] / h, (c + 0.5) * window[1] / w
+    upsampled = cv2.resize(np.asarray(saliency, dtype=np.float32), (window[1], window[0]),
+                           interpolation=cv2.INTER_LINEAR)
+    r, c = np.unravel_index(int(np.argmax(upsampled)), upsampled.shape)
     top, bottom, left, right = (int(v) for v in window_borders)
     pad_top, pad_bottom, pad_right = (int(v) for v in window_padding)
     geometry = WindowGeometry(pad_top, pad_bottom, pad_right, top, bottom, left, right)
-    row, col = geometry.to_image(np.array(rows), np.array(cols), window)
+    row, col = geometry.to_image(np.array(r), np.array(c), window)
     if flipped:
         col = cropped_shape[1] - 1 - col
     return float(row) + window_location[0], float(col) + window_location[2]

@@ -77,6 +77,7 @@ class TrainOptions:
     workers: int = 0
     amp: str = "auto"  # 'auto' (on with CUDA), 'on', 'off'
     saliency_reduction: str = "sum"
+    label_smoothing: float = 0.0  # not in the paper; see losses.gmic_loss
     select_metric: str = "auroc_mean"
     weight_decay: float = 0.0
     progress: bool = True
@@ -319,7 +320,7 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
             x, y = x.to(device), y.to(device)
             with autocast():
                 out = model(x)
-            loss = gmic_loss(out, y, options.beta, options.saliency_reduction)
+            loss = gmic_loss(out, y, options.beta, options.saliency_reduction, options.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss.total).backward()
             scaler.step(optimizer)

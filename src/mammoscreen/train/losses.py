@@ -46,11 +46,19 @@ class GMICLoss:
                 "fusion_bce": self.fusion_bce.item(), "saliency_l1": self.saliency_l1.item()}
 
 
-def gmic_loss(output: GMICOutput, targets: torch.Tensor, beta: float, saliency_reduction: str = "sum") -> GMICLoss:
-    """The GMIC objective for a batch; ``targets`` is (N, 2) [benign, malignant] in {0, 1}."""
+def gmic_loss(output: GMICOutput, targets: torch.Tensor, beta: float, saliency_reduction: str = "sum",
+              label_smoothing: float = 0.0) -> GMICLoss:
+    """The GMIC objective for a batch; ``targets`` is (N, 2) [benign, malignant] in {0, 1}.
+
+    ``label_smoothing`` eps (not in the paper; 0 by default) trains towards eps/2 and 1 - eps/2 instead of
+    0 and 1, which stops the sigmoid saliency maps from saturating at exactly 1.0 over whole regions (a
+    plateau of ties has no meaningful maximum for the pointing game).
+    """
     if saliency_reduction not in ("sum", "mean"):
         raise ValueError(f"saliency_reduction must be 'sum' or 'mean', got {saliency_reduction!r}")
-    targets = targets.float()
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    targets = targets.float() * (1.0 - label_smoothing) + label_smoothing / 2
     global_bce = _bce(output.y_global, targets).mean()
     local_bce = _bce(output.y_local, targets).mean()
     fusion_bce = _bce(output.y_fusion, targets).mean()
