@@ -182,3 +182,12 @@ def test_train_command_line(micro_split, micro_config, tmp_path, monkeypatch):
     assert (tmp_path / "o" / "best_model.p").is_file()
     assert main(args[:-2] + ["--seed", "2"]) == 2  # output dir holds a run: refuses without --resume
     assert main(args[:5] + ["--exam-list", str(tmp_path / "missing.pkl")] + args[7:]) == 2
+
+
+def test_mixed_precision_on_the_cpu_trains(micro_split, micro_config, tmp_path):
+    result = _train(micro_split, tmp_path / "amp", _options(micro_config, epochs=1, amp="on"))
+    state = _weights(result.last_model)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())  # stored in full precision
+    assert all(torch.isfinite(v.float()).all() for v in state.values())
+    with pytest.raises(TrainingError, match="amp"):
+        _train(micro_split, tmp_path / "bad", _options(micro_config, epochs=1, amp="maybe"))
