@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beta", type=float, default=3e-3)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--percent-t", type=float, default=0.01, help="top-t%% pooling")
+    p.add_argument("--global-strides", type=int, nargs=5, default=None,
+                   help="stage strides of the global network (default: gmic-tiny's)")
+    p.add_argument("--init", default=None, help="start from these weights (a previous stage of the demo model)")
     p.add_argument("--run-name", default="run", help="sub-directory of --work-dir for the training run")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (results are bit-identical only with the same number)")
@@ -63,11 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     from mammoscreen.files import sha256_file, write_json_atomic, write_text_atomic
     from mammoscreen.models.gmic_predictor import GMICPredictor, load_gmic
     from mammoscreen.train import TrainOptions, train_gmic
-    from mammoscreen.train.configs import GMIC_TINY, augmentation_noise
+    from mammoscreen.train.configs import GMIC_TINY, augmentation_noise, config_name
     from mammoscreen.train.demo import SYNTH_SCALE, heldout_metrics, synthetic_split
 
     torch.set_num_threads(args.threads)
     config = GMIC_TINY if args.percent_t is None else GMIC_TINY.with_percent_t(args.percent_t)
+    if args.global_strides is not None:
+        from dataclasses import replace
+
+        config = replace(config, global_strides=tuple(args.global_strides))
     work = args.work_dir
     t0 = time.perf_counter()
     train = synthetic_split(work / "train", args.train_exams, args.train_seed, config, workers=args.workers)
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     data_seconds = time.perf_counter() - t0
 
     options = TrainOptions(config=config, epochs=args.epochs, lr=args.lr, beta=args.beta, batch_size=args.batch_size,
-                           label_smoothing=args.label_smoothing, device="cpu", seed=args.seed, workers=args.workers, select_metric="malignant_auroc")
+                           label_smoothing=args.label_smoothing, device="cpu", seed=args.seed, init=args.init, workers=args.workers, select_metric="malignant_auroc")
     run_dir = work / args.run_name
     snapshots = run_dir / "epochs"
 
@@ -129,13 +136,13 @@ def main(argv: list[str] | None = None) -> int:
                          "mammograms to demonstrate the system offline; it has never seen a real mammogram and its "
                          "outputs mean nothing for real patients.",
             "license": "MIT",
-            "architecture": "GMIC (Shen et al. 2021), config 'gmic-tiny'",
-            "config_name": "gmic-tiny",
+            "architecture": f"GMIC (Shen et al. 2021), config {config_name(config) or 'custom (see gmic_config)'}",
+            "config_name": config_name(config),
             "gmic_config": config.to_dict(),
             "training_command": command,
             "training": {"optimizer": "Adam", "lr": args.lr, "beta": args.beta, "saliency_reduction": "sum", "label_smoothing": args.label_smoothing,
                          "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-                         "balanced_sampling": False, "augmentation_noise_px": list(augmentation_noise(config)),
+                         "balanced_sampling": False, "init": args.init, "augmentation_noise_px": list(augmentation_noise(config)),
                          "chosen_epoch": chosen["epoch"], "threads": args.threads,
                          "selected_on": "validation exams: malignant AUROC + malignant pointing game",
                          "epoch_selection": selection,

@@ -271,7 +271,7 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
 
     device = resolve_device(options.device)
     autocast, use_scaler = _autocast_factory(device, options.amp)
-    settings = {**options.settings(), "config": config.to_dict(), "config_name": config_name(config),
+    settings = {**options.settings(), "config": config.to_dict(),
                 "train_exam_list": train_id, "val_exam_list": val_id, "images": str(images_dir.resolve()), "val_images": str(val_images_dir.resolve()),
                 "augmentation_noise": list(noise)}
 
@@ -288,9 +288,10 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
         if not checkpoint_path.is_file():
             raise TrainingError(f"--resume: no {checkpoint_path}; start without --resume")
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["settings"] != settings:
-            changed = sorted(k for k in set(settings) | set(state["settings"])
-                             if settings.get(k) != state["settings"].get(k))
+        # The config's name is only a label of the config values (older checkpoints stored it).
+        previous = {k: v for k, v in state["settings"].items() if k != "config_name"}
+        if previous != settings:
+            changed = sorted(k for k in set(settings) | set(previous) if settings.get(k) != previous.get(k))
             raise TrainingError(f"--resume: {checkpoint_path} was made with different settings or data "
                                 f"({', '.join(changed)}); use the original options or a new output directory")
         model.load_state_dict(state["model"])
@@ -375,5 +376,6 @@ def _fmt(value: float | None) -> str:
 
 def _write_logs(output_dir: Path, log: Sequence[dict[str, Any]], settings: dict[str, Any], best_epoch: int | None) -> None:
     write_text_atomic(output_dir / LOG_CSV, _csv_text(log))
-    write_json_atomic(output_dir / LOG_JSON, {"settings": settings, "best_epoch": best_epoch, "epochs": list(log)})
+    write_json_atomic(output_dir / LOG_JSON, {"settings": {**settings, "config_name": config_name(GMICConfig.from_dict(
+        settings["config"]))}, "best_epoch": best_epoch, "epochs": list(log)})
     plot_curves(log, output_dir / CURVES_PNG)
