@@ -20,9 +20,10 @@ COMMAND_MODULES = [
     "mammoscreen.cli.ingest",
     "mammoscreen.cli.evaluate",
     "mammoscreen.cli.models",
+    "mammoscreen.cli.train",
     "mammoscreen.cli.localize",
-    "mammoscreen.cli.demo",
     "mammoscreen.cli.report",
+    "mammoscreen.cli.demo",
 ]
 
 

@@ -28,7 +28,7 @@ def model_info(spec) -> dict:
         "windows": {k: list(v) for k, v in (spec.center_windows or {}).items()},
         "variants": list(spec.variants), "default_variant": spec.default_variant,
         "weights": {variant: {"file": wf.filename, "url": wf.url, "sha256": wf.sha256, "license": wf.license,
-                              "cached": (cache_dir() / spec.name / wf.filename).is_file()}
+                              "cached": (cache_dir() / spec.name / wf.filename).is_file(), "bundled": wf.bundled}
                     for variant, wf in spec.weights.items()},
         "intended_use": spec.intended_use,
     }
@@ -55,10 +55,15 @@ def run_models(args: argparse.Namespace) -> int:
         print(wrap(f"output: {info['output_level']}-level, columns {', '.join(info['prediction_columns'])}"))
         variants = ", ".join(v + (" (default)" if v == info["default_variant"] else "") for v in info["variants"])
         print(wrap(f"variants: {variants or '-'}"))
-        print("    weights (--weights DIR looks for these file names; 'official' uses "
-              f"{cache_dir() / info['name']}):")
+        print(wrap(f"intended use: {info['intended_use']}"))
+        if any(wf["bundled"] for wf in info["weights"].values()):
+            print("    weights (shipped inside mammoscreen; no --weights or 'official' uses them, sha256-verified):")
+        else:
+            print("    weights (--weights DIR looks for these file names; 'official' uses "
+                  f"{cache_dir() / info['name']}):")
         for variant, wf in info["weights"].items():
-            status = "cached" if wf["cached"] else ("downloadable" if wf["url"] else "not published")
+            status = ("bundled with mammoscreen, used when no --weights is given" if wf["bundled"] else
+                      "cached" if wf["cached"] else ("downloadable" if wf["url"] else "not published"))
             checksum = f"sha256 {wf['sha256'][:12]}..." if wf["sha256"] else "no published sha256"
             print(f"      {variant}: {wf['file']}  [{status}; {checksum}]")
             if wf["url"]:

@@ -169,6 +169,11 @@ def _requests(args: argparse.Namespace, names: list[str]):
     except KeyError as e:
         raise ValueError(str(e).strip("'\"")) from None
     if not args.weights:
+        from ..models.registry import get_model_spec
+
+        # Models shipping their own weights (gmic_demo) need no --weights.
+        if all(any(wf.bundled for wf in get_model_spec(n).weights.values()) for n in names):
+            return model_requests(names, ["official"], args.variant)
         raise ValueError("no weights given: pass --weights PATH (or MODEL=PATH for each model, a directory of "
                          "official files, or 'official')")
     return model_requests(names, args.weights, args.variant)

@@ -25,18 +25,34 @@ from ..preprocess.windows import (WindowGeometry, align_to_window, extract_windo
                                   standardize, window_geometry)
 from .gmic import GMIC, PERCENT_T, GMICConfig
 from .registry import ModelSpec, WeightFile, register_model
-from .weights import load_checkpoint, load_state_dict_into, resolve_weight_path
+from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 
 ENSEMBLE = "ensemble"
 
 
 def load_gmic(path: str | Path, percent_t: float | None = None, config: GMICConfig = GMICConfig()) -> GMIC:
-    """A GMIC model with weights from a checkpoint (official format: a plain state dict), in eval mode."""
-    if percent_t is not None:
+    """A GMIC model with weights from a checkpoint (official format: a plain state dict), in eval mode.
+
+    A checkpoint written by ``mammoscreen train`` has a sidecar ``<name>.json`` recording its architecture
+    (and top-t%); when present it takes the place of ``config`` and ``percent_t``.
+    """
+    from ..train.checkpoint import read_sidecar_config, sidecar_path
+
+    trained = read_sidecar_config(path)
+    if trained is not None:
+        config = trained
+    elif percent_t is not None:
         config = config.with_percent_t(percent_t)
     model = GMIC(config)
     state = load_checkpoint(path)
-    load_state_dict_into(model, state, source=str(path))
+    try:
+        load_state_dict_into(model, state, source=str(path))
+    except WeightsError as e:
+        if trained is not None:
+            raise
+        raise WeightsError(f"{e}. {path} does not fit the GMIC architecture {config.input_size[0]}x"
+                           f"{config.input_size[1]} and has no sidecar {sidecar_path(path).name} saying which "
+                           "architecture it has; put the .json written with it by 'mammoscreen train' beside it") from None
     return model.eval()
 
 
@@ -58,8 +74,8 @@ class GMICPredictor(Predictor):
     """Runs one GMIC checkpoint, or the mean of several (the official ensemble)."""
 
     def __init__(self, models: Sequence[GMIC], weight_paths: Sequence[Path], variant: str,
-                 device: str | torch.device = "auto"):
-        self.spec = GMIC_SPEC
+                 device: str | torch.device = "auto", spec: ModelSpec | None = None):
+        self.spec = spec or GMIC_SPEC  # another registry entry (gmic_demo) may use the same predictor
         self.device = resolve_device(device)
         self.models = [m.to(self.device).eval() for m in models]
         self.weight_paths = list(weight_paths)

@@ -28,6 +28,7 @@ class WeightFile:
     sha256: str | None = None
     size: int | None = None
     license: str = ""
+    bundled: bool = False  # shipped inside the package (models/pretrained/), used when no weights are given
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 # Modules whose import registers the built-in models (one per model family).
 BUILTIN_MODEL_MODULES = [
     "mammoscreen.models.gmic_predictor",
+    "mammoscreen.models.gmic_demo",
     "mammoscreen.models.end2end_predictor",
     "mammoscreen.models.frcnn_predictor",
     "mammoscreen.models.glam_predictor",

@@ -81,10 +81,37 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
     return destination
 
 
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+"""Weights shipped inside the package (the project's own models, e.g. the synthetic-data demo)."""
+
+
+def bundled_weights_path(spec: ModelSpec, variant: str | None = None) -> Path:
+    """The packaged weight file of a model with bundled weights, checked against its sha256."""
+    wf = spec.weight_file(variant)
+    path = PRETRAINED_DIR / wf.filename
+    if not path.is_file():
+        raise WeightsError(f"the bundled weights of {spec.name} ({path}) are missing from this installation; "
+                           "reinstall mammoscreen")
+    if wf.sha256 and sha256_file(path) != wf.sha256:
+        raise WeightsError(f"{path} does not match the registered sha256 {wf.sha256} of {spec.name}; the "
+                           "installation is damaged or the file was replaced - reinstall mammoscreen")
+    return path
+
+
+def _has_bundled_weights(spec: ModelSpec, variant: str | None) -> bool:
+    variant = variant or spec.default_variant
+    return variant in spec.weights and spec.weights[variant].bundled
+
+
 def official_weights_path(spec: ModelSpec, variant: str | None = None, *, allow_download: bool = True,
                           directory: str | Path | None = None) -> Path:
-    """Path of an official weight file in the cache, downloading (and verifying) it if needed."""
+    """Path of an official weight file in the cache, downloading (and verifying) it if needed.
+
+    For a model whose weights ship with the package, the bundled file (sha256-verified).
+    """
     wf = spec.weight_file(variant)
+    if wf.bundled:
+        return bundled_weights_path(spec, variant)
     directory = Path(directory) if directory is not None else cache_dir() / spec.name
     path = directory / wf.filename
     if path.is_file():
@@ -103,7 +130,14 @@ def official_weights_path(spec: ModelSpec, variant: str | None = None, *, allow_
 
 def resolve_weight_path(spec: ModelSpec, weights: str | Path, variant: str | None = None, *,
                         allow_download: bool = True) -> Path:
-    """A checkpoint file from ``weights``: a file, a directory holding the official file name, or 'official'."""
+    """A checkpoint file from ``weights``: a file, a directory holding the official file name, or 'official'.
+
+    ``None`` means the bundled weights of a model that ships them.
+    """
+    if weights is None or str(weights) == "":
+        if _has_bundled_weights(spec, variant):
+            return bundled_weights_path(spec, variant)
+        raise WeightsError(f"no weights given for {spec.name} (pass a file, a directory or 'official')")
     if str(weights) == "official":
         return official_weights_path(spec, variant, allow_download=allow_download)
     path = Path(weights)
@@ -127,6 +161,9 @@ def weights_problem(spec: ModelSpec, weights: str | Path | None, variant: str | 
     published URL to download it from. A variant that is not itself a weight file (e.g. GMIC's
     'ensemble') needs every file of the model.
     """
+    if (weights is None or str(weights) in ("", "official")) and _has_bundled_weights(spec, variant):
+        path = PRETRAINED_DIR / spec.weight_file(variant).filename
+        return None if path.is_file() else f"the bundled weights of {spec.name} ({path}) are missing; reinstall"
     if weights is None or str(weights) == "":
         return f"no weights given for {spec.name} (pass --weights {spec.name}=PATH, a directory, or 'official')"
     variant = variant or spec.default_variant
@@ -183,5 +220,5 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor
     model.load_state_dict({k: state_dict[k] for k in expected}, strict=True)
 
 
-__all__ = ["WeightFile", "WeightsError", "UnexpectedKeysWarning", "cache_dir", "download", "official_weights_path",
+__all__ = ["PRETRAINED_DIR", "bundled_weights_path", "WeightFile", "WeightsError", "UnexpectedKeysWarning", "cache_dir", "download", "official_weights_path",
            "resolve_weight_path", "weights_problem", "load_checkpoint", "load_state_dict_into"]
