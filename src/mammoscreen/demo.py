@@ -54,7 +54,8 @@ def demo_model_card() -> dict:
     from .models.registry import get_model_spec
 
     spec = get_model_spec(DEMO_MODEL)
-    return json.loads(Path(spec.extra["model_card"]).read_text())
+    card = Path(__file__).parent / "models" / "pretrained" / spec.extra["model_card"]
+    return json.loads(card.read_text())
 
 
 def _stage(name: str, seconds: dict[str, float], log: Callable[[str], None]):
@@ -72,7 +73,7 @@ def _stage(name: str, seconds: dict[str, float], log: Callable[[str], None]):
 
 def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFAULT_N_EXAMS,
              seed: int = DEFAULT_SEED, device: str = "cpu", workers: int = 1, n_bootstrap: int = 2000,
-             visualize: bool = True, progress: bool = True,
+             visualize: bool = True, progress: bool = True, command: str | None = None,
              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> DemoResult:
     """Run the whole system offline on ``n_exams`` freshly generated synthetic exams.
 
@@ -96,7 +97,8 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     if n_exams < 2:
         raise ValueError(f"the demo needs at least 2 exams, got {n_exams}")
     card = demo_model_card()
-    training_seeds = {int(s) for s in card["synthetic_data"]["seeds"]}
+    data = card["data"]
+    training_seeds = {int(data[split]["seed"]) for split in ("train", "validation")}
     if seed in training_seeds:
         raise ValueError(f"seed {seed} was used to train the demo model (training seeds: "
                          f"{sorted(training_seeds)}); choose another seed so that the exams are held out")
@@ -106,7 +108,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     seconds: dict[str, float] = {}
 
     with _stage(f"synthesise {n_exams} held-out exams (seed {seed})", seconds, log):
-        options = SynthOptions(**card["synthetic_data"]["options"])
+        options = SynthOptions(scale=data["scale"], p_benign=data["p_benign"], p_malignant=data["p_malignant"])
         generate_exams(n_exams, synthetic, seed, options=options, workers=workers, progress=progress)
 
     with _stage("crop -> centres -> predict", seconds, log):
@@ -114,7 +116,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
                                  segmentations=synthetic / "segmentation", progress=progress)
         result = run_pipeline(synthetic / "images", synthetic / "exam_list.pkl", output_dir,
                               [ModelRequest(DEMO_MODEL, "official", None, {})], workers=workers,
-                              options=options, log=log)
+                              options=options, log=log, command=command)
 
     with _stage("evaluate", seconds, log):
         evaluation = evaluate_run(result, output_dir, n_bootstrap=n_bootstrap, seed=0, log=log)
@@ -150,11 +152,12 @@ def _headline(evaluation, localization) -> dict[str, float | None]:
             out[f"{level}_malignant_auroc_ci_high"] = auc.ci_high
     malignant = localization.classes.get("malignant") if localization is not None else None
     if malignant is not None:
-        out["malignant_pointing_game"] = malignant.pointing_game.value
-        out["malignant_pointing_game_ci_low"] = malignant.pointing_game.ci_low
-        out["malignant_pointing_game_ci_high"] = malignant.pointing_game.ci_high
-        out["malignant_dice"] = malignant.dice.value
-        out["n_malignant_lesion_images"] = malignant.n_images
+        out["malignant_pointing_game"] = malignant["pointing_game"]["value"]
+        out["malignant_pointing_game_ci_low"] = malignant["pointing_game"]["ci_low"]
+        out["malignant_pointing_game_ci_high"] = malignant["pointing_game"]["ci_high"]
+        out["malignant_dice"] = malignant["dice"]["value"]
+        out["malignant_dice_threshold"] = malignant["threshold"]
+        out["n_malignant_lesion_images"] = malignant["n_images"]
     return out
 
 

@@ -31,6 +31,6 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
     result = run_demo(args.output_dir, n_exams=args.exams, seed=args.seed, device=args.device,
                       workers=args.workers, n_bootstrap=args.bootstrap, visualize=not args.no_figures,
-                      progress=not args.quiet)
+                      progress=not args.quiet, command=getattr(args, "command_line", None))
     print(format_headline(result))
     return 0

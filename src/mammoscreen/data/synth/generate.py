@@ -26,7 +26,7 @@ import numpy as np
 from ...batch import map_images
 from ...files import Journal, write_bytes_atomic, write_json_atomic, write_text_atomic
 from ..dicom_write import STANDARD_ORIENTATION, mammogram_dataset, save_dicom, uid_from
-from ..exams import VIEWS, Exam, exams_from_data, save_exam_list, view_angle, view_side
+from ..exams import VIEWS, Exam, exams_from_data, load_exam_list, save_exam_list, view_angle, view_side
 from ..voi import rescale_to_16bit
 from .render import MAX_VALUE, SynthOptions, render_exam
 
@@ -99,13 +99,21 @@ def generate_exams(n_exams: int, output_dir: str | Path, seed: int = 0, *, optio
         raise RuntimeError("synthetic exams failed: " + "; ".join(str(f) for f in failures))
     exam_dicts = [results[name]["exam"] for name in names]
     exams = exams_from_data(exam_dicts, source="synthetic exams")
-    if fmt != "dicom":
+    if fmt != "dicom" and not _same_exam_list(output_dir / EXAM_LIST, exams):
+        # Rewritten only when it changed, so that stages fingerprinting its bytes stay up to date on a re-run.
         save_exam_list(exams, output_dir / EXAM_LIST)
     lesions = {image: info for name in names for image, info in results[name]["lesions"].items()}
     write_json_atomic(output_dir / "lesions.json", lesions)
     if fmt != "png":
         _write_labels_csv(output_dir / LABELS_CSV, [results[name]["study_uid"] for name in names], exams)
     return exams
+
+
+def _same_exam_list(path: Path, exams: list[Exam]) -> bool:
+    try:
+        return path.is_file() and load_exam_list(path) == exams
+    except Exception:  # an unreadable file is simply rewritten
+        return False
 
 
 def _exam_files_exist(output_dir: Path, exam_index: int, fmt: str, prefix: str) -> bool:
