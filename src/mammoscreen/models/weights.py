@@ -15,13 +15,14 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..files import sha256_file
 from .registry import ModelSpec, WeightFile
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
 
 
 class WeightsError(RuntimeError):
@@ -191,6 +192,8 @@ def weights_problem(spec: ModelSpec, weights: str | Path | None, variant: str | 
 
 def load_checkpoint(path: str | Path) -> Any:
     """``torch.load`` a checkpoint on the CPU without executing pickled code."""
+    import torch  # here, not at module level: commands that never load weights start faster without torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the unpickler raises many types for foreign or corrupt files
@@ -200,6 +203,8 @@ def load_checkpoint(path: str | Path) -> Any:
 
 def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Load parameters strictly by name: a missing or misshapen key is an error, an extra key a warning."""
+    import torch
+
     if not isinstance(state_dict, Mapping) or not all(isinstance(k, str) for k in state_dict):
         raise WeightsError(f"{source}: expected a state dict (parameter name -> tensor), got {type(state_dict).__name__}")
     expected = model.state_dict()
