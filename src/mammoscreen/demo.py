@@ -89,6 +89,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     """
     from .data.synth import SynthOptions, generate_exams
     from .explain.localize import localize_maps
+    from .files import write_json_atomic
     from .pipeline import ModelRequest, run_pipeline
     from .predict import PredictOptions
     from .report import build_report
@@ -132,8 +133,6 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     metrics = _headline(evaluation.evaluations.get(DEMO_MODEL), localization)
     summary = {"model": DEMO_MODEL, "n_exams": n_exams, "seed": seed, "metrics": metrics, "seconds": seconds,
                "report": str(report)}
-    from .files import write_json_atomic
-
     write_json_atomic(output_dir / SUMMARY_FILE, summary)
     return DemoResult(output_dir, report, metrics, seconds)
 
