@@ -14,7 +14,12 @@ ReLU), softmax, then the float32 averaging loop, with the default allocator. ``o
 without it, to show how much of the difference is the allocator. All run on the same images and
 patch grids (exam 0's official grids: ``random.seed(0)`` once for the run), each in its own process (so
 that its peak memory is its own), alternately when repeated. The heatmaps of ours and the baseline are
-compared.
+compared. ``--bfloat16`` adds ours with ``--heatmap-precision bfloat16`` (an approximation, on CPUs
+with native bfloat16 arithmetic) and its largest difference from the baseline.
+
+Roofline. A separate process measures this machine's matrix-multiply throughput (float32 and bfloat16,
+4096x4096, same threads) and counts the fused network's FLOPs per patch; the report gives the fraction of
+that peak the heatmap stage reaches and the throughput a 5x speed-up over the official figures would need.
 
 DMV-CNN. Forward time per exam (four views) of the view-wise model and per image of the image-wise
 model, image-only and image+heatmaps, on the official input windows.
@@ -41,7 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 EXAM0 = ["0_L-CC", "0_R-CC", "0_L-MLO", "0_R-MLO"]
-WORKERS = ["baseline", "ours", "baseline_tuned_malloc", "ours_default_malloc"]
+WORKERS = ["baseline", "ours", "baseline_tuned_malloc", "ours_default_malloc", "ours_bfloat16"]
 OFFICIAL = {
     "heatmaps_exam0_seconds": 112.0,  # nyu_model README: exam 0, 1371 patches (other jobs running part of the time)
     "heatmaps_seconds_per_patch": (0.067, 0.070),  # quiet machine, batches of 100
@@ -120,7 +125,9 @@ def heatmap_worker(args: argparse.Namespace) -> dict:
         heatmaps = [(accumulate_heatmap(p[:, BENIGN_CLASS], g), accumulate_heatmap(p[:, MALIGNANT_CLASS], g))
                     for p, g in zip(probabilities, grids)]
     else:
-        classifier = PatchClassifier(model, "cpu", batch_size=args.batch_size, fast=True)
+        precision = "bfloat16" if args.worker == "ours_bfloat16" else "float32"
+        classifier = PatchClassifier(model, "cpu", batch_size=args.batch_size, fast=True, precision=precision)
+        result["classified_patches"] = _classified_patches(classifier, images, grids)
         out = classifier.heatmaps(images, grids)
         probabilities = [h.patch_probabilities for h in out]
         heatmaps = [(h.benign, h.malignant) for h in out]
@@ -130,6 +137,56 @@ def heatmap_worker(args: argparse.Namespace) -> dict:
     np.savez(args.output, **{f"benign_{n}": b for n, (b, _) in zip(names, heatmaps)},
              **{f"malignant_{n}": m for n, (_, m) in zip(names, heatmaps)},
              **{f"probs_{n}": p for n, p in zip(names, probabilities)})
+    return result
+
+
+def _classified_patches(classifier, images, grids) -> int:
+    """Patches that go through the network (background patches are classified once per image)."""
+    from mammoscreen.models.heatmaps import _background_patches, standardize_float64
+
+    total = 0
+    for image, grid in zip(images, grids):
+        background = _background_patches(standardize_float64(image), grid.offsets(), grid.patch_size)
+        total += len(grid) - int(background.sum()) + int(background.any())
+    return total
+
+
+def roofline_worker(args: argparse.Namespace) -> dict:
+    """This machine's matmul GFLOP/s (float32, bfloat16) and the fused patch network's FLOPs per patch."""
+    import torch
+
+    from mammoscreen.models.densenet import densenet121, fuse_densenet
+
+    torch.set_num_threads(args.threads)
+    result: dict = {"kind": "roofline"}
+    n = 4096
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        torch.mm(a, b)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        result[f"matmul_gflops_{str(dtype).split('.')[-1]}"] = 2 * n ** 3 / min(times) / 1e9
+    fused = fuse_densenet(densenet121())
+    fused.fused_relu = False  # every convolution through its module, so that the hooks see it
+    macs = [0]
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.weight[0].numel()  # in/groups x kh x kw
+            macs[0] += output.numel() * k
+        else:
+            macs[0] += module.weight.numel() * (output.numel() // module.out_features)
+
+    for m in fused.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(count)
+    before, after = fused.stem_padding()
+    with torch.inference_mode():
+        fused(torch.zeros(1, 1, 256 + before + after, 256 + before + after).contiguous(memory_format=torch.channels_last))
+    result["gflop_per_patch"] = 2 * macs[0] / 1e9
     return result
 
 
@@ -205,12 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--allocator-ablation", action="store_true",
                         help="also run the baseline with mammoscreen's malloc tuning and ours without it")
-    parser.add_argument("--worker", choices=WORKERS + ["dmv"], help=argparse.SUPPRESS)
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also run ours with --heatmap-precision bfloat16 (an approximation)")
+    parser.add_argument("--skip-roofline", action="store_true")
+    parser.add_argument("--worker", choices=WORKERS + ["dmv", "roofline"], help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        result = dmv_worker(args) if args.worker == "dmv" else heatmap_worker(args)
+        worker = {"dmv": dmv_worker, "roofline": roofline_worker}.get(args.worker, heatmap_worker)
+        result = worker(args)
         print(json.dumps(result))
         return 0
     if not (args.reference / "README.md").is_file():
@@ -223,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         kinds = ["ours"] if args.skip_baseline else ["baseline", "ours"]
         if args.allocator_ablation:
             kinds += ["ours_default_malloc"] + ([] if args.skip_baseline else ["baseline_tuned_malloc"])
+        if args.bfloat16:
+            kinds.append("ours_bfloat16")
         runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
         for r in range(args.repeat):
             for kind in (kinds if r % 2 == 0 else kinds[::-1]):
@@ -251,11 +314,37 @@ def main(argv: list[str] | None = None) -> int:
             report.update(speedup_wall=base["seconds"] / best["ours"]["seconds"],
                           speedup_cpu=base["cpu_seconds"] / best["ours"]["cpu_seconds"], max_abs_difference=diff)
             print(f"  ours vs baseline: max |heatmap or probability difference| {diff:.2e}")
+            if "ours_bfloat16" in best:
+                c = np.load(tmp / "ours_bfloat16.npz")
+                report["bfloat16_max_abs_difference"] = max(float(np.abs(a[k] - c[k]).max()) for k in a.files)
+                print(f"  ours_bfloat16 vs baseline: max |heatmap or probability difference| "
+                      f"{report['bfloat16_max_abs_difference']:.2e} (an approximation)")
         per_patch = best["ours"]["seconds"] / n_patches
         lo, hi = OFFICIAL["heatmaps_seconds_per_patch"]
         print(f"  official (README): {lo}-{hi} s/patch on a quiet machine, exam 0 took "
               f"{OFFICIAL['heatmaps_exam0_seconds']:.0f} s for 1371 patches; ours here {per_patch:.4f} s/patch "
               f"({lo / per_patch:.1f}-{hi / per_patch:.1f}x)")
+
+        if not args.skip_roofline:
+            roof = _run_worker("roofline", args, tmp / "roofline.npz")
+            report["roofline"] = roof
+            flop = roof["gflop_per_patch"]
+            peak32, peak16 = roof["matmul_gflops_float32"], roof["matmul_gflops_bfloat16"]
+            print(f"\nRoofline ({args.threads} threads): matmul peak {peak32:.0f} GFLOP/s float32, {peak16:.0f} "
+                  f"bfloat16; fused patch network {flop:.2f} GFLOP per patch")
+            for kind in ("ours", "ours_bfloat16"):
+                if kind in best:
+                    rate = flop * best[kind]["classified_patches"] / best[kind]["seconds"]
+                    peak = peak16 if kind == "ours_bfloat16" else peak32
+                    report[f"{kind}_gflops"] = rate
+                    print(f"  {kind:21s} {rate:6.0f} GFLOP/s on the classified patches = {rate / peak:.0%} of the "
+                          f"{'bfloat16' if kind == 'ours_bfloat16' else 'float32'} matmul peak")
+            classified = best["ours"]["classified_patches"] / n_patches  # background patches are reused
+            needed = 5 * flop * classified / lo
+            report["gflops_needed_for_5x_official"] = needed
+            print(f"  5x the official {lo} s/patch = {lo / 5:.4f} s/patch needs {needed:.0f} GFLOP/s with "
+                  f"{classified:.0%} of the patches classified "
+                  f"= {needed / peak32:.1f}x this machine's float32 matmul peak ({needed / peak16:.1f}x bfloat16)")
 
         if not args.skip_dmv:
             dmv = _run_worker("dmv", args, tmp / "dmv.npz")

@@ -101,6 +101,8 @@ def test_variant_and_channel_mismatches_are_explained(view_wise_file, image_wise
         build_nyu_model_single(image_wise_file, device="cpu")  # a 3-channel checkpoint
     with pytest.raises(ValueError, match="unknown nyu_model variant"):
         build_nyu_model(view_wise_file, "ensemble", device="cpu")
+    with pytest.raises(ValueError, match="only to the image\\+heatmaps variant"):
+        build_nyu_model(view_wise_file, device="cpu", heatmap_precision="bfloat16")
 
 
 def test_registry_entries():
@@ -170,6 +172,10 @@ def test_cli_rejects_options_a_model_does_not_take(tmp_path, capsys, view_wise_f
     assert "gmic does not take --seed" in capsys.readouterr().err
     assert main(base + ["--model", "nyu_model", "--weights", str(view_wise_file), "--heatmaps"]) == 2
     assert "needs the patch classifier" in capsys.readouterr().err
+    assert main(base + ["--model", "nyu_model", "--weights", str(view_wise_file), "--heatmap-precision", "bfloat16"]) == 2
+    assert "--heatmap-precision applies only to the image+heatmaps variant" in capsys.readouterr().err
+    assert main(base + ["--model", "gmic", "--weights", str(view_wise_file), "--heatmap-precision", "bfloat16"]) == 2
+    assert "gmic does not take --heatmap-precision" in capsys.readouterr().err
 
 
 def test_view_wise_predictor_type(view_wise_file):

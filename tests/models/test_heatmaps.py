@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from mammoscreen.models.densenet import DenseNet
-from mammoscreen.models.heatmaps import (PatchClassifier, PatchGrid, accumulate_heatmap, patch_grid, plan_patch_grids,
-                                         standardize_float64, stride_list)
+from mammoscreen.models.heatmaps import (PatchClassifier, PatchGrid, accumulate_heatmap, heatmap_dtype, patch_grid,
+                                         plan_patch_grids, standardize_float64, stride_list)
+
+NATIVE_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @pytest.mark.parametrize("length", [256, 257, 300, 326, 396, 801, 1000, 2023, 2974])
@@ -154,3 +156,27 @@ def test_image_must_match_its_grid(tiny_patch_model):
     grid = plan_patch_grids([("x", (400, 400))])["x"]
     with pytest.raises(ValueError, match="does not match"):
         classifier.heatmaps([np.zeros((400, 401), np.uint16)], [grid])
+
+
+def test_heatmap_precision_is_validated():
+    assert heatmap_dtype("float32", "cpu") == torch.float32
+    with pytest.raises(ValueError, match="unknown heatmap precision 'float16'"):
+        heatmap_dtype("float16", "cpu")
+    if not NATIVE_BF16:
+        with pytest.raises(ValueError, match="no native bfloat16"):
+            heatmap_dtype("bfloat16", "cpu")
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX)")
+def test_bfloat16_patch_classifier_approximates_the_float32_one(tiny_patch_model):
+    image = synthetic_crop()
+    grid = plan_patch_grids([("x", image.shape)])["x"]
+    exact = PatchClassifier(tiny_patch_model, fast=True).heatmaps([image], [grid])[0]
+    approx = PatchClassifier(tiny_patch_model, fast=True, precision="bfloat16").heatmaps([image], [grid])[0]
+    difference = np.abs(approx.patch_probabilities - exact.patch_probabilities)
+    assert approx.patch_probabilities.dtype == np.float32 and approx.benign.dtype == np.float32
+    assert difference.max() > 1e-6  # it really ran in bfloat16
+    assert difference.max() < 2e-2
+    np.testing.assert_allclose(approx.patch_probabilities.sum(1), 1.0, atol=1e-6)  # softmax in float32
+    with pytest.raises(ValueError, match="needs the fast patch classifier"):
+        PatchClassifier(tiny_patch_model, fast=False, precision="bfloat16")

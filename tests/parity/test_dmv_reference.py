@@ -181,6 +181,44 @@ def nyu_heatmaps_exam0(nyu_run, nyu_centers, checkpoints):
     return predictor, prepared, predictor.predict_exam(prepared)
 
 
+# The opt-in bfloat16 heatmaps: bounds stated in docs/models/nyu_model.md#speed (measured there: patch
+# probabilities within 3.5e-3 of the official ones, breast predictions within 1e-3).
+BF16_PATCH_TOL = 1e-2
+BF16_PREDICTION_TOL = 5e-3
+
+
+@pytest.fixture(scope="module")
+def nyu_heatmaps_exam0_bfloat16(nyu_run, nyu_centers, checkpoints):
+    import torch
+
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX): --heatmap-precision "
+                    "bfloat16 is refused here")
+    exams = load_exam_list(nyu_centers)
+    predictor = build_nyu_model(checkpoints["nyu_model_image_heatmaps"], device="cpu",
+                                patch_weights=checkpoints["patch_classifier_densenet121"],
+                                heatmap_precision="bfloat16")
+    predictor.plan(exams, nyu_run / "cropped_images")
+    prepared = predictor.prepare(0, exams[0], nyu_run / "cropped_images")
+    return predictor, predictor.predict_exam(prepared)
+
+
+def test_bfloat16_heatmaps_stay_within_their_documented_bounds(nyu_heatmaps_exam0_bfloat16, reference_dir):
+    predictor, prediction = nyu_heatmaps_exam0_bfloat16
+    assert predictor.provenance()["heatmap_precision"] == "bfloat16"
+    worst = 0.0
+    for name in ("0_L-CC", "0_R-CC", "0_L-MLO", "0_R-MLO"):
+        official = np.load(reference_dir / "nyu_model" / "heatmaps" / f"{name}.npz")
+        ours = prediction.maps[f"patch_probabilities_{name}"]
+        assert ours.shape == official["patch_probs"].shape
+        worst = max(worst, float(np.abs(ours - official["patch_probs"]).max()))
+    assert 1e-5 < worst < BF16_PATCH_TOL  # approximate (beyond the float32 tolerance), but close
+    with open(reference_dir / "nyu_model" / "predictions_image_heatmaps.csv") as f:
+        row = next(csv.DictReader(f))
+    for column, value in row.items():
+        assert prediction.values[column] == pytest.approx(float(value), abs=BF16_PREDICTION_TOL + CSV_ROUNDING)
+
+
 def test_heatmap_patch_grids_of_the_whole_run_are_the_official_ones(nyu_heatmaps_exam0, reference_dir):
     predictor = nyu_heatmaps_exam0[0]
     names = ["0_L-CC", "0_R-CC", "0_L-MLO", "0_R-MLO", "1_L_CC", "1_R_CC", "1_L_MLO", "1_R_MLO"]

@@ -44,7 +44,7 @@ from ..predict import (ExamPrediction, ExamPredictor, ImagePrediction, Predictor
 from ..preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
 from .densenet import DenseNet, densenet121
 from .dmv import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
-from .heatmaps import Heatmaps, PatchClassifier, PatchGrid, plan_patch_grids
+from .heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
 from .registry import ModelSpec, WeightFile, register_model
 from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 
@@ -190,6 +190,10 @@ class _HeatmapSettings:
     sha256: str
     png_dir: Path | None = None
 
+    @property
+    def precision(self) -> str:
+        return self.classifier.precision
+
 
 def _provenance(spec: ModelSpec, variant: str, weights: Path, sha: str, seed: int, epochs: int,
                 heatmaps: _HeatmapSettings | None, **more: Any) -> dict[str, Any]:
@@ -197,6 +201,7 @@ def _provenance(spec: ModelSpec, variant: str, weights: Path, sha: str, seed: in
                            "weights": [{"path": str(weights), "sha256": sha}], **more}
     if heatmaps is not None:
         out["patch_weights"] = {"path": str(heatmaps.weights), "sha256": heatmaps.sha256}
+        out["heatmap_precision"] = heatmaps.precision
     return out
 
 
@@ -490,9 +495,12 @@ def _resolve_variant(spec: ModelSpec, variant: str | None, patch_weights: Any) -
 
 
 def _heatmap_settings(spec: ModelSpec, patch_weights: Any, device: torch.device, batch_size: int, fast: bool,
-                      png_dir: str | Path | None, allow_download: bool) -> _HeatmapSettings:
+                      png_dir: str | Path | None, allow_download: bool, precision: str = "float32"
+                      ) -> _HeatmapSettings:
+    heatmap_dtype(precision, device)  # refuse an unsupported precision before any download
     path = resolve_weight_path(spec, patch_weights, PATCH_CLASSIFIER, allow_download=allow_download)
-    classifier = PatchClassifier(load_patch_classifier(path), device, batch_size=batch_size, fast=fast)
+    classifier = PatchClassifier(load_patch_classifier(path), device, batch_size=batch_size, fast=fast,
+                                 precision=precision)
     return _HeatmapSettings(classifier, path, sha256_file(path), Path(png_dir) if png_dir is not None else None)
 
 
@@ -518,8 +526,12 @@ def _check_channels(model: torch.nn.Module, variant: str, path: Path) -> None:
 def build_nyu_model(weights: str | Path, variant: str | None = None, device: str = "auto", *,
                     patch_weights: str | Path | None = None, seed: int = 0, epochs: int = 1,
                     heatmap_batch_size: int = 32, fast_heatmaps: bool = True, heatmap_png_dir: str | Path | None = None,
-                    allow_download: bool = True) -> ViewWiseDMVPredictor:
-    """A nyu_model predictor. ``weights``: checkpoint file, directory with the official file names, 'official'."""
+                    heatmap_precision: str = "float32", allow_download: bool = True) -> ViewWiseDMVPredictor:
+    """A nyu_model predictor. ``weights``: checkpoint file, directory with the official file names, 'official'.
+
+    ``heatmap_precision``: ``float32`` (official numbers) or the opt-in approximation ``bfloat16`` (see
+    :func:`~mammoscreen.models.heatmaps.heatmap_dtype`).
+    """
     seed, epochs, heatmap_batch_size = int(seed), int(epochs), int(heatmap_batch_size)
     fast_heatmaps = _as_bool(fast_heatmaps)
     variant = _resolve_variant(NYU_MODEL_SPEC, variant, patch_weights)
@@ -528,16 +540,18 @@ def build_nyu_model(weights: str | Path, variant: str | None = None, device: str
     _check_channels(model, variant, path)
     dev = resolve_device(device)
     heatmaps = None
+    if variant != IMAGE_HEATMAPS and heatmap_precision != "float32":
+        raise ValueError("--heatmap-precision applies only to the image+heatmaps variant (add --heatmaps)")
     if variant == IMAGE_HEATMAPS:
         heatmaps = _heatmap_settings(NYU_MODEL_SPEC, patch_weights, dev, heatmap_batch_size, fast_heatmaps,
-                                     heatmap_png_dir, allow_download)
+                                     heatmap_png_dir, allow_download, heatmap_precision)
     return ViewWiseDMVPredictor(model, path, variant, dev, seed, epochs, heatmaps)
 
 
 def build_nyu_model_single(weights: str | Path, variant: str | None = None, device: str = "auto", *,
                            patch_weights: str | Path | None = None, seed: int = 0, epochs: int = 1,
                            every_image: bool = False, heatmap_batch_size: int = 32, fast_heatmaps: bool = True,
-                           heatmap_png_dir: str | Path | None = None,
+                           heatmap_png_dir: str | Path | None = None, heatmap_precision: str = "float32",
                            allow_download: bool = True) -> ImageWiseDMVPredictor:
     """A nyu_model_single predictor (arguments as :func:`build_nyu_model`)."""
     seed, epochs, heatmap_batch_size = int(seed), int(epochs), int(heatmap_batch_size)
@@ -549,9 +563,11 @@ def build_nyu_model_single(weights: str | Path, variant: str | None = None, devi
     _check_channels(model, variant, path)
     dev = resolve_device(device)
     heatmaps = None
+    if variant != IMAGE_HEATMAPS and heatmap_precision != "float32":
+        raise ValueError("--heatmap-precision applies only to the image+heatmaps variant (add --heatmaps)")
     if variant == IMAGE_HEATMAPS:
         heatmaps = _heatmap_settings(NYU_MODEL_SINGLE_SPEC, patch_weights, dev, heatmap_batch_size, fast_heatmaps,
-                                     heatmap_png_dir, allow_download)
+                                     heatmap_png_dir, allow_download, heatmap_precision)
     return ImageWiseDMVPredictor(model, path, variant, dev, seed, epochs, heatmaps, every_image)
 
 
