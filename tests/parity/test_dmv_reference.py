@@ -300,7 +300,7 @@ def single_heatmaps_run(single_run, checkpoints, tmp_path_factory):
     for key in ("L-CC", "L-MLO", "R-MLO"):
         data[0][key] = []
         for meta in ("window_location", "rightmost_points", "bottommost_points", "distance_from_starting_side",
-                     "best_center"):
+                     "best_center", "original_shape"):  # every per-image key, mammoscreen's original_shape too
             data[0][meta][key] = []
     predictor = build_nyu_model_single(checkpoints["nyu_model_single_image_heatmaps"], device="cpu",
                                        patch_weights=checkpoints["patch_classifier_densenet121"])
