@@ -31,3 +31,21 @@ def synthetic_breast(shape=(600, 400), facing="right", seed=0, value_range=(200,
     if facing == "left":
         image = image[:, ::-1].copy()
     return image
+
+
+def split_original_shape(exam_dicts):
+    """An exam list (list of dicts) as the official code writes it, and mammoscreen's ``original_shape``.
+
+    mammoscreen's crop stage adds the per-image ``original_shape`` beside the official keys; comparisons
+    with the official pickles compare the rest exactly and check the shapes separately.
+    Returns (official dicts, {image name: (rows, cols)}).
+    """
+    official, shapes = [], {}
+    for exam in exam_dicts:
+        exam = dict(exam)
+        per_view = exam.pop("original_shape", {})
+        for view, values in per_view.items():
+            for name, shape in zip(exam[view], values):
+                shapes[name] = tuple(shape)
+        official.append(exam)
+    return official, shapes

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mammoscreen.cli import main
-from mammoscreen.data.exams import VIEWS, iter_images, load_exam_list
+from mammoscreen.data.exams import VIEWS, iter_images, load_exam_list, save_exam_list
 from mammoscreen.data.images import read_png, write_png
 from mammoscreen.explain.localize import (THRESHOLD_GRID, MapPlacement, best_threshold_dice, dice_per_threshold,
                                           dice_score, localize_maps, mean_with_interval, normalize_map,
@@ -162,6 +162,24 @@ def test_placement_refuses_a_crop_box_of_another_size():
         window_to_original(np.zeros((5, 4)), placement, (20, 20))
 
 
+def test_a_recorded_original_shape_is_used_and_enforced():
+    g = WindowGeometry(0, 0, 0, 0, 10, 0, 8)
+    with pytest.raises(ValueError, match="does not contain the crop box"):
+        MapPlacement(g, "L-CC", "NO", (2, 12, 3, 11), (10, 8), original_shape=(11, 20))
+    recorded = MapPlacement(g, "L-CC", "NO", (2, 12, 3, 11), (10, 8), original_shape=(15, 20))
+    window = np.arange(80, dtype=np.float32).reshape(10, 8)
+    original = window_to_original(window, recorded)  # the shape comes from the placement
+    assert original.shape == (15, 20)
+    np.testing.assert_array_equal(original[2:12, 3:11], window)
+    np.testing.assert_array_equal(window_to_original(window, recorded, (15, 20)), original)
+    with pytest.raises(ValueError, match="differs from the original image's recorded shape 15x20"):
+        window_to_original(window, recorded, (16, 20))  # contains the crop box, but is not the original
+    unrecorded = MapPlacement(g, "L-CC", "NO", (2, 12, 3, 11), (10, 8))
+    np.testing.assert_array_equal(window_to_original(window, unrecorded, (15, 20)), original)
+    with pytest.raises(ValueError, match="pass original_shape"):
+        window_to_original(window, unrecorded)
+
+
 # ----------------------------------------------------------------------------------------------
 # Bootstrap
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +241,8 @@ def predicted(tmp_path_factory):
     predict_images(predictor, centred, root / "cropped", root / "predicted",
                    PredictOptions(device="cpu", save_maps=True, progress=False))
     return {"root": root, "maps": root / "predicted" / "maps", "segmentation": root / "synth" / "segmentation",
-            "exam_list": root / "cropped" / "data.pkl", "window": config.input_size}
+            "exam_list": root / "cropped" / "data.pkl", "window": config.input_size,
+            "images": root / "synth" / "images"}
 
 
 def _lesion_images(segmentation: Path) -> dict[str, set[str]]:
@@ -253,6 +272,9 @@ def test_maps_files_say_where_they_came_from(predicted):
         record = records[path.stem]
         assert placement.view == record.view and placement.horizontal_flip == record.horizontal_flip
         assert placement.crop_location == tuple(record.metadata["window_location"])
+        # The original image's shape, recorded by the crop stage and carried into the maps file.
+        assert placement.original_shape == record.metadata["original_shape"]
+        assert placement.original_shape == read_png(predicted["images"] / f"{path.stem}.png").shape
         assert placement.window_shape == predicted["window"]
         assert saliency.shape[0] == 2
 
@@ -310,8 +332,9 @@ def test_a_map_equal_to_the_lesion_mask_scores_dice_1_and_always_hits(predicted,
 
 
 def test_old_maps_need_the_exam_list_and_give_the_same_result_with_it(predicted, tmp_path):
-    def strip(image, arrays):
-        return {k: v for k, v in arrays.items() if k not in ("view", "horizontal_flip", "window_location")}
+    def strip(image, arrays):  # as written before the maps stored where they came from
+        return {k: v for k, v in arrays.items()
+                if k not in ("view", "horizontal_flip", "window_location", "original_shape")}
 
     old = _copy_maps(predicted["maps"], tmp_path / "old", strip)
     new = localize_maps(predicted["maps"], predicted["segmentation"], tmp_path / "new", n_bootstrap=50, log=None)
@@ -371,3 +394,95 @@ def test_unusable_arguments_are_one_line_errors(predicted, tmp_path, capsys):
     with pytest.raises(ValueError, match="threshold"):
         localize_maps(predicted["maps"], predicted["segmentation"], tmp_path / "o", threshold=2.0, log=None)
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Masks against the original shape recorded by the crop stage
+# ----------------------------------------------------------------------------------------------
+
+def _padded_masks(predicted, target: Path, image: str, rows: int = 7, cols: int = 5) -> None:
+    """Copy the masks, those of ``image`` padded below and on the right: they still contain the crop box, at
+    the same place, but are not of the original image's size."""
+    target.mkdir()
+    for path in predicted["segmentation"].glob("*.png"):
+        mask = read_png(path)
+        if path.name.startswith(f"{image}_"):
+            mask = np.pad(mask, ((0, rows), (0, cols)))
+        write_png(target / path.name, mask)
+
+
+def _strip_original_shape(image, arrays):
+    return {k: v for k, v in arrays.items() if k != "original_shape"}
+
+
+def _an_image_with_a_lesion(predicted) -> str:
+    lesions = _lesion_images(predicted["segmentation"])
+    return sorted(lesions["malignant"] | lesions["benign"])[0]
+
+
+def test_a_mask_of_the_wrong_size_that_contains_the_crop_box_is_refused(predicted, tmp_path):
+    image = _an_image_with_a_lesion(predicted)
+    shape = read_png(predicted["images"] / f"{image}.png").shape
+    segmentation = tmp_path / "segmentation"
+    _padded_masks(predicted, segmentation, image)
+    messages = []
+    result = localize_maps(predicted["maps"], segmentation, tmp_path / "out", n_bootstrap=0, log=messages.append)
+    reasons = {f.name: f.reason for f in result.skipped}
+    assert set(reasons) == {image}
+    reason = reasons[image]
+    assert str(segmentation / f"{image}_benign.png") in reason  # names the mask file
+    assert f"{shape[0] + 7}x{shape[1] + 5}" in reason and f"{shape[0]}x{shape[1]}" in reason  # both shapes
+    assert "original (uncropped) image" in reason and "original_shape" in reason  # and what to do
+    assert messages == [f"skipped {image}: {reason}"]
+    # The rest carry on, with the same scores as with the right masks.
+    reference = localize_maps(predicted["maps"], predicted["segmentation"], tmp_path / "ref", n_bootstrap=0,
+                              log=None)
+    assert result.rows and result.rows == [r for r in reference.rows if r["image"] != image]
+
+
+def test_without_a_recorded_shape_a_mask_is_only_checked_to_contain_the_crop_box(predicted, tmp_path):
+    image = _an_image_with_a_lesion(predicted)
+    segmentation = tmp_path / "segmentation"
+    _padded_masks(predicted, segmentation, image)
+    old = _copy_maps(predicted["maps"], tmp_path / "old", _strip_original_shape)
+    reference = localize_maps(predicted["maps"], predicted["segmentation"], tmp_path / "ref", n_bootstrap=0,
+                              log=None)
+    # Maps written before original_shape was recorded: the padded mask is not detected (today's behaviour),
+    # and since the padding adds no lesion and no window pixel, it scores exactly as the right mask.
+    result = localize_maps(old, segmentation, tmp_path / "out", n_bootstrap=0, log=None)
+    assert not result.skipped and result.rows == reference.rows
+    # Old maps with an exam list that records the shape: the exam list supplies it, and the mask is refused.
+    with_list = localize_maps(old, segmentation, tmp_path / "with", exam_list=predicted["exam_list"], n_bootstrap=0,
+                              log=None)
+    assert [f.name for f in with_list.skipped] == [image] and "original_shape" in with_list.skipped[0].reason
+    # Old maps and an old exam list (neither records the shape): today's behaviour again.
+    exams = load_exam_list(predicted["exam_list"])
+    for exam in exams:
+        del exam.image_metadata["original_shape"]
+    save_exam_list(exams, tmp_path / "old_data.pkl")
+    stripped = _copy_maps(predicted["maps"], tmp_path / "stripped", lambda image, arrays: {
+        k: v for k, v in arrays.items() if k not in ("view", "horizontal_flip", "window_location", "original_shape")})
+    both_old = localize_maps(stripped, segmentation, tmp_path / "both", exam_list=tmp_path / "old_data.pkl",
+                             n_bootstrap=0, log=None)
+    assert not both_old.skipped and both_old.rows == reference.rows
+
+
+def test_cli_round_trip_reports_the_wrong_mask_and_scores_the_rest(predicted, tmp_path, capsys):
+    image = _an_image_with_a_lesion(predicted)
+    segmentation = tmp_path / "segmentation"
+    _padded_masks(predicted, segmentation, image)
+    out = tmp_path / "out"
+    code = main(["localize", "--maps", str(predicted["maps"]), "--segmentations", str(segmentation),
+                 "--output-dir", str(out), "--bootstrap", "0"])
+    assert code == 0
+    captured = capsys.readouterr()
+    n_maps = len(list(predicted["maps"].glob("*.npz")))
+    assert f"{n_maps} maps, 1 skipped" in captured.out
+    assert f"1 of {n_maps} maps skipped:" in captured.err
+    assert f"{image}: {segmentation / image}_benign.png: mask of size" in captured.err
+    summary = json.loads((out / "localization.json").read_text())
+    assert summary["n_skipped"] == 1 and summary["skipped"][0]["image"] == image
+    assert "original_shape" in summary["skipped"][0]["reason"]
+    with open(out / "localization_per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and image not in {r["image"] for r in rows}

@@ -19,8 +19,9 @@ import warnings
 import numpy as np
 import pytest
 
+from testutils import split_original_shape
 from mammoscreen.cli import main
-from mammoscreen.data import load_exam_list
+from mammoscreen.data import load_exam_list, read_png
 from mammoscreen.data.exams import exams_from_data
 from mammoscreen.models.dmv_predictor import (build_nyu_model, build_nyu_model_single, load_image_wise,
                                               load_patch_classifier, load_view_wise)
@@ -118,11 +119,14 @@ def test_official_checkpoint_formats_load_strictly(checkpoints):
 
 # -- nyu_model, image only ---------------------------------------------------------------------------------
 
-def test_nyu_model_crops_and_centres_are_the_official_ones(nyu_run, nyu_centers, reference_dir):
+def test_nyu_model_crops_and_centres_are_the_official_ones(nyu_run, nyu_centers, nyu_images, reference_dir):
     official = reference_dir / "nyu_model"
-    assert (load_pickle(nyu_run / "cropped_images" / "cropped_exam_list.pkl")
-            == load_pickle(official / "cropped_exam_list.pkl"))
-    assert load_pickle(nyu_centers) == load_pickle(official / "center_data.pkl")
+    # Every official key is identical; mammoscreen's extra original_shape is the input image's shape.
+    cropped, shapes = split_original_shape(load_pickle(nyu_run / "cropped_images" / "cropped_exam_list.pkl"))
+    assert cropped == load_pickle(official / "cropped_exam_list.pkl")
+    assert shapes and shapes == {name: read_png(nyu_images / f"{name}.png").shape for name in shapes}
+    centred, centre_shapes = split_original_shape(load_pickle(nyu_centers))
+    assert centred == load_pickle(official / "center_data.pkl") and centre_shapes == shapes
 
 
 @pytest.mark.parametrize("exam", [0, 1])
@@ -334,7 +338,7 @@ def single_heatmaps_run(single_run, checkpoints, tmp_path_factory):
     for key in ("L-CC", "L-MLO", "R-MLO"):
         data[0][key] = []
         for meta in ("window_location", "rightmost_points", "bottommost_points", "distance_from_starting_side",
-                     "best_center"):
+                     "best_center", "original_shape"):  # every per-image key, mammoscreen's original_shape too
             data[0][meta][key] = []
     predictor = build_nyu_model_single(checkpoints["nyu_model_single_image_heatmaps"], device="cpu",
                                        patch_weights=checkpoints["patch_classifier_densenet121"])

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from testutils import split_original_shape
 from mammoscreen.cli import main
 from mammoscreen.data import load_exam_list, read_png
 from mammoscreen.models.gmic_predictor import load_gmic
@@ -51,10 +52,13 @@ def test_cropped_images_are_pixel_identical(run_dir, reference_dir):
 
 
 def test_crop_metadata_and_centres_are_identical(run_dir, reference_dir):
-    assert (load_pickle(run_dir / "cropped_images" / "cropped_exam_list.pkl")
-            == load_pickle(reference_dir / "gmic" / "cropped" / "cropped_exam_list.pkl"))
-    ours, official = load_pickle(run_dir / "data.pkl"), load_pickle(reference_dir / "gmic" / "data.pkl")
-    assert ours == official
+    # Every official key is identical; mammoscreen's extra original_shape is the reference image's shape.
+    cropped, shapes = split_original_shape(load_pickle(run_dir / "cropped_images" / "cropped_exam_list.pkl"))
+    assert cropped == load_pickle(reference_dir / "gmic" / "cropped" / "cropped_exam_list.pkl")
+    assert shapes == {name: read_png(reference_dir / "images" / f"{name}.png").shape for name in IMAGES}
+    (ours, centre_shapes), official = (split_original_shape(load_pickle(run_dir / "data.pkl")),
+                                       load_pickle(reference_dir / "gmic" / "data.pkl"))
+    assert ours == official and centre_shapes == shapes
     assert [e["best_center"] for e in ours] == [e["best_center"] for e in official]
 
 

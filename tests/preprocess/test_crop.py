@@ -149,3 +149,76 @@ def test_crop_dataset_resumes_and_uses_workers(tmp_path):
     (images / "e_R-CC.png").write_bytes(b"corrupt")
     _, failures = crop_dataset(images, exams, out, workers=1, iterations=21, buffer_size=10, progress=False)
     assert [f.name for f in failures] == ["e_R-CC"] and "not a readable PNG" in failures[0].reason
+
+
+OFFICIAL_KEYS = {"window_location", "rightmost_points", "bottommost_points", "distance_from_starting_side"}
+
+
+def test_crop_dataset_records_the_original_shape_beside_the_unchanged_official_keys(tmp_path):
+    import pickle
+
+    images = tmp_path / "images"
+    shapes = {"L-CC": (410, 270), "R-CC": (380, 300), "L-MLO": (450, 240), "R-MLO": (395, 285)}
+    names = {view: f"s_{view}" for view in shapes}
+    for view, shape in shapes.items():
+        write_png(images / f"{names[view]}.png",
+                  synthetic_breast(shape, facing="right" if view[0] == "L" else "left", seed=ord(view[2]) + shape[0]))
+    exams = exams_from_data([{"horizontal_flip": "NO", **{v: [n] for v, n in names.items()}}])
+    out = tmp_path / "cropped"
+    cropped, failures = crop_dataset(images, exams, out, workers=1, iterations=20, buffer_size=10, progress=False)
+    assert not failures
+    for r in iter_images(load_exam_list(out / CROPPED_EXAM_LIST)):
+        image = read_png(images / f"{r.name}.png")
+        assert r.metadata["original_shape"] == image.shape == shapes[r.view]
+        # The official keys are exactly what the crop computes, unchanged by the addition.
+        official = crop_info(image, breast_facing(r.view, r.horizontal_flip), 20, 10).as_metadata()
+        assert {k: r.metadata[k] for k in OFFICIAL_KEYS} == official
+    # On disk: the official per-view keys plus one extra per-view key, same layout as window_location.
+    with open(out / CROPPED_EXAM_LIST, "rb") as f:
+        (raw,) = pickle.load(f)
+    assert set(raw) == {"horizontal_flip", *shapes, *OFFICIAL_KEYS, "original_shape"}
+    assert raw["original_shape"] == {view: [shape] for view, shape in shapes.items()}
+
+
+def test_a_journal_written_before_original_shape_is_not_mixed_with_new_results(tmp_path):
+    import json
+
+    images, exams = make_dataset(tmp_path)
+    out = tmp_path / "cropped"
+    crop_dataset(images, exams, out, workers=1, iterations=20, buffer_size=10, progress=False)
+    # Make the journal look like one from an older mammoscreen: no original_shape in its fingerprint or results.
+    journal = out / ".crop_journal.jsonl"
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    lines[0]["fingerprint"].pop("records", None)
+    for line in lines[1:]:
+        del line["value"]["result"]["original_shape"]
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (out / "e_R-MLO.png").unlink()  # one image to redo: old and new results would be mixed
+    cropped, failures = crop_dataset(images, exams, out, workers=1, iterations=20, buffer_size=10, progress=False)
+    assert not failures
+    for r in iter_images(cropped):
+        assert r.metadata["original_shape"] == read_png(images / f"{r.name}.png").shape
+
+
+def test_an_exam_list_without_original_shape_still_goes_through_the_centres(tmp_path):
+    from mammoscreen.data.exams import exams_to_data, save_exam_list
+    from mammoscreen.preprocess.centers import centers_dataset
+
+    images, exams = make_dataset(tmp_path)
+    out = tmp_path / "cropped"
+    cropped, _ = crop_dataset(images, exams, out, workers=1, iterations=20, buffer_size=10, progress=False)
+    old = exams_to_data(cropped)
+    for exam in old:
+        del exam["original_shape"]
+    old_exams = exams_from_data(old)
+    save_exam_list(old_exams, tmp_path / "old.pkl")
+    reloaded = load_exam_list(tmp_path / "old.pkl")
+    assert all("original_shape" not in r.metadata for r in iter_images(reloaded))
+    centred, failures = centers_dataset(out, reloaded, tmp_path / "data.pkl", progress=False,
+                                        windows={"CC": (300, 200), "MLO": (300, 200)})
+    assert not failures
+    new_centred, _ = centers_dataset(out, cropped, tmp_path / "data_new.pkl", progress=False,
+                                     windows={"CC": (300, 200), "MLO": (300, 200)})
+    for before, after in zip(iter_images(centred), iter_images(new_centred)):
+        assert "original_shape" not in before.metadata and "original_shape" in after.metadata
+        assert before.metadata["best_center"] == after.metadata["best_center"]

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--segmentations", required=True, type=Path, help="directory of lesion masks")
     p.add_argument("--output-dir", required=True, type=Path, help="where the two output files go")
     p.add_argument("--exam-list", type=Path,
-                   help="cropped exam list; needed only for maps written before they stored view and window_location")
+                   help="cropped exam list; needed only for maps written before they stored view and window_location "
+                        "(it also gives them original_shape, to check the masks' size, when it records it)")
     p.add_argument("--bootstrap", type=_non_negative_int, default=2000, metavar="N",
                    help="bootstrap replicates for 95%% CIs (default: %(default)s; 0 = no CIs)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="bootstrap random seed (default: %(default)s)")

@@ -8,7 +8,10 @@ On disk an exam list is the NYU format — a pickle (or JSON) of a list of exam 
      # added by preprocessing, one entry per image of each view:
      'window_location': {'L-CC': [(top, bottom, left, right)], ...},
      'rightmost_points': {...}, 'bottommost_points': {...},
-     'distance_from_starting_side': {...}, 'best_center': {...}}
+     'distance_from_starting_side': {...}, 'best_center': {...},
+     # added by mammoscreen's crop stage (not in the official format; readers of the official keys
+     # ignore it): the (rows, cols) of the original, uncropped image
+     'original_shape': {'L-CC': [(rows, cols)], ...}}
 
 In memory every step works on :class:`Exam` objects, which validate that structure once, at the edge,
 with errors that name the file, the exam and the key. Keys this module does not know (for example
@@ -42,6 +45,8 @@ IMAGE_METADATA_SHAPES: dict[str, Any] = {
     "bottommost_points": (int, (int, int)),  # (y, (x_start, x_end)) in the cropped, flipped image
     "distance_from_starting_side": int,
     "best_center": (int, int),  # (row, col) of the window centre in the cropped, flipped image
+    # mammoscreen's addition (absent from the official format and from older exam lists):
+    "original_shape": (int, int),  # (rows, cols) of the original, uncropped image
 }
 
 PICKLE_PROTOCOL = 4

@@ -74,6 +74,8 @@ class MapPlacement:
     horizontal_flip : the exam's 'YES'/'NO' (together with ``view``: was the crop mirrored).
     crop_location : the crop box (top, bottom, left, right) in the original image (``window_location``).
     cropped_shape : (rows, cols) of the cropped image.
+    original_shape : (rows, cols) of the original image, when recorded (``original_shape`` of the crop stage;
+        None for maps and exam lists written before it was recorded).
     """
 
     geometry: WindowGeometry
@@ -81,6 +83,7 @@ class MapPlacement:
     horizontal_flip: str
     crop_location: tuple[int, int, int, int]
     cropped_shape: tuple[int, int]
+    original_shape: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         top, bottom, left, right = self.crop_location
@@ -91,6 +94,11 @@ class MapPlacement:
             raise ValueError(f"crop box (window_location) {self.crop_location} has size {bottom - top}x{right - left} "
                              f"but the cropped image was {self.cropped_shape[0]}x{self.cropped_shape[1]}: the exam "
                              "list does not belong to these maps (use the cropped exam list of the same run)")
+        if self.original_shape is not None:
+            rows, cols = self.original_shape
+            if rows < bottom or cols < right:
+                raise ValueError(f"the original image ({rows}x{cols}, original_shape) does not contain the crop box "
+                                 f"(window_location) {self.crop_location}: the two do not come from the same crop")
         needs_flip(self.view, self.horizontal_flip)  # raises for an unknown horizontal_flip
         if self.view not in VIEWS:
             raise ValueError(f"unknown view {self.view!r}; expected one of {', '.join(VIEWS)}")
@@ -120,7 +128,7 @@ def upsample_to_window(saliency: np.ndarray, window_shape: tuple[int, int]) -> n
     return cv2.resize(saliency, (cols, rows), interpolation=cv2.INTER_LINEAR)
 
 
-def window_to_original(window_map: np.ndarray, placement: MapPlacement, original_shape: tuple[int, int],
+def window_to_original(window_map: np.ndarray, placement: MapPlacement, original_shape: tuple[int, int] | None = None,
                        fill_value: float = np.nan) -> np.ndarray:
     """Map a window-sized array back to the original image frame (the inverse of ``align_to_window``).
 
@@ -128,10 +136,19 @@ def window_to_original(window_map: np.ndarray, placement: MapPlacement, original
     ----------
     window_map : (rows, cols) array of the window's size (see :func:`upsample_to_window`).
     placement : where the window was cut (:class:`MapPlacement`).
-    original_shape : (rows, cols) of the original image; must contain the crop box.
+    original_shape : (rows, cols) of the original image; must contain the crop box, and equal
+        ``placement.original_shape`` when that is recorded (None: use it).
     fill_value : value of original pixels the window does not cover (NaN: no value).
     """
     window_map = np.asarray(window_map)
+    if original_shape is None:
+        if placement.original_shape is None:
+            raise ValueError("the original image's shape is not recorded in the placement: pass original_shape")
+        original_shape = placement.original_shape
+    original_shape = (int(original_shape[0]), int(original_shape[1]))
+    if placement.original_shape is not None and original_shape != tuple(placement.original_shape):
+        raise ValueError(f"original_shape {original_shape[0]}x{original_shape[1]} differs from the original image's "
+                         f"recorded shape {placement.original_shape[0]}x{placement.original_shape[1]}")
     if window_map.shape != placement.window_shape:
         raise ValueError(f"window map of shape {window_map.shape} does not match the window "
                          f"{placement.window_shape}: upsample it first")
@@ -151,7 +168,7 @@ def window_to_original(window_map: np.ndarray, placement: MapPlacement, original
                                                                   :last_col - g.left]
     if needs_flip(placement.view, placement.horizontal_flip):
         cropped = cropped[:, ::-1]
-    original = np.full(tuple(original_shape), fill_value, dtype=np.float32)
+    original = np.full(original_shape, fill_value, dtype=np.float32)
     original[top:bottom, left:right] = cropped
     return original
 
@@ -346,8 +363,11 @@ def read_map_file(path: str | Path, image_info: Mapping[str, Any] | None = None)
     Parameters
     ----------
     path : a GMIC maps ``.npz``.
-    image_info : ``view``, ``horizontal_flip`` and ``window_location`` of the image (from a cropped exam
-        list), used only for files written before the maps stored them.
+    image_info : ``view``, ``horizontal_flip``, ``window_location`` and, when recorded, ``original_shape`` of
+        the image (from a cropped exam list), used only for files written before the maps stored them.
+
+    ``original_shape`` is optional: files and exam lists written before the crop stage recorded it give a
+    placement without it (masks are then only checked to contain the crop box).
     """
     path = Path(path)
     try:
@@ -375,13 +395,18 @@ def read_map_file(path: str | Path, image_info: Mapping[str, Any] | None = None)
                 raise ValueError(f"{path}: the exam list has no '{key}' for this image: give the *cropped* exam "
                                  "list (cropped_exam_list.pkl or data.pkl)")
             arrays[key] = np.asarray(image_info[key])
+    if "original_shape" not in arrays and image_info is not None and image_info.get("original_shape") is not None:
+        arrays["original_shape"] = np.asarray(image_info["original_shape"])
+    original_shape = None
+    if "original_shape" in arrays:
+        original_shape = _int_tuple(arrays["original_shape"], 2, "original_shape", path)
     top, bottom, left, right = _int_tuple(arrays["window_borders"], 4, "window_borders", path)
     pad_top, pad_bottom, pad_right = _int_tuple(arrays["window_padding"], 3, "window_padding", path)
     geometry = WindowGeometry(pad_top, pad_bottom, pad_right, top, bottom, left, right)
     try:
         placement = MapPlacement(geometry, str(arrays["view"]), str(arrays["horizontal_flip"]),
                                  _int_tuple(arrays["window_location"], 4, "window_location", path),
-                                 _int_tuple(arrays["cropped_shape"], 2, "cropped_shape", path))
+                                 _int_tuple(arrays["cropped_shape"], 2, "cropped_shape", path), original_shape)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return saliency, placement
@@ -393,6 +418,15 @@ def _mask_path(segmentation_dir: Path, image: str, kind: str) -> Path:
 
 def _read_mask(path: Path, placement: MapPlacement) -> np.ndarray:
     mask = read_png(path) > 0
+    if placement.original_shape is not None:
+        rows, cols = placement.original_shape
+        if mask.shape != (rows, cols):
+            raise ValueError(f"{path}: mask of size {mask.shape[0]}x{mask.shape[1]} but the original image was "
+                             f"{rows}x{cols} (original_shape recorded by the crop stage): the mask is of another "
+                             "image, or was resized, padded or cropped; give the mask at the size and orientation of "
+                             "the original (uncropped) image")
+        return mask
+    # Maps and exam lists written before original_shape was recorded: the mask must at least contain the crop.
     top, bottom, left, right = placement.crop_location
     if mask.shape[0] < bottom or mask.shape[1] < right:
         raise ValueError(f"{path}: mask of size {mask.shape[0]}x{mask.shape[1]} does not contain the crop box "
@@ -492,8 +526,9 @@ def _exam_list_index(exam_list: str | Path) -> dict[str, dict[str, Any]]:
     index = {}
     for record in iter_images(load_exam_list(exam_list)):
         info = {"view": record.view, "horizontal_flip": record.horizontal_flip}
-        if "window_location" in record.metadata:
-            info["window_location"] = record.metadata["window_location"]
+        for key in ("window_location", "original_shape"):  # absent before cropping / from older crops
+            if key in record.metadata:
+                info[key] = record.metadata[key]
         index[record.name] = info
     return index
 
@@ -510,12 +545,15 @@ def localize_maps(maps_dir: str | Path, segmentation_dir: str | Path, output_dir
     segmentation_dir : lesion masks ``<image>_benign.png`` / ``<image>_malignant.png`` (non-zero = lesion) in
         the original image's size and orientation; a missing or empty mask means no lesion of that class.
     output_dir : where the two output files go (atomically).
-    exam_list : the cropped exam list, needed only for maps files without ``view``/``window_location``.
+    exam_list : the cropped exam list, needed only for maps files without ``view``/``window_location``
+        (it also supplies ``original_shape`` to files without it, when the exam list records it).
     n_bootstrap : bootstrap replicates for the 95% CIs (0: none).
     seed : seed of the bootstrap; each class is resampled with its own generator seeded with it.
     threshold : optional fixed threshold in [0, 1] on the normalised map, reported besides the best one.
     log : receives one line per skipped file (None: silent).
 
+    A mask whose size differs from the recorded ``original_shape`` is refused; without a recorded shape (older
+    files) a mask is only required to contain the crop box.
     A file that cannot be used (no mask, unreadable, wrong size...) is skipped and listed with its reason
     in ``LocalizationResult.skipped`` and in localization.json; it never stops the batch.
     """

@@ -68,6 +68,7 @@ class GMICInput:
     view: str = ""
     horizontal_flip: str = ""
     crop_location: tuple[int, int, int, int] | None = None  # the exam list's window_location, if any
+    original_shape: tuple[int, int] | None = None  # the exam list's original_shape, if any
 
 
 class GMICPredictor(Predictor):
@@ -99,8 +100,10 @@ class GMICPredictor(Predictor):
         geometry = window_geometry(image.shape, size, record.metadata["best_center"], record.view)
         window = standardize(extract_window(image, geometry, size))
         crop_location = record.metadata.get("window_location")
+        original_shape = record.metadata.get("original_shape")  # absent from exam lists of older crops
         return GMICInput(window, geometry, cropped.shape, record.view, record.horizontal_flip,
-                         None if crop_location is None else tuple(int(v) for v in crop_location))
+                         None if crop_location is None else tuple(int(v) for v in crop_location),
+                         None if original_shape is None else tuple(int(v) for v in original_shape))
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[GMICInput]) -> list[ImagePrediction]:
@@ -129,6 +132,9 @@ class GMICPredictor(Predictor):
             if p.crop_location is not None:
                 # The crop box (top, bottom, left, right) in the original image.
                 maps["window_location"] = np.array(p.crop_location, dtype=np.int64)
+            if p.original_shape is not None:
+                # (rows, cols) of the original image, so that masks can be checked against it.
+                maps["original_shape"] = np.array(p.original_shape, dtype=np.int64)
             if len(self.models) > 1:
                 maps["ensemble_prediction"] = prediction[i].astype(np.float32)
             results.append(ImagePrediction(

@@ -185,6 +185,12 @@ def apply_crop(image: np.ndarray, info: CropInfo) -> np.ndarray:
 
 CROPPED_EXAM_LIST = "cropped_exam_list.pkl"
 
+ORIGINAL_SHAPE = "original_shape"
+"""Exam-list key, per image, of the original (uncropped) image's (rows, cols). Not part of the official
+format: mammoscreen's crop stage adds it beside the official keys, which it leaves unchanged, so that the
+maps can be checked against masks of the original image (``mammoscreen localize``). Older exam lists do
+not have it."""
+
 
 def _crop_file(item: tuple[str, str, str], images_dir: str, output_dir: str, iterations: int,
                buffer_size: int) -> dict:
@@ -195,7 +201,7 @@ def _crop_file(item: tuple[str, str, str], images_dir: str, output_dir: str, ite
     except CropError as e:
         raise CropError(f"{image_path(images_dir, name)}: cannot crop: {e}") from None
     write_png(image_path(output_dir, name), apply_crop(image, info))
-    return info.as_metadata()
+    return {**info.as_metadata(), ORIGINAL_SHAPE: (int(image.shape[0]), int(image.shape[1]))}
 
 
 def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str | Path, *, workers: int = 1,
@@ -204,14 +210,17 @@ def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str 
     """Crop every image of ``exams`` into ``output_dir`` and write ``output_dir/cropped_exam_list.pkl``.
 
     Returns the cropped exam list (with ``window_location``, ``rightmost_points``, ``bottommost_points``
-    and ``distance_from_starting_side`` per image) and the images that could not be cropped, which are
+    and ``distance_from_starting_side`` per image, as the official code writes them, plus mammoscreen's
+    ``original_shape``, see :data:`ORIGINAL_SHAPE`) and the images that could not be cropped, which are
     left out of it. Finished images are journaled: a re-run after an interruption skips them.
     """
     output_dir = Path(output_dir)
     records = list(iter_images(exams))
     journal = Journal(output_dir / ".crop_journal.jsonl",
                       fingerprint={"stage": "crop", "images": str(Path(images_dir).resolve()),
-                                   "iterations": iterations, "buffer_size": buffer_size})
+                                   "iterations": iterations, "buffer_size": buffer_size,
+                                   # results journaled before original_shape was recorded lack it
+                                   "records": ORIGINAL_SHAPE})
     func = partial(_crop_file, images_dir=str(images_dir), output_dir=str(output_dir), iterations=iterations,
                    buffer_size=buffer_size)
     results, failures = map_images(
