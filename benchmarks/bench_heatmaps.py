@@ -345,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  5x the official {lo} s/patch = {lo / 5:.4f} s/patch needs {needed:.0f} GFLOP/s with "
                   f"{classified:.0%} of the patches classified "
                   f"= {needed / peak32:.1f}x this machine's float32 matmul peak ({needed / peak16:.1f}x bfloat16)")
+            if base:
+                needed = 5 * flop * best["ours"]["classified_patches"] / base["seconds"]
+                report["gflops_needed_for_5x_baseline"] = needed
+                print(f"  5x the baseline of this run = {base['seconds'] / 5:.1f} s needs {needed:.0f} GFLOP/s "
+                      f"= {needed / peak32:.1f}x the float32 matmul peak ({needed / peak16:.1f}x bfloat16)")
 
         if not args.skip_dmv:
             dmv = _run_worker("dmv", args, tmp / "dmv.npz")

@@ -254,6 +254,18 @@ def test_missing_pieces_give_notes(report_run, tmp_path):
     assert "skipped: weights file not found: /w/x.p" in text and "No figures in this run." in text
 
 
+def test_approximate_heatmaps_are_flagged(report_run, tmp_path, report):
+    assert "Approximate arithmetic" not in report[0]
+    run_dir = tmp_path / "run"
+    shutil.copytree(report_run[0], run_dir)
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    summary["models"][1]["provenance"] = {**(summary["models"][1].get("provenance") or {}),
+                                          "heatmap_precision": "bfloat16"}
+    (run_dir / "run_summary.json").write_text(json.dumps(summary))
+    text = build_report(run_dir).read_text()
+    assert f"Approximate arithmetic, not the official numbers: {MODELS[1]}: heatmaps in bfloat16" in text
+
+
 def test_bad_input_errors_name_the_file(tmp_path):
     with pytest.raises(ReportInputError, match=f"{tmp_path / 'nope'} does not exist"):
         build_report(tmp_path / "nope")

@@ -146,6 +146,11 @@ def _provenance(contents: RunContents, report_environment: dict[str, Any]) -> st
                      m.entry.get("output_level"), _model_field(m, "paper"), _model_field(m, "license"),
                      _model_field(m, "intended_use")])
     parts.append(_table(["model", "title", "variant", "status", "output", "paper", "licence", "intended use"], rows))
+    approximate = [f"{m.name}: heatmaps in {precision}" for m in contents.models
+                   if (precision := (m.entry.get("provenance") or {}).get("heatmap_precision", "float32")) != "float32"]
+    if approximate:
+        parts.append(_note(f"Approximate arithmetic, not the official numbers: {'; '.join(approximate)} "
+                           "(see docs/models/nyu_model.md#speed)."))
 
     parts.append("<h3>Weights</h3>")
     rows = [[_code(m.name), _code(w.path), Raw(f'<span class="hash">{_e(w.sha256)}</span>'), w.source]
