@@ -50,6 +50,14 @@ REFERENCE_CHECKPOINTS = {
     "nyu_glam": {"model_joint": "manifests/glam_model_joint.json"},
 }
 
+# Variants measured besides the default one, with the builder options they need ("patch_weights": the
+# reference patch classifier). The image+heatmaps rows include the heatmap stage.
+EXTRA_VARIANTS = {
+    "nyu_model": {"image_heatmaps": ("patch_weights",)},
+    "nyu_model_single": {"image_heatmaps": ("patch_weights",)},
+}
+PATCH_CLASSIFIER_MANIFEST = "patch_classifier_densenet121"
+
 # Official timings from the reference READMEs (same 2-core machine, quiet): model -> (seconds, what).
 OFFICIAL_SECONDS = {
     "nyu_glam": (2.14, "s/image, official forward, median (glam/README.md)"),
@@ -82,7 +90,12 @@ def _find_modules(obj: Any, seen: set[int] | None = None) -> list:
 
 
 class FlopCounter:
-    """Multiply-accumulates of Conv2d and Linear layers, counted with forward hooks."""
+    """Multiply-accumulates of convolution and linear layers, counted with forward hooks.
+
+    Counted: ``nn.Conv2d`` / ``nn.Linear`` and their subclasses, and any other leaf module holding a
+    convolution-shaped (4-D: out, in/groups, kh, kw) or matrix-shaped (2-D: out, in) ``weight``
+    parameter (e.g. end2end's Keras-style layers, which call ``F.conv2d`` / ``F.linear`` themselves).
+    """
 
     def __init__(self, modules):
         from torch import nn
@@ -91,17 +104,19 @@ class FlopCounter:
         self.handles = []
         for module in modules:
             for m in module.modules():
-                if isinstance(m, nn.Conv2d):
+                weight = m._parameters.get("weight") if not isinstance(m, nn.modules.batchnorm._NormBase) else None
+                if weight is None:
+                    continue
+                if weight.dim() == 4:
                     self.handles.append(m.register_forward_hook(self._conv))
-                elif isinstance(m, nn.Linear):
+                elif weight.dim() == 2:
                     self.handles.append(m.register_forward_hook(self._linear))
 
     def _conv(self, m, inputs, output):
-        kh, kw = m.kernel_size
-        self.macs += output.numel() * (m.in_channels // m.groups) * kh * kw
+        self.macs += output.numel() * m.weight[0].numel()  # (in / groups) x kh x kw per output element
 
     def _linear(self, m, inputs, output):
-        self.macs += output.numel() * m.in_features
+        self.macs += output.numel() * m.weight.shape[1]
 
     def remove(self):
         for h in self.handles:
@@ -136,57 +151,100 @@ def worker(task: dict) -> dict:
 
     from mammoscreen.data.exams import iter_images, load_exam_list
     from mammoscreen.models.registry import get_model_spec
-    from mammoscreen.predict import PredictOptions, predict_images
+    from mammoscreen.predict import ExamPredictor, PredictOptions, run_prediction
 
     spec = get_model_spec(task["model"])
     baseline_rss = _rss_mb()
     t0 = time.perf_counter()
-    predictor = spec.build(task["weights"], task["variant"], device=task["device"])
+    predictor = spec.build(task["weights"], task["variant"], device=task["device"], **task.get("build_options", {}))
     build_seconds = time.perf_counter() - t0
     modules = _find_modules(predictor)
+    exam_level = isinstance(predictor, ExamPredictor)
+    forward = "predict_exam" if exam_level else "predict_batch"
+    heatmaps = getattr(predictor, "heatmap_settings", None)
+    patch_flops = 0.0
+    if heatmaps is not None:
+        # The patch classifier sits inside the predictor's heatmap settings; its fused network calls
+        # oneDNN directly, so its FLOPs are counted once per patch here and multiplied by the patches run.
+        modules.append(heatmaps.classifier.model)
+        patch_flops = _fused_patch_flops(heatmaps.classifier.fused)
     params = {id(p): p.numel() for m in modules for p in m.parameters()}
 
-    timers = {"prepare": 0.0, "predict_batch": 0.0}
-    for name in timers:
-        method = getattr(predictor, name)
+    timers = {"prepare": 0.0, forward: 0.0, "heatmaps": 0.0}
+    patches = [0]
 
-        def timed(*args, _method=method, _name=name):
+    def timed(method, name, count_patches=False):
+        def wrapper(*args):
             start = time.perf_counter()
             try:
-                return _method(*args)
+                return method(*args)
             finally:
-                timers[_name] += time.perf_counter() - start
-        setattr(predictor, name, timed)
+                timers[name] += time.perf_counter() - start
+                if count_patches:
+                    patches[0] += len(args[1])
+        return wrapper
+
+    predictor.prepare = timed(predictor.prepare, "prepare")
+    setattr(predictor, forward, timed(getattr(predictor, forward), forward))
+    if heatmaps is not None:
+        classifier = heatmaps.classifier
+        classifier.patch_probabilities = timed(classifier.patch_probabilities, "heatmaps")
+        classifier._run_batch = timed(classifier._run_batch, "patch_batches", count_patches=True)
+        timers["patch_batches"] = 0.0
 
     exams = load_exam_list(task["exam_list"])
     options = PredictOptions(device=task["device"], save_maps=task["with_maps"], progress=False)
     work = Path(task["work_dir"])
-    # Warm-up on the first image (allocator, oneDNN kernel selection), not timed.
-    first = next(iter_images(exams))
-    exam = exams[first.exam_index]
-    warm = replace(exam, images={view: names[:1] if view == first.view else [] for view, names in exam.images.items()})
-    predict_images(predictor, [warm], task["images_dir"], work / "warmup", options)
+    if task.get("warmup", True):
+        # Warm-up (allocator, oneDNN kernel selection), not timed: the first image, or the first exam.
+        first = next(iter_images(exams))
+        exam = exams[first.exam_index]
+        warm = exam if exam_level else replace(
+            exam, images={view: names[:1] if view == first.view else [] for view, names in exam.images.items()})
+        run_prediction(predictor, [warm], task["images_dir"], work / "warmup", options)
 
-    timers.update(prepare=0.0, predict_batch=0.0)
-    counter = FlopCounter(modules)
+    for key in timers:
+        timers[key] = 0.0
+    patches[0] = 0
+    counter = FlopCounter(modules[:-1] if heatmaps is not None else modules)
     start, cpu_start = time.perf_counter(), _cpu_seconds()
-    run = predict_images(predictor, exams, task["images_dir"], work / "timed", options)
+    run = run_prediction(predictor, exams, task["images_dir"], work / "timed", options)
     total, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     counter.remove()
-    n_images = len(run.rows)
-    n_exams = sum(1 for e in exams if any(e.images.values()))
+    n_images = len(run.rows) * (len(predictor.required_views) if exam_level else 1)
+    n_exams = len(run.rows) if exam_level else sum(1 for e in exams if any(e.images.values()))
     if n_images == 0:
-        raise RuntimeError(f"{spec.name}: no image was predicted ({[str(f) for f in run.failures]})")
+        raise RuntimeError(f"{spec.name}: nothing was predicted ({[str(f) for f in run.failures]})")
+    flops = 2 * counter.macs + patch_flops * patches[0]
     return {
         "model": spec.name, "variant": task["variant"] or spec.default_variant, "with_maps": task["with_maps"],
-        "params": sum(params.values()), "gflops_per_image": 2 * counter.macs / n_images / 1e9,
+        "params": sum(params.values()), "gflops_per_image": flops / n_images / 1e9,
         "images": n_images, "exams": n_exams, "failed": len(run.failures),
         "seconds_per_image": total / n_images, "seconds_per_exam": total / n_exams,
         "cpu_seconds_per_image": cpu / n_images,
-        "forward_seconds_per_image": timers["predict_batch"] / n_images,
+        "forward_seconds_per_image": timers[forward] / n_images,
         "prepare_seconds_per_image": timers["prepare"] / n_images,
+        "heatmap_seconds_per_image": timers["heatmaps"] / n_images if heatmaps is not None else None,
+        "classified_patches": patches[0] if heatmaps is not None else None,
         "build_seconds": build_seconds, "rss_before_mb": baseline_rss, "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _fused_patch_flops(fused) -> float:
+    """FLOPs of one patch through the fused DenseNet (every convolution through its module for the hooks)."""
+    import torch
+
+    counter = FlopCounter([fused])
+    before, after = fused.stem_padding()
+    size = fused.input_size + before + after
+    fused.fused_relu, saved = False, fused.fused_relu
+    try:
+        with torch.inference_mode():
+            fused(torch.zeros(1, 1, size, size, dtype=next(fused.parameters()).dtype))
+    finally:
+        fused.fused_relu = saved
+        counter.remove()
+    return 2.0 * counter.macs
 
 
 def _baseline(task: dict) -> dict:
@@ -233,30 +291,67 @@ def _baseline(task: dict) -> dict:
 # Driver
 # ----------------------------------------------------------------------------------------------
 
-def _reference_weights(spec, reference: Path, build_dir: Path) -> tuple[str, str] | None:
-    """(variant, checkpoint path) of a reference checkpoint for ``spec``, materialised if needed."""
+def _reference_weights(spec, reference: Path, build_dir: Path, variant: str | None = None
+                       ) -> tuple[str, str] | None:
+    """(variant, checkpoint path) of a reference checkpoint for ``spec``, materialised if needed.
+
+    Bundled weights are used as they are; end2end's and frcnn_cad's reference files are rebuilt as
+    ``bench_zoo2.py`` does. ``variant`` asks for that variant only.
+    """
+    wanted = variant or spec.default_variant
+    record = spec.weights.get(wanted)
+    if record is not None and record.bundled:
+        return wanted, "official"
+    if spec.name in ("end2end", "frcnn_cad") and variant in (None, spec.default_variant):
+        zoo2 = _import_sibling("bench_zoo2")
+        return spec.default_variant, str(zoo2.reference_weights(spec.name, reference, build_dir / spec.name))
     candidates: dict[str, str] = dict(REFERENCE_CHECKPOINTS.get(spec.name, {}))
     candidates.update(spec.extra.get("reference_checkpoints", {}))
-    for variant in spec.variants:
-        manifest = reference / "manifests" / f"{spec.name}_{variant}.json"
+    for name in spec.variants:
+        manifest = reference / "manifests" / f"{spec.name}_{name}.json"
         if manifest.is_file():
-            candidates.setdefault(variant, str(manifest.relative_to(reference)))
+            candidates.setdefault(name, str(manifest.relative_to(reference)))
+    if variant is not None:
+        candidates = {k: v for k, v in candidates.items() if k == variant}
     ordered = sorted(candidates.items(), key=lambda kv: kv[0] != spec.default_variant)
-    for variant, relative in ordered:
+    for name, relative in ordered:
         source = reference / relative
         if not source.is_file():
             continue
         if source.suffix != ".json":
-            return variant, str(source)
-        target = build_dir / spec.name / f"{variant}.ckpt"
+            return name, str(source)
+        target = build_dir / spec.name / f"{name}.ckpt"
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             sys.path.insert(0, str(reference / "tools"))
             from make_checkpoint import build_checkpoint
 
             build_checkpoint(source, target)
-        return variant, str(target)
+        return name, str(target)
     return None
+
+
+def _import_sibling(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _patch_classifier(reference: Path, build_dir: Path) -> str | None:
+    manifest = reference / "manifests" / f"{PATCH_CLASSIFIER_MANIFEST}.json"
+    if not manifest.is_file():
+        return None
+    target = build_dir / "patch_classifier.p"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sys.path.insert(0, str(reference / "tools"))
+        from make_checkpoint import build_checkpoint
+
+        build_checkpoint(manifest, target)
+    return str(target)
 
 
 def _preprocess(specs, images: Path, exam_list: Path, work: Path, workers: int) -> dict[str, tuple[str, str]]:
@@ -312,10 +407,10 @@ def print_table(rows: list[dict], baseline: dict | None) -> None:
     header = ("model", "variant", "maps", "params (M)", "GFLOPs/img", "s/img", "fwd s/img", "CPU s/img", "s/exam",
               "peak RSS (MB)", "x params", "x FLOPs", "x CPU time", "x memory")
     lines = [header]
+    notes = []
     for r in rows:
         if "error" in r or "skipped" in r:
-            lines.append((r["model"], r.get("variant") or "-", "-", r.get("skipped") or f"error: {r['error']}")
-                         + ("",) * (len(header) - 4))
+            notes.append(f"{r['model']} {r.get('variant') or ''}: {r.get('skipped') or 'error: ' + str(r['error'])}")
             continue
         ratio = lambda key: _fmt(r[key] / baseline[key], ".2f") if baseline and baseline.get(key) else "-"  # noqa
         lines.append((r["model"], str(r["variant"]), "yes" if r["with_maps"] else "no", _fmt(r["params"] / 1e6),
@@ -323,11 +418,19 @@ def print_table(rows: list[dict], baseline: dict | None) -> None:
                       _fmt(r["forward_seconds_per_image"]), _fmt(r["cpu_seconds_per_image"]),
                       _fmt(r["seconds_per_exam"]), _fmt(r["peak_rss_mb"], ".0f"), ratio("params"),
                       ratio("gflops_per_image"), ratio("cpu_seconds_per_image"), ratio("peak_rss_mb")))
-    widths = [max(len(str(line[i])) for line in lines if len(line) > i) for i in range(len(header))]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
     print("s = wall-clock seconds, CPU s = process CPU time (all threads); ratios (x ...) are against the ResNet-34 "
-          "baseline row of this run; FLOPs count conv/linear layers only.")
+          "baseline row of this run; FLOPs count conv/linear layers only. Breast-level models (nyu_model) "
+          "count the four images of each exam; in image+heatmaps rows the forward (fwd s/img) includes the "
+          "heatmap stage.")
+    for r in rows:
+        if r.get("heatmap_seconds_per_image") is not None:
+            print(f"{r['model']} {r['variant']} (maps {'yes' if r['with_maps'] else 'no'}): heatmap stage "
+                  f"{r['heatmap_seconds_per_image']:.2f} s/image, {r['classified_patches']} patches classified")
+    for note in notes:
+        print(note)
     for r in rows:
         official = OFFICIAL_SECONDS.get(r.get("model"))
         if official and "forward_seconds_per_image" in r:
@@ -374,21 +477,34 @@ def main(argv=None) -> int:
         rows = []
         for spec in specs:
             request = requests[spec.name]
-            weights, variant = request.weights, request.variant
-            if weights is None:
+            jobs = []  # (variant, weights, builder options)
+            if request.weights is not None:
+                jobs.append((request.variant, request.weights, {}))
+            else:
                 found = _reference_weights(spec, args.reference, work / "weights")
                 if found is None:
                     rows.append({"model": spec.name, "variant": None, "skipped": "no weights"})
                     continue
-                variant, weights = found
-            for with_maps in ([False, True] if args.with_maps else [False]):
-                task = {"kind": "model", "model": spec.name, "variant": variant, "weights": str(weights),
-                        "device": args.device, "threads": args.threads, "with_maps": with_maps,
-                        "images_dir": inputs[spec.name][0], "exam_list": inputs[spec.name][1],
-                        "work_dir": str(work / "runs" / f"{spec.name}_{int(with_maps)}")}
-                row = _run_worker(task)
-                rows.append(row)
-                print(f"  measured {spec.name} (maps {'yes' if with_maps else 'no'})", flush=True)
+                jobs.append((found[0], found[1], {}))
+                for extra, needs in EXTRA_VARIANTS.get(spec.name, {}).items():
+                    found = _reference_weights(spec, args.reference, work / "weights", variant=extra)
+                    patch = _patch_classifier(args.reference, work / "weights") if "patch_weights" in needs else None
+                    if found is None or ("patch_weights" in needs and patch is None):
+                        rows.append({"model": spec.name, "variant": extra, "skipped": "no reference weights"})
+                        continue
+                    jobs.append((found[0], found[1], {"patch_weights": patch} if patch else {}))
+            for variant, weights, build_options in jobs:
+                for with_maps in ([False, True] if args.with_maps else [False]):
+                    heavy = "patch_weights" in build_options  # the heatmap stage: its own warm-up is negligible
+                    task = {"kind": "model", "model": spec.name, "variant": variant, "weights": str(weights),
+                            "build_options": build_options, "warmup": not heavy,
+                            "device": args.device, "threads": args.threads, "with_maps": with_maps,
+                            "images_dir": inputs[spec.name][0], "exam_list": inputs[spec.name][1],
+                            "work_dir": str(work / "runs" / f"{spec.name}_{variant}_{int(with_maps)}")}
+                    row = _run_worker(task)
+                    row.setdefault("variant", variant)
+                    rows.append(row)
+                    print(f"  measured {spec.name} {variant} (maps {'yes' if with_maps else 'no'})", flush=True)
         baseline = None
         if not args.no_baseline:
             baseline = _run_worker({"kind": "baseline", "threads": args.threads, "repeat": args.baseline_repeat})
