@@ -189,6 +189,7 @@ GLAM_SPEC = register_model(ModelSpec(
     default_variant="model_joint",
     variants=("model_joint", "model_sep"),
     build=build_glam_predictor,
+    saliency_maps=True,
     extra={"saliency_size": (184, 120), "crop_size": (512, 512), "num_crops": 1, "percent_k": 0.03,
            "reported_prediction": "y_global", "saliency_map_stride": SALIENCY_STRIDE,
            "variant_notes": {"model_joint": "global and local networks trained jointly (the meta-repository default)",

@@ -193,5 +193,6 @@ GMIC_SPEC = register_model(ModelSpec(
     default_variant="1",
     variants=("1", "2", "3", "4", "5", ENSEMBLE),
     build=build_gmic_predictor,
+    saliency_maps=True,
     extra={"percent_t": dict(PERCENT_T), "saliency_size": (46, 30), "num_patches": 6, "patch_size": (256, 256)},
 ))
