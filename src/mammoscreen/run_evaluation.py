@@ -8,6 +8,10 @@ all six models share.
 
 Outputs: ``OUTPUT/<model>/evaluation/`` (``metrics.json``, ``metrics.txt``, ROC/PR curves) and
 ``OUTPUT/comparison/`` (``comparison.json``, ``comparison.txt``, overlaid curves, calibration).
+
+With lesion masks, :func:`localize_run` scores the saved saliency maps of every model that has them (the
+registry's ``saliency_maps``: GMIC, ``gmic_demo``, GLAM) against the masks: ``OUTPUT/<model>/localization/``
+(``localization.json``, ``localization_per_image.csv``, as ``mammoscreen localize`` writes them).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .pipeline import RunResult
 
 EVALUATION_DIR = "evaluation"
 COMPARISON_DIR = "comparison"
+LOCALIZATION_DIR = "localization"
 
 
 @dataclass
@@ -95,4 +100,54 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
         else:
             outcome.comparison = comparison
             log(format_comparison(comparison))
+    return outcome
+
+
+@dataclass
+class RunLocalization:
+    """Localisation of the saliency maps of the models of one run."""
+
+    results: dict = field(default_factory=dict)  # model -> LocalizationResult
+    problems: dict[str, str] = field(default_factory=dict)  # model -> why it was not localised
+
+
+def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: str | Path, *,
+                 n_bootstrap: int = 2000, seed: int = 0, log: Callable[[str], None] = print) -> RunLocalization:
+    """Dice and pointing game of the saved maps of every model that ran and writes saliency maps.
+
+    A model writes saliency maps when its registry entry says so (``saliency_maps``: GMIC, ``gmic_demo``,
+    GLAM); each one's ``OUTPUT/<model>/maps/`` is scored against ``segmentation_dir`` into
+    ``OUTPUT/<model>/localization/``. A model without maps (the run had no ``--save-maps``, or every image
+    failed) or whose localisation fails is reported in ``problems`` and ``log``, and the others carry on;
+    single unusable maps files are skipped inside :func:`~mammoscreen.explain.localize.localize_maps`.
+    """
+    from .explain.localize import localize_maps
+    from .predict import MAPS_DIR
+
+    output_dir = Path(output_dir)
+    outcome = RunLocalization()
+    for name, model in result.outcomes.items():
+        if model.run is None or not model.spec.saliency_maps:
+            continue
+        maps_dir = output_dir / name / MAPS_DIR
+        if not maps_dir.is_dir() or not any(maps_dir.rglob("*.npz")):
+            outcome.problems[name] = f"no saliency maps in {maps_dir} (run with --save-maps to localise them)"
+            log(f"{name}: not localised - {outcome.problems[name]}")
+            continue
+        try:
+            localization = localize_maps(maps_dir, segmentation_dir, output_dir / name / LOCALIZATION_DIR,
+                                         exam_list=result.cropped_exam_list, n_bootstrap=n_bootstrap, seed=seed,
+                                         log=None)
+        except Exception as error:  # one model's maps must not stop the others' localisation
+            outcome.problems[name] = describe_error(error)
+            log(f"{name}: not localised - {describe_error(error)}")
+            continue
+        outcome.results[name] = localization
+        malignant = localization.classes["malignant"]
+        dice = malignant["dice"]["value"]
+        log(f"{name}: localisation of {localization.n_maps} maps ({len(localization.skipped)} skipped); malignant "
+            f"Dice {'-' if dice is None else f'{dice:.3f}'} over {malignant['n_images']} images -> "
+            f"{localization.json_path.parent}")
+        for failure in localization.skipped:
+            log(f"  skipped {failure}")
     return outcome

@@ -214,7 +214,12 @@ def test_predictor_in_the_engine_writes_csv_maps_figure_and_skips_a_bad_image(tm
     exam = Exam(images={"L-CC": ["a_cc"], "R-CC": ["missing"], "L-MLO": ["a_mlo"], "R-MLO": []},
                 cancer_label={"left_benign": 1, "left_malignant": 0, "right_benign": 0, "right_malignant": 1},
                 image_metadata={"best_center": {"L-CC": [(100, 40)], "R-CC": [(100, 40)], "L-MLO": [(120, 60)],
-                                                "R-MLO": []}})
+                                                "R-MLO": []},
+                                # a_cc comes from a crop of a 300x250 original; a_mlo's exam list predates both
+                                "window_location": {"L-CC": [(30, 230, 20, 120)], "R-CC": [None],
+                                                    "L-MLO": [None], "R-MLO": []},
+                                "original_shape": {"L-CC": [(300, 250)], "R-CC": [None], "L-MLO": [None],
+                                                   "R-MLO": []}})
     out_dir = tmp_path / "out"
     run = predict_images(predictor, [exam], images, out_dir,
                          PredictOptions(device="cpu", save_maps=True, visualize=True, progress=False))
@@ -229,6 +234,14 @@ def test_predictor_in_the_engine_writes_csv_maps_figure_and_skips_a_bad_image(tm
     assert maps["x_layer1"].shape == maps["saliency_map_global"].shape == (2, 16, 8)
     assert maps["raw_local_CAM"].shape == (1, 2, 16, 16) and maps["patch_locations"].dtype == np.int64
     assert maps["y_cam_logits"].shape == (4, 2)
+    # The placement on the original image, as GMIC's maps record it (explain/localize.py reads it).
+    assert str(maps["view"]) == "L-CC" and str(maps["horizontal_flip"]) == "NO"
+    assert maps["window_location"].tolist() == [30, 230, 20, 120]
+    assert maps["original_shape"].tolist() == [300, 250] and maps["cropped_shape"].tolist() == [200, 100]
+    assert maps["window_borders"].tolist() == [0, 256, 0, 128] and maps["window_padding"].tolist() == [28, 28, 28]
+    older = np.load(out_dir / "maps" / "a_mlo.npz")
+    assert str(older["view"]) == "L-MLO"
+    assert "window_location" not in older.files and "original_shape" not in older.files
     assert (out_dir / "visualization" / "a_mlo.png").stat().st_size > 0
 
 

@@ -77,6 +77,20 @@ def test_both_models_ran_on_shared_preprocessing(glam_run):
     assert sorted(p.name for p in output.glob("data*.pkl")) == ["data.pkl"]  # one centre search for both
 
 
+def test_the_run_localised_the_saliency_maps_of_both_models(glam_run):
+    # --segmentations with --save-maps: the run scores GMIC's and GLAM's maps. The reference masks are the
+    # official window-aligned ones (2944x1920), not original-image masks, so every masked image is reported
+    # with the size mismatch and skipped - the run still finishes.
+    _, output = glam_run
+    for name, layout in (("gmic", "gmic"), ("nyu_glam", "glam")):
+        summary = json.loads((output / name / "localization" / "localization.json").read_text())
+        assert summary["n_maps"] == 6 and summary["n_skipped"] == 6 and summary["map_layouts"] == {}
+        reasons = {s["image"]: s["reason"] for s in summary["skipped"]}
+        for image in ("0_R-CC", "0_R-MLO"):
+            assert "mask of size 2944x1920 but the original image was" in reasons[image]
+        assert reasons["1_L_CC"].startswith("no mask")
+
+
 def test_glam_predictions_csv_matches_the_official_file(glam_run, reference_dir):
     _, output = glam_run
     ours = read_csv(output / "nyu_glam" / "predictions.csv")

@@ -28,7 +28,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
     p.add_argument("--visualize", action="store_true", help="write visualization/<image>.png")
     p.add_argument("--segmentations", type=Path, default=None,
-                   help="directory of <image>_benign.png / <image>_malignant.png masks to draw in the figures")
+                   help="directory of <image>_benign.png / <image>_malignant.png masks to draw in the figures "
+                        "('run' also localises the saved saliency maps against them)")
     _add_dmv_options(p)
     add_quiet_option(p)
 
@@ -126,9 +127,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(p)
     p.add_argument("--no-evaluate", dest="evaluate", action="store_false",
                    help="do not evaluate the predictions (by default each model is evaluated against the exam "
-                        "list's labels, with bootstrap CIs, and several models are compared)")
+                        "list's labels, with bootstrap CIs, and several models are compared; with --segmentations "
+                        "and --save-maps the saliency maps of GMIC/GLAM models are localised against the masks)")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
-                   help="bootstrap replicates of the evaluation's CIs (default 2000; 0: none)")
+                   help="bootstrap replicates of the evaluation's and localisation's CIs (default 2000; 0: none)")
     p.add_argument("--models", action="append", default=[], metavar="MODEL[,MODEL...]",
                    help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "
                         "(a model whose weights are missing is reported and skipped)")
@@ -242,6 +244,10 @@ def run_run(args: argparse.Namespace) -> int:
         from ..run_evaluation import evaluate_run
 
         evaluate_run(result, args.output_dir, n_bootstrap=args.bootstrap)
+        if args.segmentations is not None:
+            from ..run_evaluation import localize_run
+
+            localize_run(result, args.output_dir, args.segmentations, n_bootstrap=args.bootstrap)
     return 1 if result.skipped else 0
 
 

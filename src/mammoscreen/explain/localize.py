@@ -1,11 +1,23 @@
 """Localisation metrics of saliency maps against lesion masks: Dice and the pointing game.
 
-A GMIC saliency map lives in the model's input window: a low-resolution grid over a window cut from the
-cropped image after mirroring it so the breast faces right. Lesion masks live in the original image.
-Everything here compares the two in the **original image frame**: the map is upsampled to the window
-(bilinear), placed back into the cropped image (undoing the window's padding and position), un-mirrored and
-shifted by the crop box. Pixels of the original image that the window did not cover get no value (NaN):
-the model never saw them, so they are never predicted as lesion and never the saliency maximum.
+A saliency map lives in the model's input window, cut from the cropped image after mirroring it so the
+breast faces right. Lesion masks live in the original image. Everything here compares the two in the
+**original image frame**: the map is brought to the window's size, placed back into the cropped image
+(undoing the window's padding and position), un-mirrored and shifted by the crop box. Pixels of the
+original image that the window did not cover get no value (NaN): the model never saw them, so they are
+never predicted as lesion and never the saliency maximum.
+
+Two map layouts are read, told apart by their keys (:func:`map_layout`); both use the same window geometry
+and the same inverse mapping (:func:`window_to_original`), they differ only in how the map reaches the
+window's size (:func:`map_to_window`):
+
+* ``gmic`` (GMIC, ``gmic_demo``): ``saliency_map`` is a low-resolution grid stretched over the whole window;
+  it is upsampled bilinearly (pixel centres aligned, :func:`upsample_to_window`).
+* ``glam`` (``nyu_glam``, recognised by ``saliency_map_stride``): ``saliency_map`` holds every ``s``-th pixel
+  of GLAM's full-resolution map: sample ``[i, j]`` is window pixel ``(s*i, s*j)``. GLAM's map is constant on
+  the ``s x s`` blocks starting at multiples of ``s`` (for the published model, ``s`` = 4), so each sample
+  stands for the block ``[s*i, s*i+s) x [s*j, s*j+s)`` and the window map is the samples repeated ``s``
+  times along each axis (:func:`expand_strided_map`) - exactly the full map, without interpolation.
 
 Metrics, per class (the benign map against benign masks, the malignant map against malignant masks), over
 the images that have a lesion of that class:
@@ -41,7 +53,8 @@ from ..preprocess.windows import WindowGeometry
 
 __all__ = [
     "CLASSES", "THRESHOLD_GRID", "LOCALIZATION_JSON", "PER_IMAGE_CSV", "MapPlacement", "LocalizationResult",
-    "upsample_to_window", "window_to_original", "normalize_map", "dice_score", "dice_per_threshold",
+    "MAP_LAYOUTS", "map_layout", "upsample_to_window", "expand_strided_map", "map_to_window", "window_to_original",
+    "normalize_map", "dice_score", "dice_per_threshold",
     "pointing_game", "mean_with_interval", "best_threshold_dice", "read_map_file", "localize_maps",
     "format_localization",
 ]
@@ -57,6 +70,9 @@ PER_IMAGE_CSV = "localization_per_image.csv"
 PER_IMAGE_COLUMNS = ("image", "class", "lesion_pixels", "threshold", "dice", "fixed_threshold", "dice_fixed",
                      "hit", "max_row", "max_col")
 MIN_IMAGES_FOR_CI = 2  # a bootstrap of one image only ever redraws that image
+
+MAP_LAYOUTS = ("gmic", "glam")
+"""The maps files :func:`read_map_file` reads (see the module docstring)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,6 +92,8 @@ class MapPlacement:
     cropped_shape : (rows, cols) of the cropped image.
     original_shape : (rows, cols) of the original image, when recorded (``original_shape`` of the crop stage;
         None for maps and exam lists written before it was recorded).
+    map_stride : None for a map stretched over the window (GMIC layout, upsampled bilinearly); ``s`` for a map
+        holding every ``s``-th window pixel (GLAM layout, ``saliency_map_stride``; see :func:`expand_strided_map`).
     """
 
     geometry: WindowGeometry
@@ -84,8 +102,13 @@ class MapPlacement:
     crop_location: tuple[int, int, int, int]
     cropped_shape: tuple[int, int]
     original_shape: tuple[int, int] | None = None
+    map_stride: int | None = None
 
     def __post_init__(self) -> None:
+        if self.map_stride is not None and (isinstance(self.map_stride, bool)
+                                            or not isinstance(self.map_stride, (int, np.integer))
+                                            or self.map_stride < 1):
+            raise ValueError(f"saliency_map_stride must be an integer >= 1, got {self.map_stride!r}")
         top, bottom, left, right = self.crop_location
         if not (0 <= top < bottom and 0 <= left < right):
             raise ValueError(f"crop box (window_location) {self.crop_location} is not (top, bottom, left, right) "
@@ -126,6 +149,40 @@ def upsample_to_window(saliency: np.ndarray, window_shape: tuple[int, int]) -> n
     if saliency.shape == (rows, cols):
         return saliency.copy()
     return cv2.resize(saliency, (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+def expand_strided_map(saliency: np.ndarray, stride: int, window_shape: tuple[int, int]) -> np.ndarray:
+    """A window-sized map from every ``stride``-th pixel of it (GLAM's ``saliency_map``), as float32.
+
+    Sample ``[i, j]`` is window pixel ``(stride*i, stride*j)`` (``full[::stride, ::stride]``) and stands for the
+    block of rows ``stride*i .. stride*i + stride - 1`` and columns ``stride*j .. stride*j + stride - 1``: each
+    sample is repeated ``stride`` times along each axis and the result cut to the window (the last block is
+    partial when the window is not a multiple of ``stride``). For a map constant on those blocks this gives
+    back the full map exactly.
+
+    Parameters
+    ----------
+    saliency : (ceil(rows / stride), ceil(cols / stride)) samples.
+    stride : the sampling step (``saliency_map_stride``).
+    window_shape : (rows, cols) of the window.
+    """
+    saliency = np.asarray(saliency, dtype=np.float32)
+    rows, cols = (int(v) for v in window_shape)
+    stride = int(stride)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    expected = (-(-rows // stride), -(-cols // stride))
+    if saliency.shape != expected:
+        raise ValueError(f"a map sampled every {stride} pixels of a {rows}x{cols} window must have shape "
+                         f"{expected[0]}x{expected[1]}, got {saliency.shape}")
+    return np.repeat(np.repeat(saliency, stride, axis=0), stride, axis=1)[:rows, :cols]
+
+
+def map_to_window(saliency: np.ndarray, placement: MapPlacement) -> np.ndarray:
+    """One channel of a maps file at the window's size, by the file's layout (``placement.map_stride``)."""
+    if placement.map_stride is None:
+        return upsample_to_window(saliency, placement.window_shape)
+    return expand_strided_map(saliency, placement.map_stride, placement.window_shape)
 
 
 def window_to_original(window_map: np.ndarray, placement: MapPlacement, original_shape: tuple[int, int] | None = None,
@@ -357,33 +414,53 @@ def _int_tuple(array: Any, length: int, key: str, path: Path) -> tuple[int, ...]
     return tuple(int(v) for v in values)
 
 
-def read_map_file(path: str | Path, image_info: Mapping[str, Any] | None = None) -> tuple[np.ndarray, MapPlacement]:
-    """The saliency maps (n_classes, h, w) of a ``predict --save-maps`` file and their :class:`MapPlacement`.
+def map_layout(keys: Sequence[str]) -> str:
+    """Which maps file the keys of an ``.npz`` make: 'glam' (``saliency_map_stride`` or GLAM's
+    ``saliency_map_global``; it needs both ``saliency_map`` and ``saliency_map_stride``) or 'gmic'.
 
-    Parameters
-    ----------
-    path : a GMIC maps ``.npz``.
-    image_info : ``view``, ``horizontal_flip``, ``window_location`` and, when recorded, ``original_shape`` of
-        the image (from a cropped exam list), used only for files written before the maps stored them.
-
-    ``original_shape`` is optional: files and exam lists written before the crop stage recorded it give a
-    placement without it (masks are then only checked to contain the crop box).
+    Raises ValueError for a file with neither layout's saliency map.
     """
-    path = Path(path)
+    keys = set(keys)
+    glam = "saliency_map_stride" in keys or "saliency_map_global" in keys
+    if glam and "saliency_map" not in keys:
+        raise ValueError("a GLAM maps file without its high-resolution 'saliency_map'")
+    if glam and "saliency_map_stride" not in keys:
+        raise ValueError("a GLAM maps file without 'saliency_map_stride' (how its saliency_map was sampled)")
+    if glam:
+        return "glam"
+    if "saliency_map" in keys:
+        return "gmic"
+    raise ValueError("no 'saliency_map' array - not a GMIC or GLAM maps file")
+
+
+def _read_map_file(path: Path, image_info: Mapping[str, Any] | None) -> tuple[np.ndarray, MapPlacement, str]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except Exception as e:  # a truncated or foreign file raises zipfile, pickle or OS errors
         raise ValueError(f"{path}: unreadable maps file ({describe_error(e)}); write it again with "
                          "'mammoscreen predict --save-maps'") from None
-    for key in ("saliency_map", "window_borders", "window_padding", "cropped_shape"):
+    try:
+        layout = map_layout(arrays)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}; write it again with 'mammoscreen predict --model gmic|nyu_glam "
+                         "--save-maps'") from None
+    for key in ("window_borders", "window_padding", "cropped_shape"):
         if key not in arrays:
-            raise ValueError(f"{path}: no '{key}' array - not a GMIC maps file from 'mammoscreen predict --save-maps'")
+            raise ValueError(f"{path}: no '{key}' array - not a {layout.upper()} maps file from 'mammoscreen predict "
+                             "--save-maps' (or a damaged one); write it again")
     saliency = np.asarray(arrays["saliency_map"], dtype=np.float32)
     if saliency.ndim != 3 or saliency.shape[0] != len(CLASSES) or 0 in saliency.shape:
-        raise ValueError(f"{path}: saliency_map must have shape ({len(CLASSES)}, h, w), got {saliency.shape}")
+        raise ValueError(f"{path}: saliency_map must have shape ({len(CLASSES)}, h, w), got {saliency.shape}; "
+                         "write the file again with 'mammoscreen predict --save-maps'")
     if not np.isfinite(saliency).all():
-        raise ValueError(f"{path}: saliency_map contains NaN or infinite values")
+        raise ValueError(f"{path}: saliency_map contains NaN or infinite values; write the file again with "
+                         "'mammoscreen predict --save-maps' (check the model's weights if it stays so)")
+    stride = None
+    if layout == "glam":
+        stride = _int_tuple(arrays["saliency_map_stride"], 1, "saliency_map_stride", path)[0]
+        if stride < 1:
+            raise ValueError(f"{path}: saliency_map_stride must be >= 1, got {stride}; write the file again")
     missing = [key for key in _PLACEMENT_KEYS if key not in arrays]
     if missing:
         if image_info is None:
@@ -406,9 +483,35 @@ def read_map_file(path: str | Path, image_info: Mapping[str, Any] | None = None)
     try:
         placement = MapPlacement(geometry, str(arrays["view"]), str(arrays["horizontal_flip"]),
                                  _int_tuple(arrays["window_location"], 4, "window_location", path),
-                                 _int_tuple(arrays["cropped_shape"], 2, "cropped_shape", path), original_shape)
+                                 _int_tuple(arrays["cropped_shape"], 2, "cropped_shape", path), original_shape,
+                                 stride)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+    if stride is not None:
+        rows, cols = placement.window_shape
+        expected = (-(-rows // stride), -(-cols // stride))
+        if saliency.shape[1:] != expected:
+            raise ValueError(f"{path}: saliency_map of {saliency.shape[1]}x{saliency.shape[2]} samples, but every "
+                             f"{stride}th pixel of the {rows}x{cols} window (window_borders) makes "
+                             f"{expected[0]}x{expected[1]}: the map and its window do not belong together; write "
+                             "the file again")
+    return saliency, placement, layout
+
+
+def read_map_file(path: str | Path, image_info: Mapping[str, Any] | None = None) -> tuple[np.ndarray, MapPlacement]:
+    """The saliency maps (n_classes, h, w) of a ``predict --save-maps`` file and their :class:`MapPlacement`.
+
+    Parameters
+    ----------
+    path : a GMIC or GLAM maps ``.npz`` (the layout is told from its keys, :func:`map_layout`; a GLAM file
+        gives a placement with ``map_stride`` = its ``saliency_map_stride``).
+    image_info : ``view``, ``horizontal_flip``, ``window_location`` and, when recorded, ``original_shape`` of
+        the image (from a cropped exam list), used only for files written before the maps stored them.
+
+    ``original_shape`` is optional: files and exam lists written before the crop stage recorded it give a
+    placement without it (masks are then only checked to contain the crop box).
+    """
+    saliency, placement, _ = _read_map_file(Path(path), image_info)
     return saliency, placement
 
 
@@ -469,12 +572,12 @@ class LocalizationResult:
 
 
 def _score_image(path: Path, image: str, segmentation_dir: Path, image_info: Mapping[str, Any] | None,
-                 threshold: float | None) -> list[ImageScore]:
+                 threshold: float | None) -> tuple[list[ImageScore], str]:
     mask_files = {kind: _mask_path(segmentation_dir, image, kind) for kind in CLASSES}
     if not any(p.is_file() for p in mask_files.values()):
         raise ValueError(f"no mask: neither {mask_files['benign'].name} nor {mask_files['malignant'].name} "
                          f"in {segmentation_dir}")
-    saliency, placement = read_map_file(path, image_info)
+    saliency, placement, layout = _read_map_file(path, image_info)
     scores = []
     for channel, kind in enumerate(CLASSES):
         if not mask_files[kind].is_file():
@@ -482,8 +585,7 @@ def _score_image(path: Path, image: str, segmentation_dir: Path, image_info: Map
         mask = _read_mask(mask_files[kind], placement)
         if not mask.any():
             continue  # an empty mask (the synthetic data writes one per class) = no lesion
-        window_map = upsample_to_window(saliency[channel], placement.window_shape)
-        original = window_to_original(window_map, placement, mask.shape)
+        original = window_to_original(map_to_window(saliency[channel], placement), placement, mask.shape)
         normalized = normalize_map(original)
         hit, location = pointing_game(original, mask)
         dice_fixed = None
@@ -491,7 +593,7 @@ def _score_image(path: Path, image: str, segmentation_dir: Path, image_info: Map
             dice_fixed = float(dice_per_threshold(normalized, mask, [threshold])[0])
         scores.append(ImageScore(image, kind, int(mask.sum()), dice_per_threshold(normalized, mask, THRESHOLD_GRID),
                                  dice_fixed, hit, location))
-    return scores
+    return scores, layout
 
 
 def _class_summary(scores: list[ImageScore], n_bootstrap: int, seed: int,
@@ -541,7 +643,8 @@ def localize_maps(maps_dir: str | Path, segmentation_dir: str | Path, output_dir
 
     Parameters
     ----------
-    maps_dir : the ``maps/`` directory of ``predict --save-maps`` (``<image>.npz``, GMIC layout).
+    maps_dir : the ``maps/`` directory of ``predict --save-maps`` (``<image>.npz``) of one model: GMIC
+        (``gmic``, ``gmic_demo``) or GLAM (``nyu_glam``) layout, told apart by their keys (:func:`map_layout`).
     segmentation_dir : lesion masks ``<image>_benign.png`` / ``<image>_malignant.png`` (non-zero = lesion) in
         the original image's size and orientation; a missing or empty mask means no lesion of that class.
     output_dir : where the two output files go (atomically).
@@ -554,7 +657,9 @@ def localize_maps(maps_dir: str | Path, segmentation_dir: str | Path, output_dir
 
     A mask whose size differs from the recorded ``original_shape`` is refused; without a recorded shape (older
     files) a mask is only required to contain the crop box.
-    A file that cannot be used (no mask, unreadable, wrong size...) is skipped and listed with its reason
+    ``map_layouts`` in localization.json counts the files of each layout that were read.
+    A file that cannot be used (no mask, unreadable, wrong size, another layout than the directory's
+    first readable file...) is skipped and listed with its reason
     in ``LocalizationResult.skipped`` and in localization.json; it never stops the batch.
     """
     maps_dir, segmentation_dir, output_dir = Path(maps_dir), Path(segmentation_dir), Path(output_dir)
@@ -576,12 +681,18 @@ def localize_maps(maps_dir: str | Path, segmentation_dir: str | Path, output_dir
 
     scores: list[ImageScore] = []
     skipped: list[Failure] = []
+    layouts: dict[str, int] = {}
     for path in map_files:
         image = path.relative_to(maps_dir).with_suffix("").as_posix()
         info = None if image_infos is None else image_infos.get(image)
         try:
             try:
-                scores.extend(_score_image(path, image, segmentation_dir, info, threshold))
+                found, layout = _score_image(path, image, segmentation_dir, info, threshold)
+                if layouts and layout not in layouts:
+                    raise ValueError(f"{path}: a {layout.upper()} maps file among {'/'.join(layouts).upper()} maps; "
+                                     "one model's maps per directory (localise each model's maps/ separately)")
+                layouts[layout] = layouts.get(layout, 0) + 1
+                scores.extend(found)
             except MissingPlacementError:
                 if image_infos is None:
                     raise
@@ -606,6 +717,7 @@ def localize_maps(maps_dir: str | Path, segmentation_dir: str | Path, output_dir
         "tool": "mammoscreen localize", "version": __version__,
         "maps_dir": str(maps_dir), "segmentation_dir": str(segmentation_dir),
         "n_bootstrap": n_bootstrap, "seed": seed,
+        "map_layouts": layouts,
         "normalization": "min-max per image over the pixels the window covers",
         "threshold_grid": list(THRESHOLD_GRID),
         "classes": classes,

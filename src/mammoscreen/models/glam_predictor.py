@@ -25,8 +25,8 @@ from ..data.images import image_path, read_mammogram, read_png
 from ..files import sha256_file
 from ..predict import ImagePrediction, Predictor, resolve_device
 from ..preprocess.centers import GMIC_WINDOWS
-from ..preprocess.windows import (WindowGeometry, align_to_window, extract_window, flip_to_face_right,
-                                  standardize, window_geometry)
+from ..preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,
+                                  flip_to_face_right, placement_arrays, standardize, window_geometry)
 from .glam import GLAM, UNUSED_CHECKPOINT_KEYS, GLAMConfig, high_resolution_saliency
 from .registry import ModelSpec, WeightFile, register_model
 from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
@@ -56,6 +56,9 @@ class GLAMInput:
     window: np.ndarray  # (H, W) float32
     geometry: WindowGeometry
     cropped_shape: tuple[int, int]
+    # Where the image came from, saved with the maps so that they can be mapped back to the original
+    # image without the exam list (see explain/localize.py).
+    origin: ImageOrigin
 
 
 class GLAMPredictor(Predictor):
@@ -92,7 +95,7 @@ class GLAMPredictor(Predictor):
         geometry = window_geometry(image.shape, size, record.metadata["best_center"], record.view,
                                    rng=np.random.RandomState(self.seed))
         window = standardize(extract_window(image, geometry, size))
-        return GLAMInput(window, geometry, cropped.shape)
+        return GLAMInput(window, geometry, cropped.shape, ImageOrigin.of(record))
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[GLAMInput]) -> list[ImagePrediction]:
@@ -103,7 +106,6 @@ class GLAMPredictor(Predictor):
         y_global = numpy(out.y_global)
         results = []
         for i, p in enumerate(prepared):
-            g = p.geometry
             maps = {
                 "y_global": y_global[i],
                 "y_cam_logits": numpy(out.y_cam_logits[:, i]),
@@ -113,11 +115,9 @@ class GLAMPredictor(Predictor):
                 "saliency_map_global": numpy(out.saliency_map_global[i]),
                 "small_x_locations": out.small_x_locations[i].cpu().numpy().astype(np.int64),
                 "patch_locations": out.patch_locations[i].cpu().numpy().astype(np.int64),
-                # How the window sits on the cropped image, to map the maps back to the image.
-                "window_borders": np.array(g.borders, dtype=np.int64),
-                "window_padding": np.array((g.pad_top, g.pad_bottom, g.pad_right), dtype=np.int64),
-                "cropped_shape": np.array(p.cropped_shape, dtype=np.int64),
             }
+            # How the window sits on the cropped image and the crop on the original image.
+            maps.update(placement_arrays(p.geometry, p.cropped_shape, p.origin))
             visual = None
             if out.raw_local_cam is not None:
                 final = high_resolution_saliency(out.saliency_map_global[i:i + 1], out.raw_local_cam[i:i + 1],
@@ -189,6 +189,7 @@ GLAM_SPEC = register_model(ModelSpec(
     default_variant="model_joint",
     variants=("model_joint", "model_sep"),
     build=build_glam_predictor,
+    saliency_maps=True,
     extra={"saliency_size": (184, 120), "crop_size": (512, 512), "num_crops": 1, "percent_k": 0.03,
            "reported_prediction": "y_global", "saliency_map_stride": SALIENCY_STRIDE,
            "variant_notes": {"model_joint": "global and local networks trained jointly (the meta-repository default)",

@@ -59,5 +59,6 @@ GMIC_DEMO_SPEC = register_model(ModelSpec(
     variants=(DEMO_VARIANT,),
     intended_use=INTENDED_USE,
     build=build_gmic_demo_predictor,
+    saliency_maps=True,
     extra={"config_name": "gmic-demo", "model_card": "gmic_demo_synthetic.json", "synthetic_data_only": True},
 ))

@@ -21,8 +21,8 @@ from ..data.images import image_path, read_mammogram, read_png
 from ..files import sha256_file
 from ..predict import ImagePrediction, Predictor, resolve_device
 from ..preprocess.centers import GMIC_WINDOWS
-from ..preprocess.windows import (WindowGeometry, align_to_window, extract_window, flip_to_face_right,
-                                  standardize, window_geometry)
+from ..preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,
+                                  flip_to_face_right, placement_arrays, standardize, window_geometry)
 from .gmic import GMIC, PERCENT_T, GMICConfig
 from .registry import ModelSpec, WeightFile, register_model
 from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
@@ -65,10 +65,7 @@ class GMICInput:
     cropped_shape: tuple[int, int]
     # Where the image came from, saved with the maps so that they can be mapped back to the original
     # image without the exam list (see explain/localize.py).
-    view: str = ""
-    horizontal_flip: str = ""
-    crop_location: tuple[int, int, int, int] | None = None  # the exam list's window_location, if any
-    original_shape: tuple[int, int] | None = None  # the exam list's original_shape, if any
+    origin: ImageOrigin
 
 
 class GMICPredictor(Predictor):
@@ -99,11 +96,7 @@ class GMICPredictor(Predictor):
         size = self.config.input_size
         geometry = window_geometry(image.shape, size, record.metadata["best_center"], record.view)
         window = standardize(extract_window(image, geometry, size))
-        crop_location = record.metadata.get("window_location")
-        original_shape = record.metadata.get("original_shape")  # absent from exam lists of older crops
-        return GMICInput(window, geometry, cropped.shape, record.view, record.horizontal_flip,
-                         None if crop_location is None else tuple(int(v) for v in crop_location),
-                         None if original_shape is None else tuple(int(v) for v in original_shape))
+        return GMICInput(window, geometry, cropped.shape, ImageOrigin.of(record))
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[GMICInput]) -> list[ImagePrediction]:
@@ -114,7 +107,6 @@ class GMICPredictor(Predictor):
         prediction = np.nanmean(fused, axis=0)
         results = []
         for i, p in enumerate(prepared):
-            g = p.geometry
             maps = {
                 "saliency_map": first.saliency_map[i].float().cpu().numpy(),
                 "patch_locations": first.patch_locations[i].cpu().numpy().astype(np.int64),
@@ -122,19 +114,9 @@ class GMICPredictor(Predictor):
                 "y_global": first.y_global[i].float().cpu().numpy(),
                 "y_local": first.y_local[i].float().cpu().numpy(),
                 "y_fusion": first.y_fusion[i].float().cpu().numpy(),
-                # How the window sits on the cropped image, to map the maps back to the image.
-                "window_borders": np.array(g.borders, dtype=np.int64),
-                "window_padding": np.array((g.pad_top, g.pad_bottom, g.pad_right), dtype=np.int64),
-                "cropped_shape": np.array(p.cropped_shape, dtype=np.int64),
-                "view": np.array(p.view),
-                "horizontal_flip": np.array(p.horizontal_flip),
             }
-            if p.crop_location is not None:
-                # The crop box (top, bottom, left, right) in the original image.
-                maps["window_location"] = np.array(p.crop_location, dtype=np.int64)
-            if p.original_shape is not None:
-                # (rows, cols) of the original image, so that masks can be checked against it.
-                maps["original_shape"] = np.array(p.original_shape, dtype=np.int64)
+            # How the window sits on the cropped image and the crop on the original image.
+            maps.update(placement_arrays(p.geometry, p.cropped_shape, p.origin))
             if len(self.models) > 1:
                 maps["ensemble_prediction"] = prediction[i].astype(np.float32)
             results.append(ImagePrediction(
@@ -211,5 +193,6 @@ GMIC_SPEC = register_model(ModelSpec(
     default_variant="1",
     variants=("1", "2", "3", "4", "5", ENSEMBLE),
     build=build_gmic_predictor,
+    saliency_maps=True,
     extra={"percent_t": dict(PERCENT_T), "saliency_size": (46, 30), "num_patches": 6, "patch_size": (256, 256)},
 ))

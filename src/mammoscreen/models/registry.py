@@ -54,6 +54,9 @@ class ModelSpec:
     # Row order of views within an exam in predictions.csv when the official script differs from the NYU
     # order (L-CC, R-CC, L-MLO, R-MLO), e.g. the meta-repository's end2end/frcnn_cad: L-CC, L-MLO, R-CC, R-MLO.
     csv_view_order: tuple[str, ...] | None = None
+    # Its --save-maps files hold window-aligned saliency maps that 'mammoscreen localize' reads (GMIC and GLAM
+    # layouts, explain/localize.py): 'mammoscreen run --segmentations --save-maps' localises them.
+    saliency_maps: bool = False
 
     def weight_file(self, variant: str | None = None) -> WeightFile:
         variant = variant or self.default_variant

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..data.exams import needs_flip, view_angle
+from ..data.exams import ImageRecord, needs_flip, view_angle
 
 
 def flip_to_face_right(image: np.ndarray, view: str, horizontal_flip: str) -> np.ndarray:
@@ -211,3 +211,47 @@ def align_to_window(array: np.ndarray, view: str, horizontal_flip: str, geometry
         raise ValueError(f"array of shape {shape} matches neither the window {tuple(window)}, the cropped image "
                          f"{tuple(cropped_shape)} nor the original image")
     return extract_window(flip_to_face_right(aligned, view, horizontal_flip), geometry, window)
+
+
+@dataclass(frozen=True)
+class ImageOrigin:
+    """Where a cropped image came from: what a window-aligned map needs, besides its :class:`WindowGeometry`,
+    to be mapped back onto the original image (``explain/localize.py``)."""
+
+    view: str
+    horizontal_flip: str
+    crop_location: tuple[int, int, int, int] | None = None  # the exam list's window_location, if any
+    original_shape: tuple[int, int] | None = None  # the exam list's original_shape (absent from older crops)
+
+    @classmethod
+    def of(cls, record: ImageRecord) -> "ImageOrigin":
+        """The origin recorded in a (cropped) exam list's image record."""
+        crop_location = record.metadata.get("window_location")
+        original_shape = record.metadata.get("original_shape")
+        return cls(record.view, record.horizontal_flip,
+                   None if crop_location is None else tuple(int(v) for v in crop_location),
+                   None if original_shape is None else tuple(int(v) for v in original_shape))
+
+
+def placement_arrays(geometry: WindowGeometry, cropped_shape: tuple[int, int],
+                     origin: ImageOrigin) -> dict[str, np.ndarray]:
+    """The arrays a maps ``.npz`` stores so that its maps can be placed on the original image.
+
+    ``window_borders`` (top, bottom, left, right of the window in the padded, mirrored, cropped image),
+    ``window_padding`` (pad_top, pad_bottom, pad_right), ``cropped_shape``, ``view``, ``horizontal_flip``, and
+    when the exam list has them ``window_location`` (the crop box (top, bottom, left, right) in the original
+    image) and ``original_shape`` (rows, cols of the original image).
+    """
+    g = geometry
+    arrays = {
+        "window_borders": np.array(g.borders, dtype=np.int64),
+        "window_padding": np.array((g.pad_top, g.pad_bottom, g.pad_right), dtype=np.int64),
+        "cropped_shape": np.array(tuple(cropped_shape), dtype=np.int64),
+        "view": np.array(origin.view),
+        "horizontal_flip": np.array(origin.horizontal_flip),
+    }
+    if origin.crop_location is not None:
+        arrays["window_location"] = np.array(origin.crop_location, dtype=np.int64)
+    if origin.original_shape is not None:
+        arrays["original_shape"] = np.array(origin.original_shape, dtype=np.int64)
+    return arrays
