@@ -56,7 +56,19 @@ OFFICIAL = {
 
 
 def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process image (VmHWM), in MB.
+
+    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec, so a worker would
+    report the driver's peak if it was larger.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; other systems
 
 
 def _build_reference_checkpoint(reference: Path, manifest: str, out: Path) -> Path:

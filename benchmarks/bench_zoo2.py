@@ -49,7 +49,19 @@ def _cpu_seconds() -> float:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process image (VmHWM), in MB.
+
+    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec, so a worker would
+    report the driver's peak if it was larger.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; other systems
 
 
 def worker(task: dict) -> dict:
