@@ -578,7 +578,8 @@ def mask_to_original(mask: np.ndarray, placement: MapPlacement) -> tuple[np.ndar
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
-        raise ValueError(f"a lesion mask must be a 2-D (grey) image, got shape {mask.shape}")
+        raise ValueError(f"a lesion mask must be a 2-D (grey) image, got shape {mask.shape}; save it as a "
+                         "single-channel PNG (non-zero = lesion)")
     mask = mask > 0
     frame = mask_frame(mask.shape, placement)
     top, bottom, left, right = placement.crop_location
