@@ -98,6 +98,8 @@ def test_a_mask_of_no_frame_is_refused_with_the_three_sizes():
         assert text in message
     with pytest.raises(ValueError, match=r"at least 8x9 to contain the crop box"):
         mask_to_original(np.zeros((7, 9)), _hand_placement(None))
+    with pytest.raises(ValueError, match="single-channel PNG"):
+        mask_to_original(np.zeros((10, 12, 3)), _hand_placement())  # a colour image of the original's size
 
 
 # ----------------------------------------------------------------------------------------------
