@@ -361,7 +361,7 @@ def test_bad_files_are_skipped_with_their_reason_and_the_batch_goes_on(predicted
     names = sorted(p.stem for p in maps.glob("*.npz"))
     (maps / f"{names[3]}.npz").write_bytes(b"not a zip file")
     np.savez(maps / "lonely.npz", **dict(np.load(maps / f"{names[0]}.npz")))  # no mask of that name
-    for kind in ("benign", "malignant"):  # a mask of the cropped image's size instead of the original's
+    for kind in ("benign", "malignant"):  # a mask of the size of no frame (original, cropped, window)
         write_png(segmentation / f"{names[1]}_{kind}.png", np.full((10, 10), 255, dtype=np.uint8))
     (maps / f"{names[2]}.npz").write_bytes((maps / f"{names[2]}.npz").read_bytes()[:200])  # truncated
 

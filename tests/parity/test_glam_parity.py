@@ -79,16 +79,20 @@ def test_both_models_ran_on_shared_preprocessing(glam_run):
 
 def test_the_run_localised_the_saliency_maps_of_both_models(glam_run):
     # --segmentations with --save-maps: the run scores GMIC's and GLAM's maps. The reference masks are the
-    # official window-aligned ones (2944x1920), not original-image masks, so every masked image is reported
-    # with the size mismatch and skipped - the run still finishes.
+    # official window-aligned ones (2944x1920, the GMIC convention): localize maps them back to the original
+    # image, so both masked images are scored; the images without a mask are reported and skipped.
     _, output = glam_run
     for name, layout in (("gmic", "gmic"), ("nyu_glam", "glam")):
         summary = json.loads((output / name / "localization" / "localization.json").read_text())
-        assert summary["n_maps"] == 6 and summary["n_skipped"] == 6 and summary["map_layouts"] == {}
+        assert summary["n_maps"] == 6 and summary["n_skipped"] == 4 and summary["map_layouts"] == {layout: 2}
+        assert summary["mask_frames"] == {"original": 0, "cropped": 0, "window": 2}
+        assert summary["classes"]["benign"]["n_images"] == 2 and summary["classes"]["malignant"]["n_images"] == 0
         reasons = {s["image"]: s["reason"] for s in summary["skipped"]}
-        for image in ("0_R-CC", "0_R-MLO"):
-            assert "mask of size 2944x1920 but the original image was" in reasons[image]
-        assert reasons["1_L_CC"].startswith("no mask")
+        assert set(reasons) == set(IMAGES) - {"0_R-CC", "0_R-MLO"}
+        assert all(reason.startswith("no mask") for reason in reasons.values())
+        rows = read_csv(output / name / "localization" / "localization_per_image.csv")
+        assert {(r["image"], r["class"], r["mask_frame"]) for r in rows} == \
+            {("0_R-CC", "benign", "window"), ("0_R-MLO", "benign", "window")}
 
 
 def test_glam_predictions_csv_matches_the_official_file(glam_run, reference_dir):

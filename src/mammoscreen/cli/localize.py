@@ -27,12 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "localize", help="localisation of saliency maps: Dice and pointing game per class, with bootstrap CIs",
         description="Compare the saliency maps saved by 'predict --save-maps' with lesion masks "
-                    "(<image>_benign.png / <image>_malignant.png, original image size and orientation): Dice of the "
+                    "(<image>_benign.png / <image>_malignant.png, in the frame of the original image, the cropped image or "
+                    "the model window - see docs/localization.md): Dice of the "
                     "min-max normalised map thresholded at the best threshold of a grid (and optionally at "
                     "--threshold), and the pointing-game hit rate, per class, with percentile bootstrap 95%% CIs "
                     "over images. Writes localization.json and localization_per_image.csv.")
     p.add_argument("--maps", required=True, type=Path, help="the maps/ directory written by predict --save-maps")
-    p.add_argument("--segmentations", required=True, type=Path, help="directory of lesion masks")
+    p.add_argument("--segmentations", required=True, type=Path,
+                   help="directory of lesion masks (original, cropped or window frame, told from their size)")
     p.add_argument("--output-dir", required=True, type=Path, help="where the two output files go")
     p.add_argument("--exam-list", type=Path,
                    help="cropped exam list; needed only for maps written before they stored view and window_location "

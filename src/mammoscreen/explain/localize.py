@@ -1,11 +1,16 @@
 """Localisation metrics of saliency maps against lesion masks: Dice and the pointing game.
 
 A saliency map lives in the model's input window, cut from the cropped image after mirroring it so the
-breast faces right. Lesion masks live in the original image. Everything here compares the two in the
-**original image frame**: the map is brought to the window's size, placed back into the cropped image
-(undoing the window's padding and position), un-mirrored and shifted by the crop box. Pixels of the
-original image that the window did not cover get no value (NaN): the model never saw them, so they are
-never predicted as lesion and never the saliency maximum.
+breast faces right. Everything here compares maps and lesion masks in the **original image frame**: the map
+is brought to the window's size, placed back into the cropped image (undoing the window's padding and
+position), un-mirrored and shifted by the crop box. Pixels of the original image that the window did not cover
+get no value (NaN): the model never saw them, so they are never predicted as lesion and never the saliency
+maximum.
+
+Masks may be given in the three frames the figures accept (``preprocess.windows.align_to_window``): the
+original image, the cropped image, or the model window (the official GMIC segmentation convention); they are
+brought to the original frame first (:func:`mask_to_original`; a window-frame mask with the map's own inverse
+mapping), so there is one metric definition whatever the masks' frame.
 
 Two map layouts are read, told apart by their keys (:func:`map_layout`); both use the same window geometry
 and the same inverse mapping (:func:`window_to_original`), they differ only in how the map reaches the
@@ -53,7 +58,7 @@ from ..preprocess.windows import WindowGeometry
 
 __all__ = [
     "CLASSES", "THRESHOLD_GRID", "LOCALIZATION_JSON", "PER_IMAGE_CSV", "MapPlacement", "LocalizationResult",
-    "MAP_LAYOUTS", "map_layout", "upsample_to_window", "expand_strided_map", "map_to_window", "window_to_original",
+    "MAP_LAYOUTS", "MASK_FRAMES", "map_layout", "mask_frame", "mask_to_original", "upsample_to_window", "expand_strided_map", "map_to_window", "window_to_original",
     "normalize_map", "dice_score", "dice_per_threshold",
     "pointing_game", "mean_with_interval", "best_threshold_dice", "read_map_file", "localize_maps",
     "format_localization",
@@ -68,7 +73,7 @@ THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 LOCALIZATION_JSON = "localization.json"
 PER_IMAGE_CSV = "localization_per_image.csv"
 PER_IMAGE_COLUMNS = ("image", "class", "lesion_pixels", "threshold", "dice", "fixed_threshold", "dice_fixed",
-                     "hit", "max_row", "max_col")
+                     "hit", "max_row", "max_col", "mask_frame")
 MIN_IMAGES_FOR_CI = 2  # a bootstrap of one image only ever redraws that image
 
 MAP_LAYOUTS = ("gmic", "glam")
@@ -519,23 +524,97 @@ def _mask_path(segmentation_dir: Path, image: str, kind: str) -> Path:
     return segmentation_dir / f"{image}_{kind}.png"
 
 
-def _read_mask(path: Path, placement: MapPlacement) -> np.ndarray:
-    mask = read_png(path) > 0
-    if placement.original_shape is not None:
-        rows, cols = placement.original_shape
-        if mask.shape != (rows, cols):
-            raise ValueError(f"{path}: mask of size {mask.shape[0]}x{mask.shape[1]} but the original image was "
-                             f"{rows}x{cols} (original_shape recorded by the crop stage): the mask is of another "
-                             "image, or was resized, padded or cropped; give the mask at the size and orientation of "
-                             "the original (uncropped) image")
-        return mask
-    # Maps and exam lists written before original_shape was recorded: the mask must at least contain the crop.
+MASK_FRAMES = ("original", "cropped", "window")
+"""The frames a lesion mask may be given in, in the order they are tried when two have the same size
+(:func:`mask_to_original`)."""
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return f"{int(shape[0])}x{int(shape[1])}"
+
+
+def mask_frame(shape: Sequence[int], placement: MapPlacement) -> str | None:
+    """Which frame a mask of ``shape`` (rows, cols) is in: 'original', 'cropped', 'window' or None (none).
+
+    Tried in this order, the first that fits wins (two frames can have the same size):
+
+    1. 'original' - the recorded ``original_shape`` (only when recorded);
+    2. 'cropped' - ``cropped_shape`` (the crop keeps the original orientation);
+    3. 'window' - the window the maps were computed in (``placement.window_shape``; mirrored, padded);
+    4. without a recorded ``original_shape`` (older files): 'original' for any mask that contains the crop box.
+    """
+    shape = (int(shape[0]), int(shape[1]))
+    if placement.original_shape is not None and shape == tuple(placement.original_shape):
+        return "original"
+    if shape == tuple(placement.cropped_shape):
+        return "cropped"
+    if shape == tuple(placement.window_shape):
+        return "window"
+    _, bottom, _, right = placement.crop_location
+    if placement.original_shape is None and shape[0] >= bottom and shape[1] >= right:
+        return "original"
+    return None
+
+
+def mask_to_original(mask: np.ndarray, placement: MapPlacement) -> tuple[np.ndarray, str]:
+    """A lesion mask in the original image frame, and the frame it was given in (:func:`mask_frame`).
+
+    * 'original': returned as is;
+    * 'cropped': placed at the crop box (``crop_location``), zeros elsewhere;
+    * 'window': mapped back with the saliency map's own inverse (:func:`window_to_original`: padding dropped,
+      un-mirrored, shifted by the crop box), zeros elsewhere. Lesion pixels in the window's zero padding, and
+      any lesion outside the window, cannot be represented in this frame.
+
+    The original frame is ``placement.original_shape``; when it is not recorded, the mask's own shape for an
+    original-frame mask, and the smallest image holding the crop box, (bottom, right), otherwise (the map has no
+    value outside the crop box, so this gives the same scores as any larger original).
+
+    Parameters
+    ----------
+    mask : 2-D array, non-zero = lesion.
+    placement : where the maps of the image were computed (:class:`MapPlacement`).
+
+    Raises ValueError (with the three expected sizes) for a mask that fits no frame.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a lesion mask must be a 2-D (grey) image, got shape {mask.shape}; save it as a "
+                         "single-channel PNG (non-zero = lesion)")
+    mask = mask > 0
+    frame = mask_frame(mask.shape, placement)
     top, bottom, left, right = placement.crop_location
-    if mask.shape[0] < bottom or mask.shape[1] < right:
-        raise ValueError(f"{path}: mask of size {mask.shape[0]}x{mask.shape[1]} does not contain the crop box "
-                         f"(window_location) {placement.crop_location}: masks must have the size and orientation of "
-                         "the original (uncropped) image")
-    return mask
+    if placement.original_shape is not None:
+        original_text = f"the original (uncropped) image {_shape_text(placement.original_shape)} (original_shape)"
+    else:
+        original_text = (f"the original (uncropped) image, at least {bottom}x{right} to contain the crop box "
+                         f"(window_location) {placement.crop_location}")
+    if frame is None:
+        raise ValueError(f"mask of size {_shape_text(mask.shape)} matches none of the frames a mask can be in: "
+                         f"{original_text}, the cropped image {_shape_text(placement.cropped_shape)} "
+                         f"(cropped_shape), or the model window {_shape_text(placement.window_shape)} "
+                         "(window_borders): the mask is of another image, or was resized, padded or cropped; give "
+                         "it at the size and orientation of one of these frames (see docs/localization.md)")
+    if frame == "original":
+        return mask, frame
+    original_shape = placement.original_shape if placement.original_shape is not None else (bottom, right)
+    if frame == "cropped":
+        original = np.zeros(original_shape, dtype=bool)
+        original[top:bottom, left:right] = mask
+        return original, frame
+    return window_to_original(mask.astype(np.float32), placement, original_shape, fill_value=0.0) > 0, frame
+
+
+def _read_mask(path: Path, placement: MapPlacement) -> tuple[np.ndarray, str]:
+    mask = read_png(path)
+    try:
+        original, frame = mask_to_original(mask, placement)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if frame == "window" and not original.any() and mask.any():
+        raise ValueError(f"{path}: a mask in the model window's frame ({_shape_text(placement.window_shape)}) whose "
+                         "lesion pixels all lie in the window's zero padding, outside the image: it cannot be "
+                         "placed on the image; check that the mask belongs to this image and view")
+    return original, frame
 
 
 # ----------------------------------------------------------------------------------------------
@@ -553,6 +632,7 @@ class ImageScore:
     dice_fixed: float | None
     hit: bool
     max_location: tuple[int, int]  # (row, col) of the map maximum in the original image
+    mask_frame: str = "original"  # the frame the mask file was in (MASK_FRAMES); scored in the original frame
 
 
 @dataclass
@@ -582,7 +662,7 @@ def _score_image(path: Path, image: str, segmentation_dir: Path, image_info: Map
     for channel, kind in enumerate(CLASSES):
         if not mask_files[kind].is_file():
             continue  # official convention: no file = no lesion of that class
-        mask = _read_mask(mask_files[kind], placement)
+        mask, frame = _read_mask(mask_files[kind], placement)
         if not mask.any():
             continue  # an empty mask (the synthetic data writes one per class) = no lesion
         original = window_to_original(map_to_window(saliency[channel], placement), placement, mask.shape)
@@ -592,7 +672,7 @@ def _score_image(path: Path, image: str, segmentation_dir: Path, image_info: Map
         if threshold is not None:
             dice_fixed = float(dice_per_threshold(normalized, mask, [threshold])[0])
         scores.append(ImageScore(image, kind, int(mask.sum()), dice_per_threshold(normalized, mask, THRESHOLD_GRID),
-                                 dice_fixed, hit, location))
+                                 dice_fixed, hit, location, frame))
     return scores, layout
 
 
@@ -646,7 +726,8 @@ def localize_maps(maps_dir: str | Path, segmentation_dir: str | Path, output_dir
     maps_dir : the ``maps/`` directory of ``predict --save-maps`` (``<image>.npz``) of one model: GMIC
         (``gmic``, ``gmic_demo``) or GLAM (``nyu_glam``) layout, told apart by their keys (:func:`map_layout`).
     segmentation_dir : lesion masks ``<image>_benign.png`` / ``<image>_malignant.png`` (non-zero = lesion) in
-        the original image's size and orientation; a missing or empty mask means no lesion of that class.
+        the frame of the original image, of the cropped image or of the model window (:func:`mask_frame`, tried
+        in that order); a missing or empty mask means no lesion of that class.
     output_dir : where the two output files go (atomically).
     exam_list : the cropped exam list, needed only for maps files without ``view``/``window_location``
         (it also supplies ``original_shape`` to files without it, when the exam list records it).
@@ -655,9 +736,11 @@ def localize_maps(maps_dir: str | Path, segmentation_dir: str | Path, output_dir
     threshold : optional fixed threshold in [0, 1] on the normalised map, reported besides the best one.
     log : receives one line per skipped file (None: silent).
 
-    A mask whose size differs from the recorded ``original_shape`` is refused; without a recorded shape (older
-    files) a mask is only required to contain the crop box.
-    ``map_layouts`` in localization.json counts the files of each layout that were read.
+    A mask whose size is none of the recorded ``original_shape``, ``cropped_shape`` and the window's is refused;
+    without a recorded ``original_shape`` (older files) a mask of neither the cropped nor the window size is
+    taken as an original-frame mask when it contains the crop box.
+    ``map_layouts`` in localization.json counts the files of each layout that were read, ``mask_frames`` the
+    scored masks per frame; the per-image CSV gives each mask's frame (``mask_frame``).
     A file that cannot be used (no mask, unreadable, wrong size, another layout than the directory's
     first readable file...) is skipped and listed with its reason
     in ``LocalizationResult.skipped`` and in localization.json; it never stops the batch.
@@ -712,12 +795,13 @@ def localize_maps(maps_dir: str | Path, segmentation_dir: str | Path, output_dir
             rows.append({"image": s.image, "class": kind, "lesion_pixels": s.lesion_pixels, "threshold": best,
                          "dice": float(s.dice_per_threshold[best_index]), "fixed_threshold": threshold,
                          "dice_fixed": s.dice_fixed, "hit": int(s.hit), "max_row": s.max_location[0],
-                         "max_col": s.max_location[1]})
+                         "max_col": s.max_location[1], "mask_frame": s.mask_frame})
     summary = {
         "tool": "mammoscreen localize", "version": __version__,
         "maps_dir": str(maps_dir), "segmentation_dir": str(segmentation_dir),
         "n_bootstrap": n_bootstrap, "seed": seed,
         "map_layouts": layouts,
+        "mask_frames": {frame: sum(s.mask_frame == frame for s in scores) for frame in MASK_FRAMES},
         "normalization": "min-max per image over the pixels the window covers",
         "threshold_grid": list(THRESHOLD_GRID),
         "classes": classes,
