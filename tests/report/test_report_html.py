@@ -196,6 +196,21 @@ def test_gallery_cap_and_missing_outline_note(report_run, tmp_path):
     assert image.shape[1] <= 300
 
 
+def test_an_unusable_mask_costs_its_outline_not_the_report(report_run, tmp_path):
+    from mammoscreen.data.images import write_png
+
+    run_dir, dataset, _ = report_run
+    masks = tmp_path / "segmentation"
+    shutil.copytree(dataset / "segmentation", masks)
+    victim = sorted(masks.glob("*_malignant.png"))[0]
+    write_png(victim, np.zeros((17, 9), np.uint8))  # not the image's size (e.g. a mask in another frame)
+    text = build_report(run_dir, tmp_path / "r.html", segmentation_dir=masks).read_text()
+    page = Page(text)
+    assert len(page.all("img", **{"class": "truth-img"})) == 2 * 15
+    assert len(page.all("p", **{"class": "note truth-missing"})) == 2
+    assert f"ground-truth outline not drawn: {victim}" in text
+
+
 def test_outline_is_drawn_on_the_lesion_border(tmp_path):
     from mammoscreen.data.images import write_png
 

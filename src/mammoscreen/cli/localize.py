@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(<image>_benign.png / <image>_malignant.png, in the frame of the original image, the cropped image or "
                     "the model window - see docs/localization.md): Dice of the "
                     "min-max normalised map thresholded at the best threshold of a grid (and optionally at "
-                    "--threshold), and the pointing-game hit rate, per class, with percentile bootstrap 95%% CIs "
+                    "--threshold), and the pointing-game hit rate, per class, with percentile bootstrap 95% CIs "
                     "over images. Writes localization.json and localization_per_image.csv.")
     p.add_argument("--maps", required=True, type=Path, help="the maps/ directory written by predict --save-maps")
     p.add_argument("--segmentations", required=True, type=Path,

@@ -395,7 +395,10 @@ def _truth_image(name: str, contents: RunContents, segmentation_dir: Path | None
     image_file = Path(images_dir) / f"{name}.png"
     if not image_file.is_file():
         return None
-    jpeg = outlined_mammogram(image_file, masks, TRUTH_HEIGHT)
+    try:
+        jpeg = outlined_mammogram(image_file, masks, TRUTH_HEIGHT)
+    except (ValueError, OSError) as e:  # one unusable mask costs its outline, not the report
+        return Raw(f'<p class="note truth-missing">ground-truth outline not drawn: {_e(e)}</p>')
     return _img(data_uri(jpeg, "image/jpeg"), f"{name} with the ground-truth outline", "truth-img")
 
 
