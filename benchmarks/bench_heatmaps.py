@@ -34,7 +34,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mammoscreen.memory import peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
@@ -53,22 +54,6 @@ OFFICIAL = {
     "nyu_model_forward_seconds_per_exam": (0.44, 0.54),  # image-only; image+heatmaps 0.50-0.53
     "nyu_model_single_forward_seconds_per_image": (0.13, 0.17),
 }
-
-
-def _maxrss_mb() -> float:
-    """Peak resident memory of this process image (VmHWM), in MB.
-
-    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec, so a worker would
-    report the driver's peak if it was larger.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; other systems
 
 
 def _build_reference_checkpoint(reference: Path, manifest: str, out: Path) -> Path:
@@ -145,7 +130,7 @@ def heatmap_worker(args: argparse.Namespace) -> dict:
         heatmaps = [(h.benign, h.malignant) for h in out]
     result["seconds"] = time.perf_counter() - wall
     result["cpu_seconds"] = time.process_time() - cpu
-    result["peak_rss_mb"] = _maxrss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     np.savez(args.output, **{f"benign_{n}": b for n, (b, _) in zip(names, heatmaps)},
              **{f"malignant_{n}": m for n, (_, m) in zip(names, heatmaps)},
              **{f"probs_{n}": p for n, p in zip(names, probabilities)})
@@ -239,7 +224,7 @@ def dmv_worker(args: argparse.Namespace) -> dict:
         single = load_image_wise(_build_reference_checkpoint(args.reference, f"nyu_model_single_{variant}", out))
         result[f"nyu_model_single_{variant}_seconds_per_image"] = median_seconds(
             lambda: [single(to_batch([w], cpu), v) for v, w in windows.items()]) / len(windows)
-    result["peak_rss_mb"] = _maxrss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 

@@ -40,6 +40,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mammoscreen.memory import peak_rss_mb
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 
@@ -147,22 +149,6 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process image (VmHWM), in MB.
-
-    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec, so a worker would
-    report the driver's peak if it was larger.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; other systems
-
-
 def worker(task: dict) -> dict:
     """Measure one model (or the baseline) as described by ``task``; runs in a fresh process."""
     import torch
@@ -248,7 +234,7 @@ def worker(task: dict) -> dict:
         "prepare_seconds_per_image": timers["prepare"] / n_images,
         "heatmap_seconds_per_image": timers["heatmaps"] / n_images if heatmaps is not None else None,
         "classified_patches": patches[0] if heatmaps is not None else None,
-        "build_seconds": build_seconds, "rss_before_mb": baseline_rss, "peak_rss_mb": _peak_rss_mb(),
+        "build_seconds": build_seconds, "rss_before_mb": baseline_rss, "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -306,7 +292,7 @@ def _baseline(task: dict) -> dict:
             "images": 1, "exams": None, "failed": 0, "seconds_per_image": seconds, "seconds_per_exam": None,
             "cpu_seconds_per_image": cpu,
             "forward_seconds_per_image": seconds, "prepare_seconds_per_image": 0.0, "build_seconds": 0.0,
-            "rss_before_mb": baseline_rss, "peak_rss_mb": _peak_rss_mb()}
+            "rss_before_mb": baseline_rss, "peak_rss_mb": peak_rss_mb()}
 
 
 # ----------------------------------------------------------------------------------------------

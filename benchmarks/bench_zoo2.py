@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mammoscreen.memory import peak_rss_mb
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 
@@ -48,22 +50,6 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process image (VmHWM), in MB.
-
-    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec, so a worker would
-    report the driver's peak if it was larger.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux; other systems
-
-
 def worker(task: dict) -> dict:
     import torch
 
@@ -75,7 +61,7 @@ def worker(task: dict) -> dict:
     from mammoscreen.predict import PredictOptions, predict_images
 
     spec = get_model_spec(task["model"])
-    rss_before = _peak_rss_mb()
+    rss_before = peak_rss_mb()
     start = time.perf_counter()
     predictor = spec.build(task["weights"], None, device=task["device"])
     build_seconds = time.perf_counter() - start
@@ -109,7 +95,7 @@ def worker(task: dict) -> dict:
     return {"model": spec.name, "images": n, "seconds_per_image": total / n,
             "cpu_seconds_per_image": cpu / n, "prepare_seconds_per_image": timers["prepare"] / n,
             "forward_seconds_per_image": timers["predict_batch"] / n, "build_seconds": build_seconds,
-            "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": rss_before}
+            "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before}
 
 
 def baseline(task: dict) -> dict:
@@ -132,7 +118,7 @@ def baseline(task: dict) -> dict:
     return {"model": "ResNet-34 baseline (2944x1920)", "images": 1, "seconds_per_image": sorted(times)[len(times) // 2],
             "cpu_seconds_per_image": cpu, "prepare_seconds_per_image": 0.0,
             "forward_seconds_per_image": sorted(times)[len(times) // 2], "build_seconds": 0.0,
-            "peak_rss_mb": _peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def _import(path: Path, name: str):

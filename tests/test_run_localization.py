@@ -21,6 +21,7 @@ from mammoscreen.models.registry import get_model_spec
 from mammoscreen.pipeline import ModelRequest, run_pipeline
 from mammoscreen.predict import PredictOptions
 from mammoscreen.run_evaluation import LOCALIZATION_DIR, localize_run
+from testutils import lesion_images
 
 GMIC_TINY = GMICConfig(input_size=(896, 704), num_patches=2, patch_size=(64, 64), global_channels=4,
                        local_channels=8, attention_dim=16)
@@ -54,15 +55,6 @@ def run(tmp_path_factory):
     return result, output, segmentation
 
 
-def _lesions(segmentation):
-    found = {"benign": set(), "malignant": set()}
-    for path in segmentation.glob("*.png"):
-        image, kind = path.stem.rsplit("_", 1)
-        if read_png(path).any():
-            found[kind].add(image)
-    return found
-
-
 def test_registry_says_which_models_write_saliency_maps():
     assert {name for name in ("gmic", "gmic_demo", "nyu_glam", "nyu_model", "end2end", "frcnn_cad")
             if get_model_spec(name).saliency_maps} == {"gmic", "gmic_demo", "nyu_glam"}
@@ -75,7 +67,7 @@ def test_every_model_with_maps_is_localised_and_the_report_lists_each(run, tmp_p
     logged = []
     localized = localize_run(result, output, segmentation, n_bootstrap=50, log=logged.append)
     assert set(localized.results) == {"gmic", "nyu_glam"} and not localized.problems
-    lesions = _lesions(segmentation)
+    lesions = lesion_images(segmentation)
     assert lesions["malignant"]
     for name, layout in (("gmic", "gmic"), ("nyu_glam", "glam")):
         summary = json.loads((output / name / LOCALIZATION_DIR / "localization.json").read_text())
@@ -116,7 +108,7 @@ def test_a_bad_glam_maps_file_is_skipped_inside_the_model(run, tmp_path):
     copy = tmp_path / "out"
     shutil.copytree(output, copy)
     maps = sorted((copy / "nyu_glam" / "maps").glob("*.npz"))
-    lesions = _lesions(segmentation)
+    lesions = lesion_images(segmentation)
     damaged = next(p for p in maps if p.stem in lesions["malignant"] | lesions["benign"])
     with np.load(damaged) as data:
         arrays = {k: data[k] for k in data.files}

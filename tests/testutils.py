@@ -49,3 +49,15 @@ def split_original_shape(exam_dicts):
                 shapes[name] = tuple(shape)
         official.append(exam)
     return official, shapes
+
+
+def lesion_images(segmentation: Path) -> dict[str, set[str]]:
+    """Images with a non-empty mask per class, from ``<image>_<class>.png`` files (as the synthetic data writes)."""
+    from mammoscreen.data.images import read_png
+
+    found = {"benign": set(), "malignant": set()}
+    for path in segmentation.glob("*.png"):
+        image, kind = path.stem.rsplit("_", 1)
+        if read_png(path).any():
+            found[kind].add(image)
+    return found

@@ -41,3 +41,22 @@ def keep_freed_memory() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
     except OSError:
         return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process image in MB (``VmHWM``; ``ru_maxrss`` where /proc is absent).
+
+    Not ``ru_maxrss`` on Linux: it is carried over from the parent through fork and exec, so a freshly
+    started worker would report its launcher's peak when that was larger.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, kB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale

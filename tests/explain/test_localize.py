@@ -17,6 +17,7 @@ from mammoscreen.explain.localize import (THRESHOLD_GRID, MapPlacement, best_thr
                                           dice_score, localize_maps, mean_with_interval, normalize_map,
                                           pointing_game, read_map_file, upsample_to_window, window_to_original)
 from mammoscreen.preprocess.windows import WindowGeometry, align_to_window, window_geometry
+from testutils import lesion_images
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,15 +246,6 @@ def predicted(tmp_path_factory):
             "images": root / "synth" / "images"}
 
 
-def _lesion_images(segmentation: Path) -> dict[str, set[str]]:
-    found = {"benign": set(), "malignant": set()}
-    for path in segmentation.glob("*.png"):
-        image, kind = path.stem.rsplit("_", 1)
-        if read_png(path).any():
-            found[kind].add(image)
-    return found
-
-
 def _copy_maps(source: Path, target: Path, edit=None) -> Path:
     target.mkdir(parents=True)
     for path in sorted(source.glob("*.npz")):
@@ -287,7 +279,7 @@ def test_cli_on_model_maps_writes_the_documented_outputs(predicted, tmp_path, ca
     printed = capsys.readouterr().out
     assert "malignant" in printed and "pointing game" in printed
     summary = json.loads((out / "localization.json").read_text())
-    lesions = _lesion_images(predicted["segmentation"])
+    lesions = lesion_images(predicted["segmentation"])
     assert lesions["benign"] and lesions["malignant"]  # the fixture exercises both classes
     assert summary["n_bootstrap"] == 200 and summary["seed"] == 5 and summary["maps_dir"] == str(predicted["maps"])
     assert summary["n_skipped"] == 0
@@ -416,7 +408,7 @@ def _strip_original_shape(image, arrays):
 
 
 def _an_image_with_a_lesion(predicted) -> str:
-    lesions = _lesion_images(predicted["segmentation"])
+    lesions = lesion_images(predicted["segmentation"])
     return sorted(lesions["malignant"] | lesions["benign"])[0]
 
 
