@@ -182,7 +182,8 @@ def roofline_worker(args: argparse.Namespace) -> dict:
             m.register_forward_hook(count)
     before, after = fused.stem_padding()
     with torch.inference_mode():
-        fused(torch.zeros(1, 1, 256 + before + after, 256 + before + after).contiguous(memory_format=torch.channels_last))
+        size = 256 + before + after
+        fused(torch.zeros(1, 1, size, size).contiguous(memory_format=torch.channels_last))
     result["gflop_per_patch"] = 2 * macs[0] / 1e9
     return result
 

@@ -172,9 +172,10 @@ def test_cli_rejects_options_a_model_does_not_take(tmp_path, capsys, view_wise_f
     assert "gmic does not take --seed" in capsys.readouterr().err
     assert main(base + ["--model", "nyu_model", "--weights", str(view_wise_file), "--heatmaps"]) == 2
     assert "needs the patch classifier" in capsys.readouterr().err
-    assert main(base + ["--model", "nyu_model", "--weights", str(view_wise_file), "--heatmap-precision", "bfloat16"]) == 2
+    bfloat16 = ["--heatmap-precision", "bfloat16"]
+    assert main(base + ["--model", "nyu_model", "--weights", str(view_wise_file)] + bfloat16) == 2
     assert "--heatmap-precision applies only to the image+heatmaps variant" in capsys.readouterr().err
-    assert main(base + ["--model", "gmic", "--weights", str(view_wise_file), "--heatmap-precision", "bfloat16"]) == 2
+    assert main(base + ["--model", "gmic", "--weights", str(view_wise_file)] + bfloat16) == 2
     assert "gmic does not take --heatmap-precision" in capsys.readouterr().err
 
 

@@ -102,7 +102,8 @@ def make_dataset(tmp_path, blank=()):
     images = tmp_path / "images"
     names = {"L-CC": "e_L-CC", "R-CC": "e_R-CC", "L-MLO": "e_L-MLO", "R-MLO": "e_R-MLO"}
     for view, name in names.items():
-        image = synthetic_breast((400, 260), facing="right" if view[0] == "L" else "left", seed=len(name) + ord(view[2]))
+        facing = "right" if view[0] == "L" else "left"
+        image = synthetic_breast((400, 260), facing=facing, seed=len(name) + ord(view[2]))
         if name in blank:
             image[:] = 0
         write_png(images / f"{name}.png", image)

@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "localize", help="localisation of saliency maps: Dice and pointing game per class, with bootstrap CIs",
         description="Compare the saliency maps saved by 'predict --save-maps' with lesion masks "
-                    "(<image>_benign.png / <image>_malignant.png, in the frame of the original image, the cropped image or "
-                    "the model window - see docs/localization.md): Dice of the "
+                    "(<image>_benign.png / <image>_malignant.png, in the frame of the original image, the cropped "
+                    "image or the model window - see docs/localization.md): Dice of the "
                     "min-max normalised map thresholded at the best threshold of a grid (and optionally at "
                     "--threshold), and the pointing-game hit rate, per class, with percentile bootstrap 95% CIs "
                     "over images. Writes localization.json and localization_per_image.csv.")

@@ -58,7 +58,8 @@ from ..preprocess.windows import WindowGeometry
 
 __all__ = [
     "CLASSES", "THRESHOLD_GRID", "LOCALIZATION_JSON", "PER_IMAGE_CSV", "MapPlacement", "LocalizationResult",
-    "MAP_LAYOUTS", "MASK_FRAMES", "map_layout", "mask_frame", "mask_to_original", "upsample_to_window", "expand_strided_map", "map_to_window", "window_to_original",
+    "MAP_LAYOUTS", "MASK_FRAMES", "map_layout", "mask_frame", "mask_to_original", "upsample_to_window",
+    "expand_strided_map", "map_to_window", "window_to_original",
     "normalize_map", "dice_score", "dice_per_threshold",
     "pointing_game", "mean_with_interval", "best_threshold_dice", "read_map_file", "localize_maps",
     "format_localization",

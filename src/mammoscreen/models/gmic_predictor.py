@@ -52,7 +52,8 @@ def load_gmic(path: str | Path, percent_t: float | None = None, config: GMICConf
             raise
         raise WeightsError(f"{e}. {path} does not fit the GMIC architecture {config.input_size[0]}x"
                            f"{config.input_size[1]} and has no sidecar {sidecar_path(path).name} saying which "
-                           "architecture it has; put the .json written with it by 'mammoscreen train' beside it") from None
+                           "architecture it has; put the .json written with it by 'mammoscreen train' beside "
+                           "it") from None
     return model.eval()
 
 
