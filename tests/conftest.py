@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from testutils import REFERENCE_DIR
+
+# Property-based tests are reproducible: a fixed derandomised seed and no example database, so CI and a
+# developer's machine try the same inputs. HYPOTHESIS_PROFILE=explore searches afresh and for longer.
+settings.register_profile("mammoscreen", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", derandomize=False, deadline=None, max_examples=2000,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mammoscreen"))
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
