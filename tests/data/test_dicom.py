@@ -159,7 +159,22 @@ def test_undecodable_pixel_data_names_the_file(tmp_path, make_dicom):
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = JPEGExtended12Bit
     ds.save_as(tmp_path / "broken.dcm", enforce_file_format=True)
-    with pytest.raises(DicomFileError, match=r"broken\.dcm: cannot decode the pixel data \(transfer syntax JPEG"):
+    # the JPEG decoders are installed here, so the data is what is wrong (issue 16.6: not "install decoders")
+    with pytest.raises(DicomFileError, match=r"broken\.dcm: the compressed pixel data \(transfer syntax JPEG Extended"
+                                             r".*\) is corrupt or truncated - the decoder is installed") as caught:
+        convert(tmp_path / "broken.dcm")
+    assert "pip install" not in str(caught.value)
+
+
+def test_undecodable_pixel_data_without_a_decoder_advises_installing_one(tmp_path, make_dicom, monkeypatch):
+    ds = pydicom.dcmread(make_dicom(tmp_path / "a.dcm", STORED))
+    ds.PixelData = encapsulate([b"\xff\xd8 not really a jpeg"])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGExtended12Bit
+    ds.save_as(tmp_path / "broken.dcm", enforce_file_format=True)
+    monkeypatch.setattr("mammoscreen.data.dicom._decoder_available", lambda syntax: False)
+    with pytest.raises(DicomFileError, match=r"broken\.dcm: cannot decode the pixel data \(transfer syntax JPEG.*"
+                                             r"pip install 'mammoscreen\[dicom\]'"):
         convert(tmp_path / "broken.dcm")
 
 

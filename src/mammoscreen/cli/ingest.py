@@ -210,16 +210,16 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
 def run_import(args: argparse.Namespace) -> int:
     from ..data.importers import ImporterError, import_dataset
 
-    pixel, _ = _policies(args)
+    pixel, accept = _policies(args)
     try:
         result = import_dataset(args.dataset, args.root, args.output_dir, convert=args.convert, policy=pixel,
-                                workers=args.workers, progress=not args.quiet)
+                                accept=accept, workers=args.workers, progress=not args.quiet)
     except ImporterError as e:
         raise UserError(str(e)) from None
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.failures:
-        report_failures(result.failures, result.images, "images")
+        report_failures(result.failures, result.images + len(result.failures), "images")
     print(f"{args.dataset}: {len(result.exams)} exam(s), {result.images} image(s) -> "
           f"{args.output_dir / 'exam_list.pkl'}")
     return 0

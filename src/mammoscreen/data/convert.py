@@ -29,10 +29,11 @@ import numpy as np
 
 from ..batch import Failure, map_images
 from ..files import Journal, write_json_atomic, write_text_atomic
-from .dicom import AcceptPolicy, DicomFileError, PixelPolicy, dicom_tags, png_pixels, read_dicom, skip_reason, standard_view, \
-    stored_facing
+from .dicom import (AcceptPolicy, DicomFileError, PixelPolicy, dicom_tags, header_metadata, laterality_conflict,
+                    png_pixels, read_dicom, skip_reason, standard_view, stored_facing)
 from .exams import VIEWS, Exam, save_exam_list, view_side
 from .images import write_png
+from .metadata import IMAGES_KEY, merge_metadata, set_exam_metadata
 
 EXAM_LIST = "exam_list.pkl"
 MANIFEST = "manifest.csv"
@@ -50,6 +51,9 @@ class DicomSource:
     study_date: str
     instance_number: int
     facing: str | None  # where the nipple points in the stored image, from Patient Orientation
+    metadata: dict = field(default_factory=dict, compare=False)  # header values (see data.metadata)
+    laterality: dict = field(default_factory=dict, compare=False)  # ImageLaterality and Laterality as stored
+    warning: str | None = None  # converted, but something the user should check (e.g. conflicting laterality)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ class PlannedExam:
     horizontal_flip: str
     orientation_note: str
 
+    def metadata(self, converted: Iterable[str]) -> dict:
+        """The exam's metadata (data.metadata) from its converted images' headers."""
+        images = {image.name: image.source.metadata for view in VIEWS for image in self.images[view]
+                  if image.name in converted}
+        exam_level, per_image = merge_metadata(images)
+        return {"dataset": "dicom", **exam_level, **({IMAGES_KEY: per_image} if per_image else {})}
+
 
 @dataclass
 class ConversionReport:
@@ -80,6 +91,7 @@ class ConversionReport:
     skipped: list[tuple[str, str]]  # (file, reason): not images to convert
     failures: list[Failure]  # files that should have converted but could not
     unlabelled_studies: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, warning): converted, but check them
 
 
 def iter_files(input_dir: Path, exclude: Iterable[Path] = ()) -> list[Path]:
@@ -118,7 +130,10 @@ def _scan_file(path: str, accept: AcceptPolicy) -> dict:
                        "sop_uid": str(ds.get("SOPInstanceUID", "")).strip(),
                        "patient_id": str(ds.get("PatientID", "")).strip(),
                        "study_date": str(ds.get("StudyDate", "")).strip(),
-                       "instance_number": instance, "facing": stored_facing(ds)}}
+                       "instance_number": instance, "facing": stored_facing(ds),
+                       "metadata": header_metadata(ds),
+                       "laterality": {k: str(ds.get(k, "")).strip() or None for k in ("ImageLaterality", "Laterality")},
+                       "warning": laterality_conflict(ds)}}
 
 
 def scan_dicom_dir(input_dir: str | Path, accept: AcceptPolicy = AcceptPolicy(), *, exclude: Iterable[Path] = (),
@@ -203,6 +218,7 @@ def _convert_item(item: dict, output_dir: str, policy: PixelPolicy) -> dict:
                "study_instance_uid": item["study_uid"], "sop_instance_uid": item["sop_uid"],
                "patient_id": item["patient_id"], "horizontal_flip": item["horizontal_flip"],
                "orientation": item["orientation_note"], "stored_facing": item["facing"],
+               "laterality": item.get("laterality", {}), "warnings": item.get("warnings", []),
                "policy": {"voi": policy.voi, "voi_index": policy.voi_index, "bit_depth_override": policy.bit_depth},
                "pixels": record}
     write_json_atomic(out / "sidecars" / f"{item['name']}.json", sidecar)
@@ -221,7 +237,8 @@ def convert_planned(planned: Sequence[PlannedExam], output_dir: str | Path, poli
                 items.append({"name": image.name, "path": s.path, "view": view, "study_uid": s.study_uid,
                               "sop_uid": s.sop_uid, "patient_id": s.patient_id, "facing": s.facing,
                               "mirror": image.mirror, "horizontal_flip": exam.horizontal_flip,
-                              "orientation_note": exam.orientation_note})
+                              "orientation_note": exam.orientation_note, "laterality": s.laterality,
+                              "warnings": [s.warning] if s.warning else []})
     by_name = {item["name"]: item for item in items}
     journal = Journal(output_dir / ".convert_journal.jsonl",
                       fingerprint={"stage": "convert-dicom", "voi": policy.voi, "voi_index": policy.voi_index,
@@ -317,10 +334,14 @@ def convert_dicom_dir(input_dir: str | Path, output_dir: str | Path, *, policy: 
                 label = cancer_label(labels[exam.study_uid])
             else:
                 unlabelled.append(exam.study_uid)
-        exams.append(Exam(images=images, horizontal_flip=exam.horizontal_flip, cancer_label=label))
+        record = Exam(images=images, horizontal_flip=exam.horizontal_flip, cancer_label=label)
+        set_exam_metadata(record, exam.metadata(converted))
+        exams.append(record)
     save_exam_list(exams, output_dir / EXAM_LIST)
     _write_manifest(output_dir / MANIFEST, planned, converted, skipped, failures)
-    return ConversionReport(exams, converted, skipped, failures, unlabelled)
+    warnings = [(image.source.path, image.source.warning) for exam in planned for view in VIEWS
+                for image in exam.images[view] if image.source.warning and image.name in converted]
+    return ConversionReport(exams, converted, skipped, failures, unlabelled, warnings)
 
 
 def _write_manifest(path: Path, planned: Sequence[PlannedExam], converted: dict[str, dict],
@@ -333,8 +354,8 @@ def _write_manifest(path: Path, planned: Sequence[PlannedExam], converted: dict[
         for view in VIEWS:
             for image in exam.images[view]:
                 status = "converted" if image.name in converted else "failed"
-                writer.writerow([image.source.path, status, image.name, view, exam.study_uid,
-                                 failed.get(image.name, "")])
+                reason = failed.get(image.name, "") if status == "failed" else (image.source.warning or "")
+                writer.writerow([image.source.path, status, image.name, view, exam.study_uid, reason])
     image_names = {image.name for exam in planned for view in VIEWS for image in exam.images[view]}
     for f in failures:
         if f.name not in image_names:  # failed while reading the header: named by its path
@@ -353,6 +374,10 @@ def summarise(report: ConversionReport) -> str:
         reasons[reason] = reasons.get(reason, 0) + 1
     for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
         lines.append(f"  skipped {count}: {reason}")
+    if report.warnings:
+        file, warning = report.warnings[0]
+        lines.append(f"  warning: {len(report.warnings)} converted image(s) to check (manifest.csv, their sidecars), "
+                     f"e.g. {file}: {warning}")
     if report.unlabelled_studies:
         lines.append(f"  {len(report.unlabelled_studies)} exam(s) have no row in the labels file: "
                      "their cancer_label is left out")

@@ -18,25 +18,31 @@ It can be overridden. Every value used is recorded so each conversion can be aud
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi
 
+from . import metadata as meta
 from . import voi
-from .dicom_write import MG_FOR_PROCESSING
+from .dicom_write import MG_FOR_PRESENTATION, MG_FOR_PROCESSING
 
 VOI_POLICIES = ("none", "window", "lut", "minmax")
 
 BREAST_TOMOSYNTHESIS = "1.2.840.10008.5.1.4.1.1.13.1.3"
 BREAST_PROJECTION_PRESENTATION = "1.2.840.10008.5.1.4.1.1.13.1.4"
 BREAST_PROJECTION_PROCESSING = "1.2.840.10008.5.1.4.1.1.13.1.5"
+MAMMOGRAPHY_IMAGE_CLASSES = (MG_FOR_PRESENTATION, MG_FOR_PROCESSING, BREAST_PROJECTION_PRESENTATION,
+                             BREAST_PROJECTION_PROCESSING)
 
 # View Code Sequence code values (SNOMED CT and the older SNOMED RT) -> view abbreviation (CID 4014).
 VIEW_CODE_VALUES = {
@@ -49,6 +55,10 @@ VIEW_CODE_VALUES = {
     "399101009": "XCCM", "R-1024B": "XCCM",
     "399188001": "FB", "R-10244": "FB",
 }
+
+# Full-field mammograms have up to about 30 Mpx; more is a damaged or crafted header. Checked before any
+# pixel data is decoded, since the conversion holds several copies of the image.
+MAX_PIXELS = 100_000_000
 
 DECODER_HINT = ("install the optional decoders: pip install 'mammoscreen[dicom]' "
                 "(pylibjpeg with its libjpeg and openjpeg plugins)")
@@ -84,33 +94,77 @@ class PixelPolicy:
 
 
 def read_dicom(path: str | Path, pixels: bool = False) -> Dataset:
-    """Read a DICOM file; raises :class:`DicomFileError` if it is not one.
+    """Read a DICOM file; raises :class:`DicomFileError` if it is not one, or is truncated.
 
     Without ``pixels`` large values (the pixel data) are not loaded, only noted as present. Files
     without the 128-byte preamble (older exports) are read too, provided they parse as DICOM and
-    carry an SOP Class UID.
+    carry an SOP Class UID. pydicom stops quietly where a file ends; a file that ends inside a data
+    element (the pixel data, typically) is reported as truncated rather than read as a shorter object.
     """
     path = Path(path)
     options: dict[str, Any] = {} if pixels else {"defer_size": "256 KB"}
     try:
-        return pydicom.dcmread(path, **options)
+        return _checked_read(path, options)
     except InvalidDicomError:
         pass
+    except DicomFileError:
+        raise
     except (OSError, EOFError) as e:
         raise DicomFileError(f"{path}: cannot read ({e})") from None
     except Exception as e:  # pydicom raises many kinds of errors on damaged files
         raise DicomFileError(f"{path}: damaged DICOM file ({type(e).__name__}: {e})") from None
     try:
-        ds = pydicom.dcmread(path, force=True, **options)
+        ds = _checked_read(path, {"force": True, **options})
         if "SOPClassUID" in ds:
             return ds
+    except DicomFileError:
+        raise
     except Exception:
         pass
     raise DicomFileError(f"{path}: not a DICOM file")
 
 
+def _checked_read(path: Path, options: dict[str, Any]) -> Dataset:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(path, **options)
+    if any("end of file" in str(w.message).lower() for w in caught):
+        raise DicomFileError(f"{path}: truncated DICOM file: it ends inside the encapsulated (compressed) pixel "
+                             "data; copy or download the file again")
+    problem = _truncation(ds, path.stat().st_size)
+    if problem:
+        raise DicomFileError(f"{path}: truncated DICOM file: {problem}; copy or download the file again")
+    return ds
+
+
+def _truncation(ds: Dataset, size: int) -> str | None:
+    """Why ``ds`` (just read from a file of ``size`` bytes) must be a truncated file, or None."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or raw.length == 0xFFFFFFFF or raw.value_tell is None:
+            continue
+        end = raw.value_tell + raw.length
+        if end > size:
+            name = "Pixel Data" if tag == 0x7FE00010 else (keyword_for_tag(tag) or f"element {tag}")
+            return f"{name} ({tag.group:04X},{tag.element:04X}) declares {raw.length} bytes but the file ends " \
+                   f"{size - raw.value_tell} bytes into it"
+    # A mammogram's header that stops before both Modality and the pixel data: the file was cut short.
+    if _text(ds, "SOPClassUID") in MAMMOGRAPHY_IMAGE_CLASSES and "Modality" not in ds and not _has_pixels(ds):
+        return "the header stops before Modality and the pixel data of a mammography image object"
+    return None
+
+
+def _has_pixels(ds: Dataset) -> bool:
+    return "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+
+
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
+    try:
+        value = ds.get(keyword)
+    except Exception:  # a damaged value pydicom cannot convert: show the stored text
+        raw = ds.get_item(keyword) if keyword in ds else None
+        value = getattr(raw, "value", b"")
+        return value.decode("latin-1", "replace").strip() if isinstance(value, bytes) else str(value).strip()
     if value is None:
         return ""
     if isinstance(value, MultiValue):
@@ -160,27 +214,73 @@ def stored_facing(ds: Dataset) -> str | None:
     return None
 
 
-def skip_reason(ds: Dataset, accept: AcceptPolicy = AcceptPolicy()) -> str | None:
-    """Why ``ds`` is not converted (one line), or None for a 2-D mammogram to convert."""
-    modality = _text(ds, "Modality").upper()
+def laterality_conflict(ds: Dataset) -> str | None:
+    """A one-line warning when Image Laterality and Laterality name different breasts, else None.
+
+    Image Laterality (0020,0062) describes the image and wins (:func:`laterality`); Laterality
+    (0020,0060) belongs to the series and is sometimes left over from another image.
+    """
+    image_side = _text(ds, "ImageLaterality").upper()
+    series_side = _text(ds, "Laterality").upper()
+    if image_side in ("L", "R") and series_side in ("L", "R") and image_side != series_side:
+        return (f"ImageLaterality (0020,0062) {image_side} contradicts Laterality (0020,0060) {series_side}; "
+                f"converted as {image_side} (ImageLaterality describes the image) - check the view")
+    return None
+
+
+def object_reason(ds: Dataset, accept: AcceptPolicy = AcceptPolicy()) -> str | None:
+    """Why ``ds`` is not a 2-D mammogram the models can take (one line), whatever its view; None if it is.
+
+    The part of :func:`skip_reason` every importer applies too (their tables name the view): 3-D,
+    synthesised 2-D, non-image, multi-frame and colour objects, and For Processing images unless
+    ``accept`` allows them.
+    """
     sop_class = _text(ds, "SOPClassUID")
-    if modality != "MG":
-        return f"not a mammogram (Modality {modality or 'missing'})"
     if sop_class == BREAST_TOMOSYNTHESIS:
         return "breast tomosynthesis (3-D), not a 2-D mammogram"
     if sop_class in (BREAST_PROJECTION_PRESENTATION, BREAST_PROJECTION_PROCESSING) and not accept.synthesized_2d:
         return "2-D image synthesised from tomosynthesis (accept with --accept-synthesized-2d)"
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+    if not _has_pixels(ds):
         return "no pixel data (a report, presentation state or other non-image object)"
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        return f"multi-frame object ({frames} frames), not a 2-D mammogram"
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        return f"colour image (SamplesPerPixel {ds.SamplesPerPixel}), not a mammogram"
+    frames = _integer(ds, "NumberOfFrames", 1)
+    if frames is None or frames > 1:
+        return f"multi-frame object ({_text(ds, 'NumberOfFrames')} frames), not a 2-D mammogram"
+    samples = _integer(ds, "SamplesPerPixel", 1)
+    if samples != 1:
+        return f"colour image (SamplesPerPixel {_text(ds, 'SamplesPerPixel')}), not a mammogram"
     intent = _text(ds, "PresentationIntentType").upper()
     if (intent == "FOR PROCESSING" or sop_class in (MG_FOR_PROCESSING, BREAST_PROJECTION_PROCESSING)) \
             and not accept.for_processing:
-        return "For Processing (raw) image; the models expect For Presentation (accept with --accept-for-processing)"
+        return FOR_PROCESSING_REASON
+    return None
+
+
+FOR_PROCESSING_REASON = ("For Processing (raw) image; the models expect For Presentation "
+                         "(accept with --accept-for-processing)")
+
+
+def _integer(ds: Dataset, keyword: str, default: int) -> int | None:
+    """An integer attribute (IS/US), ``default`` when absent or empty, None when not a number."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # a value pydicom cannot even convert
+        return None
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def skip_reason(ds: Dataset, accept: AcceptPolicy = AcceptPolicy()) -> str | None:
+    """Why ``ds`` is not converted (one line), or None for a 2-D mammogram to convert."""
+    modality = _text(ds, "Modality").upper()
+    if modality != "MG":
+        return f"not a mammogram (Modality {modality or 'missing'})"
+    reason = object_reason(ds, accept)
+    if reason is not None:
+        return reason
     side = laterality(ds)
     if side is None:
         found = _text(ds, "ImageLaterality") or _text(ds, "Laterality") or "missing"
@@ -189,6 +289,22 @@ def skip_reason(ds: Dataset, accept: AcceptPolicy = AcceptPolicy()) -> str | Non
     if position not in ("CC", "MLO"):
         return f"view {position or 'missing'} is not one of the standard screening views CC/MLO"
     return None
+
+
+def header_metadata(ds: Dataset) -> dict[str, Any]:
+    """Exam metadata the DICOM header gives, canonicalised (see :mod:`.metadata`): age, manufacturer,
+    manufacturer_model, implant. Keys whose value is absent or not understood are left out."""
+    sources = {"age": "PatientAge", "manufacturer": "Manufacturer", "manufacturer_model": "ManufacturerModelName",
+               "implant": "BreastImplantPresent"}
+    out: dict[str, Any] = {}
+    for key, keyword in sources.items():
+        try:
+            value = meta.NORMALISERS[key](_text(ds, keyword))
+        except (meta.MetadataValueError, ValueError):
+            continue
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def standard_view(ds: Dataset) -> str:
@@ -200,17 +316,53 @@ def _first(value: Any, index: int, what: str, path: str) -> float:
     values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
     if index >= len(values):
         raise DicomFileError(f"{path}: {what} has {len(values)} value(s); --voi-index {index} does not exist")
-    return float(values[index])
+    try:
+        number = float(values[index])
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise DicomFileError(f"{path}: {what} {values[index]!r} is not a number; use --voi none, lut or minmax")
+    return number
 
 
-def _modality_bits(ds: Dataset, bits_stored: int) -> tuple[int, dict]:
+def _decimal(ds: Dataset, keyword: str, tag: str, default: float, path: str) -> float:
+    """A decimal-string attribute as a finite float, or a DicomFileError naming the file and the attribute."""
+    try:
+        value = ds.get(keyword, default)
+    except Exception:  # pydicom cannot convert the stored text (e.g. 'abc')
+        value = _text(ds, keyword)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise DicomFileError(f"{path}: {keyword} {tag} is {str(value)!r}, not a number; the Modality LUT cannot be "
+                             "applied - the header is damaged (fix the attribute, or leave the file out)")
+    return number
+
+
+def rescale(ds: Dataset, path: str = "") -> tuple[float, float]:
+    """(slope, intercept) of the Modality LUT's rescale, checked: a DicomFileError for a slope that is 0 (every
+    pixel would become the intercept) or either value that is not a finite number."""
+    path = path or str(getattr(ds, "filename", "") or "dataset")
+    slope = _decimal(ds, "RescaleSlope", "(0028,1053)", 1.0, path)
+    intercept = _decimal(ds, "RescaleIntercept", "(0028,1052)", 0.0, path)
+    if slope == 0:
+        raise DicomFileError(f"{path}: RescaleSlope (0028,1053) is 0, which would make every pixel "
+                             f"{intercept:g} (a blank image) - the header is damaged (fix the attribute, or leave "
+                             "the file out)")
+    return slope, intercept
+
+
+def _modality_bits(ds: Dataset, bits_stored: int, path: str) -> tuple[int, dict]:
     """Bit depth of the Modality LUT's output range, and a record of the LUT."""
     if "ModalityLUTSequence" in ds:
         descriptor = ds.ModalityLUTSequence[0].LUTDescriptor
         bits = int(descriptor[2])
         return bits, {"modality_lut": "Modality LUT Sequence", "lut_descriptor": [int(v) for v in descriptor]}
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    slope, intercept = rescale(ds, path)
     record = {"modality_lut": "rescale", "rescale_slope": slope, "rescale_intercept": intercept}
     if slope == 1 and intercept == 0:
         return bits_stored, record
@@ -221,6 +373,28 @@ def _modality_bits(ds: Dataset, bits_stored: int) -> tuple[int, dict]:
     return max(1, min(16, int(math.ceil(top + 1e-9)).bit_length())), record
 
 
+def _decode_problem(ds: Dataset, error: Exception, transfer_syntax: Any, path: str) -> str:
+    """The message for pixel data that could not be decoded: corrupt data when the decoder is there,
+    the decoders to install when it is not."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    syntax = f" (transfer syntax {getattr(transfer_syntax, 'name', transfer_syntax)})" if transfer_syntax else ""
+    compressed = bool(getattr(transfer_syntax, "is_compressed", False))
+    if compressed and _decoder_available(transfer_syntax):
+        return (f"{path}: the compressed pixel data{syntax} is corrupt or truncated - the decoder is installed but "
+                f"cannot read it ({message.rstrip(':')}); copy or export the file again")
+    hint = f"; {DECODER_HINT}" if compressed else ""
+    return f"{path}: cannot decode the pixel data{syntax}: {message}{hint}"
+
+
+def _decoder_available(transfer_syntax: Any) -> bool:
+    try:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        return bool(get_decoder(transfer_syntax).is_available)
+    except Exception:  # an unknown transfer syntax has no decoder
+        return False
+
+
 def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "") -> tuple[np.ndarray, dict]:
     """The 16-bit PNG values of a mammogram dataset (read with pixels) and a record of every step.
 
@@ -229,13 +403,19 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
     """
     path = path or str(getattr(ds, "filename", "") or "dataset")
     transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    rows, columns = _integer(ds, "Rows", 0), _integer(ds, "Columns", 0)
+    if not rows or not columns or rows < 0 or columns < 0:
+        raise DicomFileError(f"{path}: Rows/Columns {_text(ds, 'Rows') or 'missing'} x {_text(ds, 'Columns') or 'missing'}"
+                             " do not describe an image - the header is damaged")
+    if rows * columns > MAX_PIXELS:
+        raise DicomFileError(f"{path}: {rows} x {columns} pixels is more than the {MAX_PIXELS:,} a mammogram can have "
+                             "(refused before decoding, so that a damaged or crafted header cannot exhaust memory)")
+    if "ModalityLUTSequence" not in ds:
+        rescale(ds, path)  # a damaged Rescale Slope/Intercept fails before any decoding
     try:
         stored = ds.pixel_array
     except Exception as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        hint = f"; {DECODER_HINT}" if "plugin" in str(e).lower() or "decod" in str(e).lower() else ""
-        syntax = f" (transfer syntax {getattr(transfer_syntax, 'name', transfer_syntax)})" if transfer_syntax else ""
-        raise DicomFileError(f"{path}: cannot decode the pixel data{syntax}: {message}{hint}") from None
+        raise DicomFileError(_decode_problem(ds, e, transfer_syntax, path)) from None
     if stored.ndim != 2:
         raise DicomFileError(f"{path}: expected a 2-D image, the pixel data has shape {stored.shape}")
 
@@ -254,7 +434,7 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
         "stored_min": int(stored.min()), "stored_max": int(stored.max()),
     }
 
-    bits, modality_record = _modality_bits(ds, bits_stored)
+    bits, modality_record = _modality_bits(ds, bits_stored, path)
     record.update(modality_record)
     values = apply_modality_lut(stored, ds)
     record["voi"] = policy.voi
