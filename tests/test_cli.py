@@ -50,16 +50,22 @@ def test_crop_then_centers_from_the_command_line(dataset, tmp_path, capsys):
 
 def test_errors_are_one_line_with_exit_code_2(dataset, tmp_path, capsys):
     images, exam_list = dataset
-    assert main(["crop", "--images", str(images), "--exam-list", str(tmp_path / "nope.pkl"),
-                 "--output-dir", str(tmp_path / "o")]) == 2
-    assert "error: exam list not found" in capsys.readouterr().err
-    assert main(["predict", "--weights", str(tmp_path / "none.p"), "--images", str(images),
-                 "--exam-list", str(exam_list), "--output-dir", str(tmp_path / "o")]) == 2
-    assert "weights file not found" in capsys.readouterr().err
+    # missing inputs are refused while the arguments are parsed (issue 16.2): argparse's exit status 2
+    with pytest.raises(SystemExit) as exited:
+        main(["crop", "--images", str(images), "--exam-list", str(tmp_path / "nope.pkl"),
+              "--output-dir", str(tmp_path / "o")])
+    assert exited.value.code == 2
+    assert f"mammoscreen crop: error: argument --exam-list: file not found: {tmp_path / 'nope.pkl'}" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "--weights", str(tmp_path / "none.p"), "--images", str(images),
+              "--exam-list", str(exam_list), "--output-dir", str(tmp_path / "o")])
+    assert exited.value.code == 2
+    assert "argument --weights: weights not found" in capsys.readouterr().err
     assert main(["centers", "--images", str(images), "--exam-list", str(exam_list),
                  "--output", str(tmp_path / "d.pkl")]) == 2
     assert "has no 'rightmost_points'" in capsys.readouterr().err
-    assert main(["predict", "--model", "resnet1000", "--weights", "x", "--images", str(images),
+    assert main(["predict", "--model", "resnet1000", "--weights", "official", "--images", str(images),
                  "--exam-list", str(exam_list), "--output-dir", str(tmp_path / "o")]) == 2
     assert "unknown model 'resnet1000'" in capsys.readouterr().err
 

@@ -43,3 +43,14 @@ def test_8_bit_image_reads_with_a_warning(tmp_path):
 def test_write_refuses_float_images(tmp_path):
     with pytest.raises(ValueError, match="uint8 or uint16"):
         write_png(tmp_path / "f.png", np.zeros((3, 3), np.float32))
+
+
+@pytest.mark.parametrize("fmt, name", [("JPEG", "JPEG"), ("TIFF", "TIFF"), ("BMP", "BMP")])
+def test_other_formats_renamed_png_are_named(tmp_path, fmt, name):
+    """Issue 16.6: a JPEG renamed .png was described as "an 8-bit PNG"; name the real format."""
+    Image.new("L", (20, 20), 128).save(tmp_path / "scan.png", format=fmt)
+    with pytest.raises(ImageFileError, match=rf"scan\.png: a {name} file with a \.png name, not a PNG; mammograms "
+                                             r"must be 16-bit PNGs"):
+        read_png(tmp_path / "scan.png")
+    with pytest.raises(ImageFileError, match=rf"a {name} file"):
+        read_mammogram(tmp_path / "scan.png")

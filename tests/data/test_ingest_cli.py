@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mammoscreen.cli import main
 from mammoscreen.data.exams import load_exam_list
@@ -33,10 +34,15 @@ def test_convert_with_window_policy_and_bad_option(tmp_path, make_dicom, capsys)
     assert main(["convert-dicom", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), "--voi", "window",
                  "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["convert-dicom", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
-                 "--bit-depth", "20", "--quiet"]) == 2
-    assert "bit_depth must be from 1 to 16" in capsys.readouterr().err
-    assert main(["convert-dicom", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "out"), "--quiet"]) == 2
+    with pytest.raises(SystemExit) as exited:  # refused while parsing (issue 16.2)
+        main(["convert-dicom", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), "--bit-depth", "20",
+              "--quiet"])
+    assert exited.value.code == 2
+    assert "argument --bit-depth: must be at most 16, got 20" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["convert-dicom", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "out"), "--quiet"])
+    assert exited.value.code == 2
+    assert f"argument INPUT_DIR: directory not found: {tmp_path / 'nope'}" in capsys.readouterr().err
 
 
 def test_inspect(tmp_path, make_dicom, capsys):

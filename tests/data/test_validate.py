@@ -146,8 +146,10 @@ def test_cli_exit_codes(tmp_path, big, capsys):
     assert main(["validate", "--images", str(images), "--exam-list", str(exams), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "error:" in out and "e_R-CC.png" in out and "FAILED" in out
-    assert main(["validate", "--images", str(images), "--exam-list", str(tmp_path / "none.pkl"), "--quiet"]) == 1
-    assert "exam list not found" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:  # refused while parsing (issue 16.2)
+        main(["validate", "--images", str(images), "--exam-list", str(tmp_path / "none.pkl"), "--quiet"])
+    assert exited.value.code == 2
+    assert "argument --exam-list: file not found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("scale", [0.25])
@@ -158,3 +160,19 @@ def test_synthetic_dataset_validates(tmp_path, scale):
     report = validate_dataset(tmp_path / "images", tmp_path / "exam_list.pkl", progress=False)
     assert report.ok and report.warnings == [], messages(report)
     assert sum(report.notes.values()) == 8  # 12-bit values stored as they are
+
+
+@pytest.mark.parametrize("exams, what", [([], "no exams"),
+                                         ([Exam(cancer_label=dict(LABEL))], "1 exam(s) but no image names in any view")])
+def test_an_exam_list_without_images_is_an_error(tmp_path, capsys, exams, what):
+    """Issue 16.6: an empty exam list gave "OK: 0 exam(s)"."""
+    (tmp_path / "images").mkdir()
+    save_exam_list(exams, tmp_path / "empty.pkl")
+    report = validate_dataset(tmp_path / "images", tmp_path / "empty.pkl", progress=False)
+    assert not report.ok
+    assert [str(i) for i in report.errors] == [f"error: {tmp_path / 'empty.pkl'}: the exam list has {what}; there is "
+                                               "nothing to validate or run"]
+    assert main(["validate", "--images", str(tmp_path / "images"), "--exam-list", str(tmp_path / "empty.pkl"),
+                 "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "OK" not in out and "FAILED" in out

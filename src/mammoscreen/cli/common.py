@@ -3,18 +3,112 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 from ..batch import Failure
 
+# Argument types that check ranges and paths while parsing, so that a bad value is refused at the door in
+# argparse's terms (exit status 2, "mammoscreen CMD: error: argument --X: ...") instead of failing every image.
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+
+def int_range(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (inclusive; None: unbounded)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
+        return value
+
+    return parse
+
+
+def float_range(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number between ``low`` and ``high`` (closed unless ``*_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if low_open else 'at least'} {low:g}, got {value:g}")
+        if high is not None and (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(f"must be {'less than' if high_open else 'at most'} {high:g}, got {value:g}")
+        return value
+
+    return parse
+
+
+positive_int = int_range(1)
+non_negative_int = int_range(0)
+SEED = int_range(0, 2**32 - 1)  # numpy's seed range
+
+
+def existing_dir(text: str) -> Path:
+    """An argparse type: a directory that exists."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"directory not found: {path}")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a directory")
+    return path
+
+
+def existing_file(text: str) -> Path:
+    """An argparse type: a file that exists."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"file not found: {path}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory, not a file")
+    return path
+
+
+def weights_source(text: str) -> str:
+    """An argparse type for --weights / --patch-weights: 'official', or a checkpoint file or directory that exists,
+    optionally as MODEL=... for one model."""
+    model, sep, value = text.partition("=")
+    if not (sep and model.replace("_", "").replace("-", "").isalnum()):
+        value = text
+    if value != "official" and not Path(value).exists():
+        raise argparse.ArgumentTypeError(f"weights not found: {value} (give a checkpoint file, a directory holding "
+                                         "the official file names, or 'official')")
+    return text
+
+
+def output_dir(text: str) -> Path:
+    """An argparse type: a directory to write into - it may not exist yet, but must not be a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file; the output must be a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{parent} is a file, so {path} cannot be created")
+            break
+    return path
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file to write - it may not exist yet, but must not be a directory."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory; give a file name")
+    output_dir(str(path.parent))
+    return path
 
 
 def add_workers_option(parser: argparse.ArgumentParser) -> None:

@@ -9,27 +9,15 @@ from pathlib import Path
 from typing import Callable
 
 from . import UserError
-from .common import positive_int
+from .common import SEED, existing_file, float_range, int_range, non_negative_int, output_dir
 
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value}")
-    return value
+_fraction = float_range(0, 1, low_open=True, high_open=True)
 
 
 def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", type=_non_negative_int, default=2000, metavar="N",
+    parser.add_argument("--bootstrap", type=non_negative_int, default=2000, metavar="N",
                         help="bootstrap replicates for 95%% CIs (default: %(default)s; 0 = no CIs)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0,
+    parser.add_argument("--seed", type=SEED, default=0,
                         help="bootstrap random seed (default: %(default)s)")
     parser.add_argument("--confidence", type=_fraction, default=0.95,
                         help="confidence level of the intervals (default: %(default)s)")
@@ -50,9 +38,9 @@ def _user_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argp
     return wrapped
 
 
-def _print_outputs(paths: list[Path], output_dir: Path) -> None:
+def _print_outputs(paths: list[Path], directory: Path) -> None:
     names = ", ".join(p.name for p in paths)
-    print(f"Wrote to {output_dir}: {names}")
+    print(f"Wrote to {directory}: {names}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,11 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "CIs, ROC and PR plots (PNG, SVG) and metrics.json. Image-level files: image_index,"
                     "malignant_pred,malignant_label[,benign_pred,benign_label]; breast-level files: left_malignant,"
                     "right_malignant[,left_benign,right_benign], one row per exam of the exam list.")
-    p.add_argument("--predictions", required=True, type=Path, help="prediction CSV")
-    p.add_argument("--exam-list", type=Path, help="exam list (.pkl or .json); needed for breast level")
-    p.add_argument("--output-dir", required=True, type=Path, help="where metrics.json, metrics.txt and plots go")
+    p.add_argument("--predictions", required=True, type=existing_file, help="prediction CSV")
+    p.add_argument("--exam-list", type=existing_file, help="exam list (.pkl or .json); needed for breast level")
+    p.add_argument("--output-dir", required=True, type=output_dir, help="where metrics.json, metrics.txt and plots go")
     p.add_argument("--level", choices=("image", "breast", "both"), default="both",
                    help="which levels to evaluate (default: %(default)s, as far as the inputs allow)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop with an error when the file's labels disagree with the exam list's cancer_label "
+                        "(default: a warning with the number of disagreeing rows)")
     _add_bootstrap_options(p)
     p.set_defaults(handler=run_evaluate)
 
@@ -76,17 +67,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Compare several prediction files on the same exams: every model's metrics with CIs, overlaid "
                     "ROC/PR/calibration plots, a paired DeLong test and paired-bootstrap CI for each pair's AUROC "
                     "difference, and sensitivity at given specificities (and the reverse) with CIs.")
-    p.add_argument("predictions", nargs="+", type=Path, help="prediction CSVs, one per model")
+    p.add_argument("predictions", nargs="+", type=existing_file, help="prediction CSVs, one per model")
     p.add_argument("--names", nargs="+", help="model names, one per file (default: file names)")
-    p.add_argument("--exam-list", type=Path, help="exam list (.pkl or .json); needed for breast level")
-    p.add_argument("--output-dir", required=True, type=Path, help="where comparison.json, .txt and plots go")
+    p.add_argument("--exam-list", type=existing_file, help="exam list (.pkl or .json); needed for breast level")
+    p.add_argument("--output-dir", required=True, type=output_dir, help="where comparison.json, .txt and plots go")
     p.add_argument("--level", choices=("image", "breast"),
                    help="level to compare (default: breast with an exam list, else image)")
     p.add_argument("--specificities", nargs="*", type=_fraction, default=[0.9, 0.95], metavar="S",
                    help="report sensitivity at these specificities (default: 0.9 0.95)")
     p.add_argument("--sensitivities", nargs="*", type=_fraction, default=[0.8, 0.9], metavar="S",
                    help="report specificity at these sensitivities (default: 0.8 0.9)")
-    p.add_argument("--calibration-bins", type=positive_int, default=10, help="bins of the reliability diagram")
+    p.add_argument("--calibration-bins", type=int_range(2, 1000), default=10,
+                   help="bins of the reliability diagram, 2-1000 (default: 10)")
     _add_bootstrap_options(p)
     p.set_defaults(handler=run_compare)
 
@@ -96,8 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "label, Reader01_POM ..., AI_<model>_POM): each reader and model with bootstrap CIs, the readers' "
                     "mean, each reader's hybrid with each model (mean of the two probabilities), and an ROC plot. "
                     "Reading a .pkl runs code stored in it: only open trusted pickles; prefer the same table as CSV.")
-    p.add_argument("file", type=Path, help="reader-study table (.csv, or a trusted .pkl)")
-    p.add_argument("--output-dir", required=True, type=Path, help="where reader_study.json, .txt and the plot go")
+    p.add_argument("file", type=existing_file, help="reader-study table (.csv, or a trusted .pkl)")
+    p.add_argument("--output-dir", required=True, type=output_dir, help="where reader_study.json, .txt and the plot go")
     p.add_argument("--readers", nargs="+", help="reader columns or regexes (default: *_POM not starting AI_)")
     p.add_argument("--models", nargs="+", help="model columns or regexes (default: AI_*_POM)")
     p.add_argument("--hybrid-models", nargs="*", help="models for reader hybrids (default: all; none if empty)")
@@ -113,8 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "optionally a standalone model against the readers (1T-RRRC) with a non-inferiority margin. "
                     "Input: iMRMC .imrmc, a tidy CSV reader,case,modality,score,truth, or a reader-study table "
                     "(results.pkl layout; the readers form one modality).")
-    p.add_argument("file", type=Path, help=".imrmc, tidy .csv, or reader-study table (.csv / trusted .pkl)")
-    p.add_argument("--output-dir", required=True, type=Path, help="where mrmc.json and mrmc.txt go")
+    p.add_argument("file", type=existing_file, help=".imrmc, tidy .csv, or reader-study table (.csv / trusted .pkl)")
+    p.add_argument("--output-dir", required=True, type=output_dir, help="where mrmc.json and mrmc.txt go")
     p.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife",
                    help="covariance of the AUCs over cases (default: %(default)s)")
     p.add_argument("--confidence", type=_fraction, default=0.95, help="confidence level (default: %(default)s)")
@@ -134,7 +126,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate.reports import format_evaluation, write_evaluation
 
     result = evaluate_predictions(args.predictions, args.exam_list, level=args.level, n_bootstrap=args.bootstrap,
-                                  seed=args.seed, confidence=args.confidence)
+                                  seed=args.seed, confidence=args.confidence, strict=args.strict)
     paths = write_evaluation(result, args.output_dir)
     sys.stdout.write(format_evaluation(result))
     _print_outputs(paths, args.output_dir)

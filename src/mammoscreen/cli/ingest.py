@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from . import UserError
-from .common import add_quiet_option, add_workers_option, report_failures
+from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, float_range, int_range,
+                     output_dir, report_failures)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,11 +22,12 @@ def _add_pixel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voi", choices=("none", "window", "lut", "minmax"), default="none",
                    help="VOI step: none (default; pixel data as stored, as the NYU models were trained), "
                         "window (Window Center/Width), lut (VOI LUT Sequence), minmax")
-    p.add_argument("--voi-index", type=int, default=0, help="which window or VOI LUT to use (default: 0)")
-    p.add_argument("--bit-depth", type=int, default=None,
-                   help="bit depth of the values before the rescale to 16 bits (default: from Bits Stored)")
+    p.add_argument("--voi-index", type=int_range(0, 1000), default=0,
+                   help="which window or VOI LUT to use (default: 0)")
+    p.add_argument("--bit-depth", type=int_range(1, 16), default=None,
+                   help="bit depth of the values before the rescale to 16 bits, 1-16 (default: from Bits Stored)")
     p.add_argument("--accept-for-processing", action="store_true",
-                   help="also convert For Processing (raw) images")
+                   help="also convert (or import) For Processing (raw) images")
     p.add_argument("--accept-synthesized-2d", action="store_true",
                    help="also convert 2-D images synthesised from tomosynthesis")
 
@@ -49,9 +50,9 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
                     "group images into exams by Study Instance UID and write DIR/exam_list.pkl, a JSON "
                     "sidecar per image (DIR/sidecars) and DIR/manifest.csv. Other files are skipped with "
                     "a reason; a re-run skips images already converted.")
-    p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
-    p.add_argument("--output-dir", required=True, type=Path)
-    p.add_argument("--labels", type=Path, help="CSV with columns study (Study Instance UID), laterality (L/R), "
+    p.add_argument("input_dir", type=existing_dir, metavar="INPUT_DIR")
+    p.add_argument("--output-dir", required=True, type=output_dir)
+    p.add_argument("--labels", type=existing_file, help="CSV with columns study (Study Instance UID), laterality (L/R), "
                                                "malignant (0/1), benign (0/1)")
     _add_pixel_options(p)
     add_workers_option(p)
@@ -81,7 +82,7 @@ def _register_inspect(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("inspect", help="print the DICOM attributes that matter for conversion",
                               description="Print the attributes of a DICOM file that decide how it is "
                                           "converted, and what convert-dicom would do with it.")
-    p.add_argument("file", type=Path, metavar="FILE.dcm")
+    p.add_argument("file", type=existing_file, metavar="FILE.dcm")
     p.add_argument("--pixels", action="store_true", help="also decode the pixels and show the conversion steps")
     _add_pixel_options(p)
     p.set_defaults(handler=run_inspect)
@@ -115,9 +116,10 @@ def _register_validate(subparsers: argparse._SubParsersAction) -> None:
         description="Check that every image of the exam list exists and is a single-channel 16-bit PNG of "
                     "plausible size with a breast on a zero background, facing the way its view and "
                     "horizontal_flip say, and that labels are well-formed. Exits with 1 on errors.")
-    p.add_argument("--images", required=True, type=Path, help="directory of the PNGs")
-    p.add_argument("--exam-list", required=True, type=Path, help="exam list (.pkl or .json)")
-    p.add_argument("--max-issues", type=int, default=50, help="issues printed (default: 50; all are counted)")
+    p.add_argument("--images", required=True, type=existing_dir, help="directory of the PNGs")
+    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list (.pkl or .json)")
+    p.add_argument("--max-issues", type=int_range(0), default=50,
+                   help="issues printed (default: 50; 0: none; all are counted)")
     add_workers_option(p)
     add_quiet_option(p)
     p.set_defaults(handler=run_validate)
@@ -144,21 +146,24 @@ def _register_synth(subparsers: argparse._SubParsersAction) -> None:
         description="Generate reproducible synthetic screening exams: 16-bit PNGs (12-bit values), lesion "
                     "masks DIR/segmentation/<image>_benign.png and _malignant.png, DIR/exam_list.pkl with "
                     "labels, and optionally DICOM files in several encodings with DIR/labels.csv.")
-    p.add_argument("--output-dir", required=True, type=Path)
-    p.add_argument("--exams", required=True, type=int, help="number of exams")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
+    p.add_argument("--output-dir", required=True, type=output_dir)
+    p.add_argument("--exams", required=True, type=int_range(1, 1_000_000), help="number of exams")
+    p.add_argument("--seed", type=SEED, default=0, help="dataset seed (default: 0)")
     p.add_argument("--format", choices=("png", "dicom", "both"), default="png", help="output files (default: png)")
-    p.add_argument("--scale", type=float, default=1.0,
+    p.add_argument("--scale", type=float_range(0.05, 2), default=1.0,
                    help="image size relative to 3328x2560 at 0.07 mm (default: 1; 0.25 for quick experiments)")
     p.add_argument("--bits", type=int, choices=(12, 16), default=12,
                    help="12: store 12-bit values as they are (default); 16: rescale to the 16-bit range")
-    p.add_argument("--p-benign", type=float, default=0.3, help="chance a breast has a benign mass (default: 0.3)")
-    p.add_argument("--p-malignant", type=float, default=0.3, help="chance a breast has a malignant lesion (0.3)")
-    p.add_argument("--contrast", type=float, default=1.0, help="lesion contrast multiplier (default: 1)")
+    p.add_argument("--p-benign", type=float_range(0, 1), default=0.3,
+                   help="chance a breast has a benign mass (default: 0.3)")
+    p.add_argument("--p-malignant", type=float_range(0, 1), default=0.3,
+                   help="chance a breast has a malignant lesion (0.3)")
+    p.add_argument("--contrast", type=float_range(0, 100, low_open=True), default=1.0,
+                   help="lesion contrast multiplier (default: 1)")
     p.add_argument("--no-label-text", action="store_true", help="do not burn view labels into the background")
-    p.add_argument("--background-noise", type=float, default=0.0,
+    p.add_argument("--background-noise", type=float_range(0, 1), default=0.0,
                    help="fraction of background pixels set to small values (default: 0)")
-    p.add_argument("--start", type=int, default=0, help="number of the first exam (default: 0)")
+    p.add_argument("--start", type=int_range(0, 10**9), default=0, help="number of the first exam (default: 0)")
     p.add_argument("--prefix", default="", help="prefix of every image name")
     p.add_argument("--compression", choices=("jpeg2000", "rle"), default=None, help="compress the DICOM files")
     add_workers_option(p)
@@ -175,8 +180,6 @@ def run_synth(args: argparse.Namespace) -> int:
                                background_noise=args.background_noise)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if args.exams < 1:
-        raise UserError(f"--exams must be at least 1, got {args.exams}")
     exams = generate_exams(args.exams, args.output_dir, args.seed, options=options, fmt=args.format, bits=args.bits,
                            start=args.start, prefix=args.prefix, dicom_compression=args.compression,
                            workers=args.workers, progress=not args.quiet)
@@ -198,8 +201,9 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
                     "DIR/sources.csv (image name -> source file). With --convert, also convert the listed "
                     "DICOM files into DIR/images. See docs/data.md for each dataset's label definition.")
     p.add_argument("dataset", choices=DATASETS, help="which dataset layout to read")
-    p.add_argument("--root", required=True, type=Path, help="the dataset's top directory, as downloaded")
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--root", required=True, type=existing_dir,
+                   help="the dataset's top directory, as downloaded (or the folder just above it)")
+    p.add_argument("--output-dir", required=True, type=output_dir)
     p.add_argument("--convert", action="store_true", help="convert the images too")
     _add_pixel_options(p)
     add_workers_option(p)

@@ -4,23 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from .common import report_failures
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _unit_interval(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie between 0 and 1 (the map is min-max normalised), got {value}")
-    return value
+from .common import SEED, existing_dir, existing_file, float_range, non_negative_int, output_dir, report_failures
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,18 +17,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "min-max normalised map thresholded at the best threshold of a grid (and optionally at "
                     "--threshold), and the pointing-game hit rate, per class, with percentile bootstrap 95% CIs "
                     "over images. Writes localization.json and localization_per_image.csv.")
-    p.add_argument("--maps", required=True, type=Path, help="the maps/ directory written by predict --save-maps")
-    p.add_argument("--segmentations", required=True, type=Path,
+    p.add_argument("--maps", required=True, type=existing_dir,
+                   help="the maps/ directory written by predict --save-maps")
+    p.add_argument("--segmentations", required=True, type=existing_dir,
                    help="directory of lesion masks (original, cropped or window frame, told from their size)")
-    p.add_argument("--output-dir", required=True, type=Path, help="where the two output files go")
-    p.add_argument("--exam-list", type=Path,
+    p.add_argument("--output-dir", required=True, type=output_dir, help="where the two output files go")
+    p.add_argument("--exam-list", type=existing_file,
                    help="cropped exam list; needed only for maps written before they stored view and window_location "
                         "(it also gives them original_shape, to check the masks' size, when it records it)")
-    p.add_argument("--bootstrap", type=_non_negative_int, default=2000, metavar="N",
+    p.add_argument("--bootstrap", type=non_negative_int, default=2000, metavar="N",
                    help="bootstrap replicates for 95%% CIs (default: %(default)s; 0 = no CIs)")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="bootstrap random seed (default: %(default)s)")
-    p.add_argument("--threshold", type=_unit_interval, metavar="T",
-                   help="also report Dice at this fixed threshold on the normalised map")
+    p.add_argument("--seed", type=SEED, default=0, help="bootstrap random seed (default: %(default)s)")
+    p.add_argument("--threshold", type=float_range(0, 1), metavar="T",
+                   help="also report Dice at this fixed threshold on the normalised map (0-1: the map is min-max "
+                        "normalised)")
     p.set_defaults(handler=run_localize)
 
 

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_quiet_option, add_workers_option, positive_int, report_failures
+from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, non_negative_int,
+                     output_dir, positive_int, report_failures, weights_source)
 
 WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official file names, or 'official' "
                 "(cache/download). With several models give each its own as MODEL=PATH (repeat the option); "
@@ -15,7 +16,8 @@ WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official fi
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="registered model name (see 'mammoscreen models'; default gmic)")
-    p.add_argument("--weights", action="append", default=[], metavar="[MODEL=]PATH", help=WEIGHTS_HELP)
+    p.add_argument("--weights", action="append", default=[], type=weights_source, metavar="[MODEL=]PATH",
+                   help=WEIGHTS_HELP)
     p.add_argument("--model-index", "--variant", dest="variant", action="append", default=[],
                    metavar="[MODEL=]VARIANT",
                    help="model variant, e.g. GMIC 1-5 or 'ensemble' (default 1), GLAM model_joint or model_sep; "
@@ -27,7 +29,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
     p.add_argument("--visualize", action="store_true", help="write visualization/<image>.png")
-    p.add_argument("--segmentations", type=Path, default=None,
+    p.add_argument("--segmentations", type=existing_dir, default=None,
                    help="directory of <image>_benign.png / <image>_malignant.png masks to draw in the figures "
                         "('run' also localises the saved saliency maps against them)")
     _add_dmv_options(p)
@@ -39,9 +41,9 @@ def _add_dmv_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--heatmaps", action="store_true",
                    help="use the image+heatmaps variant: patch-classifier heatmaps as extra inputs "
                         "(needs --patch-weights)")
-    g.add_argument("--patch-weights", default=None,
+    g.add_argument("--patch-weights", default=None, type=weights_source,
                    help="patch classifier checkpoint (sample_patch_model.p), a directory holding it, or 'official'")
-    g.add_argument("--seed", type=int, default=None,
+    g.add_argument("--seed", type=SEED, default=None,
                    help="seed of the random input windows and heatmap patch grids (default 0: the official numbers)")
     g.add_argument("--epochs", type=positive_int, default=None,
                    help="average over this many random input windows (default 1, as the meta-repository)")
@@ -111,9 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="run a model on preprocessed images",
         description="Run a model on cropped images with optimal centres (from 'mammoscreen centers') and write "
                     "DIR/predictions.csv (image_index, predictions, labels), optionally maps and figures.")
-    p.add_argument("--images", required=True, type=Path, help="directory of cropped PNGs")
-    p.add_argument("--exam-list", required=True, type=Path, help="exam list with best_center (data.pkl)")
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--images", required=True, type=existing_dir, help="directory of cropped PNGs")
+    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list with best_center (data.pkl)")
+    p.add_argument("--output-dir", required=True, type=output_dir)
     _add_model_options(p)
     p.set_defaults(handler=run_predict)
 
@@ -121,15 +123,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="crop, compute centres and predict in one go (resumable)",
         description="The whole pipeline from original 16-bit PNGs: crop -> optimal centres -> predict. "
                     "Intermediate outputs are kept in OUTPUT_DIR; a re-run skips finished stages.")
-    p.add_argument("--images", required=True, type=Path, help="directory of the original 16-bit PNGs")
-    p.add_argument("--exam-list", required=True, type=Path, help="exam list before cropping (.pkl or .json)")
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--images", required=True, type=existing_dir, help="directory of the original 16-bit PNGs")
+    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list before cropping (.pkl or .json)")
+    p.add_argument("--output-dir", required=True, type=output_dir)
     _add_model_options(p)
     p.add_argument("--no-evaluate", dest="evaluate", action="store_false",
                    help="do not evaluate the predictions (by default each model is evaluated against the exam "
                         "list's labels, with bootstrap CIs, and several models are compared; with --segmentations "
                         "and --save-maps the saliency maps of GMIC/GLAM models are localised against the masks)")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+    p.add_argument("--bootstrap", type=non_negative_int, default=2000, metavar="N",
                    help="bootstrap replicates of the evaluation's and localisation's CIs (default 2000; 0: none)")
     p.add_argument("--models", action="append", default=[], metavar="MODEL[,MODEL...]",
                    help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "

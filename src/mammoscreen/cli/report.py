@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from .common import existing_dir, int_range, output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,13 +11,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report", help="write one self-contained report.html for a 'mammoscreen run' output directory",
         description="Provenance, metrics with CIs, ROC/PR curves, calibration, localisation and a gallery of the "
                     "figures sorted by malignant score, in one HTML file that opens offline.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the --output-dir of 'mammoscreen run'")
-    p.add_argument("--output", type=Path, default=None, help="report file (default RUN_DIR/report.html)")
-    p.add_argument("--segmentations", type=Path, default=None, metavar="DIR",
+    p.add_argument("run_dir", type=existing_dir, metavar="RUN_DIR", help="the --output-dir of 'mammoscreen run'")
+    p.add_argument("--output", type=output_file, default=None, help="report file (default RUN_DIR/report.html)")
+    p.add_argument("--segmentations", type=existing_dir, default=None, metavar="DIR",
                    help="lesion masks <image>_benign.png / <image>_malignant.png, to outline the ground truth in "
                         "the gallery when the run's figures do not show it")
     p.add_argument("--title", default=None, help="page title")
-    p.add_argument("--max-gallery", type=int, default=None, metavar="N", help="figures per model in the gallery")
+    p.add_argument("--max-gallery", type=int_range(0, 100000), default=None, metavar="N",
+                   help="figures per model in the gallery (0: none)")
     p.set_defaults(handler=run_report)
 
 

@@ -44,6 +44,10 @@ def read_png(path: str | Path) -> np.ndarray:
         raise ImageFileError(f"{path}: file not found")
     try:
         with Image.open(path) as img:
+            if img.format != "PNG":  # e.g. a JPEG renamed .png: say what it is, not "an 8-bit PNG"
+                raise ImageFileError(
+                    f"{path}: a {img.format or 'non-PNG'} file with a .png name, not a PNG; mammograms must be "
+                    "16-bit PNGs - convert the original DICOM with 'mammoscreen convert-dicom'")
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "L", "1"):
                 array = np.asarray(img)

@@ -178,6 +178,11 @@ def validate_dataset(images_dir: str | Path, exam_list: str | Path | Sequence[Ex
     report.exams = len(exams)
     records = list(iter_images(exams))
     report.images = len(records)
+    if not records:  # nothing to run a model on is a problem, not "OK: 0 exam(s)"
+        what = "no exams" if not exams else f"{len(exams)} exam(s) but no image names in any view"
+        report.issues.append(Issue("error", str(exam_list) if isinstance(exam_list, (str, Path)) else "exam list",
+                                   f"the exam list has {what}; there is nothing to validate or run"))
+        return report
 
     seen: dict[str, str] = {}
     for record in records:

@@ -17,6 +17,7 @@ An unnamed leading column (a pandas index) or an ``index`` column is allowed and
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,30 @@ def _line_numbers(rows: np.ndarray, limit: int = 5) -> str:
     # CSV line of data row i is i + 2 (line 1 is the header).
     shown = ", ".join(str(int(r) + 2) for r in rows[:limit])
     return shown + (f", ... ({rows.size} rows in all)" if rows.size > limit else "")
+
+
+def check_csv_shape(path: str | os.PathLike, source: str | None = None) -> None:
+    """Every line of a CSV file has as many fields as its header; EvaluationInputError naming the first line that
+    has not (pandas would shift such a row's values into the wrong columns, or blame another line).
+
+    Also refuses a file that is not UTF-8 text or holds a field longer than the csv module's limit (128 kB).
+    """
+    source = source or str(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return
+            for row in reader:
+                if row and len(row) != len(header):
+                    raise EvaluationInputError(
+                        f"{source}: CSV line {reader.line_num} has {len(row)} field(s) but the header has "
+                        f"{len(header)}; fix that line (a stray comma or a missing value) so the columns line up")
+    except UnicodeDecodeError:
+        raise EvaluationInputError(f"{source}: not a UTF-8 text CSV file") from None
+    except csv.Error as e:
+        raise EvaluationInputError(f"{source}: not a readable CSV file (line {reader.line_num}: {e})") from None
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, source: str, labels: bool = False) -> np.ndarray:
@@ -153,6 +178,7 @@ def read_predictions(predictions: str | os.PathLike | pd.DataFrame, source: str 
         source = source or str(path)
         if not path.is_file():
             raise FileNotFoundError(f"prediction file not found: {path}")
+        check_csv_shape(path, source)
         try:
             # All columns as text: image names such as '0001' must stay strings, and numeric
             # problems are reported below with the offending line.

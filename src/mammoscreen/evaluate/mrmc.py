@@ -431,6 +431,21 @@ class MRMCResult:
         return {"tool": "mammoscreen mrmc", "version": __version__, **self.figures}
 
 
+def tie_notes(data: MRMCData) -> list[str]:
+    """Notes on readers whose scores are all equal: such a reader ranks no case above another (AUC 0.5 from ties),
+    and when every reader does, the variances are 0 and F, p and the intervals say nothing."""
+    tied = [(m, rd) for i, m in enumerate(data.modalities) for j, rd in enumerate(data.readers)
+            if np.ptp(data.scores[i, j]) == 0]
+    if not tied:
+        return []
+    if len(tied) == len(data.modalities) * len(data.readers):
+        return ["every reader gives every case the same score in every modality: the data carry no ranking "
+                "information - each AUC is 0.5 from ties alone, every variance is 0, so F and p are undefined (nan) "
+                "and the intervals have no width; check that the score column holds the readers' ratings"]
+    shown = ", ".join(f"{rd} in {m}" for m, rd in tied[:5]) + (f", ... ({len(tied)} in all)" if len(tied) > 5 else "")
+    return [f"{shown}: the same score for every case - no ranking information (AUC 0.5 from ties alone)"]
+
+
 def obuchowski_rockette(data: MRMCData, covariance: str = "jackknife", confidence: float = 0.95) -> MRMCResult:
     """Obuchowski-Rockette MRMC analysis of the empirical AUC (RRRC, FRRC, RRFC) with Hillis's ddf.
 
@@ -458,7 +473,7 @@ def obuchowski_rockette(data: MRMCData, covariance: str = "jackknife", confidenc
         "confidence": confidence,
         "auc": {m: {rd: float(aucs[i, j]) for j, rd in enumerate(data.readers)} for i, m in enumerate(data.modalities)},
         "modality_means": {m: float(modality_means[i]) for i, m in enumerate(data.modalities)},
-        "notes": [],
+        "notes": tie_notes(data),
     }
 
     ms_r_each = [float(((aucs[i] - modality_means[i]) ** 2).sum() / (r - 1)) if r > 1 else math.nan for i in range(t)]

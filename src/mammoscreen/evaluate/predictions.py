@@ -27,6 +27,7 @@ from .bootstrap import (
     run_bootstrap,
 )
 from .io import LevelData, breast_level_data, image_level_data, read_predictions, resolve_exam_list
+from .labels import check_label_agreement
 from .metrics import ranking_metrics
 from .validation import EvaluationInputError, check_binary_problem, check_fraction
 
@@ -95,6 +96,7 @@ class EvaluationResult:
     exam_list: str | None = None
     exam_list_sha256: str | None = None
     warnings: list[str] = field(default_factory=list)
+    labels: dict[str, Any] | None = None  # which labels each level uses, and how many rows disagree
 
     def to_dict(self) -> dict[str, Any]:
         """Machine-readable summary (what ``metrics.json`` holds)."""
@@ -114,6 +116,7 @@ class EvaluationResult:
                 "benign_auroc": "AUROC of the benign predictions against the benign labels",
             },
             "levels": {name: level.to_dict() for name, level in self.levels.items()},
+            "labels": self.labels,
             "warnings": self.warnings,
         }
 
@@ -173,7 +176,7 @@ def _sha256_or_none(path: str | None) -> str | None:
 def evaluate_predictions(predictions: str | os.PathLike | pd.DataFrame,
                          exam_list: str | os.PathLike | Sequence[Exam] | None = None, *,
                          level: str = "both", n_bootstrap: int = DEFAULT_REPLICATES, seed: int | None = 0,
-                         confidence: float = 0.95) -> EvaluationResult:
+                         confidence: float = 0.95, strict: bool = False) -> EvaluationResult:
     """Evaluate a prediction file as the meta-repository's ``score.py`` does, with CIs.
 
     Image-level files give image-level metrics and, with an exam list, breast-level metrics from the
@@ -190,6 +193,8 @@ def evaluate_predictions(predictions: str | os.PathLike | pd.DataFrame,
     n_bootstrap : bootstrap replicates (0: no CIs).
     seed : bootstrap seed (None: unseeded, not reproducible).
     confidence : CI coverage.
+    strict : stop (EvaluationInputError) when the file's labels disagree with the exam list's; without it the
+        number of disagreeing rows is a warning (see :mod:`.labels`).
     """
     if level not in ("image", "breast", "both"):
         raise EvaluationInputError(f"level must be 'image', 'breast' or 'both', got {level!r}")
@@ -219,6 +224,9 @@ def evaluate_predictions(predictions: str | os.PathLike | pd.DataFrame,
     if "breast" in wanted:
         data["breast"] = breast_level_data(table, exams, exam_source)
     warnings = table.warnings + warnings
+    labels = check_label_agreement(table, exams, list(data), exam_source=exam_source, strict=strict)
+    if labels.warning(table.source, exam_source):
+        warnings.append(labels.warning(table.source, exam_source))
 
     rng = as_random_state(seed)
     results: dict[str, LevelResult] = {}
@@ -232,4 +240,4 @@ def evaluate_predictions(predictions: str | os.PathLike | pd.DataFrame,
         predictions=predictions_path or table.source, input_level=table.level, levels=ordered,
         n_bootstrap=int(n_bootstrap), seed=seed, confidence=confidence,
         predictions_sha256=_sha256_or_none(predictions_path), exam_list=exam_path,
-        exam_list_sha256=_sha256_or_none(exam_path), warnings=warnings)
+        exam_list_sha256=_sha256_or_none(exam_path), warnings=warnings, labels=labels.to_dict())

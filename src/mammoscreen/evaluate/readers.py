@@ -170,7 +170,8 @@ def evaluate_reader_study(study: str | os.PathLike | pd.DataFrame, *, readers: S
 
     if resample == "case":
         if "case_ID" not in frame.columns:
-            raise EvaluationInputError(f"{source}: no 'case_ID' column to resample exams by; use resample='row'")
+            raise EvaluationInputError(f"{source}: no 'case_ID' column to resample exams by; resample single rows "
+                                       "instead: --resample row (in Python: resample='row')")
         groups = frame["case_ID"].astype(str).to_numpy()
     elif resample == "row":
         groups = None

@@ -106,6 +106,9 @@ def format_evaluation(result: EvaluationResult) -> str:
     lines = [f"Predictions: {result.predictions} ({result.input_level}-level file)"]
     if result.exam_list:
         lines.append(f"Exam list:   {result.exam_list}")
+    if result.labels:
+        lines.append("Labels:      " + "; ".join(f"{level} level from {source}"
+                                                   for level, source in result.labels["sources"].items()))
     lines += ["", format_table(header, rows), "", _ci_note(result.n_bootstrap, result.seed, result.confidence, used),
               "AUPRC (trapezoidal) is the meta-repository's AUPRC; average precision is the step-wise area."]
     for name, level in result.levels.items():
