@@ -377,9 +377,11 @@ def test_unusable_arguments_are_one_line_errors(predicted, tmp_path, capsys):
     assert main(["localize", "--maps", str(empty), "--segmentations", str(predicted["segmentation"]),
                  "--output-dir", str(tmp_path / "o")]) == 2
     assert "no .npz maps" in capsys.readouterr().err
-    assert main(["localize", "--maps", str(tmp_path / "missing"), "--segmentations", str(predicted["segmentation"]),
-                 "--output-dir", str(tmp_path / "o")]) == 2
-    assert "maps directory not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # refused while parsing (issue 16.2)
+        main(["localize", "--maps", str(tmp_path / "missing"), "--segmentations", str(predicted["segmentation"]),
+              "--output-dir", str(tmp_path / "o")])
+    assert exited.value.code == 2
+    assert f"argument --maps: directory not found: {tmp_path / 'missing'}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["localize", "--maps", str(empty), "--segmentations", str(empty), "--output-dir", str(tmp_path),
               "--threshold", "1.5"])

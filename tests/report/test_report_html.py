@@ -327,5 +327,7 @@ def test_cli(report_run, tmp_path, capsys):
     text = output.read_text()
     assert "<title>Synthetic check</title>" in text
     assert len(Page(text).all("img", **{"class": "truth-img"})) == 2 * 2
-    assert main(["report", str(tmp_path / "missing")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # refused while parsing (issue 16.2)
+        main(["report", str(tmp_path / "missing")])
+    assert exited.value.code == 2
+    assert f"argument RUN_DIR: directory not found: {tmp_path / 'missing'}" in capsys.readouterr().err

@@ -181,7 +181,9 @@ def test_train_command_line(micro_split, micro_config, tmp_path, monkeypatch):
     assert main(args) == 0
     assert (tmp_path / "o" / "best_model.p").is_file()
     assert main(args[:-2] + ["--seed", "2"]) == 2  # output dir holds a run: refuses without --resume
-    assert main(args[:5] + ["--exam-list", str(tmp_path / "missing.pkl")] + args[7:]) == 2
+    with pytest.raises(SystemExit) as exited:  # refused while parsing (issue 16.2)
+        main(args[:5] + ["--exam-list", str(tmp_path / "missing.pkl")] + args[7:])
+    assert exited.value.code == 2
 
 
 def test_mixed_precision_on_the_cpu_trains(micro_split, micro_config, tmp_path):

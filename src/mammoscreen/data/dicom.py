@@ -30,6 +30,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.pixels import apply_modality_lut, apply_voi
 
 from . import metadata as meta
@@ -128,13 +129,34 @@ def _checked_read(path: Path, options: dict[str, Any]) -> Dataset:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = pydicom.dcmread(path, **options)
-    if any("end of file" in str(w.message).lower() for w in caught):
-        raise DicomFileError(f"{path}: truncated DICOM file: it ends inside the encapsulated (compressed) pixel "
-                             "data; copy or download the file again")
-    problem = _truncation(ds, path.stat().st_size)
-    if problem:
-        raise DicomFileError(f"{path}: truncated DICOM file: {problem}; copy or download the file again")
+        if any("end of file" in str(w.message).lower() for w in caught):
+            raise DicomFileError(f"{path}: truncated DICOM file: it ends inside the encapsulated (compressed) pixel "
+                                 "data; copy or download the file again")
+        problem = _truncation(ds, path.stat().st_size)  # before parsing: it reads the raw elements' offsets
+        if problem:
+            raise DicomFileError(f"{path}: truncated DICOM file: {problem}; copy or download the file again")
+        _parse_header(ds, path)
     return ds
+
+
+def _parse_header(ds: Dataset, path: Path) -> None:
+    """Convert every element now (pydicom parses lazily, so a damaged element - a wrong VR, a broken sequence -
+    would otherwise raise wherever it is first read); large deferred values (the pixel data) stay unread."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length:
+            continue  # deferred: read when the pixels are asked for
+        try:
+            element = ds[tag]
+            items = list(element.value) if element.VR == "SQ" else []
+        except Exception as e:  # pydicom raises many kinds of errors on damaged values
+            name = keyword_for_tag(tag) or "private element"
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DicomFileError(f"{path}: damaged DICOM header: {name} ({tag.group:04X},{tag.element:04X}) cannot be "
+                                 f"read ({message})") from None
+        for item in items:
+            if isinstance(item, Dataset):
+                _parse_header(item, path)
 
 
 def _truncation(ds: Dataset, size: int) -> str | None:
@@ -170,6 +192,24 @@ def _text(ds: Dataset, keyword: str) -> str:
     if isinstance(value, MultiValue):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
+
+
+def _shown(ds: Dataset, keyword: str, limit: int = 24) -> str:
+    """An attribute's value for a one-line message: 'missing', the short text, or a shortened repr of odd values."""
+    if keyword not in ds:
+        return "missing"
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        value = None
+    if isinstance(value, DicomSequence):
+        return "(a sequence)"
+    text = _text(ds, keyword)
+    if not text:
+        return "empty"
+    if len(text) <= limit and text.isprintable():
+        return text
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 def laterality(ds: Dataset) -> str | None:
@@ -244,10 +284,10 @@ def object_reason(ds: Dataset, accept: AcceptPolicy = AcceptPolicy()) -> str | N
         return "no pixel data (a report, presentation state or other non-image object)"
     frames = _integer(ds, "NumberOfFrames", 1)
     if frames is None or frames > 1:
-        return f"multi-frame object ({_text(ds, 'NumberOfFrames')} frames), not a 2-D mammogram"
+        return f"multi-frame object ({_shown(ds, 'NumberOfFrames')} frames), not a 2-D mammogram"
     samples = _integer(ds, "SamplesPerPixel", 1)
     if samples != 1:
-        return f"colour image (SamplesPerPixel {_text(ds, 'SamplesPerPixel')}), not a mammogram"
+        return f"colour image (SamplesPerPixel {_shown(ds, 'SamplesPerPixel')}), not a mammogram"
     intent = _text(ds, "PresentationIntentType").upper()
     if (intent == "FOR PROCESSING" or sop_class in (MG_FOR_PROCESSING, BREAST_PROJECTION_PROCESSING)) \
             and not accept.for_processing:
@@ -277,17 +317,18 @@ def skip_reason(ds: Dataset, accept: AcceptPolicy = AcceptPolicy()) -> str | Non
     """Why ``ds`` is not converted (one line), or None for a 2-D mammogram to convert."""
     modality = _text(ds, "Modality").upper()
     if modality != "MG":
-        return f"not a mammogram (Modality {modality or 'missing'})"
+        return f"not a mammogram (Modality {_shown(ds, 'Modality')})"
     reason = object_reason(ds, accept)
     if reason is not None:
         return reason
     side = laterality(ds)
     if side is None:
-        found = _text(ds, "ImageLaterality") or _text(ds, "Laterality") or "missing"
+        found = _shown(ds, "ImageLaterality" if _text(ds, "ImageLaterality") else "Laterality")
         return f"no left/right laterality (ImageLaterality/Laterality: {found})"
     position = view_position(ds)
     if position not in ("CC", "MLO"):
-        return f"view {position or 'missing'} is not one of the standard screening views CC/MLO"
+        shown = position if position and len(position) <= 20 and position.isprintable() else repr((position or "")[:20])
+        return f"view {shown if position else 'missing'} is not one of the standard screening views CC/MLO"
     return None
 
 
@@ -405,7 +446,7 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
     transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     rows, columns = _integer(ds, "Rows", 0), _integer(ds, "Columns", 0)
     if not rows or not columns or rows < 0 or columns < 0:
-        raise DicomFileError(f"{path}: Rows/Columns {_text(ds, 'Rows') or 'missing'} x {_text(ds, 'Columns') or 'missing'}"
+        raise DicomFileError(f"{path}: Rows/Columns {_shown(ds, 'Rows')} x {_shown(ds, 'Columns')}"
                              " do not describe an image - the header is damaged")
     if rows * columns > MAX_PIXELS:
         raise DicomFileError(f"{path}: {rows} x {columns} pixels is more than the {MAX_PIXELS:,} a mammogram can have "
@@ -422,7 +463,7 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
     bits_stored = int(ds.get("BitsStored", 0) or 0) or int(ds.BitsAllocated)
     photometric = _text(ds, "PhotometricInterpretation").upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise DicomFileError(f"{path}: Photometric Interpretation {photometric or 'missing'}; "
+        raise DicomFileError(f"{path}: Photometric Interpretation {_shown(ds, 'PhotometricInterpretation')}; "
                              "only MONOCHROME1 and MONOCHROME2 mammograms can be converted")
     record: dict[str, Any] = {
         "transfer_syntax": str(transfer_syntax) if transfer_syntax else None,
@@ -482,17 +523,19 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
                                   else "VOI LUT descriptor" if policy.voi == "lut"
                                   else "Bits Stored" if bits == bits_stored else "Modality LUT output range")
     values = np.asarray(values)
-    if values.dtype.kind == "f":
+    lo_value, hi_value = float(np.min(values)), float(np.max(values))
+    in_range = math.isfinite(lo_value) and math.isfinite(hi_value) and lo_value >= -0.5 and hi_value < (1 << bits) - 0.5
+    if in_range and values.dtype.kind == "f":  # checked first: NaN or 1e30 must not reach the integer cast
         rounded = voi.round_half_up(values)
         record["rounded_to_integers"] = bool(np.any(rounded != values))
         values = rounded
-    values = values.astype(np.int64)
-    lo, hi = int(values.min()), int(values.max())
-    if lo < 0 or hi >= 1 << bits:
+    if not in_range:
+        lo, hi = (f"{v:g}" if not float(v).is_integer() else str(int(v)) for v in (lo_value, hi_value))
         raise DicomFileError(
             f"{path}: values after the {'Modality LUT' if policy.voi == 'none' else 'VOI step'} span {lo}..{hi}, "
             f"outside the {bits}-bit range 0..{(1 << bits) - 1} ({record['bit_depth_source']}); pass --bit-depth "
             "with the real bit depth, or --voi window/minmax")
+    values = values.astype(np.int64)
     if photometric == "MONOCHROME1":
         values = voi.invert(values, bits)
         record["inverted"] = f"{(1 << bits) - 1} - x"

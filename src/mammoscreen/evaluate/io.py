@@ -423,6 +423,7 @@ def read_reader_study(path: str | os.PathLike) -> pd.DataFrame:
         if suffix in (".pkl", ".pickle", ".p"):
             frame = pd.read_pickle(path)
         elif suffix in (".csv", ".txt"):
+            check_csv_shape(path)
             frame = pd.read_csv(path)
         else:
             raise EvaluationInputError(f"{path}: unknown reader-study format {suffix!r}; use .csv (or a trusted .pkl)")

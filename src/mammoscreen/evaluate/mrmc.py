@@ -41,7 +41,7 @@ import pandas as pd
 from scipy import stats
 
 from .compare import delong_components
-from .validation import EvaluationInputError, check_fraction
+from .validation import EvaluationInputError, check_fraction, check_scores
 
 __all__ = [
     "MRMCData", "read_imrmc", "read_mrmc_csv", "read_mrmc", "mrmc_data_from_frame", "mrmc_from_reader_study",
@@ -252,6 +252,9 @@ def read_mrmc_csv(path: str | os.PathLike) -> MRMCData:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MRMC file not found: {path}")
+    from .io import check_csv_shape
+
+    check_csv_shape(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -271,10 +274,15 @@ def mrmc_from_reader_study(frame: pd.DataFrame, readers: Sequence[str] | None = 
 
     reader_columns, model_columns = split_reader_study_columns(frame, readers, None, source)
     truth = reader_study_labels(frame, source)
-    scores = [frame[reader_columns].to_numpy(dtype=float).T]
+
+    def numbers(column: str) -> np.ndarray:  # text in a score column is reported, not a traceback
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        return check_scores(values, truth.size, f"column {column!r}", source)
+
+    scores = [np.vstack([numbers(c) for c in reader_columns])]
     modalities = ["readers"]
     if hybrid_with is not None:
-        model = frame[_model_column(frame, hybrid_with, model_columns, source)].to_numpy(dtype=float)
+        model = numbers(_model_column(frame, hybrid_with, model_columns, source))
         scores.append((scores[0] + model[None, :]) / 2)
         modalities.append("hybrid")
     cases = _case_names(frame)
@@ -779,7 +787,8 @@ def analyse_mrmc_file(path: str | os.PathLike, *, covariance: str = "jackknife",
         if ai is not None:
             _, model_columns = split_reader_study_columns(frame, readers, None, str(path))
             column = _model_column(frame, ai, model_columns, str(path))
-            ai_score = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+            ai_score = check_scores(pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float),
+                                    data.truth.size, f"column {column!r}", str(path))
             for i, modality in enumerate(data.modalities):
                 ai_results[modality] = ai_versus_readers(
                     data.truth, data.scores[i], ai_score, reader_names=data.readers, ai_name=display_name(column),
