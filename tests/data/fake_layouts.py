@@ -88,7 +88,8 @@ def cbis_ddsm(tmp_path: Path, *, manifest: bool = False) -> Path:
     (listed, not downloaded), P_00004 in both tables with different images, P_00005 with one image in both."""
     top = tmp_path / "cbis"
     root = top / "manifest-ZkhPvrLo5216730872708713142" if manifest else top
-    for prefix, patient, side, view in (("Mass-Training", "P_00001", "L", "CC"), ("Mass-Training", "P_00001", "L", "MLO"),
+    for prefix, patient, side, view in (("Mass-Training", "P_00001", "L", "CC"),
+                                        ("Mass-Training", "P_00001", "L", "MLO"),
                                         ("Calc-Training", "P_00001", "L", "CC"), ("Calc-Test", "P_00002", "R", "CC"),
                                         ("Mass-Training", "P_00004", "L", "CC"), ("Calc-Test", "P_00004", "R", "MLO"),
                                         ("Mass-Training", "P_00005", "L", "CC")):

@@ -162,8 +162,8 @@ def test_synthetic_dataset_validates(tmp_path, scale):
     assert sum(report.notes.values()) == 8  # 12-bit values stored as they are
 
 
-@pytest.mark.parametrize("exams, what", [([], "no exams"),
-                                         ([Exam(cancer_label=dict(LABEL))], "1 exam(s) but no image names in any view")])
+@pytest.mark.parametrize("exams, what", [
+    ([], "no exams"), ([Exam(cancer_label=dict(LABEL))], "1 exam(s) but no image names in any view")])
 def test_an_exam_list_without_images_is_an_error(tmp_path, capsys, exams, what):
     """Issue 16.6: an empty exam list gave "OK: 0 exam(s)"."""
     (tmp_path / "images").mkdir()

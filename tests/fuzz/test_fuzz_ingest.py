@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from clirun import assert_clean_error, changed_outside, run_cli, tree_snapshot
 from mammoscreen.data.convert import _scan_file, convert_file
 from mammoscreen.data.dicom import AcceptPolicy, DicomFileError, header_metadata, inspect_dicom, read_dicom
-from mammoscreen.data.dicom_write import mammogram_dataset, save_dicom, uid_from
+from mammoscreen.data.dicom_write import mammogram_dataset, uid_from
 from mammoscreen.data.exams import VIEWS, Exam, save_exam_list
 from mammoscreen.data.images import read_png
 from mammoscreen.evaluate import evaluate_predictions
@@ -99,7 +99,8 @@ RAW_TEXT = {"RescaleSlope": ["abc", "nan", "inf", "1e999"], "RescaleIntercept": 
 
 attribute_edits = st.lists(st.one_of(
     st.tuples(st.just("delete"), st.sampled_from(DELETABLE)),
-    st.sampled_from(sorted(ABSURD)).flatmap(lambda k: st.tuples(st.just("set"), st.just(k), st.sampled_from(ABSURD[k]))),
+    st.sampled_from(sorted(ABSURD)).flatmap(
+        lambda k: st.tuples(st.just("set"), st.just(k), st.sampled_from(ABSURD[k]))),
 ), max_size=3)
 
 byte_edits = st.lists(st.one_of(

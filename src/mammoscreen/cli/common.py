@@ -44,9 +44,11 @@ def float_range(low: float | None = None, high: float | None = None, *, low_open
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         if low is not None and (value <= low if low_open else value < low):
-            raise argparse.ArgumentTypeError(f"must be {'more than' if low_open else 'at least'} {low:g}, got {value:g}")
+            bound = "more than" if low_open else "at least"
+            raise argparse.ArgumentTypeError(f"must be {bound} {low:g}, got {value:g}")
         if high is not None and (value >= high if high_open else value > high):
-            raise argparse.ArgumentTypeError(f"must be {'less than' if high_open else 'at most'} {high:g}, got {value:g}")
+            bound = "less than" if high_open else "at most"
+            raise argparse.ArgumentTypeError(f"must be {bound} {high:g}, got {value:g}")
         return value
 
     return parse

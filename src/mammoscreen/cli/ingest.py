@@ -52,8 +52,8 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
                     "a reason; a re-run skips images already converted.")
     p.add_argument("input_dir", type=existing_dir, metavar="INPUT_DIR")
     p.add_argument("--output-dir", required=True, type=output_dir)
-    p.add_argument("--labels", type=existing_file, help="CSV with columns study (Study Instance UID), laterality (L/R), "
-                                               "malignant (0/1), benign (0/1)")
+    p.add_argument("--labels", type=existing_file,
+                   help="CSV with columns study (Study Instance UID), laterality (L/R), malignant (0/1), benign (0/1)")
     _add_pixel_options(p)
     add_workers_option(p)
     add_quiet_option(p)

@@ -341,7 +341,7 @@ def header_metadata(ds: Dataset) -> dict[str, Any]:
     for key, keyword in sources.items():
         try:
             value = meta.NORMALISERS[key](_text(ds, keyword))
-        except (meta.MetadataValueError, ValueError):
+        except ValueError:  # MetadataValueError: a value the canonicaliser does not understand
             continue
         if value is not None:
             out[key] = value
@@ -418,13 +418,27 @@ def _decode_problem(ds: Dataset, error: Exception, transfer_syntax: Any, path: s
     """The message for pixel data that could not be decoded: corrupt data when the decoder is there,
     the decoders to install when it is not."""
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    syntax = f" (transfer syntax {getattr(transfer_syntax, 'name', transfer_syntax)})" if transfer_syntax else ""
-    compressed = bool(getattr(transfer_syntax, "is_compressed", False))
+    syntax = f" (transfer syntax {syntax_name(transfer_syntax)})" if transfer_syntax else ""
+    try:
+        compressed = bool(transfer_syntax.is_compressed)
+    except Exception:  # absent, or not a transfer syntax UID at all (a damaged file meta)
+        compressed = False
     if compressed and _decoder_available(transfer_syntax):
         return (f"{path}: the compressed pixel data{syntax} is corrupt or truncated - the decoder is installed but "
                 f"cannot read it ({message.rstrip(':')}); copy or export the file again")
     hint = f"; {DECODER_HINT}" if compressed else ""
     return f"{path}: cannot decode the pixel data{syntax}: {message}{hint}"
+
+
+def syntax_name(transfer_syntax: Any) -> str:
+    """The transfer syntax's name ('JPEG 2000 Image Compression (Lossless Only)'), or its text if it has none."""
+    try:
+        name = str(transfer_syntax.name)
+    except Exception:  # not a UID pydicom knows, or a damaged value
+        name = ""
+    text = str(transfer_syntax)
+    shown = name if name and name != text else text
+    return shown if len(shown) <= 80 and shown.isprintable() else repr(shown[:80])
 
 
 def _decoder_available(transfer_syntax: Any) -> bool:
@@ -576,7 +590,7 @@ def inspect_dicom(path: str | Path, accept: AcceptPolicy = AcceptPolicy()) -> li
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is not None:
-        rows.append(("TransferSyntaxUID", f"{syntax} ({syntax.name})"))
+        rows.append(("TransferSyntaxUID", f"{syntax} ({syntax_name(syntax)})"))
     for keyword in INSPECT_KEYWORDS:
         if keyword not in ds:
             continue

@@ -280,8 +280,9 @@ def exam_metadata(exam: Any) -> dict[str, Any]:
 def set_exam_metadata(exam: Any, metadata: Mapping[str, Any]) -> None:
     """Store ``metadata`` in ``exam`` where the exam list writes it (``exam['metadata']``)."""
     check_metadata(metadata)
-    value = {k: (dict(v) if k != IMAGES_KEY else {n: dict(d) for n, d in v.items()}) if isinstance(v, Mapping)
-             else v for k, v in metadata.items()}
+    value = {k: v for k, v in metadata.items() if k != IMAGES_KEY}  # a copy: the caller's dicts stay theirs
+    if IMAGES_KEY in metadata:
+        value[IMAGES_KEY] = {name: dict(values) for name, values in metadata[IMAGES_KEY].items()}
     # An Exam with its own 'metadata' field (as the evaluation side may give it) keeps it there;
     # otherwise the extra keys carry it, which Exam.to_dict writes at the top level of the exam dict.
     if any(f.name == METADATA_KEY for f in dataclasses.fields(exam)):

@@ -36,9 +36,9 @@ class LabelCheck:
     def warning(self, source: str, exam_source: str) -> str | None:
         if not self.disagreeing:
             return None
-        return (f"{source}: the labels of {len(self.disagreeing)} of {self.compared} rows disagree with {exam_source}'s "
-                f"cancer_label (e.g. {self.disagreeing[0]}); the image level uses the file's labels, the breast level "
-                "the exam list's - fix whichever is wrong, or pass --strict to stop on this")
+        return (f"{source}: the labels of {len(self.disagreeing)} of {self.compared} rows disagree with "
+                f"{exam_source}'s cancer_label (e.g. {self.disagreeing[0]}); the image level uses the file's labels, "
+                "the breast level the exam list's - fix whichever is wrong, or pass --strict to stop on this")
 
     def to_dict(self) -> dict:
         return {"sources": self.sources, "rows_compared": self.compared, "rows_disagreeing": len(self.disagreeing),

@@ -175,7 +175,9 @@ def evaluate_reader_study(study: str | os.PathLike | pd.DataFrame, *, readers: S
         ids = frame["case_ID"]
         empty = np.flatnonzero((ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy())
         if empty.size:
-            shown = ", ".join(str(i + 1) for i in empty[:5]) + (f", ... ({empty.size} in all)" if empty.size > 5 else "")
+            shown = ", ".join(str(i + 1) for i in empty[:5])
+            if empty.size > 5:
+                shown += f", ... ({empty.size} in all)"
             raise EvaluationInputError(f"{source}: 'case_ID' is empty in data row(s) {shown}; every row needs the "
                                        "case_ID of its exam (or resample single rows: --resample row)")
         groups = np.array([str(v) for v in ids], dtype=object)

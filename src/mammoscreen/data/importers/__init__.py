@@ -73,5 +73,5 @@ def import_dataset(dataset: str, root: str | Path, output_dir: str | Path, *, co
     return finish(imported, Path(output_dir), convert, policy, workers, progress, accept)
 
 
-__all__ = ["IMPORTERS", "import_dataset", "locate_root", "ImporterError", "ImportResult", "Imported", "ImageEntry", "build_exams",
-           "EXAM_LIST", "SOURCES"]
+__all__ = ["IMPORTERS", "import_dataset", "locate_root", "ImporterError", "ImportResult", "Imported", "ImageEntry",
+           "build_exams", "EXAM_LIST", "SOURCES"]

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..metadata import combine_abnormality, normalise_abnormality, MetadataValueError
-from ._common import ImageEntry, Imported, ImporterError, MetadataReader, read_table, set_breast_from_birads, \
-    side_letter
+from ..metadata import MetadataValueError, combine_abnormality, normalise_abnormality
+from ._common import (ImageEntry, Imported, ImporterError, MetadataReader, read_table, set_breast_from_birads,
+                      side_letter)
 from .inbreast import birads_rank
 
 TABLE = "breast-level_annotations.csv"
@@ -35,7 +35,7 @@ def is_root(path: Path) -> bool:
     return (path / TABLE).is_file() and (path / "images").is_dir()
 
 
-def _abnormalities(root: Path, notes: list[str]) -> dict[str, str]:
+def _abnormalities(root: Path) -> dict[str, str]:
     """image_id -> 'mass' / 'calcification' / 'mass+calcification' from finding_annotations.csv, if present."""
     path = root / FINDINGS
     if not path.is_file():
@@ -60,7 +60,7 @@ def read(root: Path, malignant_from: float = 4.0) -> Imported:
     table = read_table(root / TABLE, COLUMNS)
     values = MetadataReader(TABLE)
     notes: list[str] = []
-    abnormalities = _abnormalities(root, notes)
+    abnormalities = _abnormalities(root)
     images, labels = [], {}
     highest: dict[tuple[str, str], float] = {}
     missing, other_views = 0, 0
