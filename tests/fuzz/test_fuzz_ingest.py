@@ -36,7 +36,7 @@ from mammoscreen.evaluate.readers import evaluate_reader_study
 from mammoscreen.evaluate.validation import EvaluationInputError
 
 # Examples per property: enough for CI's minute or two; MAMMOSCREEN_FUZZ_EXAMPLES=2000 searches longer.
-_EXAMPLES = int(os.environ.get("MAMMOSCREEN_FUZZ_EXAMPLES", "60"))
+_EXAMPLES = int(os.environ.get("MAMMOSCREEN_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=_EXAMPLES, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 FEW = settings(max_examples=max(1, _EXAMPLES // 2),
