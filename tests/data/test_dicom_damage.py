@@ -128,6 +128,9 @@ def test_conflicting_laterality_is_warned_and_recorded(tmp_path, make_dicom, bre
     sidecar = json.loads((out / "sidecars" / f"{row['image']}.json").read_text())
     assert sidecar["laterality"] == {"ImageLaterality": "R", "Laterality": "L"}
     assert sidecar["warnings"] == [warning]
+    from mammoscreen.data.dicom import inspect_dicom
+
+    assert ("warning", warning) in inspect_dicom(path)
 
 
 def test_convert_dicom_records_header_metadata(tmp_path, make_dicom):
@@ -154,3 +157,12 @@ def test_undamaged_files_are_unchanged(tmp_path, make_dicom):
     record = convert_file(path, tmp_path / "a.png")
     # 1000 stored x slope 2 = 2000 in 12 bits, rescaled: round(2000 * 65535 / 4095) = 32007
     assert record["rescale_slope"] == 2.0 and record["bit_depth"] == 12 and record["output_max"] == 32007
+
+
+def test_inspect_says_a_damaged_rescale_fails(tmp_path, make_dicom):
+    from mammoscreen.data.dicom import inspect_dicom
+
+    bad = with_raw_value(make_dicom(tmp_path / "bad.dcm"), "RescaleSlope", "abc")
+    assert inspect_dicom(bad)[-1] == ("mammoscreen", "fails: RescaleSlope (0028,1053) is 'abc', not a number; the "
+                                                     "Modality LUT cannot be applied - the header is damaged (fix the "
+                                                     "attribute, or leave the file out)")

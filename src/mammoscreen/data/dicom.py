@@ -611,6 +611,15 @@ def inspect_dicom(path: str | Path, accept: AcceptPolicy = AcceptPolicy()) -> li
     reason = skip_reason(ds, accept)
     if reason is None:
         facing = stored_facing(ds)
+        conflict = laterality_conflict(ds)
+        if conflict:
+            rows.append(("warning", conflict))
+        try:
+            if "ModalityLUTSequence" not in ds:
+                rescale(ds, str(path))
+        except DicomFileError as e:
+            rows.append(("mammoscreen", f"fails: {str(e).removeprefix(f'{path}: ')}"))
+            return rows
         rows.append(("mammoscreen", f"converts as {standard_view(ds)}; nipple points "
                                     f"{facing or 'unknown (no Patient Orientation)'} in the stored image"))
     else:
