@@ -22,8 +22,8 @@ _EXPORTS = {
     "metrics": (
         "roc_auc", "auprc_trapezoid", "average_precision", "ranking_metrics", "roc_curve",
         "precision_recall_curve", "OperatingPoint", "operating_point_at_specificity",
-        "operating_point_at_sensitivity", "sensitivity_at_specificity", "specificity_at_sensitivity",
-        "calibration_curve", "brier_score", "expected_calibration_error",
+        "operating_point_at_sensitivity", "operating_point_at_recall_rate", "sensitivity_at_specificity",
+        "specificity_at_sensitivity", "calibration_curve", "brier_score", "expected_calibration_error",
     ),
     "bootstrap": (
         "BootstrapResult", "bootstrap_counts", "bootstrap_metrics", "percentile_interval",
