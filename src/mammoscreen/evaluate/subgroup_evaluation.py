@@ -64,11 +64,14 @@ def split_keys(by: str | Sequence[str] | None) -> list[str]:
     return keys
 
 
-def bins_for_keys(bins: Any, keys: Sequence[str]) -> dict[str, Any]:
-    """The bins of each key from: None, one spec for every numeric key ('50,60,70', 'q4', a sequence), a
-    mapping key -> spec, or command-line strings (['50,60,70'], ['age=50,60,70', 'bmi=q4'])."""
+def bins_for_keys(bins: Any, keys: Sequence[str]) -> dict[str, tuple[Any, bool]]:
+    """Per key, (bins, given for this key by name) from: None, one spec for every numeric key ('50,60,70',
+    'q4', a sequence; text keys stay categories), a mapping key -> spec, or command-line strings
+    (['50,60,70'], ['age=50,60,70', 'bmi=q4']). Age without bins gets :data:`DEFAULT_BINS`."""
     per_key: dict[str, Any] = {}
     default: Any = None
+    if isinstance(bins, (list, tuple)) and not bins:
+        bins = None  # an option given no value
     if isinstance(bins, Mapping):
         per_key = dict(bins)
     elif isinstance(bins, (list, tuple)) and bins and all(isinstance(b, str) for b in bins):
@@ -92,7 +95,7 @@ def bins_for_keys(bins: Any, keys: Sequence[str]) -> dict[str, Any]:
         spec = per_key.get(key, default)
         if spec is None:
             spec = DEFAULT_BINS.get(key)
-        out[key] = parse_bins(spec)
+        out[key] = (parse_bins(spec), key in per_key)
     return out
 
 
@@ -170,7 +173,7 @@ def _sha(path: str | None) -> str | None:
     return sha256_file(path) if path is not None and Path(path).is_file() else None
 
 
-def _groupings(data: LevelData, exams: Sequence[Exam], keys: Sequence[str], bins: Mapping[str, Any],
+def _groupings(data: LevelData, exams: Sequence[Exam], keys: Sequence[str], bins: Mapping[str, tuple[Any, bool]],
                warnings: list[str]) -> list[Grouping]:
     out = []
     for key in keys:
@@ -178,7 +181,8 @@ def _groupings(data: LevelData, exams: Sequence[Exam], keys: Sequence[str], bins
         if disagreements:
             warnings.append(f"{data.level} level, {key}: {len(disagreements)} breast(s) whose images disagree and "
                             f"whose exam has no value are counted as missing (e.g. {disagreements[0]})")
-        grouping = group_values(values, key, bins.get(key))
+        spec, named = bins.get(key, (None, False))
+        grouping = group_values(values, key, spec, numbers_only=not named)
         if grouping.note:
             warnings.append(f"{data.level} level, {key}: {grouping.note}")
         out.append(grouping)
@@ -361,7 +365,8 @@ def reader_study_subgroups(study: str | os.PathLike | pd.DataFrame, by: str | Se
     groupings = []
     for key in keys:
         values = [None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in frame[key].tolist()]
-        grouping = group_values(values, key, per_key_bins.get(key))
+        spec, named = per_key_bins[key]
+        grouping = group_values(values, key, spec, numbers_only=not named)
         if grouping.note:
             warnings.append(f"{key}: {grouping.note}")
         groupings.append(grouping)

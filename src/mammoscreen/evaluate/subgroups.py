@@ -154,7 +154,8 @@ def _bin_labels(edges: Sequence[float]) -> list[str]:
     return labels
 
 
-def group_values(values: Sequence[Any], key: str = "group", bins: Any = None) -> Grouping:
+def group_values(values: Sequence[Any], key: str = "group", bins: Any = None, *,
+                 numbers_only: bool = False) -> Grouping:
     """Subgroups from one value per case (None: missing).
 
     Parameters
@@ -164,11 +165,15 @@ def group_values(values: Sequence[Any], key: str = "group", bins: Any = None) ->
     bins : for numeric values, edges ('50,60,70' or a sequence: left-closed bins) or quantiles ('q4').
         None: categories - except numeric keys with more than 8 distinct values, which are cut into
         quartiles (noted in the result).
+    numbers_only : ``bins`` were given for every key: ignore them for a key whose values are text
+        (instead of refusing them).
     """
     values = list(values)
     present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     numeric = bool(present) and all(_is_number(v) for v in present)
     spec = parse_bins(bins)
+    if numbers_only and not numeric:
+        spec = None
     note = None
     if spec is not None and present and not numeric:
         example = next(v for v in present if not _is_number(v))
@@ -489,9 +494,9 @@ def _paired_delong(y: np.ndarray, models: Mapping[str, np.ndarray], groups: list
 
 def _groupings(groups: Any, bins: Any, n: int) -> list[Grouping]:
     if isinstance(groups, Mapping):
-        per_key = bins if isinstance(bins, Mapping) else {}
-        groupings = [group_values(list(values), str(key), per_key.get(key) if per_key else bins)
-                     for key, values in groups.items()]
+        per_key = isinstance(bins, Mapping)
+        groupings = [group_values(list(values), str(key), bins.get(key) if per_key else bins,
+                                  numbers_only=not per_key) for key, values in groups.items()]
     else:
         groupings = list(groups or [])
     for grouping in groupings:
@@ -514,7 +519,8 @@ def analyse_subgroups(y_true: Any, y_score: Any, groups: Mapping[str, Any] | Seq
     y_score : array of shape (n,), or a mapping model name -> array (models share the replicates).
     groups : mapping key -> one value per case (binned with ``bins``), or prepared :class:`Grouping`\\ s;
         None or empty: the whole set only (operating points and their CIs).
-    bins : bins for numeric keys: one spec for all ('50,60,70', 'q4') or a mapping key -> spec.
+    bins : bins for numeric keys: one spec for all numeric keys ('50,60,70', 'q4'; text keys stay
+        categories) or a mapping key -> spec.
     clusters : resampling unit of each case (e.g. the exam of each image or breast); None: each case.
         The recall rate counts these units (an exam is recalled when any of its cases is called).
     operating_points : rules choosing a threshold on the whole set (see :func:`parse_operating_point`).

@@ -79,6 +79,7 @@ class RunContents:
     exam_list: Path | None  # the exam list the predictions follow (labels)
     metadata_keys: list[str] = field(default_factory=list)  # of the exam list (the Subgroups section)
     comparison_subgroups: dict[str, Any] | None = None  # comparison/subgroups.json
+    notes: dict[str, str] = field(default_factory=dict)  # e.g. 'comparison subgroups' -> why they are not shown
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -254,4 +255,4 @@ def collect_run(run_dir: str | Path) -> RunContents:
                                                                       for m in models}, comparison_notes)
     return RunContents(run_dir, summary, run, models, comparison,
                        comparison_path.parent if comparison else None, exam_list, _metadata_keys(exam_list),
-                       comparison_subgroups)
+                       comparison_subgroups, {f"comparison {k}": v for k, v in comparison_notes.items()})

@@ -130,7 +130,7 @@ def _intended_uses(contents: RunContents) -> list[str]:
 def _has_subgroups(contents: RunContents) -> bool:
     """The Subgroups section appears when the exam list has metadata or a subgroup analysis exists."""
     return bool(contents.metadata_keys or contents.comparison_subgroups or any(m.subgroups for m in contents.models)
-                or any("subgroups" in m.notes for m in contents.models))
+                or any("subgroups" in m.notes for m in contents.models) or "comparison subgroups" in contents.notes)
 
 
 def _sections(contents: RunContents) -> list[tuple[str, str]]:
@@ -434,6 +434,8 @@ def _subgroups(contents: RunContents) -> str:
         parts.append("<h3>All models</h3>")
         parts += _subgroup_block(contents.comparison_subgroups, contents.comparison_dir)
         shown = True
+    elif "comparison subgroups" in contents.notes:
+        parts.append(_note(f"comparison: {contents.notes['comparison subgroups']}"))
     if not shown:
         parts.append(_note("No subgroup analysis in this run: run 'mammoscreen evaluate --by density,age --predictions "
                            "RUN/MODEL/predictions.csv --exam-list RUN/cropped_images/cropped_exam_list.pkl "
