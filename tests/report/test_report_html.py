@@ -348,7 +348,8 @@ def test_subgroup_tables_equal_subgroups_json(report, report_run):
             rows = [r for r in data["levels"][level]["rows"] if r["metric"] == "auroc"]
             for r in rows:
                 label = f"{r['key']} {r['group']}".strip()
-                value = "-" if r["value"] is None else (_estimate(r) if r["ci_low"] is not None else f"{r['value']:.3f}")
+                value = ("-" if r["value"] is None
+                         else _estimate(r) if r["ci_low"] is not None else f"{r['value']:.3f}")
                 expected = [label, str(r["n_cases"]), str(r["n_exams"]), str(r["n_positive"]), value]
                 assert expected in [row[:5] for row in shown], (name, level, label)
     # the forest plots are embedded and the comparison's paired DeLong tests shown

@@ -204,7 +204,8 @@ def _check_keys(keys: Sequence[str], exams: Sequence[Exam] | None, source: str) 
 
 def evaluate_subgroups(predictions: str | os.PathLike | pd.DataFrame,
                        exam_list: str | os.PathLike | Sequence[Exam] | None, by: str | Sequence[str] | None, *,
-                       bins: Any = None, level: str = "both", operating_points: Sequence[Any] = DEFAULT_OPERATING_POINTS,
+                       bins: Any = None, level: str = "both",
+                       operating_points: Sequence[Any] = DEFAULT_OPERATING_POINTS,
                        n_bootstrap: int = DEFAULT_REPLICATES, seed: int | None = 0, confidence: float = 0.95,
                        resample: str = "exam", min_positives: int = MIN_POSITIVES_FOR_INTERVAL,
                        name: str | None = None) -> SubgroupEvaluation:

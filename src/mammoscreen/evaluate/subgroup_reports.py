@@ -154,8 +154,9 @@ def format_analysis(analysis: SubgroupAnalysis) -> list[str]:
                       format_table(["subgroup", f"sensitivity{ci}", f"specificity{ci}", f"recall rate{ci}"], rows)]
         tests = [h for h in analysis.heterogeneity if h["predictor"] == predictor and h["metric"] == "auroc"]
         if tests:
-            lines.append("Heterogeneity of AUROC across subgroups (bootstrap Wald test, 'missing' left out): " + "; ".join(
-                f"{h['key']} chi2 = {h['statistic']:.2f}, df = {h['df']}, p = {_p(h['p_value'])}" for h in tests))
+            lines.append("Heterogeneity of AUROC across subgroups (bootstrap Wald test, 'missing' left out): "
+                         + "; ".join(f"{h['key']} chi2 = {h['statistic']:.2f}, df = {h['df']}, p = {_p(h['p_value'])}"
+                                     for h in tests))
     if analysis.paired:
         rows = [[f"{d['key']} {d['group']}".strip(), f"{d['model_a']} - {d['model_b']}", f"{d['difference']:+.4f}",
                  f"{d['ci_low']:+.4f} to {d['ci_high']:+.4f}", _p(d["p_value"])] for d in analysis.paired]

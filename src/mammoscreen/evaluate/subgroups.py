@@ -432,7 +432,8 @@ def _heterogeneity(setting: _Setting, groupings: Sequence[Grouping], rows: list[
         members = [g for g, group in enumerate(setting.groups) if group.key == grouping.key and group.label != MISSING]
         for p, name in enumerate(setting.names):
             for metric, op in setting.entries(p):
-                usable = [g for g in members if (grouping.key, setting.groups[g].label, name, metric, op) in with_interval]
+                usable = [g for g in members
+                          if (grouping.key, setting.groups[g].label, name, metric, op) in with_interval]
                 if len(usable) < 2:
                     continue
                 test = _wald(np.column_stack([setting.replicates[g, p, metric, op] for g in usable]),
@@ -506,7 +507,8 @@ def _groupings(groups: Any, bins: Any, n: int) -> list[Grouping]:
 
 
 def analyse_subgroups(y_true: Any, y_score: Any, groups: Mapping[str, Any] | Sequence[Grouping] | None = None, *,
-                      bins: Any = None, clusters: Any = None, operating_points: Sequence[Any] = DEFAULT_OPERATING_POINTS,
+                      bins: Any = None, clusters: Any = None,
+                      operating_points: Sequence[Any] = DEFAULT_OPERATING_POINTS,
                       n_bootstrap: int = DEFAULT_REPLICATES, random_state: int | np.random.RandomState | None = 0,
                       confidence: float = 0.95, min_positives: int = MIN_POSITIVES_FOR_INTERVAL,
                       readers: Mapping[str, Any] | None = None, reader_threshold: float = 0.0,

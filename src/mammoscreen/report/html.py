@@ -361,7 +361,8 @@ def _subgroup_level(analysis: dict[str, Any], directory: Path, figures: dict[str
             cells = [f"{key} {group}".strip(), auroc.get("n_cases"), auroc.get("n_exams"), auroc.get("n_positive"),
                      _estimate(auroc), _estimate(index.get((key, group, predictor, "auprc_trapezoid", "")))]
             if rule:
-                cells += [_estimate(index.get((key, group, predictor, m, rule))) for m in ("sensitivity", "specificity")]
+                cells += [_estimate(index.get((key, group, predictor, m, rule)))
+                          for m in ("sensitivity", "specificity")]
             cells += [_difference(auroc), _p_value(auroc.get("p_value"))]
             table.append(cells)
         header = ["subgroup", "cases", "exams", "malignant", "AUROC (95% CI)", "AUPRC (95% CI)"]
@@ -380,7 +381,8 @@ def _subgroup_level(analysis: dict[str, Any], directory: Path, figures: dict[str
     paired = analysis.get("paired_delong") or []
     if paired:
         parts.append(_table(["subgroup", "pair", "AUROC difference", "DeLong 95% CI", "p"],
-                            [[f"{d.get('key')} {d.get('group')}".strip(), f"{d.get('model_a')} \u2212 {d.get('model_b')}",
+                            [[f"{d.get('key')} {d.get('group')}".strip(),
+                              f"{d.get('model_a')} \u2212 {d.get('model_b')}",
                               _number(d.get("difference"), 4),
                               f"{_number(d.get('ci_low'), 4)} to {_number(d.get('ci_high'), 4)}",
                               _p_value(d.get("p_value"))] for d in paired], numeric_from=2))
