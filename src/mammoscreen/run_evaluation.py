@@ -150,11 +150,14 @@ def _subgroups(outcome: RunEvaluation, name: str, analyse: Callable[[], object],
         return
     outcome.subgroups[name] = evaluation
     for level, analysis in evaluation.levels.items():
-        for test in analysis.heterogeneity:
-            if test["metric"] == "auroc" and test["predictor"] in analysis.models[:1] and len(analysis.models) == 1:
-                log(f"{name}, {level} level: AUROC by {test['key']}: "
-                    + ", ".join(f"{g} {_auroc(analysis, test['key'], g)}" for g in test["groups"])
-                    + f" (heterogeneity p = {test['p_value']:.2g})")
+        if len(analysis.models) != 1:
+            continue
+        tests = {t["key"]: t["p_value"] for t in analysis.heterogeneity
+                 if t["metric"] == "auroc" and t["operating_point"] == "" and t["predictor"] == analysis.models[0]}
+        for grouping in analysis.groupings:
+            log(f"{name}, {level} level: AUROC by {grouping.key}: "
+                + ", ".join(f"{g} {_auroc(analysis, grouping.key, g)}" for g in grouping.labels)
+                + (f" (heterogeneity p = {tests[grouping.key]:.2g})" if grouping.key in tests else ""))
 
 
 def _auroc(analysis, key: str, group: str) -> str:
