@@ -29,9 +29,23 @@ def test_demo_writes_every_stage(demo_run):
     assert len(list((output / "gmic_demo" / "maps").glob("*.npz"))) == 24
     assert len(list((output / "gmic_demo" / "visualization").glob("*.png"))) == 24
     html = result.report.read_text()
-    for section in ("provenance", "metrics", "curves", "calibration", "localization", "gallery"):
+    for section in ("provenance", "metrics", "curves", "calibration", "subgroups", "localization", "gallery"):
         assert f'id="{section}"' in html
     assert "synthetic data only" in html.lower()
+
+
+def test_demo_shows_subgroup_results_by_density_and_age(demo_run):
+    output, result, messages = demo_run
+    from mammoscreen.data.exams import load_exam_list
+
+    exams = load_exam_list(output / "cropped_images" / "cropped_exam_list.pkl")
+    densities = {image["density"] for exam in exams for image in exam.metadata["images"].values()}
+    assert set(result.subgroups) == {"density", "age"}
+    assert set(result.subgroups["density"]) == densities
+    assert sum(g["n"] for g in result.subgroups["density"].values()) == 4 * len(exams)
+    assert (output / "gmic_demo" / "evaluation" / "subgroups_forest_image.svg").is_file()
+    assert json.loads((output / "demo_summary.json").read_text())["subgroups"] == result.subgroups
+    assert any(m.startswith("gmic_demo, image level: AUROC by density") for m in messages)
 
 
 def test_demo_headline_agrees_with_the_predictions_and_the_localisation_files(demo_run):

@@ -12,7 +12,8 @@ Output layout (``OUTPUT`` defaults to ``mammoscreen-demo``)::
     OUTPUT/synthetic/               generated images, lesion masks, exam_list.pkl
     OUTPUT/cropped_images/, data_*.pkl   crop and centres (as ``mammoscreen run``)
     OUTPUT/gmic_demo/               predictions.csv, maps/, visualization/
-    OUTPUT/gmic_demo/evaluation/    metrics.json, ROC/PR curves
+    OUTPUT/gmic_demo/evaluation/    metrics.json, ROC/PR curves; subgroups by density and age (subgroups.*,
+                                    forest plots, ROC per subgroup)
     OUTPUT/gmic_demo/localization/  localization.json, localization_per_image.csv
     OUTPUT/report.html              everything above in one self-contained page
     OUTPUT/demo_summary.json        the headline numbers
@@ -47,6 +48,7 @@ class DemoResult:
     report: Path | None
     metrics: dict[str, float | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    subgroups: dict[str, dict] = field(default_factory=dict)  # image-level AUROC by density (and age)
 
 
 def demo_model_card() -> dict:
@@ -131,10 +133,25 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
                               title="mammoscreen demo - synthetic data only")
 
     metrics = _headline(evaluation.evaluations.get(DEMO_MODEL), localization)
-    summary = {"model": DEMO_MODEL, "n_exams": n_exams, "seed": seed, "metrics": metrics, "seconds": seconds,
-               "report": str(report)}
+    subgroups = _subgroup_headline(evaluation.subgroups.get(DEMO_MODEL))
+    summary = {"model": DEMO_MODEL, "n_exams": n_exams, "seed": seed, "metrics": metrics, "subgroups": subgroups,
+               "seconds": seconds, "report": str(report)}
     write_json_atomic(output_dir / SUMMARY_FILE, summary)
-    return DemoResult(output_dir, report, metrics, seconds)
+    return DemoResult(output_dir, report, metrics, seconds, subgroups)
+
+
+def _subgroup_headline(subgroups) -> dict[str, dict]:
+    """Image-level malignant AUROC per subgroup of each key: {key: {group: {auroc, ci_low, ci_high, n, positives}}}."""
+    out: dict[str, dict] = {}
+    analysis = subgroups.levels.get("image") if subgroups is not None else None
+    if analysis is None:
+        return out
+    for row in analysis.rows:
+        if row.metric == "auroc" and row.key:
+            out.setdefault(row.key, {})[row.group] = {"auroc": row.value, "ci_low": row.ci_low,
+                                                      "ci_high": row.ci_high, "n": row.n_cases,
+                                                      "positives": row.n_positive}
+    return out
 
 
 def _headline(evaluation, localization) -> dict[str, float | None]:
@@ -178,6 +195,13 @@ def format_headline(result: DemoResult) -> str:
                      f"{ci('malignant_pointing_game')} over {m.get('n_malignant_lesion_images')} images")
     if m.get("malignant_dice") is not None:
         lines.append(f"Dice, malignant lesions: {m['malignant_dice']:.3f}")
+    for key, groups in result.subgroups.items():
+        cells = []
+        for group, g in groups.items():
+            value = "-" if g["auroc"] is None else f"{g['auroc']:.3f}"
+            interval = f" ({g['ci_low']:.3f}-{g['ci_high']:.3f})" if g["ci_low"] is not None else ""
+            cells.append(f"{group} {value}{interval} [{g['n']} images, {g['positives']} malignant]")
+        lines.append(f"malignant AUROC by {key}, image level: " + "; ".join(cells))
     if result.report is not None:
         lines.append(f"report: {result.report}")
     return "\n".join(lines)

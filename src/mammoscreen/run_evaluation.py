@@ -7,7 +7,11 @@ predictions become breast scores as the meta-repository's ``score.py`` computes 
 all six models share.
 
 Outputs: ``OUTPUT/<model>/evaluation/`` (``metrics.json``, ``metrics.txt``, ROC/PR curves) and
-``OUTPUT/comparison/`` (``comparison.json``, ``comparison.txt``, overlaid curves, calibration).
+``OUTPUT/comparison/`` (``comparison.json``, ``comparison.txt``, overlaid curves, calibration). When the
+exam list has metadata, each model is also analysed by subgroup (``subgroups.json``, ``.csv``, ``.txt``, a
+forest plot and ROC curves per subgroup, beside its metrics; the comparison likewise): by the keys asked
+for, or by default by those of density, age, manufacturer, site, machine, implant and dataset that take
+at least two values.
 
 With lesion masks, :func:`localize_run` scores the saved saliency maps of every model that has them (the
 registry's ``saliency_maps``: GMIC, ``gmic_demo``, GLAM) against the masks: ``OUTPUT/<model>/localization/``
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from .batch import describe_error
 from .data.exams import load_exam_list
@@ -36,6 +40,7 @@ class RunEvaluation:
     evaluations: dict = field(default_factory=dict)  # model -> EvaluationResult
     comparison: object | None = None  # ComparisonResult
     problems: dict[str, str] = field(default_factory=dict)  # model or 'comparison' -> why it was not evaluated
+    subgroups: dict = field(default_factory=dict)  # model or 'comparison' -> SubgroupEvaluation
 
 
 def _label_problem(exams) -> str | None:
@@ -51,11 +56,13 @@ def _label_problem(exams) -> str | None:
 
 
 def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int = 2000, seed: int = 0,
+                 by: str | Sequence[str] | None = None, bins: Any = None,
                  log: Callable[[str], None] = print) -> RunEvaluation:
     """Evaluate every model that ran, write the reports, and compare the models if there are several.
 
     The exam list used is the cropped one (images that could not be cropped are left out of it, as they
-    are left out of the predictions).
+    are left out of the predictions). ``by``: metadata keys of the subgroup analysis (None: the default
+    keys the exam list has; empty: none); ``bins``: their bins (see ``evaluate --bins``).
     """
     from .evaluate import compare_models, evaluate_predictions
     from .evaluate.reports import format_comparison, write_comparison, write_evaluation
@@ -88,6 +95,13 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
             ci = f" (95% CI {auc.ci_low:.3f}-{auc.ci_high:.3f})" if auc.ci_low is not None else ""
             log(f"{name}: breast-level AUROC {auc.value:.3f}{ci}")
 
+    keys = _subgroup_keys(exams, by)
+    if keys:
+        log(f"subgroups by {', '.join(keys)}")
+        for name in list(outcome.evaluations):
+            _subgroups(outcome, name, lambda: _evaluate_subgroups(files[name], exam_list, keys, bins, n_bootstrap, seed,
+                                                                  name), output_dir / name / EVALUATION_DIR, log)
+
     names = list(outcome.evaluations)
     if len(names) >= 2:
         try:
@@ -100,7 +114,55 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
         else:
             outcome.comparison = comparison
             log(format_comparison(comparison))
+            if keys:
+                from .evaluate.subgroup_evaluation import compare_subgroups
+
+                _subgroups(outcome, COMPARISON_DIR,
+                           lambda: compare_subgroups([files[n] for n in names], names, exam_list, keys, bins=bins,
+                                                     level="breast", n_bootstrap=n_bootstrap, seed=seed),
+                           output_dir / COMPARISON_DIR, log)
     return outcome
+
+
+def _subgroup_keys(exams, by: str | Sequence[str] | None) -> list[str]:
+    from .evaluate.subgroup_evaluation import default_subgroup_keys, split_keys
+
+    return default_subgroup_keys(exams) if by is None else split_keys(by)
+
+
+def _evaluate_subgroups(csv_path, exam_list, keys, bins, n_bootstrap, seed, name):
+    from .evaluate.subgroup_evaluation import evaluate_subgroups
+
+    return evaluate_subgroups(csv_path, exam_list, keys, bins=bins, n_bootstrap=n_bootstrap, seed=seed, name=name)
+
+
+def _subgroups(outcome: RunEvaluation, name: str, analyse: Callable[[], object], directory: Path,
+               log: Callable[[str], None]) -> None:
+    """Run one subgroup analysis and write it; a failure is reported and the run carries on."""
+    from .evaluate.subgroup_reports import write_subgroups
+
+    try:
+        evaluation = analyse()
+        write_subgroups(evaluation, directory)
+    except Exception as error:  # subgroups are an addition: they must not cost the main results
+        outcome.problems[f"{name} subgroups"] = describe_error(error)
+        log(f"{name}: subgroups not analysed - {describe_error(error)}")
+        return
+    outcome.subgroups[name] = evaluation
+    for level, analysis in evaluation.levels.items():
+        if len(analysis.models) != 1:
+            continue
+        tests = {t["key"]: t["p_value"] for t in analysis.heterogeneity
+                 if t["metric"] == "auroc" and t["operating_point"] == "" and t["predictor"] == analysis.models[0]}
+        for grouping in analysis.groupings:
+            log(f"{name}, {level} level: AUROC by {grouping.key}: "
+                + ", ".join(f"{g} {_auroc(analysis, grouping.key, g)}" for g in grouping.labels)
+                + (f" (heterogeneity p = {tests[grouping.key]:.2g})" if grouping.key in tests else ""))
+
+
+def _auroc(analysis, key: str, group: str) -> str:
+    row = analysis.row(key, group, "auroc")
+    return "-" if row.value is None else f"{row.value:.3f}"
 
 
 @dataclass

@@ -201,3 +201,60 @@ def test_shared_synthetic_dataset_fixture(synthetic_dataset):
     exams = load_exam_list(synthetic_dataset / "exam_list.pkl")
     assert len(exams) == 4
     assert read_png(synthetic_dataset / "images" / "3_R-MLO.png").shape == (832, 640)
+
+
+# Pixel digests of three exams as generated before the generator drew any metadata (commit f6a9925):
+# the metadata comes from its own random stream and must leave every image and mask unchanged.
+PIXELS_BEFORE_METADATA = {
+    (0, 0, 0.25): "709cd9a3eb3fc9600d42260fc6e8c8c7d156d0ebe22c07c3ebb198786c96b11c",
+    (20261204, 3, 0.25): "02b747f886c740b4ebb7b19788587123a4ec01a523b4cc30bf265f13a325bb00",
+    (7777, 1, 0.1): "b97719edf94b23f9406dfbe605ec18992e076fb1245b83d2557b59d2780b8b71",
+}
+
+
+@pytest.mark.parametrize("seed, index, scale", list(PIXELS_BEFORE_METADATA))
+def test_metadata_leaves_the_pixels_of_existing_seeds_unchanged(seed, index, scale):
+    import hashlib
+
+    exam = render_exam(seed, index, SynthOptions(scale=scale))
+    digest = hashlib.sha256()
+    for view in VIEWS:
+        digest.update(exam.views[view].image.tobytes())
+        digest.update(exam.views[view].masks["malignant"].tobytes())
+        digest.update(exam.views[view].masks["benign"].tobytes())
+    assert digest.hexdigest() == PIXELS_BEFORE_METADATA[(seed, index, scale)]
+    assert 40 <= exam.age <= 79 and set(exam.density) == {"L", "R"}
+
+
+def test_density_follows_the_fibroglandular_fraction_and_age_falls_with_it():
+    fractions, categories, ages, mean_fraction = [], [], [], []
+    for index in range(30):
+        exam = render_exam(5, index, SynthOptions(scale=0.06))
+        per_side = []
+        for side in ("L", "R"):
+            fraction = np.mean([exam.views[f"{side}-{a}"].fibroglandular_fraction for a in ("CC", "MLO")])
+            fractions.append(fraction)
+            categories.append("ABCD".index(exam.density[side]))
+            per_side.append(fraction)
+        ages.append(exam.age)
+        mean_fraction.append(np.mean(per_side))
+    fractions, categories = np.asarray(fractions), np.asarray(categories)
+    # The category orders the breasts by their tissue: a denser category has a higher mean fraction.
+    means = [fractions[categories == c].mean() for c in range(4) if (categories == c).any()]
+    assert len(means) >= 3 and np.all(np.diff(means) > 0)
+    assert np.corrcoef(fractions, categories)[0, 1] > 0.8
+    assert np.corrcoef(mean_fraction, ages)[0, 1] < 0
+    # The density is drawn again identically: the same exam gives the same metadata.
+    again = render_exam(5, 3, SynthOptions(scale=0.06))
+    assert (again.age, again.density) == (ages[3], {s: "ABCD"[categories[6 + k]] for k, s in enumerate("LR")})
+
+
+def test_generated_exam_list_carries_age_per_exam_and_density_per_image(tmp_path):
+    exams = generate_exams(2, tmp_path, seed=4, options=SMALL, progress=False)
+    loaded = load_exam_list(tmp_path / "exam_list.pkl")
+    assert loaded == exams
+    for index, exam in enumerate(loaded):
+        rendered = render_exam(4, index, SMALL)
+        assert exam.metadata["age"] == rendered.age
+        assert exam.metadata["images"] == {f"{index}_{view}": {"density": rendered.density[view[0]]}
+                                           for view in VIEWS}

@@ -78,10 +78,16 @@ def test_report_renders_in_chromium(report_run, tmp_path):
     assert probe["resources"] == []
     assert probe["broken"] == []
     # 2 models x 6 gallery figures (+ outlined mammograms), 2 x 4 ROC/PR curves, 2 overlaid curves,
-    # 2 reliability diagrams.
-    assert probe["images"] == 2 * 6 * 2 + 2 * 4 + 2 + 2
+    # 2 reliability diagrams, and the subgroup figures (forest plots, ROC per subgroup) the run wrote.
+    subgroup_figures = 0
+    for path in [run_dir / m / "evaluation" / "subgroups.json" for m in ("standin_alpha", "standin_beta")] + [
+            run_dir / "comparison" / "subgroups.json"]:
+        for level in json.loads(path.read_text())["figures"].values():
+            subgroup_figures += bool(level["forest"]) + sum(len(v) for v in level["roc"].values())
+    assert subgroup_figures >= 5
+    assert probe["images"] == 2 * 6 * 2 + 2 * 4 + 2 + 2 + subgroup_figures
     assert probe["images"] == dom.count("<img ")
-    for section in ("provenance", "metrics", "curves", "calibration", "localization", "gallery"):
+    for section in ("provenance", "metrics", "curves", "calibration", "subgroups", "localization", "gallery"):
         assert f'<section id="{section}">' in dom
     for model in ("standin_alpha", "standin_beta"):
         part = re.split(r"<h3|</section>", dom.split(f'id="gallery-{model}"', 1)[1], maxsplit=1)[0]

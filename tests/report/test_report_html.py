@@ -331,3 +331,57 @@ def test_cli(report_run, tmp_path, capsys):
         main(["report", str(tmp_path / "missing")])
     assert exited.value.code == 2
     assert f"argument RUN_DIR: directory not found: {tmp_path / 'missing'}" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Subgroups (issue 15): the run's exam list has metadata (the synthetic density and age)
+# ----------------------------------------------------------------------------------------------
+
+def test_subgroup_tables_equal_subgroups_json(report, report_run):
+    text, page = report
+    run_dir = report_run[0]
+    assert len(page.all("section", id="subgroups")) == 1 and 'href="#subgroups"' in text
+    tables = page.tables["subgroups"]
+    assert tables[0][:5] == ["subgroup", "cases", "exams", "malignant", "AUROC (95% CI)"]
+    shown = [row for row in tables if row[0] != "subgroup"]
+    for name in MODELS:
+        data = json.loads((run_dir / name / "evaluation" / "subgroups.json").read_text())
+        for level in ("image", "breast"):
+            rows = [r for r in data["levels"][level]["rows"] if r["metric"] == "auroc"]
+            for r in rows:
+                label = f"{r['key']} {r['group']}".strip()
+                value = ("-" if r["value"] is None
+                         else _estimate(r) if r["ci_low"] is not None else f"{r['value']:.3f}")
+                expected = [label, str(r["n_cases"]), str(r["n_exams"]), str(r["n_positive"]), value]
+                assert expected in [row[:5] for row in shown], (name, level, label)
+    # the forest plots are embedded and the comparison's paired DeLong tests shown
+    assert text.count('alt="forest plot, image level"') == 2 and text.count('alt="forest plot, breast level"') == 3
+    assert "<h3>All models</h3>" in text
+    assert f"{MODELS[0]} \u2212 {MODELS[1]}" in text.split('id="subgroups"')[1]
+    assert "Metadata in the exam list: age, density." in text
+
+
+def test_stale_subgroups_and_runs_without_metadata(report_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(report_run[0], run_dir)
+    predictions = run_dir / MODELS[0] / "predictions.csv"
+    predictions.write_text(predictions.read_text().replace("\n", "\n", 1) + "\n")  # the file changed since
+    text = build_report(run_dir).read_text()
+    assert text.count("was made from other predictions") == 2  # alpha's and the comparison's
+    assert text.split('id="subgroups"')[1].count("<h3>") == 1  # beta only
+
+    # An older run: no metadata in the exam list and no subgroup files -> no section at all.
+    from mammoscreen.data.exams import load_exam_list, save_exam_list
+
+    for path in run_dir.rglob("subgroups.json"):
+        path.unlink()
+    exams = load_exam_list(report_run[1] / "exam_list.pkl")
+    for exam in exams:
+        exam.metadata = {}
+    plain = save_exam_list(exams, tmp_path / "exam_list_without_metadata.pkl")
+    for path in [run_dir / name / "evaluation" / "metrics.json" for name in MODELS]:
+        metrics = json.loads(path.read_text())
+        metrics["exam_list"]["path"] = str(plain)
+        path.write_text(json.dumps(metrics))
+    text = build_report(run_dir).read_text()
+    assert 'id="subgroups"' not in text and 'href="#subgroups"' not in text

@@ -23,6 +23,23 @@ def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
                         help="confidence level of the intervals (default: %(default)s)")
 
 
+def _add_subgroup_options(parser: argparse.ArgumentParser, source: str = "exam list's metadata") -> None:
+    group = parser.add_argument_group("subgroups and operating points")
+    group.add_argument("--by", action="append", default=[], metavar="KEY[,KEY...]",
+                       help=f"metrics per subgroup of these keys of the {source} (e.g. density,age), with CIs, "
+                            "tests of the difference from the whole set and of heterogeneity, a forest plot and ROC "
+                            "curves per subgroup")
+    group.add_argument("--bins", action="append", default=[], metavar="[KEY=]EDGES|qN",
+                       help="bins of numeric keys: left-closed edges (50,60,70 -> <50, [50,60), [60,70), >=70) or "
+                            "quantiles (q4); KEY=... for one key (default for age: 50,60,70; other numeric keys "
+                            "with more than 8 values: q4)")
+    group.add_argument("--operating-points", nargs="+", default=None, metavar="RULE",
+                       help="thresholds chosen on the whole set and applied to every subgroup: specificity=0.9, "
+                            "sensitivity=0.8, recall_rate=0.1 (share of exams recalled), threshold=0.5"
+                            + (", readers (the readers' mean specificity; the default)" if "reader" in source
+                               else " (default: specificity=0.9)"))
+
+
 def _user_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Report bad input as one line (via UserError) rather than a traceback."""
 
@@ -60,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop with an error when the file's labels disagree with the exam list's cancer_label "
                         "(default: a warning with the number of disagreeing rows)")
     _add_bootstrap_options(p)
+    _add_subgroup_options(p)
+    p.add_argument("--resample", choices=("exam", "case"), default="exam",
+                   help="bootstrap unit of the subgroup analysis: whole exams (default) or single cases")
     p.set_defaults(handler=run_evaluate)
 
     p = subparsers.add_parser(
@@ -80,6 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-bins", type=int_range(2, 1000), default=10,
                    help="bins of the reliability diagram, 2-1000 (default: 10)")
     _add_bootstrap_options(p)
+    _add_subgroup_options(p)
     p.set_defaults(handler=run_compare)
 
     p = subparsers.add_parser(
@@ -96,6 +117,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resample", choices=("case", "row"), default="case",
                    help="bootstrap unit: whole exams by case_ID (default) or single rows")
     _add_bootstrap_options(p)
+    _add_subgroup_options(p, source="reader-study table's columns")
+    p.add_argument("--reader-threshold", type=float, default=0.0, metavar="P",
+                   help="a reader calls a breast positive when their probability is above P (default 0: any "
+                        "suspicion); gives each reader's sensitivity and specificity and the readers' mean "
+                        "specificity at which the models are compared")
     p.set_defaults(handler=run_reader_study)
 
     p = subparsers.add_parser(
@@ -129,8 +155,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                   seed=args.seed, confidence=args.confidence, strict=args.strict)
     paths = write_evaluation(result, args.output_dir)
     sys.stdout.write(format_evaluation(result))
+    if args.by or args.operating_points:
+        from ..evaluate.subgroup_evaluation import evaluate_subgroups
+
+        subgroups = evaluate_subgroups(args.predictions, args.exam_list, args.by, bins=args.bins, level=args.level,
+                                       operating_points=_operating_points(args), n_bootstrap=args.bootstrap,
+                                       seed=args.seed, confidence=args.confidence, resample=args.resample)
+        paths += _write_subgroups(subgroups, args.output_dir)
     _print_outputs(paths, args.output_dir)
     return 0
+
+
+def _operating_points(args: argparse.Namespace, default: tuple[str, ...] = ("specificity=0.9",)) -> list[str]:
+    return list(args.operating_points) if args.operating_points else list(default)
+
+
+def _write_subgroups(subgroups, output_dir: Path) -> list[Path]:
+    from ..evaluate.subgroup_reports import format_subgroups, write_subgroups
+
+    paths = write_subgroups(subgroups, output_dir)
+    sys.stdout.write("\n" + format_subgroups(subgroups))
+    return paths
 
 
 @_user_errors
@@ -144,6 +189,13 @@ def run_compare(args: argparse.Namespace) -> int:
                             calibration_bins=args.calibration_bins)
     paths = write_comparison(result, args.output_dir)
     sys.stdout.write(format_comparison(result))
+    if args.by or args.operating_points:
+        from ..evaluate.subgroup_evaluation import compare_subgroups
+
+        subgroups = compare_subgroups(args.predictions, args.names, args.exam_list, args.by, bins=args.bins,
+                                      level=result.level, operating_points=_operating_points(args),
+                                      n_bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence)
+        paths += _write_subgroups(subgroups, args.output_dir)
     _print_outputs(paths, args.output_dir)
     return 0
 
@@ -158,6 +210,19 @@ def run_reader_study(args: argparse.Namespace) -> int:
                                    confidence=args.confidence, resample=args.resample)
     paths = write_reader_study(result, args.output_dir)
     sys.stdout.write(format_reader_study(result))
+    if result.models and result.readers:
+        from ..evaluate.subgroup_evaluation import reader_study_subgroups
+
+        # The readers' operating point (and, with --by, every subgroup) comes with every reader study
+        # that has readers and models: the meta-repository paper's comparison.
+        subgroups = reader_study_subgroups(args.file, args.by, readers=args.readers, models=args.models,
+                                           bins=args.bins, operating_points=_operating_points(args, ("readers",)),
+                                           reader_threshold=args.reader_threshold, n_bootstrap=args.bootstrap,
+                                           seed=args.seed, confidence=args.confidence,
+                                           resample="case" if args.resample == "case" else "row")
+        paths += _write_subgroups(subgroups, args.output_dir)
+    elif args.by:
+        raise UserError("--by needs both readers and models in the reader-study table")
     _print_outputs(paths, args.output_dir)
     return 0
 

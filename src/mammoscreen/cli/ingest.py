@@ -115,7 +115,9 @@ def _register_validate(subparsers: argparse._SubParsersAction) -> None:
         "validate", help="check an exam list and its images before running a model",
         description="Check that every image of the exam list exists and is a single-channel 16-bit PNG of "
                     "plausible size with a breast on a zero background, facing the way its view and "
-                    "horizontal_flip say, and that labels are well-formed. Exits with 1 on errors.")
+                    "horizontal_flip say, and that labels are well-formed; reports the coverage of the exam list's "
+                    "metadata (age, density ...: exams and images that have each key, and its values). Exits with "
+                    "1 on errors.")
     p.add_argument("--images", required=True, type=existing_dir, help="directory of the PNGs")
     p.add_argument("--exam-list", required=True, type=existing_file, help="exam list (.pkl or .json)")
     p.add_argument("--max-issues", type=int_range(0), default=50,
@@ -136,6 +138,10 @@ def run_validate(args: argparse.Namespace) -> int:
         print(f"... and {len(ordered) - args.max_issues} more")
     for message, count in report.notes.items():
         print(f"note: {count} image(s): {message}")
+    if report.metadata:
+        print("metadata coverage:")
+        for coverage in report.metadata:
+            print(f"  {coverage.describe(report.exams, report.images)}")
     print(report.summary())
     return 0 if report.ok else 1
 

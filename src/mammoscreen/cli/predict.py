@@ -133,6 +133,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "and --save-maps the saliency maps of GMIC/GLAM models are localised against the masks)")
     p.add_argument("--bootstrap", type=non_negative_int, default=2000, metavar="N",
                    help="bootstrap replicates of the evaluation's and localisation's CIs (default 2000; 0: none)")
+    p.add_argument("--by", action="append", default=None, metavar="KEY[,KEY...]",
+                   help="subgroup analysis by these metadata keys of the exam list (default: those of density, age, "
+                        "manufacturer, site, machine_id, implant, dataset it has; --by '' for none)")
+    p.add_argument("--bins", action="append", default=[], metavar="[KEY=]EDGES|qN",
+                   help="bins of numeric subgroup keys, as 'mammoscreen evaluate --bins' (default for age: 50,60,70)")
     p.add_argument("--models", action="append", default=[], metavar="MODEL[,MODEL...]",
                    help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "
                         "(a model whose weights are missing is reported and skipped)")
@@ -245,7 +250,7 @@ def run_run(args: argparse.Namespace) -> int:
     if args.evaluate:
         from ..run_evaluation import evaluate_run
 
-        evaluate_run(result, args.output_dir, n_bootstrap=args.bootstrap)
+        evaluate_run(result, args.output_dir, n_bootstrap=args.bootstrap, by=args.by, bins=args.bins or None)
         if args.segmentations is not None:
             from ..run_evaluation import localize_run
 

@@ -11,7 +11,10 @@ On disk an exam list is the NYU format — a pickle (or JSON) of a list of exam 
      'distance_from_starting_side': {...}, 'best_center': {...},
      # added by mammoscreen's crop stage (not in the official format; readers of the official keys
      # ignore it): the (rows, cols) of the original, uncropped image
-     'original_shape': {'L-CC': [(rows, cols)], ...}}
+     'original_shape': {'L-CC': [(rows, cols)], ...},
+     # optional, mammoscreen's: patient and acquisition values for subgroup analyses (exam level, and per
+     # image under 'images'; see data/exam_metadata.py)
+     'metadata': {'age': 61, 'manufacturer': 'HOLOGIC', 'images': {'0_L-CC': {'density': 'C'}, ...}}}
 
 In memory every step works on :class:`Exam` objects, which validate that structure once, at the edge,
 with errors that name the file, the exam and the key. Keys this module does not know (for example
@@ -30,6 +33,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..files import atomic_write
+from .exam_metadata import METADATA_KEY, MetadataError, check_metadata, restrict_metadata
 from .safepickle import UnsafePickleError, safe_load
 
 VIEWS: tuple[str, ...] = ("L-CC", "R-CC", "L-MLO", "R-MLO")
@@ -89,6 +93,15 @@ class Exam:
     cancer_label: dict[str, int] | None = None
     image_metadata: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # patient/acquisition values (exam_metadata.py)
+
+    def __post_init__(self) -> None:
+        # An exam built with the metadata among the unknown keys keeps it where it belongs.
+        if METADATA_KEY in self.extra:
+            self.extra = dict(self.extra)
+            found = self.extra.pop(METADATA_KEY)
+            if not self.metadata:
+                self.metadata = found
 
     def labels_for_view(self, view: str) -> tuple[int | None, int | None]:
         """(benign, malignant) label of the breast ``view`` shows; None where unknown."""
@@ -107,7 +120,16 @@ class Exam:
         out.update(self.extra)
         for key, per_view in self.image_metadata.items():
             out[key] = {view: list(values) for view, values in per_view.items()}
+        if self.metadata:  # absent from exam lists without metadata, which stay byte-identical
+            try:
+                out[METADATA_KEY] = check_metadata(self.metadata, self.image_names(), "metadata")
+            except MetadataError as e:
+                raise ExamListError(f"exam with images {self.image_names()[:4]}: {e}") from None
         return out
+
+    def image_names(self) -> list[str]:
+        """Every image name of the exam, views in the official order."""
+        return [name for view in VIEWS for name in self.images.get(view, [])]
 
 
 @dataclass(frozen=True)
@@ -174,7 +196,9 @@ def add_image_metadata(exams: Sequence[Exam], values: Mapping[str, Mapping[str, 
                     if key not in values[name]:
                         raise ExamListError(f"image {name!r}: no value for {key!r}")
                     metadata[key][view].append(_normalise_metadata(key, values[name][key], f"{key} of image {name!r}"))
-        out.append(Exam(images, exam.horizontal_flip, exam.cancer_label, metadata, dict(exam.extra)))
+        kept = [name for names in images.values() for name in names]
+        out.append(Exam(images, exam.horizontal_flip, exam.cancer_label, metadata, dict(exam.extra),
+                        restrict_metadata(exam.metadata, kept)))
     return out
 
 
@@ -285,8 +309,16 @@ def exam_from_dict(raw: Mapping[str, Any], exam_index: int = 0, source: str = "e
             raise ExamListError(f"{where}, key {key!r}: unknown views {sorted(unknown)}")
         image_metadata[key] = normalised
 
+    metadata: dict[str, Any] = {}
+    if METADATA_KEY in raw:
+        names = [name for view in VIEWS for name in images[view]]
+        try:
+            metadata = check_metadata(raw.pop(METADATA_KEY), names, f"{where}, key {METADATA_KEY!r}")
+        except MetadataError as e:
+            raise ExamListError(str(e)) from None
+
     extra = {str(k): _plain(v) for k, v in raw.items()}
-    return Exam(images, horizontal_flip, cancer_label, image_metadata, extra)
+    return Exam(images, horizontal_flip, cancer_label, image_metadata, extra, metadata)
 
 
 def exams_from_data(data: Any, source: str = "exam list") -> list[Exam]:

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..batch import map_images
+from .exam_metadata import KeyCoverage, metadata_coverage
 from .exams import LABEL_KEYS, VIEWS, Exam, ExamListError, iter_images, load_exam_list, needs_flip
 from .images import ImageFileError, image_path, read_png
 
@@ -48,6 +49,7 @@ class ValidationReport:
     exams: int = 0
     images: int = 0
     issues: list[Issue] = field(default_factory=list)
+    metadata: list[KeyCoverage] = field(default_factory=list)  # coverage of each metadata key
 
     @property
     def errors(self) -> list[Issue]:
@@ -178,6 +180,7 @@ def validate_dataset(images_dir: str | Path, exam_list: str | Path | Sequence[Ex
     report.exams = len(exams)
     records = list(iter_images(exams))
     report.images = len(records)
+    report.metadata = metadata_coverage(exams)
     if not records:  # nothing to run a model on is a problem, not "OK: 0 exam(s)"
         what = "no exams" if not exams else f"{len(exams)} exam(s) but no image names in any view"
         report.issues.append(Issue("error", str(exam_list) if isinstance(exam_list, (str, Path)) else "exam list",

@@ -1,10 +1,10 @@
 """Evaluation: metrics over arrays, bootstrap CIs, model comparison, reader studies and MRMC.
 
 Array-level functions follow ``sklearn.metrics`` (``roc_auc``, ``auprc_trapezoid``,
-``average_precision``, ``bootstrap_metrics``, ``delong_test`` ...); file-level functions return result
-objects (``evaluate_predictions``, ``compare_models``, ``evaluate_reader_study``,
-``obuchowski_rockette``) whose ``to_dict()`` is what the commands write, and :mod:`.reports` /
-:mod:`.plots` turn them into files.
+``average_precision``, ``bootstrap_metrics``, ``delong_test``, ``subgroup_metrics`` ...); file-level
+functions return result objects (``evaluate_predictions``, ``compare_models``, ``evaluate_reader_study``,
+``evaluate_subgroups``, ``obuchowski_rockette``) whose ``to_dict()`` is what the commands write, and
+:mod:`.reports` / :mod:`.subgroup_reports` / :mod:`.plots` turn them into files.
 
 Names are imported on first use, so that ``mammoscreen evaluate`` does not pay for the
 statistics modules (scipy) that only ``compare`` and ``mrmc`` need.
@@ -22,8 +22,8 @@ _EXPORTS = {
     "metrics": (
         "roc_auc", "auprc_trapezoid", "average_precision", "ranking_metrics", "roc_curve",
         "precision_recall_curve", "OperatingPoint", "operating_point_at_specificity",
-        "operating_point_at_sensitivity", "sensitivity_at_specificity", "specificity_at_sensitivity",
-        "calibration_curve", "brier_score", "expected_calibration_error",
+        "operating_point_at_sensitivity", "operating_point_at_recall_rate", "sensitivity_at_specificity",
+        "specificity_at_sensitivity", "calibration_curve", "brier_score", "expected_calibration_error",
     ),
     "bootstrap": (
         "BootstrapResult", "bootstrap_counts", "bootstrap_metrics", "percentile_interval",
@@ -37,6 +37,12 @@ _EXPORTS = {
     ),
     "readers": (
         "ReaderStudyResult", "evaluate_reader_study",
+    ),
+    "subgroups": (
+        "subgroup_metrics", "analyse_subgroups", "operating_points", "SubgroupAnalysis",
+    ),
+    "subgroup_evaluation": (
+        "SubgroupEvaluation", "evaluate_subgroups", "compare_subgroups", "reader_study_subgroups",
     ),
     "mrmc": (
         "MRMCData", "MRMCResult", "AIVersusReadersResult", "read_imrmc", "read_mrmc_csv", "read_mrmc",

@@ -128,33 +128,37 @@ class RankedScores:
         fp[:, 1:] = n_neg - cum_neg[:, self._neg_below_all]
         return tp, fp, n_pos[:, 0], n_neg[:, 0]
 
-    def sensitivity_at_specificity(self, counts: np.ndarray, specificity: float):
+    def sensitivity_at_specificity(self, counts: np.ndarray, specificity: float | np.ndarray):
         """Highest sensitivity among thresholds with specificity >= ``specificity``, per row.
 
-        Returns (sensitivity, specificity reached, threshold column) arrays.
+        ``specificity`` is one target or one per row. Returns (sensitivity, specificity reached, threshold
+        column) arrays.
         """
         tp, fp, n_pos, n_neg = self.roc_counts(counts)
+        target = np.reshape(specificity, (-1, 1))
         with np.errstate(invalid="ignore", divide="ignore"):
             spec = (n_neg[:, None] - fp) / n_neg[:, None]
             # Specificity falls and sensitivity rises as the threshold drops: the last threshold that
             # keeps the specificity is the most sensitive one (column 0 always qualifies).
-            column = np.maximum((spec >= specificity).sum(axis=1) - 1, 0)
+            column = np.maximum((spec >= target).sum(axis=1) - 1, 0)
             rows = np.arange(tp.shape[0])
             sens = tp[rows, column] / n_pos
             reached = spec[rows, column]
         return sens, reached, column
 
-    def specificity_at_sensitivity(self, counts: np.ndarray, sensitivity: float):
+    def specificity_at_sensitivity(self, counts: np.ndarray, sensitivity: float | np.ndarray):
         """Highest specificity among thresholds with sensitivity >= ``sensitivity``, per row.
 
-        Returns (specificity, sensitivity reached, threshold column) arrays.
+        ``sensitivity`` is one target or one per row. Returns (specificity, sensitivity reached, threshold
+        column) arrays.
         """
         tp, fp, n_pos, n_neg = self.roc_counts(counts)
+        target = np.reshape(sensitivity, (-1, 1))
         with np.errstate(invalid="ignore", divide="ignore"):
             sens = tp / n_pos[:, None]
             # The first (highest) threshold reaching the sensitivity has the highest specificity; the
             # lowest threshold reaches sensitivity 1, so a column always exists.
-            column = np.minimum((sens < sensitivity).sum(axis=1), tp.shape[1] - 1)
+            column = np.minimum((sens < target).sum(axis=1), tp.shape[1] - 1)
             rows = np.arange(tp.shape[0])
             spec = (n_neg - fp[rows, column]) / n_neg
             reached = sens[rows, column]
@@ -163,6 +167,31 @@ class RankedScores:
     def threshold_of_column(self, column: int) -> float:
         """The score threshold of a ``roc_counts`` column (+inf for column 0)."""
         return float("inf") if column == 0 else float(self.thresholds_desc[column - 1])
+
+    def thresholds_of_columns(self, columns: np.ndarray) -> np.ndarray:
+        """:meth:`threshold_of_column` for an array of columns."""
+        return np.concatenate([[np.inf], self.thresholds_desc])[columns]
+
+
+def threshold_at_rate(unit_scores: np.ndarray, unit_counts: np.ndarray, rate: float) -> np.ndarray:
+    """Per row of ``unit_counts``, the lowest threshold calling at most ``rate`` of the units positive.
+
+    A unit (e.g. an exam) is called positive when its score is >= the threshold; ``unit_counts`` (rows,
+    units) weights the units as a bootstrap replicate does. +inf (nobody called) when even the highest
+    score would call too many.
+    """
+    distinct_desc = np.unique(unit_scores)[::-1]
+    order = np.argsort(unit_scores, kind="stable")
+    sorted_scores = unit_scores[order]
+    cumulative = _cumulative(unit_counts[:, order])
+    total = cumulative[:, -1:]
+    # Units with score >= t: all minus those below t.
+    called = total - cumulative[:, np.searchsorted(sorted_scores, distinct_desc, side="left")]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = called / total
+    # The called fraction rises as the threshold drops: keep the last threshold within the rate.
+    column = (fraction <= rate + 1e-12).sum(axis=1)
+    return np.concatenate([[np.inf], distinct_desc])[column]
 
 
 def unit_counts(n_cases: int) -> np.ndarray:

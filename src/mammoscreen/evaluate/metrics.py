@@ -42,8 +42,8 @@ from .validation import (
 __all__ = [
     "roc_auc", "auprc_trapezoid", "average_precision", "ranking_metrics", "roc_curve",
     "precision_recall_curve", "OperatingPoint", "operating_point_at_specificity",
-    "operating_point_at_sensitivity", "sensitivity_at_specificity", "specificity_at_sensitivity",
-    "calibration_curve", "brier_score", "expected_calibration_error",
+    "operating_point_at_sensitivity", "operating_point_at_recall_rate", "sensitivity_at_specificity",
+    "specificity_at_sensitivity", "calibration_curve", "brier_score", "expected_calibration_error",
 ]
 
 
@@ -139,11 +139,13 @@ def precision_recall_curve(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.nd
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """A threshold on the scores and the sensitivity and specificity it gives."""
+    """A threshold on the scores and the sensitivity and specificity it gives (and, when chosen for a
+    recall rate, the fraction of exams it recalls)."""
 
     threshold: float
     sensitivity: float
     specificity: float
+    recall_rate: float | None = None
 
 
 def operating_point_at_specificity(y_true: Any, y_score: Any, specificity: float) -> OperatingPoint:
@@ -176,6 +178,42 @@ def operating_point_at_sensitivity(y_true: Any, y_score: Any, sensitivity: float
     ranked = RankedScores(y, s)
     spec, sens, column = ranked.specificity_at_sensitivity(unit_counts(y.size), sensitivity)
     return OperatingPoint(ranked.threshold_of_column(int(column[0])), float(sens[0]), float(spec[0]))
+
+
+def exam_scores(y_score: np.ndarray, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(exam of each case as 0..E-1, highest score of each exam): an exam is recalled when any of its
+    cases (images or breasts) is called positive."""
+    groups = np.asarray(groups)
+    if groups.shape != y_score.shape:
+        raise EvaluationInputError(f"groups must have one entry per case ({y_score.size}), got shape {groups.shape}")
+    _, exam_of_case = np.unique(groups, return_inverse=True)
+    highest = np.full(int(exam_of_case.max()) + 1, -np.inf)
+    np.maximum.at(highest, exam_of_case, y_score)
+    return exam_of_case, highest
+
+
+def operating_point_at_recall_rate(y_true: Any, y_score: Any, recall_rate: float, groups: Any = None) -> OperatingPoint:
+    """The lowest threshold that recalls at most ``recall_rate`` of the exams (no interpolation).
+
+    An exam is recalled when any of its cases has a score >= the threshold; sensitivity and specificity
+    are those of the cases at that threshold.
+
+    Parameters
+    ----------
+    y_true : array of shape (n,), labels 0/1 with both classes present.
+    y_score : array of shape (n,), finite scores.
+    recall_rate : float in [0, 1], e.g. 0.1 to recall 10 % of the exams.
+    groups : exam of each case (e.g. for images or breasts); None: every case is its own exam.
+    """
+    from ._ranking import threshold_at_rate
+
+    recall_rate = check_fraction(recall_rate, "recall rate")
+    y, s = check_binary_problem(y_true, y_score)
+    exam_of_case, highest = exam_scores(s, np.arange(s.size) if groups is None else groups)
+    threshold = float(threshold_at_rate(highest, np.ones((1, highest.size), dtype=np.int64), recall_rate)[0])
+    called = s >= threshold
+    return OperatingPoint(threshold, float(called[y == 1].mean()), float((~called[y == 0]).mean()),
+                          float(np.mean(highest >= threshold)))
 
 
 def sensitivity_at_specificity(y_true: Any, y_score: Any, specificity: float) -> float:

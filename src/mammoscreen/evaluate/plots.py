@@ -17,8 +17,8 @@ import numpy as np
 from ..files import write_bytes_atomic
 from .metrics import calibration_curve, precision_recall_curve, ranking_metrics, roc_curve
 
-__all__ = ["roc_figure", "pr_figure", "calibration_figure", "reader_study_roc_figure", "save_figure",
-           "figure_bytes"]
+__all__ = ["roc_figure", "pr_figure", "calibration_figure", "reader_study_roc_figure", "forest_figure",
+           "subgroup_roc_figure", "save_figure", "figure_bytes"]
 
 FIGURE_SIZE = (5.0, 5.0)
 _DPI = 150
@@ -102,6 +102,92 @@ def reader_study_roc_figure(y_true: np.ndarray, readers: Mapping[str, np.ndarray
         axes.plot(fpr, tpr, linewidth=1.8, label=f"{name} (AUROC {ranking_metrics(y_true, score)['auroc']:.3f})")
     axes.legend(loc="lower right", fontsize="x-small")
     return figure
+
+
+def forest_figure(analysis, metric: str = "auroc", predictors: Sequence[str] | None = None,
+                  title: str | None = None):
+    """Forest plot of one metric per subgroup with its CI, one marker per predictor, the whole set on top.
+
+    ``analysis`` is a :class:`~mammoscreen.evaluate.subgroups.SubgroupAnalysis`; ``predictors`` default to
+    its models and the readers' mean (single readers would crowd the plot). A dashed line per predictor
+    marks its whole-set value; subgroups without a value (one class only) are listed without a marker.
+    """
+    from matplotlib.figure import Figure
+
+    from .subgroups import METRIC_LABELS, OVERALL
+
+    rows = [r for r in analysis.rows if r.metric == metric and r.operating_point == ""]
+    if predictors is None:
+        predictors = [p for p in dict.fromkeys(r.predictor for r in rows) if p not in analysis.readers]
+    layout: list[tuple[str, str, str | None]] = [("", OVERALL, "all cases")]  # (key, group, label) top to bottom
+    for grouping in analysis.groupings:
+        layout.append((grouping.key, "", None))  # a heading row
+        layout += [(grouping.key, label, None) for label in grouping.labels]
+    by_cell = {(r.key, r.group, r.predictor): r for r in rows}
+    height = 1.3 + 0.28 * len(layout)
+    figure = Figure(figsize=(7.5, height))
+    figure.subplots_adjust(left=0.36, right=0.97, top=1 - 0.55 / height, bottom=0.6 / height)
+    axes = figure.add_subplot(1, 1, 1)
+    label = METRIC_LABELS.get(metric, metric)
+    axes.set_title(title or f"{label} by subgroup, {analysis.level} level")
+    axes.set_xlabel(f"{label} ({analysis.confidence:.0%} CI)" if analysis.n_bootstrap else label)
+    colours = [f"C{k}" for k in range(10)]
+    offsets = np.linspace(-0.22, 0.22, len(predictors)) if len(predictors) > 1 else np.zeros(1)
+    lows = []
+    for k, predictor in enumerate(predictors):
+        whole = by_cell.get(("", OVERALL, predictor))
+        if whole is not None and whole.value is not None:
+            axes.axvline(whole.value, color=colours[k % 10], linestyle="--", linewidth=0.8, alpha=0.6)
+        for position, (key, group, _) in enumerate(layout):
+            row = by_cell.get((key, group, predictor)) if group else None
+            if row is None or row.value is None:
+                continue
+            y = position + offsets[k]
+            if row.ci_low is not None:
+                axes.plot([row.ci_low, row.ci_high], [y, y], color=colours[k % 10], linewidth=1.4)
+                lows.append(row.ci_low)
+            axes.plot([row.value], [y], marker="s" if key == "" else "o", color=colours[k % 10], markersize=5,
+                      label=predictor if position == 0 else None)
+            lows.append(row.value)
+    tests = {h["key"]: h["p_value"] for h in analysis.heterogeneity
+             if h["metric"] == metric and h["operating_point"] == "" and len(predictors) == 1
+             and h["predictor"] == predictors[0]}
+    tick_labels = []
+    for key, group, text in layout:
+        if not group:
+            tick_labels.append(key + (f" (heterogeneity p = {tests[key]:.2g})" if key in tests else ""))
+            continue
+        first = by_cell.get((key, group, predictors[0])) if predictors else None
+        size = f" (n={first.n_cases}, {first.n_positive} pos)" if first is not None else ""
+        tick_labels.append(f"{text or group}{size}" if key == "" else f"   {group}{size}")
+    axes.set_yticks(range(len(layout)))
+    axes.set_yticklabels(tick_labels, fontsize="small")
+    for tick, (key, group, _) in zip(axes.get_yticklabels(), layout):
+        if not group:
+            tick.set_fontweight("bold")
+    axes.set_ylim(len(layout) - 0.5, -0.6)
+    low = min(lows) if lows else 0.5
+    axes.set_xlim(max(0.0, min(low, 0.5) - 0.05), 1.01)
+    axes.grid(True, axis="x", alpha=0.3)
+    if len(predictors) > 1:
+        handles, names = axes.get_legend_handles_labels()
+        unique = dict(zip(names, handles))
+        axes.legend(unique.values(), unique.keys(), loc="lower left", fontsize="x-small")
+    return figure
+
+
+def subgroup_roc_figure(analysis, key: str, predictor: str, title: str | None = None):
+    """ROC curves of one predictor in each subgroup of ``key`` that has both classes (and the whole set)."""
+    from .subgroups import OVERALL
+
+    grouping = next(g for g in analysis.groupings if g.key == key)
+    y, s = analysis.y_true, analysis.scores[predictor]
+    curves = {f"{OVERALL} (n={y.size})": (y, s)}
+    for label in grouping.labels:
+        members = grouping.members(label)
+        if 0 < y[members].sum() < members.size:
+            curves[f"{label} (n={members.size})"] = (y[members], s[members])
+    return roc_figure(curves, title or f"ROC by {key}, {analysis.level} level, {predictor}")
 
 
 def figure_bytes(figure, fmt: str = "png") -> bytes:

@@ -21,6 +21,7 @@ EVALUATION_DIR = "evaluation"
 COMPARISON_DIR = "comparison"
 VISUALIZATION_DIR = "visualization"
 LOCALIZATION_DIR = "localization"
+SUBGROUPS_JSON = "subgroups.json"  # as evaluate.subgroup_reports.SUBGROUPS_JSON
 CROPPED_EXAM_LIST = Path("cropped_images") / "cropped_exam_list.pkl"
 
 
@@ -58,6 +59,7 @@ class ModelRun:
     scores_by_level: dict[str, LevelScores] = field(default_factory=dict)
     localization: dict[str, Any] | None = None
     localization_per_image: pd.DataFrame | None = None
+    subgroups: dict[str, Any] | None = None  # evaluation/subgroups.json
     figures: dict[str, Path] = field(default_factory=dict)  # image name -> visualization PNG
     notes: dict[str, str] = field(default_factory=dict)  # section -> why something is missing
 
@@ -75,6 +77,9 @@ class RunContents:
     comparison: dict[str, Any] | None
     comparison_dir: Path | None
     exam_list: Path | None  # the exam list the predictions follow (labels)
+    metadata_keys: list[str] = field(default_factory=list)  # of the exam list (the Subgroups section)
+    comparison_subgroups: dict[str, Any] | None = None  # comparison/subgroups.json
+    notes: dict[str, str] = field(default_factory=dict)  # e.g. 'comparison subgroups' -> why they are not shown
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -149,6 +154,37 @@ def _read_localization(model: ModelRun) -> None:
     model.localization_per_image = _read_csv(directory / "localization_per_image.csv", "mammoscreen localize")
 
 
+def _read_subgroups(directory: Path, predictions: dict[str, Path], notes: dict[str, str]) -> dict[str, Any] | None:
+    """subgroups.json of an evaluation directory, unless it was made from other predictions than the run's."""
+    path = directory / SUBGROUPS_JSON
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data.get("levels"), dict):
+        raise ReportInputError(f"{path} has no 'levels' object; it was not written by 'mammoscreen evaluate --by' "
+                               "(re-run it)")
+    for name, source in (data.get("sources") or {}).items():
+        recorded = (source or {}).get("sha256") if isinstance(source, dict) else None
+        current = predictions.get(name)
+        if recorded and current is not None and current.is_file() and sha256_file(current) != recorded:
+            notes["subgroups"] = (f"{path} was made from other predictions than {current} (the file changed since); "
+                                  "re-run 'mammoscreen evaluate --by ...' to bring it up to date")
+            return None
+    return data
+
+
+def _metadata_keys(exam_list: Path | None) -> list[str]:
+    if exam_list is None or not exam_list.is_file():
+        return []
+    from ..data.exam_metadata import metadata_keys
+    from ..data.exams import ExamListError, load_exam_list
+
+    try:
+        return metadata_keys(load_exam_list(exam_list))
+    except (ExamListError, OSError):
+        return []  # the calibration section reports an unreadable exam list
+
+
 def _level_scores(model: ModelRun, exam_list: Path | None) -> None:
     """Labels and scores per level, as the evaluation computed them (for the calibration section)."""
     csv_path = model.directory / "predictions.csv"
@@ -209,7 +245,14 @@ def collect_run(run_dir: str | Path) -> RunContents:
     for model in models:
         if model.done:
             _level_scores(model, exam_list)
+            if model.evaluation_dir is not None:
+                model.subgroups = _read_subgroups(model.evaluation_dir,
+                                                  {model.name: model.directory / "predictions.csv"}, model.notes)
     comparison_path = run_dir / COMPARISON_DIR / "comparison.json"
     comparison = read_json(comparison_path) if comparison_path.is_file() else None
+    comparison_notes: dict[str, str] = {}
+    comparison_subgroups = _read_subgroups(run_dir / COMPARISON_DIR, {m.name: m.directory / "predictions.csv"
+                                                                      for m in models}, comparison_notes)
     return RunContents(run_dir, summary, run, models, comparison,
-                       comparison_path.parent if comparison else None, exam_list)
+                       comparison_path.parent if comparison else None, exam_list, _metadata_keys(exam_list),
+                       comparison_subgroups, {f"comparison {k}": v for k, v in comparison_notes.items()})

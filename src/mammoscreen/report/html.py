@@ -30,7 +30,9 @@ DEFAULT_FIGURE_WIDTH = 1400
 TRUTH_HEIGHT = 400  # rows of the outlined mammogram (shown at 200 CSS px: sharp on high-DPI screens)
 CALIBRATION_BINS = 10
 SECTIONS = (("provenance", "Provenance"), ("metrics", "Metrics"), ("curves", "ROC and PR curves"),
-            ("calibration", "Calibration"), ("localization", "Localisation"), ("gallery", "Gallery"))
+            ("calibration", "Calibration"), ("subgroups", "Subgroups"), ("localization", "Localisation"),
+            ("gallery", "Gallery"))
+MAX_SUBGROUP_WARNINGS = 12
 METRIC_COLUMNS = (("auroc", "AUROC"), ("auprc_trapezoid", "AUPRC (trapezoidal)"),
                   ("average_precision", "Average precision"), ("benign_auroc", "Benign AUROC"))
 DEFAULT_INTENDED_USE = "Research only. Not a medical device; not for clinical use."
@@ -125,6 +127,16 @@ def _intended_uses(contents: RunContents) -> list[str]:
     return list(dict.fromkeys(uses))
 
 
+def _has_subgroups(contents: RunContents) -> bool:
+    """The Subgroups section appears when the exam list has metadata or a subgroup analysis exists."""
+    return bool(contents.metadata_keys or contents.comparison_subgroups or any(m.subgroups for m in contents.models)
+                or any("subgroups" in m.notes for m in contents.models) or "comparison subgroups" in contents.notes)
+
+
+def _sections(contents: RunContents) -> list[tuple[str, str]]:
+    return [(sid, name) for sid, name in SECTIONS if sid != "subgroups" or _has_subgroups(contents)]
+
+
 def _header(contents: RunContents, title: str, generated: str) -> str:
     models = ", ".join(m.name for m in contents.models if m.done) or "none"
     uses = " ".join(_intended_uses(contents))
@@ -132,7 +144,7 @@ def _header(contents: RunContents, title: str, generated: str) -> str:
             f'<p class="sub">Models: {_e(models)} &middot; run directory {_code(contents.run_dir)} &middot; '
             f"report generated {_e(generated)}</p>"
             f'<p class="intended-use"><strong>Intended use.</strong> {_e(uses)}</p></header>\n'
-            '<nav class="toc">' + "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name in SECTIONS)
+            '<nav class="toc">' + "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name in _sections(contents))
             + "</nav>")
 
 
@@ -316,6 +328,123 @@ def _calibration(contents: RunContents) -> str:
     return _section("calibration", "Calibration", parts)
 
 
+def _p_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _difference(row: dict[str, Any] | None) -> str:
+    if not row or row.get("difference") is None:
+        return "-"
+    return (f"{row['difference']:+.3f} ({row['difference_ci_low']:+.3f} to {row['difference_ci_high']:+.3f})")
+
+
+def _subgroup_level(analysis: dict[str, Any], directory: Path, figures: dict[str, Any], title: str) -> list[str]:
+    """Table, tests and figures of one level of a subgroups.json."""
+    rows = [r for r in analysis.get("rows") or [] if isinstance(r, dict)]
+    index = {(r.get("key"), r.get("group"), r.get("predictor"), r.get("metric"), r.get("operating_point")): r
+             for r in rows}
+    readers = set(analysis.get("readers") or [])
+    predictors = [p for p in dict.fromkeys(r.get("predictor") for r in rows) if p not in readers]
+    order = [("", "all")] + [(g.get("key"), label) for g in analysis.get("groupings") or []
+                             for label in g.get("groups") or []]
+    parts = [f"<h4>{_e(title)}</h4>"]
+    for predictor in predictors:
+        rule = next((r.get("operating_point") for r in rows if r.get("predictor") == predictor
+                     and r.get("operating_point")), None)
+        table = []
+        for key, group in order:
+            auroc = index.get((key, group, predictor, "auroc", ""))
+            if auroc is None:
+                continue
+            cells = [f"{key} {group}".strip(), auroc.get("n_cases"), auroc.get("n_exams"), auroc.get("n_positive"),
+                     _estimate(auroc), _estimate(index.get((key, group, predictor, "auprc_trapezoid", "")))]
+            if rule:
+                cells += [_estimate(index.get((key, group, predictor, m, rule)))
+                          for m in ("sensitivity", "specificity")]
+            cells += [_difference(auroc), _p_value(auroc.get("p_value"))]
+            table.append(cells)
+        header = ["subgroup", "cases", "exams", "malignant", "AUROC (95% CI)", "AUPRC (95% CI)"]
+        if rule:
+            header += [f"sensitivity at {rule}", f"specificity at {rule}"]
+        header += ["AUROC \u2212 all (95% CI)", "p"]
+        if len(predictors) > 1:
+            parts.append(f"<h5>{_e(predictor)}</h5>")
+        parts.append(_table(header, table, numeric_from=1, css="subgroups"))
+        tests = [h for h in analysis.get("heterogeneity") or [] if h.get("predictor") == predictor
+                 and h.get("metric") == "auroc"]
+        if tests:
+            parts.append(_note("Heterogeneity of AUROC across subgroups (bootstrap Wald test): " + "; ".join(
+                f"{h.get('key')}: chi\u00b2 = {_number(h.get('statistic'), 2)}, df = {h.get('df')}, "
+                f"p = {_p_value(h.get('p_value'))}" for h in tests)))
+    paired = analysis.get("paired_delong") or []
+    if paired:
+        parts.append(_table(["subgroup", "pair", "AUROC difference", "DeLong 95% CI", "p"],
+                            [[f"{d.get('key')} {d.get('group')}".strip(),
+                              f"{d.get('model_a')} \u2212 {d.get('model_b')}",
+                              _number(d.get("difference"), 4),
+                              f"{_number(d.get('ci_low'), 4)} to {_number(d.get('ci_high'), 4)}",
+                              _p_value(d.get("p_value"))] for d in paired], numeric_from=2))
+    items = []
+    forest = figures.get("forest")
+    if forest and (image := _file_image(directory / str(forest), f"forest plot, {title}")) is not None:
+        items.append((image, f"AUROC by subgroup, {title}"))
+    for key, per_model in (figures.get("roc") or {}).items():
+        for predictor, name in per_model.items():
+            image = _file_image(directory / str(name), f"ROC by {key}, {predictor}")
+            if image is not None:
+                items.append((image, f"ROC by {key}, {predictor}, {title}"))
+    if items:
+        parts.append(_plots(items))
+    return parts
+
+
+def _subgroup_block(data: dict[str, Any], directory: Path) -> list[str]:
+    parts: list[str] = []
+    figures = data.get("figures") or {}
+    for level, analysis in (data.get("levels") or {}).items():
+        if isinstance(analysis, dict):
+            parts += _subgroup_level(analysis, directory, figures.get(level) or {}, f"{level} level")
+    warnings = list(dict.fromkeys(str(w) for w in data.get("warnings") or []))
+    shown = warnings[:MAX_SUBGROUP_WARNINGS]
+    parts += [_note(f"Warning: {w}") for w in shown]
+    if len(warnings) > len(shown):
+        parts.append(_note(f"... and {len(warnings) - len(shown)} more warnings in subgroups.json"))
+    return parts
+
+
+def _subgroups(contents: RunContents) -> str:
+    parts: list[str] = [_note(
+        "Each subgroup's metrics with percentile bootstrap CIs (replicates resample exams of the whole set; a "
+        "subgroup is evaluated on its cases in each replicate). Sensitivity and specificity are at a threshold "
+        "chosen on the whole set and applied to every subgroup, as a deployed model would be. 'AUROC \u2212 all': "
+        "the subgroup minus the whole set on the same replicates, with a bootstrap p-value. These are descriptive "
+        "comparisons: with many subgroups some p-values are small by chance, and a difference may come from the "
+        "cases (e.g. harder cancers in dense breasts) rather than from the model.")]
+    if contents.metadata_keys:
+        parts.append(_note(f"Metadata in the exam list: {', '.join(contents.metadata_keys)}."))
+    shown = False
+    for m in contents.models:
+        if m.subgroups:
+            parts.append(f"<h3>{_e(m.name)}</h3>")
+            parts += _subgroup_block(m.subgroups, m.evaluation_dir or m.directory)
+            shown = True
+        elif m.done and "subgroups" in m.notes:
+            parts.append(_note(f"{m.name}: {m.notes['subgroups']}"))
+    if contents.comparison_subgroups and contents.comparison_dir is not None:
+        parts.append("<h3>All models</h3>")
+        parts += _subgroup_block(contents.comparison_subgroups, contents.comparison_dir)
+        shown = True
+    elif "comparison subgroups" in contents.notes:
+        parts.append(_note(f"comparison: {contents.notes['comparison subgroups']}"))
+    if not shown:
+        parts.append(_note("No subgroup analysis in this run: run 'mammoscreen evaluate --by density,age --predictions "
+                           "RUN/MODEL/predictions.csv --exam-list RUN/cropped_images/cropped_exam_list.pkl "
+                           "--output-dir RUN/MODEL/evaluation' and build the report again."))
+    return _section("subgroups", "Subgroups", parts)
+
+
 def _localization(contents: RunContents) -> str:
     parts: list[str] = []
     rows, notes = [], []
@@ -474,6 +603,7 @@ def render_report(contents: RunContents, *, title: str | None = None, segmentati
         _metrics(contents),
         _curves(contents),
         _calibration(contents),
+        _subgroups(contents) if _has_subgroups(contents) else "",
         _localization(contents),
         _gallery(contents, None if segmentation_dir is None else Path(segmentation_dir), int(max_gallery),
                  figure_width),

@@ -148,10 +148,11 @@ def tissue_params(rng: np.random.Generator) -> TissueParams:
 
 
 def tissue_image(rng: np.random.Generator, shape: BreastShape, tissue: TissueParams, height: int, width: int,
-                 pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+                 pixel_mm: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Grey levels of the breast at full resolution (float32, values outside the breast are arbitrary).
 
-    Returns (image, distance_to_skin), both full resolution.
+    Returns (image, distance_to_skin, fibroglandular fraction): the first two full resolution, the last
+    the mean glandular fraction over the breast (what a density assessment judges).
     """
     factor = coarse_factor(pixel_mm)
     ch, cw = -(-height // factor), -(-width // factor)
@@ -174,6 +175,7 @@ def tissue_image(rng: np.random.Generator, shape: BreastShape, tissue: TissuePar
     level = tissue.density * 2.4 - 1.3 + 1.5 * envelope
     gland_fraction = 1 / (1 + np.exp(-(level + 1.1 * blobs + 0.35 * detail) * 1.6))
     gland_fraction *= _smoothstep(envelope, 0.02, 0.35)
+    fibroglandular = float(gland_fraction[mask].mean()) if mask.any() else 0.0
     intensity = tissue.fat + (tissue.gland - tissue.fat) * gland_fraction
     # Cooper's ligaments and ducts: thin bright strands, most visible against fat.
     intensity += (260 + 420 * (1 - gland_fraction)) * strands * _smoothstep(dist, 1 * mm, 6 * mm)
@@ -195,7 +197,7 @@ def tissue_image(rng: np.random.Generator, shape: BreastShape, tissue: TissuePar
 
     full = cv2.resize(intensity.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     full_dist = cv2.resize(dist.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    return full, full_dist
+    return full, full_dist, fibroglandular
 
 
 def _radial_strands(rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray, nipple: tuple[float, float],

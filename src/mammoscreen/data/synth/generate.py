@@ -6,7 +6,8 @@ Layout of ``output_dir``::
     segmentation/<image>_benign.png       lesion masks (0/255, same size and orientation as the image)
     segmentation/<image>_malignant.png
     dicom/<image>.dcm                     with format 'dicom' or 'both'
-    exam_list.pkl                         the NYU exam list (pickle protocol 4) with cancer_label
+    exam_list.pkl                         the NYU exam list (pickle protocol 4) with cancer_label and
+                                          metadata (age per exam, BI-RADS density per image)
     lesions.json                          per image: kind, class, centre and bounding box of each lesion
     labels.csv                            with DICOM output: breast labels by StudyInstanceUID, the
                                           input of ``convert-dicom --labels``
@@ -155,6 +156,9 @@ def _write_exam(exam_index: int, output_dir: str, seed: int, options: SynthOptio
         exam_dict[f"{view}_malignant_seg"] = [f"{name}_malignant"]
         lesions[name] = synth_view.lesions
     exam_dict["cancer_label"] = exam.labels
+    # Age per exam; density per image (each breast its own), as VinDr-Mammo records it.
+    exam_dict["metadata"] = {"age": exam.age, "images": {image_name(exam_index, view, prefix):
+                                                         {"density": exam.density[view_side(view)]} for view in VIEWS}}
     return {"exam": exam_dict, "lesions": lesions, "study_uid": study_uid}
 
 

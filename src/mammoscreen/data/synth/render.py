@@ -20,6 +20,17 @@ FULL_PIXEL_MM = 0.07
 MAX_VALUE = 4095
 """Synthetic mammograms hold 12-bit values, like the GMIC sample exams."""
 
+METADATA_STREAM = 0x6D657461
+"""Tag of the random stream the metadata is drawn from: apart from the pixels' streams, so that adding or
+changing metadata never changes an image."""
+
+DENSITY_EDGES = (0.33, 0.44, 0.52)
+"""Fibroglandular fraction (mean of a breast's two views) separating the density categories A|B|C|D: about
+10 %, 40 %, 40 %, 10 % of the generated breasts, as in screening populations (BI-RADS 5th edition)."""
+
+DENSITY_READING_STD = 0.02
+"""Spread of the assessed fraction around the measured one: density is a reader's judgement."""
+
 
 @dataclass(frozen=True)
 class SynthOptions:
@@ -70,14 +81,17 @@ class SynthView:
     image: np.ndarray  # uint16, values 0..4095, background 0
     masks: dict[str, np.ndarray]  # 'benign' / 'malignant' -> bool mask, same size and orientation
     lesions: list[dict] = field(default_factory=list)  # kind, class, centre (row, col), bbox
+    fibroglandular_fraction: float = 0.0  # mean glandular fraction of the breast tissue in this view
 
 
 @dataclass
 class SynthExam:
-    """All views of one exam and its breast-level labels."""
+    """All views of one exam, its breast-level labels and its metadata."""
 
     views: dict[str, SynthView]
     labels: dict[str, int]  # the NYU cancer_label dict
+    age: int | None = None  # years
+    density: dict[str, str] = field(default_factory=dict)  # 'L'/'R' -> BI-RADS density 'A'..'D'
 
 
 def render_exam(seed: int, exam_index: int, options: SynthOptions) -> SynthExam:
@@ -108,7 +122,25 @@ def render_exam(seed: int, exam_index: int, options: SynthOptions) -> SynthExam:
     labels["benign"] = max(labels["left_benign"], labels["right_benign"])
     labels["malignant"] = max(labels["left_malignant"], labels["right_malignant"])
     labels["unknown"] = 0
-    return SynthExam(views, labels)
+    age, density = exam_metadata(seed, exam_index, views)
+    return SynthExam(views, labels, age, density)
+
+
+def exam_metadata(seed: int, exam_index: int, views: dict[str, SynthView]) -> tuple[int, dict[str, str]]:
+    """(age, density per side) of a rendered exam, from its own random stream.
+
+    Density follows the breast's fibroglandular fraction in the images, read with some judgement; age
+    falls with density, as in screening populations (denser breasts in younger women).
+    """
+    rng = np.random.default_rng([seed, exam_index, METADATA_STREAM])
+    density, fractions = {}, []
+    for side in ("L", "R"):
+        fraction = float(np.mean([views[f"{side}-{angle}"].fibroglandular_fraction for angle in ("CC", "MLO")]))
+        fractions.append(fraction)
+        assessed = fraction + rng.normal(0.0, DENSITY_READING_STD)
+        density[side] = "ABCD"[int(np.searchsorted(DENSITY_EDGES, assessed, side="right"))]
+    age = int(np.clip(np.rint(rng.normal(57.0 - 25.0 * (np.mean(fractions) - 0.44), 8.0)), 40, 79))
+    return age, density
 
 
 def render_view(rng: np.random.Generator, view: str, tissue: TissueParams, lesions: list[Lesion],
@@ -117,7 +149,7 @@ def render_view(rng: np.random.Generator, view: str, tissue: TissueParams, lesio
     height, width = options.size
     angle = view_angle(view)
     shape: BreastShape = (cc_shape if angle == "CC" else mlo_shape)(rng, height, width)
-    image, distance = tissue_image(rng, shape, tissue, height, width, options.pixel_mm)
+    image, distance, fibroglandular = tissue_image(rng, shape, tissue, height, width, options.pixel_mm)
 
     masks = {"benign": np.zeros((height, width), bool), "malignant": np.zeros((height, width), bool)}
     found = []
@@ -161,7 +193,7 @@ def render_view(rng: np.random.Generator, view: str, tissue: TissueParams, lesio
         _add_background_specks(rng, stored, inside, options.background_noise)
     if options.label_text:
         _burn_label(stored, inside, view)
-    return SynthView(stored, masks, lesion_info)
+    return SynthView(stored, masks, lesion_info, fibroglandular)
 
 
 def _add_noise(rng: np.random.Generator, image: np.ndarray, std: float) -> None:
