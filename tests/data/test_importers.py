@@ -35,7 +35,7 @@ def assert_round_trip(result, out):
     save_exam_list(result.exams, out / "copy.json")
     assert [e.to_dict() for e in load_exam_list(out / "copy.json")] == on_disk
     for exam in result.exams:
-        check_metadata(exam_metadata(exam))
+        check_metadata(exam_metadata(exam), exam.image_names())
 
 
 # ---------------------------------------------------------------- CBIS-DDSM

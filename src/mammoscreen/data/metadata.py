@@ -14,10 +14,11 @@ does not recognise, so that an importer can count and report those rather than g
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from typing import Any, Callable, Mapping
+
+from .exam_metadata import IMAGES_KEY, METADATA_KEY, check_metadata, copy_metadata
 
 __all__ = [
     "METADATA_KEY", "IMAGES_KEY", "KEYS", "EXAM_KEYS", "IMAGE_KEYS", "DATASETS", "MANUFACTURERS",
@@ -26,8 +27,6 @@ __all__ = [
     "normalise_split", "NORMALISERS", "check_metadata", "merge_metadata", "exam_metadata", "set_exam_metadata",
 ]
 
-METADATA_KEY = "metadata"
-IMAGES_KEY = "images"
 
 EXAM_KEYS = ("age", "manufacturer", "manufacturer_model", "site", "machine_id", "implant", "subtype", "dataset")
 IMAGE_KEYS = ("density", "birads", "abnormality", "split")
@@ -229,30 +228,6 @@ NORMALISERS: dict[str, Callable[[Any], Any]] = {
 }
 """The canonicalising function of every documented key."""
 
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def check_metadata(metadata: Mapping[str, Any], where: str = "metadata") -> None:
-    """Raise ValueError unless ``metadata`` follows the contract: flat scalars, and 'images' a dict of
-    flat dicts of scalars. Keys outside :data:`KEYS` are allowed (datasets may add their own)."""
-    if not isinstance(metadata, Mapping):
-        raise ValueError(f"{where}: expected a dict, got {type(metadata).__name__}")
-    for key, value in metadata.items():
-        if not isinstance(key, str):
-            raise ValueError(f"{where}: keys must be strings, got {key!r}")
-        if key == IMAGES_KEY:
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{where}['images']: expected a dict of image name -> dict")
-            for name, values in value.items():
-                if not isinstance(name, str) or not isinstance(values, Mapping):
-                    raise ValueError(f"{where}['images'][{name!r}]: expected a dict of values")
-                for k, v in values.items():
-                    if not isinstance(k, str) or not isinstance(v, _SCALARS):
-                        raise ValueError(f"{where}['images'][{name!r}][{k!r}]: expected a plain scalar, got {v!r}")
-        elif not isinstance(value, _SCALARS):
-            raise ValueError(f"{where}[{key!r}]: expected a plain scalar, got {value!r}")
-
-
 def merge_metadata(per_image: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Exam-level values from per-image ones (e.g. each DICOM header's Manufacturer): a key whose images all
     agree (ignoring missing values) becomes exam-level; a key on which they disagree stays per image.
@@ -271,21 +246,10 @@ def merge_metadata(per_image: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str
 
 
 def exam_metadata(exam: Any) -> dict[str, Any]:
-    """The metadata dict of an :class:`~mammoscreen.data.exams.Exam` (empty when it has none)."""
-    if any(f.name == METADATA_KEY for f in dataclasses.fields(exam)):
-        return dict(getattr(exam, METADATA_KEY) or {})
-    return dict(exam.extra.get(METADATA_KEY) or {})
+    """A copy of an :class:`~mammoscreen.data.exams.Exam`'s metadata (empty when it has none)."""
+    return copy_metadata(exam.metadata or {})
 
 
 def set_exam_metadata(exam: Any, metadata: Mapping[str, Any]) -> None:
-    """Store ``metadata`` in ``exam`` where the exam list writes it (``exam['metadata']``)."""
-    check_metadata(metadata)
-    value = {k: v for k, v in metadata.items() if k != IMAGES_KEY}  # a copy: the caller's dicts stay theirs
-    if IMAGES_KEY in metadata:
-        value[IMAGES_KEY] = {name: dict(values) for name, values in metadata[IMAGES_KEY].items()}
-    # An Exam with its own 'metadata' field (as the evaluation side may give it) keeps it there;
-    # otherwise the extra keys carry it, which Exam.to_dict writes at the top level of the exam dict.
-    if any(f.name == METADATA_KEY for f in dataclasses.fields(exam)):
-        setattr(exam, METADATA_KEY, value)
-    else:
-        exam.extra[METADATA_KEY] = value
+    """Store a copy of ``metadata`` in ``exam``, validated against the exam's images."""
+    exam.metadata = check_metadata(metadata, exam.image_names())
