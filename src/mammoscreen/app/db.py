@@ -10,6 +10,7 @@ in ``migrations/``; :data:`Base.metadata` describes the same schema (a test chec
 from __future__ import annotations
 
 import contextlib
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -228,6 +229,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Writers of this process queue on a lock (woken at once) rather than in
+        # SQLite's busy handler, which polls with sleeps of up to 100 ms; other processes still wait on busy_timeout.
+        self._write_lock = threading.Lock() if url.startswith("sqlite") else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -238,7 +242,7 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction, committed on leaving the block (rolled back on an exception)."""
-        with self._sessions() as session:
+        with self._write_lock, self._sessions() as session:
             session.connection(execution_options={"write": True})
             try:
                 yield session

@@ -224,8 +224,8 @@ def _marks(body: dict[str, Any], images: dict[str, Image], allowed: bool) -> lis
 
 
 def save_answer(s: Session, study: Study, rs: ReadingSession, reader: Reader, position: int, body: Any,
-                now: datetime, ip: str | None = None) -> dict[str, Any]:
-    """Validate and commit (in the caller's transaction) one answer; returns the case's new payload."""
+                now: datetime, ip: str | None = None) -> Answer:
+    """Validate and add one answer to the caller's transaction (which commits it)."""
     if not isinstance(body, dict):
         raise BadInput("the answer must be a JSON object")
     case = _case_at(s, rs, position)
@@ -268,8 +268,9 @@ def save_answer(s: Session, study: Study, rs: ReadingSession, reader: Reader, po
     audit.record(s, reader.name, "answer" if old is None else "revise-answer",
                  {"session": rs.id, "exam_index": case.exam_index, "position": position, "modality": phase,
                   "revision": answer.revision, "elapsed_ms": elapsed, "old": old, "new": new}, ip=ip, now=now)
-    s.flush()
-    return case_payload(s, study, rs, reader, position, now)
+    if rs.started_at is None:
+        rs.started_at = now
+    return answer
 
 
 def complete_session(s: Session, rs: ReadingSession, reader: Reader, now: datetime, ip: str | None = None) -> None:

@@ -403,10 +403,17 @@ class ReaderApp:
         position = request.path_params["position"]
 
         def work(s, study, rs, login, payload, now):
-            return JSONResponse(reading.save_answer(s, study, rs, login.reader, position, payload, now,
-                                                    self.ip(request)))
+            reading.save_answer(s, study, rs, login.reader, position, payload, now, self.ip(request))
 
-        return await self._api(request, work, write=True, body=True)
+        # The answer commits in a short write transaction; the page's next state is read afterwards.
+        saved = await self._api(request, work, write=True, body=True)
+        if isinstance(saved, Response):
+            return saved
+
+        def next_state(s, study, rs, login, _payload, now):
+            return JSONResponse(reading.case_payload(s, study, rs, login.reader, position, now))
+
+        return await self._api(request, next_state)
 
     async def api_complete(self, request: Request) -> Response:
         def work(s, study, rs, login, _payload, now):
