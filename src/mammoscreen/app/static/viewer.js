@@ -625,7 +625,9 @@
     $(side + '-score').addEventListener('input', function () { $(side + '-range').value = $(side + '-score').value; });
   });
   document.addEventListener('keydown', function (event) {
-    var typing = /^(INPUT|SELECT|TEXTAREA)$/.test(event.target.tagName);
+    var target = event.target;
+    var typing = /^(SELECT|TEXTAREA)$/.test(target.tagName) ||
+      (target.tagName === 'INPUT' && /^(text|number|password|search|email|)$/.test(target.type || ''));
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) { event.preventDefault(); save(); return; }
     if (typing || event.altKey || event.ctrlKey || event.metaKey) { return; }
     var key = event.key.toLowerCase();
