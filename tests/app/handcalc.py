@@ -42,7 +42,8 @@ def or_analysis(scores, truth) -> dict:
     m_read = [sum(aucs[i][j] for i in range(t)) / t for j in range(r)]
     grand = sum(m_mod) / t
     ms_t = r * sum((m - grand) ** 2 for m in m_mod) / (t - 1)
-    ms_tr = sum((aucs[i][j] - m_mod[i] - m_read[j] + grand) ** 2 for i in range(t) for j in range(r)) / ((t - 1) * (r - 1))
+    ms_tr = sum((aucs[i][j] - m_mod[i] - m_read[j] + grand) ** 2
+                for i in range(t) for j in range(r)) / ((t - 1) * (r - 1))
     error = ms_tr + r * max(comp["cov2"] - comp["cov3"], 0.0)
     ddf = error ** 2 / (ms_tr ** 2 / ((t - 1) * (r - 1))) if ms_tr > 0 else math.inf
     return {"auc": aucs, "means": m_mod, "difference": m_mod[0] - m_mod[1], "components": comp, "MS(T)": ms_t,

@@ -171,7 +171,8 @@ def test_thirty_concurrent_readers_lose_and_duplicate_nothing(make_study):
     assert len({(a.reader_id, a.case_id, a.modality) for a in rows}) == len(rows)
     by_reader = {}
     for a in rows:
-        by_reader.setdefault(readers[a.reader_id], {})[sessions[readers[a.reader_id]].case_order.index(a.case_id) + 1] = a
+        name = readers[a.reader_id]
+        by_reader.setdefault(name, {})[sessions[name].case_order.index(a.case_id) + 1] = a
     for name, acknowledged in sent.items():
         for position in {p for p, _ in acknowledged}:
             mine = [score for p, score in acknowledged if p == position]

@@ -21,15 +21,11 @@ from mammoscreen.evaluate.readers import evaluate_reader_study
 
 import handcalc
 
-SCORES = np.random.default_rng(7)
-
 
 def read_everything(handle, clients, rng, training_exams):
     """Every reader answers every case of every session; returns {(reader, modality, case id): (left, right)}."""
     given = {}
     for name, client in clients.items():
-        for session in client.sessions():
-            pass
         with handle.db.read() as s:
             from mammoscreen.app.db import Reader
             reader = s.scalar(select(Reader).where(Reader.name == name))

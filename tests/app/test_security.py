@@ -220,7 +220,8 @@ def test_one_time_password_must_be_replaced_and_logout_ends_the_session(readers)
     assert client.http.get("/").headers["location"] == "/password"
     assert client.http.get("/api/sessions/1/cases/1").status_code == 403
     csrf = client.page_csrf("/password")
-    weak = client.http.post("/password", data={"csrf_token": csrf, "current": password, "new": "short", "again": "short"})
+    weak = client.http.post("/password", data={"csrf_token": csrf, "current": password, "new": "short",
+                                               "again": "short"})
     assert weak.status_code == 400
     ok = client.http.post("/password", data={"csrf_token": csrf, "current": password, "new": NEW_PASSWORD,
                                              "again": NEW_PASSWORD})

@@ -48,7 +48,8 @@ class StudyAnalysis:
 
 
 def analyse_study(study: StudyHandle, output_dir: str | Path | None = None, *, covariance: str = "jackknife",
-                  confidence: float = 0.95, n_bootstrap: int = 2000, seed: int = 0, actor: str = "cli") -> StudyAnalysis:
+                  confidence: float = 0.95, n_bootstrap: int = 2000, seed: int = 0,
+                  actor: str = "cli") -> StudyAnalysis:
     """Run the study's MRMC analysis and write its files (see the module docstring)."""
     output_dir = Path(output_dir) if output_dir is not None else study.directory / "analysis"
     with study.db.read() as s:

@@ -141,17 +141,14 @@ class PixelCache:
 
 
 def overlay_png(saliency: np.ndarray, rows: int, cols: int, max_side: int = 1024) -> bytes:
-    """An 8-bit PNG of a saliency map in the original image frame (NaN: not covered -> 0), min-max scaled.
+    """An 8-bit PNG of a saliency map in the original image frame: 255 x the map's value (NaN: not covered -> 0).
 
-    The map is stored at most ``max_side`` pixels on its longer side; the viewer stretches it over the image.
+    GMIC's and GLAM's maps are pixel-level probabilities in [0, 1]; they are shown on that absolute scale (not
+    stretched per image), so a map of a normal breast stays faint. The map is stored at most ``max_side``
+    pixels on its longer side; the viewer stretches it over the image.
     """
     values = np.asarray(saliency, dtype=np.float32)
-    present = np.isfinite(values)
-    out = np.zeros(values.shape, dtype=np.float32)
-    if present.any():
-        low, high = float(values[present].min()), float(values[present].max())
-        if high > low:
-            out[present] = (values[present] - low) / (high - low)
+    out = np.where(np.isfinite(values), np.clip(values, 0.0, 1.0), 0.0).astype(np.float32)
     scale = min(1.0, max_side / max(rows, cols))
     size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
     small = cv2.resize(out, size, interpolation=cv2.INTER_AREA)

@@ -211,12 +211,13 @@ def create_study(study_dir: str | os.PathLike, images_dir: str | os.PathLike, ex
                                  "one image of each breast")
         truth[i] = (_breast_label(exam, i, "left", str(exam_list)), _breast_label(exam, i, "right", str(exam_list)))
         if ai is not None and not {"left", "right"} <= set(ai.scores.get(i, {})):
-            raise StudyError(f"--ai-run: no AI score for both breasts of exam {i}; run the model on the study's exam list")
+            raise StudyError(f"--ai-run: no AI score for both breasts of exam {i}; run the model on the study's "
+                             "exam list")
     study_truth = [t for i, t in truth.items() if i not in training_exams]
     labels = [v for pair in study_truth for v in pair]
     if 0 not in labels or 1 not in labels:
-        raise StudyError(f"{exam_list}: the study cases' breasts are all {'malignant' if 0 not in labels else 'not malignant'}"
-                         "; ROC analysis needs both")
+        kind = "malignant" if 0 not in labels else "not malignant"
+        raise StudyError(f"{exam_list}: the study cases' breasts are all {kind}; ROC analysis needs both")
 
     created_dir = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
@@ -288,7 +289,8 @@ def _write_study(directory, images_dir, exam_list, exams, truth, training_exams,
                 raise StudyError(f"the database {_redacted(url)} already holds a study; use an empty database")
             s.add(Study(id=1, name=name, design=design, modalities=list(modalities), washout_days=float(washout_days),
                         seed=seed, layout=layout, lesion_marks=bool(lesion_marks),
-                        ai_model=ai.model if ai else None, ai_run=str(Path(ai.directory).resolve().parent) if ai else None,
+                        ai_model=ai.model if ai else None,
+                        ai_run=str(Path(ai.directory).resolve().parent) if ai else None,
                         images_dir=str(images_dir.resolve()), exam_list=str(exam_list.resolve()),
                         exam_list_sha256=sha256_file(exam_list), created_at=now,
                         config={"mammoscreen": __version__, "training_exams": sorted(training_exams),

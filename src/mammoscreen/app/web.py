@@ -235,7 +235,8 @@ class ReaderApp:
         since = self.rate_limit.since(now)
         with self.db.read() as s:
             failures_name = s.scalar(select(func.count()).select_from(LoginAttempt).where(
-                func.lower(LoginAttempt.name) == name.lower(), LoginAttempt.at >= since, LoginAttempt.success.is_(False)))
+                func.lower(LoginAttempt.name) == name.lower(), LoginAttempt.at >= since,
+                LoginAttempt.success.is_(False)))
             failures_ip = s.scalar(select(func.count()).select_from(LoginAttempt).where(
                 LoginAttempt.ip == ip, LoginAttempt.at >= since, LoginAttempt.success.is_(False)))
             reader = s.scalar(select(Reader).where(func.lower(Reader.name) == name.lower()))

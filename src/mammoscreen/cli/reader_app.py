@@ -87,7 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     a = sub.add_parser("add-reader", help="add a reader; prints the one-time password on its last line")
     a.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
-    a.add_argument("name", metavar="NAME", help="letters, digits, '_', '.', '-' (it becomes the reader's ID in exports)")
+    a.add_argument("name", metavar="NAME",
+                   help="letters, digits, '_', '.', '-' (it becomes the reader's ID in exports)")
     a.add_argument("--admin", action="store_true", help="an administrator (progress page, exports) instead of a reader")
     a.add_argument("--database-url", help="for a study in an external database")
     a.set_defaults(handler=run_add_reader)

@@ -104,7 +104,8 @@
     this.overlayCanvas = null;
     this.view = null;          // {scale, tx, ty}: screen = display image px * scale + t
     this.magnifier = null;
-    this.label.textContent = im.view.replace('-', ' ') + (this.images.length > 1 ? ' (' + (this.index + 1) + '/' + this.images.length + ')' : '');
+    var count = this.images.length > 1 ? ' (' + (this.index + 1) + '/' + this.images.length + ')' : '';
+    this.label.textContent = im.view.replace('-', ' ') + count;
     this.label.className = 'label ' + (im.view[0] === 'R' ? 'left' : 'right');
     this.el.dataset.view = im.view;
     this.el.dataset.image = im.id;
@@ -237,15 +238,16 @@
     this.drawMarks(ctx);
     if (this.magnifier) { this.drawMagnifier(ctx); }
     var win = this.window();
-    this.info.textContent = 'zoom ' + (this.view.scale * (level >= 0 ? 1 : 0)).toFixed(2) + '  W ' +
-      Math.round(win[1] - win[0]) + ' L ' + Math.round((win[0] + win[1]) / 2) + (level > 0 ? '  (level ' + level + ')' : '  (full resolution)');
+    this.info.textContent = 'zoom ' + this.view.scale.toFixed(2) + '  W ' + Math.round(win[1] - win[0]) +
+      ' L ' + Math.round((win[0] + win[1]) / 2) + (level > 0 ? '  (level ' + level + ')' : '  (full resolution)');
   };
 
   Panel.prototype.drawMagnifier = function (ctx) {
     var m = this.magnifier;
     var r = MAGNIFIER_RADIUS * this.dpr;
     var scale = this.view.scale * MAGNIFIER_ZOOM;
-    var view = { scale: scale, tx: m.x - (m.x - this.view.tx) * MAGNIFIER_ZOOM, ty: m.y - (m.y - this.view.ty) * MAGNIFIER_ZOOM };
+    var view = { scale: scale, tx: m.x - (m.x - this.view.tx) * MAGNIFIER_ZOOM,
+                 ty: m.y - (m.y - this.view.ty) * MAGNIFIER_ZOOM };
     var level = this.bestLoaded(this.wantedLevel(scale));
     ctx.save();
     ctx.beginPath();
@@ -425,7 +427,9 @@
   function setTool(tool) {
     state.tool = tool;
     document.querySelectorAll('.tool').forEach(function (b) { b.classList.toggle('active', b.dataset.tool === tool); });
-    state.panels.forEach(function (p) { p.el.className = 'panel tool-' + tool + (p.el.classList.contains('hidden') ? ' hidden' : ''); });
+    state.panels.forEach(function (p) {
+      p.el.className = 'panel tool-' + tool + (p.el.classList.contains('hidden') ? ' hidden' : '');
+    });
   }
 
   function setOverlay(on) {
@@ -449,7 +453,8 @@
     var im = panel.image();
     if (xy[0] < 0 || xy[1] < 0 || xy[0] >= im.width || xy[1] >= im.height) { return; }
     if (state.marks.length >= 20) { status('At most 20 marks per case.', true); return; }
-    state.marks.push({ image: im.id, view: im.view, x: Math.round(xy[0] * 10) / 10, y: Math.round(xy[1] * 10) / 10, rating: null });
+    state.marks.push({ image: im.id, view: im.view, x: Math.round(xy[0] * 10) / 10, y: Math.round(xy[1] * 10) / 10,
+                       rating: null });
     renderMarks();
     redrawAll();
   }
@@ -495,7 +500,9 @@
       $(side + '-range').value = value ? value.score : 50;
       $(side + '-birads').value = value ? value.birads : '';
     });
-    state.marks = answer ? answer.marks.map(function (m) { return { image: m.image, view: m.view, x: m.x, y: m.y, rating: m.rating }; }) : [];
+    state.marks = answer ? answer.marks.map(function (m) {
+      return { image: m.image, view: m.view, x: m.x, y: m.y, rating: m.rating };
+    }) : [];
     renderMarks();
   }
 
@@ -529,7 +536,11 @@
     $('finish-box').hidden = data.current <= data.n_cases;
     $('answer-error').textContent = '';
     if (!sameCase || phaseChanged || state.panels.length === 0) {
-      if (!sameCase) { state.activeMs = 0; state.activeSince = activeNow() ? performance.now() : null; state.overlayShown = false; }
+      if (!sameCase) {
+        state.activeMs = 0;
+        state.activeSince = activeNow() ? performance.now() : null;
+        state.overlayShown = state.overlay; // an overlay left switched on is shown on the new case too
+      }
       buildPanels();
       setTool(state.tool);
     }
@@ -555,7 +566,8 @@
       var raw = $(side + '-score').value;
       var score = Number(raw);
       if (raw === '' || !Number.isInteger(score) || score < 0 || score > 100) {
-        problems.push((side === 'left' ? 'Left' : 'Right') + ' breast: give a probability of malignancy from 0 to 100.');
+        problems.push((side === 'left' ? 'Left' : 'Right') +
+                      ' breast: give a probability of malignancy from 0 to 100.');
       }
       var birads = $(side + '-birads').value;
       if (!birads) { problems.push((side === 'left' ? 'Left' : 'Right') + ' breast: choose a BI-RADS category.'); }
