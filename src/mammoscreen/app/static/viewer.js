@@ -58,11 +58,13 @@
   }
 
   // ------------------------------------------------------------------------------------------
-  // Colour map of the saliency overlay: transparent -> yellow -> red
+  // Colour map of the saliency overlay (the map's probability t, 0-1): transparent below 0.08, then
+  // yellow turning red and more opaque as t grows
   // ------------------------------------------------------------------------------------------
   function overlayColour(v) {
     var t = v / 255;
-    return [255, Math.round(255 * (1 - t * 0.85)), 0, t < 0.15 ? 0 : Math.round(200 * t)];
+    var alpha = t < 0.08 ? 0 : Math.round(Math.min(220, 90 + 260 * t));
+    return [255, Math.round(230 * (1 - Math.min(1, t * 1.5))), 0, alpha];
   }
 
   // ------------------------------------------------------------------------------------------
