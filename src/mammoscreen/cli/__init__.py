@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "mammoscreen.cli.localize",
     "mammoscreen.cli.report",
     "mammoscreen.cli.demo",
+    "mammoscreen.cli.reader_app",
 ]
 
 
