@@ -159,6 +159,7 @@ def test_traversal_attempts_find_nothing(readers):
 def test_exam_list_image_names_cannot_leave_the_image_directory(tmp_path, study_inputs):
     exams = load_exam_list(study_inputs["exam_list"])
     exams[0].images["L-CC"] = ["../../etc/passwd"]
+    exams[0].metadata = {}  # its per-image entries name the image replaced above
     bad = tmp_path / "bad.pkl"
     save_exam_list(exams, bad)
     with pytest.raises(StudyError, match="not a plain file name"):
