@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from ..batch import Failure
+from ..batch import Failure, InputWarning
 
 
 def positive_int(text: str) -> int:
@@ -33,3 +33,13 @@ def report_failures(failures: Sequence[Failure], total: int, what: str = "images
     print(f"{len(failures)} of {total} {what} skipped:", file=sys.stderr)
     for failure in failures:
         print(f"  {failure}", file=sys.stderr)
+
+
+def report_warnings(found: Sequence[InputWarning], path: os.PathLike | str | None = None) -> None:
+    """Print the input warnings of a stage to stderr (and where they are listed)."""
+    if not found:
+        return
+    where = f" (listed in {path})" if path is not None else ""
+    print(f"{len(found)} input warning(s){where}:", file=sys.stderr)
+    for warning in found:
+        print(f"  {warning}", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..files import sha256_file
+from ..core.files import sha256_file
 
 RUN_SUMMARY = "run_summary.json"  # as pipeline.RUN_SUMMARY; not imported, so the report needs no torch
 EVALUATION_DIR = "evaluation"

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..files import write_text_atomic
+from ..core.files import write_text_atomic
 from .collect import ModelRun, ReportInputError, RunContents, collect_run
 from .images import data_uri, figure_thumbnail, outlined_mammogram
 

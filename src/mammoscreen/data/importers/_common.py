@@ -12,7 +12,8 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from ...batch import Failure, map_images
-from ...files import Journal, write_text_atomic
+from ...core.files import write_text_atomic
+from ...core.journal import Journal
 from ..convert import cancer_label, convert_file
 from ..dicom import PixelPolicy
 from ..exams import VIEWS, Exam, save_exam_list
