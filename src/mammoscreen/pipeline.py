@@ -32,6 +32,7 @@ Output layout::
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import sys
@@ -42,7 +43,7 @@ from typing import Any, Callable, Sequence
 from .batch import Failure, InputWarning, StageReport, describe_error
 from .core.files import sha256_file, write_json_atomic
 from .core.lock import OutputLockError, output_lock
-from .core.stages import FAILURES_CSV, WARNINGS_CSV, write_failures_csv, write_warnings_csv
+from .core.stages import FAILURES_CSV, WARNINGS_CSV, read_failures_csv, write_failures_csv, write_warnings_csv
 from .data.exams import Exam, load_exam_list
 from .models.registry import ModelSpec, get_model_spec
 from .models.weights import WeightsError, weights_problem
@@ -379,18 +380,9 @@ def _write_run_files(result: RunResult, output_dir: Path, images_dir: Path, exam
 def add_failures(output_dir: str | Path, found: Sequence[Failure]) -> None:
     """Add failures of later steps (evaluation, localisation) to ``OUTPUT/failures.csv``; best effort, since
     the disk that made them fail may refuse this too (they are printed as well)."""
-    import csv
-
     path = Path(output_dir) / FAILURES_CSV
-    rows: list[Failure] = []
-    try:
-        if path.is_file():
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = [Failure(r.get("item") or "", r.get("reason") or "", r.get("stage") or "",
-                                r.get("kind") == "io") for r in csv.DictReader(f)]
-        write_failures_csv(path, rows + list(found))
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        write_failures_csv(path, read_failures_csv(path) + list(found))
 
 
 def _text(value: str | Path | None) -> str | None:

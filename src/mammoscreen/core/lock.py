@@ -6,6 +6,10 @@ and command into it; a second process is refused at once with a message naming t
 system releases the lock when the holder exits, however it exits (even killed), so there is never a
 stale lock to remove by hand. Within one process the lock is re-entrant (a run that holds its output
 directory may call stages that lock it again), and it is not inherited by forked worker processes.
+
+Taking the lock also removes the temporary files that :func:`~mammoscreen.core.files.atomic_write` of a
+killed process left behind (``.<name>.<8 characters>.tmp``): nobody else can be writing them. Folders
+with a lock file of their own (a model's folder, ``cropped_images``) are left to their own owner.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -30,6 +35,9 @@ class OutputBusyError(ValueError):
 class OutputLockError(ValueError):
     """The output directory cannot be locked (it cannot be created or written)."""
 
+
+# How atomic_write names its temporary files (tempfile.mkstemp: 8 random characters).
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 _held: dict[str, list[int]] = {}  # real path of the directory -> [file descriptor, depth]
 _guard = threading.Lock()
@@ -75,7 +83,25 @@ def _acquire(directory: Path, command: str) -> int:
     with contextlib.suppress(OSError):  # who holds it is information only (and a full disk may refuse it)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command}).encode() + b"\n", 0)
+    _remove_leftover_temporaries(directory)
     return fd
+
+
+def _remove_leftover_temporaries(directory: Path, depth: int = 0) -> None:
+    # Outputs lie at most three folders deep (OUT/<model>/heatmaps/heatmap_benign/); deeper is not ours.
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    if depth > 0 and any(e.name == LOCK_FILE for e in entries):
+        return  # another stage's folder: it cleans up when it takes its own lock
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                if depth < 3:
+                    _remove_leftover_temporaries(Path(entry.path), depth + 1)
+            elif _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
 
 
 def _this_command() -> str:

@@ -142,3 +142,13 @@ def read_warnings_csv(path: PathLike) -> list[InputWarning]:
     with open(path, newline="", encoding="utf-8") as f:
         return [InputWarning(row.get("item") or "", row.get("warning") or "", row.get("stage") or "")
                 for row in csv.DictReader(f)]
+
+
+def read_failures_csv(path: PathLike) -> list[Failure]:
+    """The failures a run listed (empty when the file is absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [Failure(row.get("item") or "", row.get("reason") or "", row.get("stage") or "",
+                        row.get("kind") == "io") for row in csv.DictReader(f)]

@@ -1,11 +1,12 @@
 """Reading a ``mammoscreen run`` output directory into what the report shows.
 
 Only ``run_summary.json`` is required; every other piece (evaluation, comparison, figures, localisation,
-labels) is optional and its absence is recorded as a short note for the report instead of an error.
+labels, the input warnings and failures) is optional and its absence is recorded as a short note for the report instead of an error.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.files import sha256_file
+from ..core.stages import FAILURES_CSV, WARNINGS_CSV, Failure, InputWarning, read_failures_csv, read_warnings_csv
 
 RUN_SUMMARY = "run_summary.json"  # as pipeline.RUN_SUMMARY; not imported, so the report needs no torch
 EVALUATION_DIR = "evaluation"
@@ -75,6 +77,8 @@ class RunContents:
     comparison: dict[str, Any] | None
     comparison_dir: Path | None
     exam_list: Path | None  # the exam list the predictions follow (labels)
+    warnings: list[InputWarning] = field(default_factory=list)  # warnings.csv: implausible inputs
+    failures: list[Failure] = field(default_factory=list)  # failures.csv: every stage's failures
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -211,5 +215,10 @@ def collect_run(run_dir: str | Path) -> RunContents:
             _level_scores(model, exam_list)
     comparison_path = run_dir / COMPARISON_DIR / "comparison.json"
     comparison = read_json(comparison_path) if comparison_path.is_file() else None
+    try:
+        warnings, failures = read_warnings_csv(run_dir / WARNINGS_CSV), read_failures_csv(run_dir / FAILURES_CSV)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ReportInputError(f"{run_dir / WARNINGS_CSV} or {FAILURES_CSV} cannot be read ({error}); re-run "
+                               "'mammoscreen run' to rewrite them") from None
     return RunContents(run_dir, summary, run, models, comparison,
-                       comparison_path.parent if comparison else None, exam_list)
+                       comparison_path.parent if comparison else None, exam_list, warnings, failures)
