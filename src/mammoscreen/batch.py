@@ -24,7 +24,8 @@ __all__ = ["Failure", "InputWarning", "StageReport", "describe_error", "is_io_er
 def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str], *,
                journal: Journal | None = None, source_of: Callable[[str], Path] | None = None,
                outputs_of: Callable[[str], Sequence[Path]] | None = None,
-               still_valid: Callable[[str], bool] | None = None, workers: int = 1, desc: str = "images",
+               still_valid: Callable[[str], bool] | None = None, accept: Callable[[Any], bool] | None = None,
+               workers: int = 1, desc: str = "images",
                progress: bool = True, stage: str | None = None,
                report: StageReport | None = None) -> tuple[dict[str, Any], list[Failure]]:
     """Apply ``func`` to every item; return ({name: result}, failures).
@@ -32,8 +33,10 @@ def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence
     Items whose name is in ``journal`` are not run again and their recorded result is returned, as long
     as the item itself (its parameters), its input file (``source_of(name)``) and its output files
     (``outputs_of(name)``) have the content they had when it was recorded, and ``still_valid(name)``
-    (if given) agrees. Anything else is run again. A failure is not journaled, so the next run retries
-    it; failures caused by the machine (disk full, read-only) are marked ``io_error``.
+    (if given) agrees, and the recorded result passes ``accept`` (if given: a result of the wrong shape,
+    e.g. from a damaged or hand-edited journal, is recomputed rather than used). Anything else is run
+    again. A failure is not journaled, so the next run retries it; failures caused by the machine (disk
+    full, read-only) are marked ``io_error``.
     ``func`` must be picklable (a module-level function or a ``functools.partial`` of one) when
     ``workers > 1``. Items and results must be JSON-serialisable to be journaled. ``report`` (if given)
     is filled with the counts of the stage named ``stage`` (default ``desc``).
@@ -54,7 +57,8 @@ def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence
                 value = journal.reusable(name, item, inputs_of(name), outputs(name))
             except OSError:  # an input that cannot even be hashed is run, and fails with its own message
                 value = MISSING
-            if value is not MISSING and (still_valid is None or still_valid(name)):
+            if value is not MISSING and (accept is None or accept(value)) \
+                    and (still_valid is None or still_valid(name)):
                 results[name] = value
                 report.reused += 1
                 continue

@@ -206,6 +206,17 @@ def check_finite(values: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _reusable_values(found: Any, columns: Sequence[str]) -> dict[str, float] | None:
+    """A journaled prediction if it has exactly the model's columns and finite numbers (else recompute)."""
+    if not isinstance(found, dict) or set(found) != set(columns) \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in found.values()):
+        return None
+    try:
+        return check_finite(found)
+    except NonFiniteOutputError:
+        return None
+
+
 def settings_fingerprint(predictor: Predictor | ExamPredictor, engine: str) -> dict[str, Any]:
     """What a prediction journal is keyed to: the predictor's provenance (model, variant, options, weight
     sha256s - not their paths: the same file elsewhere gives the same numbers) and the engine."""
@@ -282,8 +293,9 @@ def _predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: Pat
             found = journal.reusable(r.name, params(r), inputs(r), outputs(r))
         except OSError:
             found = MISSING
-        if isinstance(found, dict):
-            values[r.name] = found
+        reusable = _reusable_values(found, predictor.spec.prediction_columns)
+        if reusable is not None:
+            values[r.name] = reusable
         else:
             todo.append(r)
     reused = len(values)
@@ -488,8 +500,9 @@ def _predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: 
             found = journal.reusable(str(i), params(i), inputs(i), outputs(i))
         except OSError:
             found = MISSING
-        if isinstance(found, dict):
-            values[i] = found
+        reusable = _reusable_values(found, predictor.spec.prediction_columns)
+        if reusable is not None:
+            values[i] = reusable
     reused = len(values)
     todo = [i for i in complete if i not in values]
     bar = tqdm(total=len(complete), initial=len(complete) - len(todo), desc=predictor.spec.name, unit="exam",

@@ -141,3 +141,12 @@ def test_a_journal_without_a_readable_header_is_reported_and_started_afresh(tmp_
     with pytest.warns(JournalWarning, match="no readable first line"):
         assert len(_item_journal(tmp_path)) == 0
     assert not path.exists()
+
+
+def test_a_journal_of_mostly_superseded_lines_is_compacted_when_read(tmp_path):
+    journal = _item_journal(tmp_path)
+    for i in range(300):
+        journal.record("x", i)  # one item re-recorded again and again (its files were touched)
+    assert len(journal.path.read_text().splitlines()) == 301
+    reread = _item_journal(tmp_path)
+    assert reread.entries == {"x": 299} and len(reread.path.read_text().splitlines()) == 2

@@ -136,7 +136,9 @@ class Journal:
                 parts.append(f"{foreign} line(s) written under other settings")
             warnings.warn(f"{self.path}: ignoring {' and '.join(parts)}; the items they recorded are recomputed",
                           JournalWarning, stacklevel=3)
-        if corrupt or foreign or torn:
+        # Rewritten without the lines it could not use, and compacted when most lines are superseded
+        # (an item re-recorded after its files were touched), so that it does not grow without bound.
+        if corrupt or foreign or torn or len(lines) > 2 * len(self.entries) + 100:
             self._rewrite()
 
     def _rewrite(self) -> None:

@@ -403,3 +403,16 @@ def save_exam_list(exams: Iterable[Exam], path: str | Path) -> Path:
             json.dump(_to_json(data), f, indent=1)
             f.write("\n")
     return path
+
+
+def save_exam_list_if_changed(exams: Sequence[Exam], path: str | Path) -> Path:
+    """:func:`save_exam_list`, unless ``path`` already holds the same exam list: a re-run that changed nothing
+    rewrites nothing (and whatever fingerprints the file's bytes or time stays up to date)."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            if exams_to_data(load_exam_list(path)) == exams_to_data(exams):
+                return path
+        except (ExamListError, OSError, ValueError):
+            pass  # unreadable: rewrite it
+    return save_exam_list(exams, path)

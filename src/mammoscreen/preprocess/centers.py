@@ -25,7 +25,8 @@ import numpy as np
 from ..batch import Failure, StageReport, map_images
 from ..core.journal import Journal
 from ..core.lock import output_lock
-from ..data.exams import Exam, ExamListError, add_image_metadata, iter_images, save_exam_list, view_angle
+from ..data.exams import (Exam, ExamListError, add_image_metadata, iter_images, save_exam_list_if_changed,
+                          view_angle)
 from ..data.images import image_path, read_png
 from .windows import flip_to_face_right
 
@@ -143,6 +144,7 @@ def centers_dataset(cropped_dir: str | Path, exams: Sequence[Exam], output_path:
     def run(journal: Journal | None) -> dict[str, dict]:
         results, found = map_images(partial(_center_file, images_dir=str(cropped_dir)), items, names,
                                     journal=journal, source_of=lambda name: image_path(cropped_dir, name),
+                                    accept=lambda value: isinstance(value, dict) and "best_center" in value,
                                     workers=workers, desc="centres", progress=progress, report=report)
         failures.extend(found)
         return results
@@ -155,7 +157,7 @@ def centers_dataset(cropped_dir: str | Path, exams: Sequence[Exam], output_path:
                           fingerprint={"stage": "centers", "windows": {k: list(v) for k, v in windows.items()}})
         with_centers = add_image_metadata(exams, run(journal))
         try:
-            save_exam_list(with_centers, output_path)
+            save_exam_list_if_changed(with_centers, output_path)
         except OSError as error:
             with contextlib.suppress(OSError):
                 output_path.unlink()

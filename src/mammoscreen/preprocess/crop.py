@@ -32,7 +32,7 @@ import numpy as np
 from ..batch import Failure, InputWarning, StageReport, map_images
 from ..core.journal import Journal
 from ..core.lock import output_lock
-from ..data.exams import Exam, add_image_metadata, iter_images, needs_flip, save_exam_list
+from ..data.exams import Exam, add_image_metadata, iter_images, needs_flip, save_exam_list_if_changed
 from ..data.images import image_path, read_png, write_png
 from .plausibility import plausibility_warnings
 
@@ -208,6 +208,11 @@ def _crop_file(item: tuple[str, str, str], images_dir: str, output_dir: str, ite
     return {"metadata": metadata, "warnings": plausibility_warnings(image)}
 
 
+def _is_crop_result(value: object) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("metadata"), dict)
+            and isinstance(value.get("warnings"), list) and all(isinstance(w, str) for w in value["warnings"]))
+
+
 def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str | Path, *, workers: int = 1,
                  iterations: int = 100, buffer_size: int = 50, progress: bool = True,
                  report: StageReport | None = None) -> tuple[list[Exam], list[Failure]]:
@@ -238,13 +243,13 @@ def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str 
         results, failures = map_images(
             func, [(r.name, r.view, r.horizontal_flip) for r in records], [r.name for r in records],
             journal=journal, source_of=lambda name: image_path(images_dir, name),
-            outputs_of=lambda name: [image_path(output_dir, name)],
+            outputs_of=lambda name: [image_path(output_dir, name)], accept=_is_crop_result,
             workers=workers, desc="crop", progress=progress, report=report)
         report.warnings.extend(InputWarning(name, message, report.stage) for name, result in results.items()
                                for message in result["warnings"])
         cropped = add_image_metadata(exams, {name: result["metadata"] for name, result in results.items()})
         try:
-            save_exam_list(cropped, output_dir / CROPPED_EXAM_LIST)
+            save_exam_list_if_changed(cropped, output_dir / CROPPED_EXAM_LIST)
         except OSError as error:
             with contextlib.suppress(OSError):
                 (output_dir / CROPPED_EXAM_LIST).unlink()

@@ -41,7 +41,8 @@ def plausibility_warnings(image: np.ndarray) -> list[str]:
     zero_fraction = float(np.count_nonzero(image == 0)) / image.size
     saturated = float(np.count_nonzero(image == maximum)) / image.size
     if maximum > 0 and (saturated >= MAX_SATURATED_FRACTION or int(image.min()) == maximum):
-        return [f"all white: {saturated:.0%} of the pixels are at the maximum value {maximum}"]  # nothing else says more
+        # Nothing else says more about such an image.
+        return [f"all white: {saturated:.0%} of the pixels are at the maximum value {maximum}"]
     if zero_fraction < MIN_ZERO_FRACTION:
         edges = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
         edge_level = float(np.median(edges))

@@ -1,7 +1,8 @@
 """Reading a ``mammoscreen run`` output directory into what the report shows.
 
 Only ``run_summary.json`` is required; every other piece (evaluation, comparison, figures, localisation,
-labels, the input warnings and failures) is optional and its absence is recorded as a short note for the report instead of an error.
+labels, the input warnings and failures) is optional and its absence is recorded as a short note for the
+report instead of an error.
 """
 
 from __future__ import annotations
