@@ -1,4 +1,4 @@
-"""Weights that are not numbers: refused when loaded, and outputs that are not numbers fail their image."""
+"""Weights that are not numbers (NaN, infinity, float64 values beyond float32) are refused when loaded."""
 
 from __future__ import annotations
 
