@@ -73,8 +73,8 @@ def test_errors_are_one_line_with_exit_code_2(dataset, tmp_path, capsys):
 def test_predict_refuses_an_exam_list_without_centres(dataset, tmp_path, capsys, reference_dir):
     images, exam_list = dataset
     assert main(["predict", "--weights", str(reference_dir / "gmic" / "gmic_reference.p"), "--images", str(images),
-                 "--exam-list", str(exam_list), "--output-dir", str(tmp_path / "o"), "--quiet", "--device", "cpu"]) == 0
-    captured = capsys.readouterr()
+                 "--exam-list", str(exam_list), "--output-dir", str(tmp_path / "o"), "--quiet", "--device", "cpu"]) == 1
+    captured = capsys.readouterr()  # every image failed: a non-zero exit status
     assert "0 predictions" in captured.out
     assert "has no best_center: run 'mammoscreen centers' first" in captured.err
 

@@ -150,7 +150,7 @@ def test_cli_runs_several_models_and_reports_the_skipped_one(standins, dataset, 
                    "--quiet"])
     assert status == 1  # not everything ran
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["model", "variant", "status"]
+    assert lines[0].split()[:3] == ["stage", "variant", "status"]
     assert lines[1].split()[:3] == ["fake_a", "v1", "done"]
     assert lines[2].split()[:3] == ["fake_b", "v1", "skipped"] and "no weights given for fake_b" in lines[2]
 

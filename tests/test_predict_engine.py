@@ -126,3 +126,48 @@ def test_a_changed_input_image_is_predicted_again(tmp_path):
     run = predict_images(again, exams, images, out, PredictOptions(progress=False))
     assert again.batches == [["x_rcc"]]
     assert float(read_csv(run.csv_path)[1]["benign_pred"]) == pytest.approx(2.0)
+
+
+class SometimesNaN(MeanIntensity):
+    """Predicts NaN (malignant) or infinity (benign) for images whose name says so."""
+
+    def predict_batch(self, prepared):
+        out = super().predict_batch(prepared)
+        for (name, _), prediction in zip(prepared, out):
+            if "nan" in name:
+                prediction.values["malignant_pred"] = float("nan")
+            if "inf" in name:
+                prediction.values["benign_pred"] = float("inf")
+        return out
+
+
+def test_an_output_that_is_not_a_number_fails_its_image_and_is_never_journaled(tmp_path):
+    images, exams = make_data(tmp_path, [{"L-CC": "a_nan", "R-CC": "a_ok", "L-MLO": "a_inf"}])
+    out = tmp_path / "out"
+    run = predict_images(SometimesNaN(), exams, images, out, PredictOptions(batch_size=3, save_maps=True,
+                                                                            progress=False))
+    assert [r["image_index"] for r in read_csv(run.csv_path)] == ["a_ok"]  # no empty score cells
+    reasons = {f.name: f.reason for f in run.failures}
+    assert set(reasons) == {"a_nan", "a_inf"} and not any(f.io_error for f in run.failures)
+    assert "malignant_pred=nan" in reasons["a_nan"] and "benign_pred=inf" in reasons["a_inf"]
+    assert "not a number" in reasons["a_nan"]
+    assert not (out / "maps" / "a_nan.npz").exists()
+    # Retried by the next run (a fixed model then predicts it), not reused.
+    again = predict_images(MeanIntensity(), exams, images, out, PredictOptions(save_maps=True, progress=False))
+    assert [r["image_index"] for r in read_csv(again.csv_path)] == ["a_nan", "a_ok", "a_inf"]
+    assert again.reused == 1 and not again.failures
+
+
+def test_a_journaled_prediction_of_the_wrong_shape_is_recomputed_not_used(tmp_path):
+    import json
+
+    images, exams = make_data(tmp_path, [{"L-CC": "a_lcc", "R-CC": "a_rcc"}])
+    out = tmp_path / "out"
+    first = predict_images(MeanIntensity(), exams, images, out, PredictOptions(progress=False))
+    journal = out / ".predict_journal.jsonl"
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    lines[1]["value"]["result"] = {"benign_pred": "0.5; rm -rf", "malignant_pred": 1e300 * 10}  # hand-edited
+    lines[2]["value"]["result"] = {"malignant_pred": 0.5}  # a column missing
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    again = predict_images(MeanIntensity(), exams, images, out, PredictOptions(progress=False))
+    assert again.reused == 0 and read_csv(again.csv_path) == read_csv(first.csv_path)

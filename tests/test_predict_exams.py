@@ -193,3 +193,18 @@ def test_exam_index_beyond_the_exam_list_is_explained(tmp_path):
     run = predict_exams(ExamMeans(), exams, images, tmp_path / "out", OPTIONS)
     with pytest.raises(EvaluationInputError, match="exam_index 1 .* has 1 exams"):
         breast_level_data(read_predictions(run.csv_path), exams[:1])
+
+
+def test_an_exam_whose_output_is_not_a_number_fails(tmp_path):
+    class NaNForB(ExamMeans):
+        def predict_exam(self, prepared):
+            prediction = super().predict_exam(prepared)
+            if prepared[2].images["L-CC"][0].startswith("b"):
+                prediction.values["left_malignant"] = float("nan")
+            return prediction
+
+    images, exams = make_exams(tmp_path, [four("a"), four("b")])
+    run = predict_exams(NaNForB(), exams, images, tmp_path / "out", OPTIONS)
+    assert [r["exam_index"] for r in read_rows(run.csv_path)] == ["0"]
+    (failure,) = run.failures
+    assert failure.name == "exam 1" and "left_malignant=nan" in failure.reason

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from mammoscreen import __version__
-    from mammoscreen.files import sha256_file, write_json_atomic, write_text_atomic
+    from mammoscreen.core.files import sha256_file, write_json_atomic, write_text_atomic
     from mammoscreen.models.gmic_predictor import GMICPredictor, load_gmic
     from mammoscreen.train import TrainOptions, train_gmic
     from mammoscreen.train.configs import GMIC_TINY, augmentation_noise, config_name

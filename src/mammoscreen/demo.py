@@ -91,7 +91,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     """
     from .data.synth import SynthOptions, generate_exams
     from .explain.localize import localize_maps
-    from .files import write_json_atomic
+    from .core.files import write_json_atomic
     from .pipeline import ModelRequest, run_pipeline
     from .predict import PredictOptions
     from .report import build_report

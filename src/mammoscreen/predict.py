@@ -5,8 +5,12 @@ batch, how to draw a figure); this module does the rest the same way for every m
 
 * images are loaded and preprocessed in a background thread while the model runs on the previous batch;
 * one unreadable or failing image is reported and skipped, the others are still predicted;
-* every finished image is journaled after its outputs (maps, figure) are written, so an interrupted run
-  continues where it stopped when re-run with the same settings;
+* every finished image is journaled after its outputs (maps, figure) are written, with the content of its
+  input and output files, so an interrupted run continues where it stopped when re-run with the same
+  settings, and an image whose file (or crop metadata) changed is predicted again - and only it;
+* a model output that is not a finite number fails its image; a disk that refuses a write (full,
+  read-only) fails the image as an I/O error (``Failure.io_error``), which the next run retries;
+* the output directory is locked for the duration (one run per directory);
 * ``predictions.csv`` is written atomically at the end, in the official row order (exam by exam,
   views L-CC, R-CC, L-MLO, R-MLO, or the model's ``csv_view_order``), with the labels from ``cancer_label``.
 """
@@ -18,6 +22,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import sys
 from abc import ABC, abstractmethod
 from collections import Counter, deque
@@ -31,9 +36,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch import Failure, describe_error
+from .core.files import atomic_write, write_text_atomic
+from .core.journal import MISSING, Journal, file_state
+from .core.lock import output_lock
 from .data.exams import VIEWS, Exam, ImageRecord, iter_images
 from .data.images import image_path
-from .files import Journal, atomic_write, file_signature, write_text_atomic
 from .models.registry import ModelSpec
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -146,6 +153,13 @@ class PredictionRun:
     csv_path: Path
     rows: list[dict[str, Any]]
     failures: list[Failure]
+    reused: int = 0  # rows taken from an earlier run's journal
+    csv_written: bool = True  # False when predictions.csv could not be written (see failures)
+
+    @property
+    def incomplete(self) -> bool:
+        """An I/O error stopped part of the prediction: re-run (after fixing the cause) to finish it."""
+        return any(f.io_error for f in self.failures)
 
 
 def label_column(prediction_column: str) -> str:
@@ -177,21 +191,65 @@ def save_maps(path: Path, maps: dict[str, np.ndarray]) -> None:
         np.savez_compressed(f, **maps)
 
 
-def _prefetch(predictor: Predictor, records: Sequence[ImageRecord], images_dir: Path,
-              depth: int) -> Iterator[tuple[ImageRecord, Future]]:
-    """Yield (record, future of prepared input) in order, keeping ``depth`` loads in flight."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-loader") as pool:
-        pending: deque[tuple[ImageRecord, Future]] = deque()
-        it = iter(records)
-        for record in it:
-            pending.append((record, pool.submit(predictor.prepare, record, images_dir)))
-            if len(pending) >= depth:
-                break
-        while pending:
-            yield pending.popleft()
-            record = next(it, None)
-            if record is not None:
-                pending.append((record, pool.submit(predictor.prepare, record, images_dir)))
+class NonFiniteOutputError(ValueError):
+    """A model produced a prediction that is not a finite number."""
+
+
+def check_finite(values: dict[str, Any]) -> dict[str, float]:
+    """The prediction values as floats; :class:`NonFiniteOutputError` if one is NaN or infinite."""
+    out = {k: float(v) for k, v in values.items()}
+    bad = {k: v for k, v in out.items() if not math.isfinite(v)}
+    if bad:
+        shown = ", ".join(f"{k}={v}" for k, v in bad.items())
+        raise NonFiniteOutputError(f"the model's output is not a number ({shown}); the weights may hold NaN or "
+                                   "overflowing values - check the checkpoint")
+    return out
+
+
+def _reusable_values(found: Any, columns: Sequence[str]) -> dict[str, float] | None:
+    """A journaled prediction if it has exactly the model's columns and finite numbers (else recompute)."""
+    if not isinstance(found, dict) or set(found) != set(columns) \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in found.values()):
+        return None
+    try:
+        return check_finite(found)
+    except NonFiniteOutputError:
+        return None
+
+
+def settings_fingerprint(predictor: Predictor | ExamPredictor, engine: str) -> dict[str, Any]:
+    """What a prediction journal is keyed to: the predictor's provenance (model, variant, options, weight
+    sha256s - not their paths: the same file elsewhere gives the same numbers) and the engine."""
+    def strip_paths(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip_paths(v) for k, v in value.items() if not (k == "path" and "sha256" in value)}
+        if isinstance(value, (list, tuple)):
+            return [strip_paths(v) for v in value]
+        return value
+
+    return {"engine": engine, "provenance": strip_paths(predictor.provenance())}
+
+
+def _write_failures(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    # The per-model list (the run's failures.csv has every stage); best effort on a disk that refuses.
+    with contextlib.suppress(OSError):
+        if rows:
+            write_predictions_csv(path, rows, columns)
+        elif path.exists():
+            path.unlink()
+
+
+def _write_csv(csv_path: Path, rows: list[dict[str, Any]], columns: Sequence[str], stage: str,
+               failures: list[Failure]) -> bool:
+    """Write predictions.csv; on an I/O error record a failure and remove an older file (it would be stale)."""
+    try:
+        write_predictions_csv(csv_path, rows, columns)
+        return True
+    except OSError as error:
+        failures.append(Failure.of(csv_path.name, error, stage))
+        with contextlib.suppress(OSError):
+            csv_path.unlink()
+        return False
 
 
 def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str | Path, output_dir: str | Path,
@@ -202,53 +260,77 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     ``options.visualize`` its figure to ``output_dir/visualization/<image>.png``.
     """
     images_dir, output_dir = Path(images_dir), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(output_dir):
+        return _predict_images(predictor, exams, images_dir, output_dir, options)
+
+
+def _predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: Path, output_dir: Path,
+                    options: PredictOptions) -> PredictionRun:
     records = predictor.select_images(exams)
     duplicates = sorted(name for name, count in Counter(r.name for r in records).items() if count > 1)
     if duplicates:
         raise ValueError(f"image names occur more than once in the exam list: {', '.join(duplicates[:5])}")
+    stage = predictor.spec.name
 
-    maps_path = lambda r: output_dir / MAPS_DIR / f"{r.name}.npz"  # noqa: E731
-    figure_path = lambda r: output_dir / VISUALIZATION_DIR / f"{r.name}.png"  # noqa: E731
-    journal = Journal(output_dir / ".predict_journal.jsonl",
-                      fingerprint={**predictor.provenance(), "images": str(images_dir.resolve())})
+    def inputs(r: ImageRecord) -> list[Path]:
+        paths = [image_path(images_dir, r.name)]
+        if options.visualize and options.segmentations is not None:  # the figures draw the masks
+            paths += [Path(options.segmentations) / f"{r.name}_{kind}.png" for kind in ("benign", "malignant")]
+        return paths
 
-    signatures = {r.name: file_signature(image_path(images_dir, r.name)) for r in records}
+    def outputs(r: ImageRecord) -> list[Path]:
+        return ([output_dir / MAPS_DIR / f"{r.name}.npz"] if options.save_maps else []) + \
+            ([output_dir / VISUALIZATION_DIR / f"{r.name}.png"] if options.visualize else [])
 
-    def finished(r: ImageRecord) -> bool:
-        entry = journal.entries.get(r.name)
-        return (entry is not None and entry["source"] == signatures[r.name]
-                and (not options.save_maps or maps_path(r).is_file())
-                and (not options.visualize or figure_path(r).is_file()))
+    def params(r: ImageRecord) -> dict[str, Any]:  # what the prediction depends on besides the image file
+        return {"view": r.view, "horizontal_flip": r.horizontal_flip, "metadata": dict(r.metadata)}
 
-    todo = [r for r in records if not finished(r)]
+    journal = Journal(output_dir / ".predict_journal.jsonl", fingerprint=settings_fingerprint(predictor, "images"))
+    values: dict[str, dict[str, float]] = {}
+    todo = []
+    for r in records:
+        try:
+            found = journal.reusable(r.name, params(r), inputs(r), outputs(r))
+        except OSError:
+            found = MISSING
+        reusable = _reusable_values(found, predictor.spec.prediction_columns)
+        if reusable is not None:
+            values[r.name] = reusable
+        else:
+            todo.append(r)
+    reused = len(values)
     predictor.configure_outputs(maps=options.save_maps, figures=options.visualize)
     failures: list[Failure] = []
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=predictor.spec.name, unit="img",
                disable=not options.progress, file=sys.stderr, dynamic_ncols=True)
 
     def fail(record: ImageRecord, error: BaseException) -> None:
-        failures.append(Failure(record.name, describe_error(error)))
+        failures.append(Failure.of(record.name, error, stage))
         bar.write(f"skipped {record.name}: {describe_error(error)}", file=sys.stderr)
         bar.update(1)
 
-    def write_outputs(record: ImageRecord, prepared: Any, prediction: ImagePrediction) -> None:
+    def load(record: ImageRecord) -> tuple[Any, list]:
+        states = [file_state(p) for p in inputs(record)]  # before reading: a change meanwhile is caught next time
+        return predictor.prepare(record, images_dir), states
+
+    def write_outputs(record: ImageRecord, prepared: Any, states: list, prediction: ImagePrediction) -> None:
         try:
+            result = check_finite(prediction.values)
             if options.save_maps:
-                save_maps(maps_path(record), prediction.maps)
+                save_maps(outputs(record)[0], prediction.maps)
             if options.visualize:
-                predictor.visualize(record, prepared, prediction, options.segmentations, figure_path(record))
+                predictor.visualize(record, prepared, prediction, options.segmentations, outputs(record)[-1])
+            journal.record_item(record.name, result, params(record), states, outputs(record))
         except Exception as error:  # an output that cannot be written must not stop the run
             fail(record, error)
             return
-        journal.record(record.name, {"values": {k: float(v) for k, v in prediction.values.items()},
-                                     "source": signatures[record.name]})
+        values[record.name] = result
         bar.update(1)
 
-    def run_batch(batch: list[tuple[ImageRecord, Any]]) -> list[tuple[ImageRecord, Any, ImagePrediction]]:
+    def run_batch(batch: list[tuple[ImageRecord, Any, list]]) -> list[tuple[ImageRecord, Any, list, ImagePrediction]]:
         try:
-            predictions = predictor.predict_batch([p for _, p in batch])
-            return [(r, p, pred) for (r, p), pred in zip(batch, predictions)]
+            predictions = predictor.predict_batch([p for _, p, _ in batch])
+            return [(r, p, states, pred) for (r, p, states), pred in zip(batch, predictions)]
         except Exception as error:
             if len(batch) == 1:
                 fail(batch[0][0], error)
@@ -258,11 +340,12 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-writer") as writer:
         writes: list[Future] = []
-        batch: list[tuple[ImageRecord, Any]] = []
+        batch: list[tuple[ImageRecord, Any, list]] = []
         try:
-            for record, future in _prefetch(predictor, todo, images_dir, depth=max(2, 2 * options.batch_size)):
+            for record, future in _prefetch_calls(load, todo, depth=max(2, 2 * options.batch_size)):
                 try:
-                    batch.append((record, future.result()))
+                    prepared, states = future.result()
+                    batch.append((record, prepared, states))
                 except Exception as error:
                     fail(record, error)
                 if len(batch) >= options.batch_size:
@@ -284,24 +367,22 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
         rank = {view: i for i, view in enumerate(predictor.spec.csv_view_order)}
         records = sorted(records, key=lambda r: (r.exam_index, rank.get(r.view, len(rank)), r.index_in_view))
     for record in records:
-        if not finished(record):
+        if record.name not in values:
             continue
-        row: dict[str, Any] = {"image_index": record.name, **journal[record.name]["values"]}
+        row: dict[str, Any] = {"image_index": record.name, **values[record.name]}
         if columns[0] == "":
             row[""] = len(rows)
         labels = {"benign_label": record.benign_label, "malignant_label": record.malignant_label}
         for c in predictor.spec.prediction_columns:
             row[label_column(c)] = labels.get(label_column(c))
         rows.append(row)
+    order = {r.name: i for i, r in enumerate(records)}
+    failures.sort(key=lambda f: order.get(f.name, len(order)))
     csv_path = output_dir / PREDICTIONS_CSV
-    write_predictions_csv(csv_path, rows, columns)
-    failures_path = output_dir / FAILURES_CSV
-    if failures:
-        write_predictions_csv(failures_path, [{"image_index": f.name, "reason": f.reason} for f in failures],
-                              ["image_index", "reason"])
-    elif failures_path.exists():
-        failures_path.unlink()
-    return PredictionRun(csv_path, rows, failures)
+    written = _write_csv(csv_path, rows, columns, stage, failures)
+    _write_failures(output_dir / FAILURES_CSV, [{"image_index": f.name, "reason": f.reason} for f in failures],
+                    ["image_index", "reason"])
+    return PredictionRun(csv_path, rows, failures, reused=reused, csv_written=written)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,7 +437,6 @@ def missing_views(exam: Exam, required: Sequence[str]) -> list[str]:
 
 
 def _exam_list_digest(exams: Sequence[Exam]) -> str:
-    # Exam-level runs can depend on the whole list (random streams), so a changed list starts afresh.
     text = json.dumps([exam.to_dict() for exam in exams], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -389,50 +469,66 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
     ``output_dir/maps/exam_<index>.npz``.
     """
     images_dir, output_dir = Path(images_dir), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(output_dir):
+        return _predict_exams(predictor, exams, images_dir, output_dir, options)
+
+
+def _predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: Path, output_dir: Path,
+                   options: PredictOptions) -> PredictionRun:
+    stage = predictor.spec.name
     maps_path = lambda i: output_dir / MAPS_DIR / f"{exam_maps_name(i)}.npz"  # noqa: E731
+    outputs = lambda i: [maps_path(i)] if options.save_maps else []  # noqa: E731
+    inputs = lambda i: [image_path(images_dir, name) for view in VIEWS  # noqa: E731
+                        for name in exams[i].images.get(view, [])]
+    params = lambda i: exams[i].to_dict()  # noqa: E731
+    # Exam-level runs can depend on the whole list (random streams), so a changed list starts afresh.
     journal = Journal(output_dir / ".predict_journal.jsonl",
-                      fingerprint={**predictor.provenance(), "images": str(images_dir.resolve()),
-                                   "exam_list": _exam_list_digest(exams)})
+                      fingerprint={**settings_fingerprint(predictor, "exams"), "exam_list": _exam_list_digest(exams)})
     failures: list[Failure] = []
     complete: list[int] = []
     for i, exam in enumerate(exams):
         missing = missing_views(exam, predictor.required_views)
         if missing:
             failures.append(Failure(f"exam {i}", f"no {', '.join(missing)} image; {predictor.spec.name} needs all of "
-                                    f"{', '.join(predictor.required_views)}, so the exam is skipped"))
+                                    f"{', '.join(predictor.required_views)}, so the exam is skipped", stage))
         else:
             complete.append(i)
 
-    # An exam is finished if journaled from the same image files (size, mtime) and its outputs exist.
-    signatures = {i: [file_signature(image_path(images_dir, name)) for view in VIEWS
-                      for name in exams[i].images.get(view, [])] for i in complete}
-
-    def finished(i: int) -> bool:
-        entry = journal.entries.get(str(i))
-        return (entry is not None and entry["source"] == signatures[i]
-                and (not options.save_maps or maps_path(i).is_file()))
-
-    todo = [i for i in complete if not finished(i)]
+    values: dict[int, dict[str, float]] = {}
+    for i in complete:  # finished if journaled from the same image files and its outputs are unchanged
+        try:
+            found = journal.reusable(str(i), params(i), inputs(i), outputs(i))
+        except OSError:
+            found = MISSING
+        reusable = _reusable_values(found, predictor.spec.prediction_columns)
+        if reusable is not None:
+            values[i] = reusable
+    reused = len(values)
+    todo = [i for i in complete if i not in values]
     bar = tqdm(total=len(complete), initial=len(complete) - len(todo), desc=predictor.spec.name, unit="exam",
                disable=not options.progress, file=sys.stderr, dynamic_ncols=True)
     for failure in failures:
         bar.write(f"skipped {failure}", file=sys.stderr)
 
     def fail(i: int, error: BaseException) -> None:
-        failures.append(Failure(f"exam {i}", describe_error(error)))
+        failures.append(Failure.of(f"exam {i}", error, stage))
         bar.write(f"skipped exam {i}: {describe_error(error)}", file=sys.stderr)
         bar.update(1)
 
-    def write_outputs(i: int, prediction: ExamPrediction) -> None:
+    def load(i: int) -> tuple[Any, list]:
+        states = [file_state(p) for p in inputs(i)]  # before reading: a change meanwhile is caught next time
+        return predictor.prepare(i, exams[i], images_dir), states
+
+    def write_outputs(i: int, states: list, prediction: ExamPrediction) -> None:
         try:
+            result = check_finite(prediction.values)
             if options.save_maps:
                 save_maps(maps_path(i), prediction.maps)
+            journal.record_item(str(i), result, params(i), states, outputs(i))
         except Exception as error:  # an output that cannot be written must not stop the run
             fail(i, error)
             return
-        journal.record(str(i), {"values": {k: float(v) for k, v in prediction.values.items()},
-                                "source": signatures[i]})
+        values[i] = result
         bar.update(1)
 
     if todo:
@@ -440,13 +536,14 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-writer") as writer:
         writes: list[Future] = []
         try:
-            for i, future in _prefetch_calls(lambda j: predictor.prepare(j, exams[j], images_dir), todo, depth=2):
+            for i, future in _prefetch_calls(load, todo, depth=2):
                 try:
-                    prediction = predictor.predict_exam(future.result())
+                    prepared, states = future.result()
+                    prediction = predictor.predict_exam(prepared)
                 except Exception as error:
                     fail(i, error)
                     continue
-                writes.append(writer.submit(write_outputs, i, prediction))
+                writes.append(writer.submit(write_outputs, i, states, prediction))
         finally:
             for w in writes:
                 w.result()
@@ -456,23 +553,17 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
     header = [EXAM_INDEX_COLUMN, *columns, *[label_column(c) for c in columns]]
     rows = []
     for i in complete:
-        if not finished(i):
+        if i not in values:
             continue
         labels = exams[i].cancer_label or {}
-        rows.append({EXAM_INDEX_COLUMN: i, **journal[str(i)]["values"],
-                     **{label_column(c): labels.get(c) for c in columns}})
-    csv_path = output_dir / PREDICTIONS_CSV
-    write_predictions_csv(csv_path, rows, header)
-    failures_path = output_dir / FAILURES_CSV
+        rows.append({EXAM_INDEX_COLUMN: i, **values[i], **{label_column(c): labels.get(c) for c in columns}})
     order = {f"exam {i}": i for i in range(len(exams))}
     failures.sort(key=lambda f: order.get(f.name, len(exams)))
-    if failures:
-        write_predictions_csv(failures_path, [{EXAM_INDEX_COLUMN: order.get(f.name, f.name), "reason": f.reason}
-                                               for f in failures],
-                              [EXAM_INDEX_COLUMN, "reason"])
-    elif failures_path.exists():
-        failures_path.unlink()
-    return PredictionRun(csv_path, rows, failures)
+    csv_path = output_dir / PREDICTIONS_CSV
+    written = _write_csv(csv_path, rows, header, stage, failures)
+    _write_failures(output_dir / FAILURES_CSV, [{EXAM_INDEX_COLUMN: order.get(f.name, f.name), "reason": f.reason}
+                                                for f in failures], [EXAM_INDEX_COLUMN, "reason"])
+    return PredictionRun(csv_path, rows, failures, reused=reused, csv_written=written)
 
 
 def run_prediction(predictor: Predictor | ExamPredictor, exams: Sequence[Exam], images_dir: str | Path,

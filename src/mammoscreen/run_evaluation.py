@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .batch import describe_error
+from .batch import Failure, describe_error, is_io_error
 from .data.exams import load_exam_list
 from .pipeline import RunResult
 
@@ -41,6 +41,9 @@ class RunEvaluation:
     comparison: object | None = None  # ComparisonResult
     problems: dict[str, str] = field(default_factory=dict)  # model or 'comparison' -> why it was not evaluated
     subgroups: dict = field(default_factory=dict)  # model or 'comparison' -> SubgroupEvaluation
+    # Problems caused by the machine (disk full, read-only): the run failed, unlike data problems such as
+    # a single class of labels, and a re-run after fixing the cause evaluates.
+    failures: list[Failure] = field(default_factory=list)
 
 
 def _label_problem(exams) -> str | None:
@@ -86,6 +89,8 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
             write_evaluation(evaluation, output_dir / name / EVALUATION_DIR)
         except Exception as error:  # one model's file must not stop the others' evaluation
             outcome.problems[name] = describe_error(error)
+            if is_io_error(error):
+                outcome.failures.append(Failure.of(name, error, "evaluate"))
             log(f"{name}: not evaluated - {describe_error(error)}")
             continue
         outcome.evaluations[name] = evaluation
@@ -110,6 +115,8 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
             write_comparison(comparison, output_dir / COMPARISON_DIR)
         except Exception as error:
             outcome.problems["comparison"] = describe_error(error)
+            if is_io_error(error):
+                outcome.failures.append(Failure.of("comparison", error, "evaluate"))
             log(f"comparison not made - {describe_error(error)}")
         else:
             outcome.comparison = comparison
@@ -171,6 +178,7 @@ class RunLocalization:
 
     results: dict = field(default_factory=dict)  # model -> LocalizationResult
     problems: dict[str, str] = field(default_factory=dict)  # model -> why it was not localised
+    failures: list[Failure] = field(default_factory=list)  # I/O errors (see RunEvaluation.failures)
 
 
 def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: str | Path, *,
@@ -202,6 +210,8 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
                                          log=None)
         except Exception as error:  # one model's maps must not stop the others' localisation
             outcome.problems[name] = describe_error(error)
+            if is_io_error(error):
+                outcome.failures.append(Failure.of(name, error, "localize"))
             log(f"{name}: not localised - {describe_error(error)}")
             continue
         outcome.results[name] = localization

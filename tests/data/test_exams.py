@@ -158,3 +158,34 @@ def test_reference_lists_load_unchanged(reference_dir):
         with open(path, "rb") as f:
             raw = pickle.load(f)
         assert exams_to_data(load_exam_list(path)) == raw
+
+
+@pytest.mark.parametrize("key", ["L-XCCL", "l-cc", "RCC", "LEFT_MLO", "R-CC-ID"])
+def test_an_unknown_view_key_is_an_error_naming_the_file_exam_and_key(tmp_path, key):
+    data = sample_data()
+    data[1][key] = ["b_extra"]
+    path = tmp_path / "exams.pkl"
+    path.write_bytes(pickle.dumps(data))
+    with pytest.raises(ExamListError) as error:
+        load_exam_list(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: exam 1, key {key!r}: not a view mammoscreen knows")
+    assert "--ignore-unknown-views" in message and "b_extra" in message
+
+
+def test_ignoring_unknown_views_warns_once_naming_every_image_left_out(tmp_path):
+    from mammoscreen.data.exams import UnknownViewWarning
+
+    data = sample_data()
+    data[0]["L-XCCL"] = ["a_xccl"]
+    data[1]["l-cc"] = ["b_lower1", "b_lower2"]
+    path = tmp_path / "exams.json"
+    path.write_text(json.dumps(data, default=int))
+    with pytest.warns(UnknownViewWarning) as caught:
+        exams = load_exam_list(path, ignore_unknown_views=True)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    for text in (str(path), "exam 0 'L-XCCL': a_xccl", "exam 1 'l-cc': b_lower1, b_lower2"):
+        assert text in message
+    assert [r.name for r in iter_images(exams)] == [r.name for r in iter_images(exams_from_data(sample_data()))]
+    assert "L-XCCL" not in exams[0].extra and exams[0].extra["L-CC_benign_seg"] == ["a_L-CC_benign"]

@@ -15,7 +15,7 @@ from mammoscreen.data.exams import VIEWS, Exam, load_exam_list, save_exam_list
 from mammoscreen.evaluate import evaluate_predictions
 from mammoscreen.evaluate.io import breast_level_data, read_predictions
 from mammoscreen.evaluate.validation import EvaluationInputError
-from mammoscreen.files import sha256_file
+from mammoscreen.core.files import sha256_file
 
 
 def make_study(n_exams=40, seed=0, drop_views=True, extra_images=False):

@@ -187,12 +187,12 @@ def test_a_journal_written_before_original_shape_is_not_mixed_with_new_results(t
     images, exams = make_dataset(tmp_path)
     out = tmp_path / "cropped"
     crop_dataset(images, exams, out, workers=1, iterations=20, buffer_size=10, progress=False)
-    # Make the journal look like one from an older mammoscreen: no original_shape in its fingerprint or results.
+    # Make the journal look like one from an older mammoscreen: an older layout, no original_shape in its results.
     journal = out / ".crop_journal.jsonl"
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
-    lines[0]["fingerprint"].pop("records", None)
+    lines[0].pop("journal")
     for line in lines[1:]:
-        del line["value"]["result"]["original_shape"]
+        del line["value"]["result"]["metadata"]["original_shape"]
     journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
     (out / "e_R-MLO.png").unlink()  # one image to redo: old and new results would be mixed
     cropped, failures = crop_dataset(images, exams, out, workers=1, iterations=20, buffer_size=10, progress=False)

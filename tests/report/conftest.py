@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mammoscreen.data.images import image_path, read_png
-from mammoscreen.files import sha256_file
+from mammoscreen.core.files import sha256_file
 from mammoscreen.models import registry
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import resolve_weight_path

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from mammoscreen.files import sha256_file
+from mammoscreen.core.files import sha256_file
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import PRETRAINED_DIR, WeightsError
 

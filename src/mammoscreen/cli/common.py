@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..batch import Failure
+from ..batch import Failure, InputWarning
 
 # Argument types that check ranges and paths while parsing, so that a bad value is refused at the door in
 # argparse's terms (exit status 2, "mammoscreen CMD: error: argument --X: ...") instead of failing every image.
@@ -129,3 +129,13 @@ def report_failures(failures: Sequence[Failure], total: int, what: str = "images
     print(f"{len(failures)} of {total} {what} skipped:", file=sys.stderr)
     for failure in failures:
         print(f"  {failure}", file=sys.stderr)
+
+
+def report_warnings(found: Sequence[InputWarning], path: os.PathLike | str | None = None) -> None:
+    """Print the input warnings of a stage to stderr (and where they are listed)."""
+    if not found:
+        return
+    where = f" (listed in {path})" if path is not None else ""
+    print(f"{len(found)} input warning(s){where}:", file=sys.stderr)
+    for warning in found:
+        print(f"  {warning}", file=sys.stderr)

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..core.stages import FAILURES_CSV, WARNINGS_CSV
 from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, non_negative_int,
-                     output_dir, positive_int, report_failures, weights_source)
+                     output_dir, positive_int, report_failures, report_warnings, weights_source)
 
 WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official file names, or 'official' "
                 "(cache/download). With several models give each its own as MODEL=PATH (repeat the option); "
@@ -32,6 +33,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segmentations", type=existing_dir, default=None,
                    help="directory of <image>_benign.png / <image>_malignant.png masks to draw in the figures "
                         "('run' also localises the saved saliency maps against them)")
+    p.add_argument("--ignore-unknown-views", action="store_true",
+                   help="leave out (with a warning naming them) the images of exam-list keys that look like views "
+                        "but are not L-CC, R-CC, L-MLO or R-MLO (e.g. 'L-XCCL'); by default such a key is an error")
     _add_dmv_options(p)
     add_quiet_option(p)
 
@@ -205,7 +209,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if problem:
         raise WeightsError(problem)
     options = _options(args)
-    exams = load_exam_list(args.exam_list)
+    exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
     model_options = _parse_model_options(args)
     _check_model_options(model_options, [spec])
     variant, build_options = _build_options(args, spec, request.variant, args.output_dir)
@@ -217,8 +221,12 @@ def run_predict(args: argparse.Namespace) -> int:
     run = run_prediction(predictor, exams, args.images, args.output_dir, options)
     report_failures(run.failures, len(run.rows) + len(run.failures),
                     "exams" if spec.output_level == "breast" else "images")
-    print(f"{len(run.rows)} predictions -> {run.csv_path}")
-    return 0
+    if run.csv_written:
+        print(f"{len(run.rows)} predictions -> {run.csv_path}")
+    if run.incomplete:
+        print(f"mammoscreen predict: incomplete - {incomplete_advice(run.failures)}", file=sys.stderr)
+        return 1
+    return 1 if run.failures and not run.rows else 0
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -236,7 +244,8 @@ def run_run(args: argparse.Namespace) -> int:
         request.variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
         request.build_options.update(options)
     result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
-                          options=_options(args), command=getattr(args, "command_line", None))
+                          options=_options(args), command=getattr(args, "command_line", None),
+                          ignore_unknown_views=args.ignore_unknown_views)
     for stage, failures in result.failures.items():
         outcome = result.outcomes.get(stage)
         if failures and outcome is not None and outcome.run is not None:
@@ -245,25 +254,60 @@ def run_run(args: argparse.Namespace) -> int:
                             "exams" if outcome.spec.output_level == "breast" else "images")
         elif failures:
             print(f"{stage}:", file=sys.stderr)
-            report_failures(failures, len(failures))
+            report = result.stages.get(stage)
+            report_failures(failures, report.total if report is not None and report.total else len(failures))
+    report_warnings(result.warnings, args.output_dir / WARNINGS_CSV)
     print(_summary_table(result))
+    io_failures = list(result.incomplete)
     if args.evaluate:
         from ..run_evaluation import evaluate_run
 
-        evaluate_run(result, args.output_dir, n_bootstrap=args.bootstrap, by=args.by, bins=args.bins or None)
+        evaluation = evaluate_run(result, args.output_dir, n_bootstrap=args.bootstrap, by=args.by,
+                                  bins=args.bins or None)
+        late = list(evaluation.failures)
         if args.segmentations is not None:
             from ..run_evaluation import localize_run
 
-            localize_run(result, args.output_dir, args.segmentations, n_bootstrap=args.bootstrap)
+            late += localize_run(result, args.output_dir, args.segmentations, n_bootstrap=args.bootstrap).failures
+        if late:
+            from ..pipeline import add_failures
+
+            add_failures(args.output_dir, late)
+            for failure in late:
+                print(f"{failure.stage} failed for {failure.name}: {failure.reason}", file=sys.stderr)
+            io_failures += sorted({f.stage for f in late})
+    if io_failures:
+        print(f"mammoscreen run: incomplete ({', '.join(io_failures)}) - "
+              f"{incomplete_advice([f for found in result.failures.values() for f in found])}", file=sys.stderr)
+        return 1
+    if result.all_failed:
+        print(f"mammoscreen run: every image failed in {', '.join(result.all_failed)} (see "
+              f"{args.output_dir / FAILURES_CSV})", file=sys.stderr)
+        return 1
     return 1 if result.skipped else 0
 
 
+def incomplete_advice(failures) -> str:
+    """What to do after I/O errors: fix the cause, re-run the same command (finished work is kept)."""
+    reasons = [f.reason for f in failures if f.io_error]
+    cause = f" ({reasons[0]})" if reasons else ""
+    return (f"an I/O error stopped part of the work{cause}; free space or fix the output directory, then re-run the "
+            "same command: finished images are kept and only the rest is done")
+
+
 def _summary_table(result) -> str:
-    rows = [("model", "variant", "status", "images", "failed", "output / reason")]
+    rows = [("stage", "variant", "status", "images", "failed", "output / reason")]
+    for name, report in result.stages.items():
+        status = "failed" if report.output_failed else "incomplete" if report.incomplete else "done"
+        output = result.cropped_exam_list if name == "crop" else next(
+            (p for p in result.center_exam_lists.values() if f"centers-{p.stem}" == name), "")
+        rows.append((name, "-", status, str(report.reused + report.computed), str(len(report.failures)),
+                     "" if report.output_failed else str(output)))
     for name, outcome in result.outcomes.items():
         if outcome.run is not None:
-            rows.append((name, outcome.variant or "-", outcome.status, str(len(outcome.run.rows)),
-                         str(len(outcome.run.failures)), str(outcome.run.csv_path)))
+            status = "incomplete" if outcome.run.incomplete else outcome.status
+            rows.append((name, outcome.variant or "-", status, str(len(outcome.run.rows)),
+                         str(len(outcome.run.failures)), str(outcome.run.csv_path) if outcome.run.csv_written else ""))
         else:
             rows.append((name, outcome.variant or "-", outcome.status, "-", "-", outcome.reason))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]

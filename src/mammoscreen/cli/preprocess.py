@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+import sys
+
+from ..core.stages import FAILURES_CSV, WARNINGS_CSV, write_failures_csv, write_warnings_csv
 from ..data.exams import load_exam_list
 from .common import (add_quiet_option, add_workers_option, existing_dir, existing_file, int_range, output_dir,
-                     output_file, report_failures)
+                     output_file, report_failures, report_warnings)
 
 # A side of a mammogram or model window, in pixels (validate calls more than 10,000 implausible).
 SIDE = int_range(1, 10000)
+IGNORE_UNKNOWN_VIEWS_HELP = ("leave out (with a warning naming them) the images of exam-list keys that look like "
+                             "views but are not L-CC, R-CC, L-MLO or R-MLO; by default such a key is an error")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="erosion/dilation iterations, 1-1000 (default: 100)")
     p.add_argument("--buffer-size", type=int_range(0, 10000), default=50,
                    help="margin around the breast in pixels, 0-10000 (default: 50)")
+    p.add_argument("--ignore-unknown-views", action="store_true", help=IGNORE_UNKNOWN_VIEWS_HELP)
     add_workers_option(p)
     add_quiet_option(p)
     p.set_defaults(handler=run_crop)
@@ -37,32 +43,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=output_file, help="exam list to write (.pkl or .json)")
     p.add_argument("--window", type=SIDE, nargs=2, metavar=("ROWS", "COLS"), default=(2944, 1920),
                    help="model input window, 1-10000 pixels a side (default: GMIC's 2944 1920)")
+    p.add_argument("--ignore-unknown-views", action="store_true", help=IGNORE_UNKNOWN_VIEWS_HELP)
     add_workers_option(p)
     add_quiet_option(p)
     p.set_defaults(handler=run_centers)
 
 
+def _finish(command: str, report, total: int, directory: Path, done_message: str) -> int:
+    """Print and list (failures.csv, warnings.csv in ``directory``) how a stage went; its exit status."""
+    report_failures(report.failures, total)
+    for name, rows, write in ((FAILURES_CSV, report.failures, write_failures_csv),
+                              (WARNINGS_CSV, report.warnings, write_warnings_csv)):
+        try:
+            write(directory / name, rows)
+        except OSError as error:
+            print(f"cannot write {directory / name}: {error}", file=sys.stderr)
+    report_warnings(report.warnings, directory / WARNINGS_CSV)
+    if not report.output_failed:
+        print(done_message)
+    if report.incomplete:
+        print(f"mammoscreen {command}: incomplete - an I/O error stopped part of the work; free space or fix "
+              "the output directory, then re-run the same command (finished images are kept)", file=sys.stderr)
+        return 1
+    return 1 if report.failures and not report.reused + report.computed else 0
+
+
 def run_crop(args: argparse.Namespace) -> int:
+    from ..batch import StageReport
     from ..preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
-    exams = load_exam_list(args.exam_list)
-    cropped, failures = crop_dataset(args.images, exams, args.output_dir, workers=args.workers,
-                                     iterations=args.iterations, buffer_size=args.buffer_size,
-                                     progress=not args.quiet)
-    total = sum(len(v) for e in exams for v in e.images.values())
-    report_failures(failures, total)
-    print(f"cropped {total - len(failures)} of {total} images -> {args.output_dir / CROPPED_EXAM_LIST}")
-    return 0
+    exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
+    report = StageReport("crop")
+    crop_dataset(args.images, exams, args.output_dir, workers=args.workers, iterations=args.iterations,
+                 buffer_size=args.buffer_size, progress=not args.quiet, report=report)
+    done = report.reused + report.computed
+    return _finish("crop", report, report.total, args.output_dir,
+                   f"cropped {done} of {report.total} images -> {args.output_dir / CROPPED_EXAM_LIST}")
 
 
 def run_centers(args: argparse.Namespace) -> int:
+    from ..batch import StageReport
     from ..preprocess.centers import centers_dataset
 
-    exams = load_exam_list(args.exam_list)
+    exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
     window = tuple(args.window)
-    _, failures = centers_dataset(args.images, exams, args.output, windows={"CC": window, "MLO": window},
-                                  workers=args.workers, progress=not args.quiet)
-    total = sum(len(v) for e in exams for v in e.images.values())
-    report_failures(failures, total)
-    print(f"computed centres for {total - len(failures)} of {total} images -> {args.output}")
-    return 0
+    report = StageReport("centres")
+    centers_dataset(args.images, exams, args.output, windows={"CC": window, "MLO": window}, workers=args.workers,
+                    progress=not args.quiet, report=report)
+    done = report.reused + report.computed
+    return _finish("centers", report, report.total, args.output.parent,
+                   f"computed centres for {done} of {report.total} images -> {args.output}")

@@ -28,7 +28,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..batch import Failure, map_images
-from ..files import Journal, write_json_atomic, write_text_atomic
+from ..core.files import write_json_atomic, write_text_atomic
+from ..core.journal import Journal
 from .dicom import (AcceptPolicy, DicomFileError, PixelPolicy, dicom_tags, header_metadata, laterality_conflict,
                     png_pixels, read_dicom, skip_reason, standard_view, stored_facing)
 from .exams import VIEWS, Exam, save_exam_list, view_side

@@ -21,7 +21,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from ..files import atomic_write
+from ..core.files import atomic_write
 
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"

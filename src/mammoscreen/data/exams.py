@@ -26,13 +26,15 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..files import atomic_write
+from ..core.files import atomic_write
 from .exam_metadata import METADATA_KEY, MetadataError, check_metadata, restrict_metadata
 from .safepickle import UnsafePickleError, safe_load
 
@@ -59,6 +61,20 @@ PICKLE_PROTOCOL = 4
 
 class ExamListError(ValueError):
     """An exam list does not have the expected structure."""
+
+
+class UnknownViewWarning(UserWarning):
+    """Images under a view key mammoscreen does not know were left out (``ignore_unknown_views``)."""
+
+
+# A key that names a mammographic view (side + DICOM view code, any case or separator) but is not one of
+# VIEWS: 'L-XCCL', 'l-cc', 'RCC', 'LEFT_MLO'. Its images would be silently ignored, so it is an error.
+_VIEW_LIKE = re.compile(r"(?:L|R|LEFT|RIGHT)[-_ ]?(?:CC|MLO|ML|LM|LMO|XCCL|XCCM|XCC|FB|SIO|AT|CV|RL|RM|TAN|SPOT|"
+                        r"MAG)(?:[-_ ]?ID)?", re.IGNORECASE)
+
+
+def _unknown_view_keys(raw: Mapping[Any, Any]) -> list[str]:
+    return [k for k in raw if isinstance(k, str) and k not in VIEWS and _VIEW_LIKE.fullmatch(k.strip())]
 
 
 def view_side(view: str) -> str:
@@ -245,12 +261,27 @@ def _normalise_metadata(key: str, value: Any, where: str) -> Any:
     return _normalise_shape(shape, value, where)
 
 
-def exam_from_dict(raw: Mapping[str, Any], exam_index: int = 0, source: str = "exam list") -> Exam:
-    """Validate one exam dict and convert it to an :class:`Exam`."""
+def exam_from_dict(raw: Mapping[str, Any], exam_index: int = 0, source: str = "exam list", *,
+                   ignore_unknown_views: bool = False, dropped: list[str] | None = None) -> Exam:
+    """Validate one exam dict and convert it to an :class:`Exam`.
+
+    A key that looks like a view but is not one of :data:`VIEWS` (``'L-XCCL'``, ``'l-cc'``) is an error;
+    with ``ignore_unknown_views`` it is removed instead, and ``dropped`` (if given) receives one line per
+    such key naming its images.
+    """
     where = f"{source}: exam {exam_index}"
     if not isinstance(raw, Mapping):
         raise ExamListError(f"{where}: expected a dict, got {type(raw).__name__}")
     raw = dict(raw)
+    for key in _unknown_view_keys(raw):
+        names = _plain(raw.pop(key))
+        shown = ", ".join(map(str, names)) if isinstance(names, (list, tuple)) else repr(names)
+        if not ignore_unknown_views:
+            raise ExamListError(f"{where}, key {key!r}: not a view mammoscreen knows (it reads {', '.join(VIEWS)}, "
+                                f"spelled exactly so); rename the key, or pass --ignore-unknown-views to leave its "
+                                f"images out ({shown or 'none'})")
+        if dropped is not None:
+            dropped.append(f"exam {exam_index} {key!r}: {shown or 'no images'}")
 
     images: dict[str, list[str]] = {}
     for view in VIEWS:
@@ -321,14 +352,24 @@ def exam_from_dict(raw: Mapping[str, Any], exam_index: int = 0, source: str = "e
     return Exam(images, horizontal_flip, cancer_label, image_metadata, extra, metadata)
 
 
-def exams_from_data(data: Any, source: str = "exam list") -> list[Exam]:
-    """Validate a loaded exam list (a list of dicts) and convert it to :class:`Exam` objects."""
+def exams_from_data(data: Any, source: str = "exam list", *, ignore_unknown_views: bool = False) -> list[Exam]:
+    """Validate a loaded exam list (a list of dicts) and convert it to :class:`Exam` objects.
+
+    Unknown view keys are an error, or with ``ignore_unknown_views`` one :class:`UnknownViewWarning`
+    naming every image left out.
+    """
     if isinstance(data, Mapping):
         raise ExamListError(f"{source}: expected a list of exam dicts, got a single dict "
                             f"(keys {sorted(map(str, data))[:8]}); wrap it in a list")
     if not isinstance(data, (list, tuple)):
         raise ExamListError(f"{source}: expected a list of exam dicts, got {type(data).__name__}")
-    return [exam_from_dict(raw, i, source) for i, raw in enumerate(data)]
+    dropped: list[str] = []
+    exams = [exam_from_dict(raw, i, source, ignore_unknown_views=ignore_unknown_views, dropped=dropped)
+             for i, raw in enumerate(data)]
+    if dropped:
+        warnings.warn(f"{source}: leaving out the images of unknown view keys (--ignore-unknown-views): "
+                      + "; ".join(dropped), UnknownViewWarning, stacklevel=2)
+    return exams
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,8 +385,12 @@ def _format_for(path: Path) -> str:
     raise ExamListError(f"{path}: unknown exam-list format {suffix!r}; use .pkl (pickle) or .json")
 
 
-def load_exam_list(path: str | Path) -> list[Exam]:
-    """Read and validate an exam list from a pickle (any protocol, restricted) or JSON file."""
+def load_exam_list(path: str | Path, *, ignore_unknown_views: bool = False) -> list[Exam]:
+    """Read and validate an exam list from a pickle (any protocol, restricted) or JSON file.
+
+    Keys that look like views but are not one of :data:`VIEWS` are an error naming the file, the exam and
+    the key; with ``ignore_unknown_views`` their images are left out with one warning naming them all.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"exam list not found: {path}")
@@ -360,7 +405,7 @@ def load_exam_list(path: str | Path) -> list[Exam]:
         raise ExamListError(f"{path}: {e}. If you trust this file, convert it to plain data first.") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as e:
         raise ExamListError(f"{path}: not a readable {fmt} file ({type(e).__name__}: {e})") from None
-    return exams_from_data(data, source=str(path))
+    return exams_from_data(data, source=str(path), ignore_unknown_views=ignore_unknown_views)
 
 
 def exams_to_data(exams: Iterable[Exam]) -> list[dict[str, Any]]:
@@ -390,3 +435,16 @@ def save_exam_list(exams: Iterable[Exam], path: str | Path) -> Path:
             json.dump(_to_json(data), f, indent=1)
             f.write("\n")
     return path
+
+
+def save_exam_list_if_changed(exams: Sequence[Exam], path: str | Path) -> Path:
+    """:func:`save_exam_list`, unless ``path`` already holds the same exam list: a re-run that changed nothing
+    rewrites nothing (and whatever fingerprints the file's bytes or time stays up to date)."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            if exams_to_data(load_exam_list(path)) == exams_to_data(exams):
+                return path
+        except (ExamListError, OSError, ValueError):
+            pass  # unreadable: rewrite it
+    return save_exam_list(exams, path)

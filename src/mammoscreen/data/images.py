@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..files import atomic_write
+from ..core.files import atomic_write
 
 # Pillow refuses images above ~179 Mpx by default as a decompression-bomb guard; full-field
 # mammograms are far smaller, but a 16-bit 4096x5000 image is close enough to warn. Allow up to

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..files import write_bytes_atomic
+from ..core.files import write_bytes_atomic
 from .metrics import calibration_curve, precision_recall_curve, ranking_metrics, roc_curve
 
 __all__ = ["roc_figure", "pr_figure", "calibration_figure", "reader_study_roc_figure", "forest_figure",
@@ -196,9 +196,13 @@ def figure_bytes(figure, fmt: str = "png") -> bytes:
 
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
-    # No creation date in the files: the same data gives the same bytes.
+    # No creation date in the files, and SVG element ids from a fixed salt rather than a random one: the
+    # same data gives the same bytes (a re-run after an interruption rewrites identical files).
+    import matplotlib
+
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-    figure.savefig(buffer, format=fmt, dpi=_DPI, metadata=metadata)
+    with matplotlib.rc_context({"svg.hashsalt": "mammoscreen"}):
+        figure.savefig(buffer, format=fmt, dpi=_DPI, metadata=metadata)
     return buffer.getvalue()
 
 

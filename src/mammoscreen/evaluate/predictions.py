@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import __version__
 from ..data.exams import Exam
-from ..files import sha256_file
+from ..core.files import sha256_file
 from .bootstrap import (
     DEFAULT_REPLICATES,
     MIN_CASES_FOR_BOOTSTRAP,

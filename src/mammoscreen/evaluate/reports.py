@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..files import write_json_atomic, write_text_atomic
+from ..core.files import write_json_atomic, write_text_atomic
 from .predictions import METRIC_LABELS, EvaluationResult, MetricEstimate
 
 if TYPE_CHECKING:  # imported for annotations only: writing one kind of result needs no other module

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..files import atomic_write
+from ..core.files import atomic_write
 from .visualize import _GREY, BENIGN_COLOR, MALIGNANT_COLOR, _display_range, _downsample
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..files import atomic_write
+from ..core.files import atomic_write
 from .visualize import (BENIGN_COLOR, MALIGNANT_COLOR, PATCH_COLOR, _GREY, _SALIENCY_MAPS, _display_range,
                         _downsample, _mask_map)
 

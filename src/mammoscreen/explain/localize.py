@@ -53,7 +53,7 @@ from ..batch import Failure, describe_error
 from ..data.exams import VIEWS, iter_images, load_exam_list, needs_flip
 from ..data.images import read_png
 from ..evaluate.bootstrap import bootstrap_counts, percentile_interval
-from ..files import write_json_atomic, write_text_atomic
+from ..core.files import write_json_atomic, write_text_atomic
 from ..preprocess.windows import WindowGeometry
 
 __all__ = [

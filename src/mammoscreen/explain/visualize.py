@@ -15,7 +15,7 @@ from matplotlib.colors import LinearSegmentedColormap, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..files import atomic_write
+from ..core.files import atomic_write
 
 BENIGN_COLOR = (0.0, 0.7, 0.2)
 MALIGNANT_COLOR = (0.9, 0.1, 0.1)

@@ -37,7 +37,7 @@ from PIL import Image
 
 from ..data.exams import VIEWS, Exam, ImageRecord, iter_images, view_angle
 from ..data.images import image_path, read_mammogram, write_png
-from ..files import sha256_file
+from ..core.files import sha256_file
 from ..memory import keep_freed_memory
 from ..predict import (ExamPrediction, ExamPredictor, ImagePrediction, Predictor, full_fp32, missing_views,
                        resolve_device)

@@ -30,7 +30,7 @@ import torch
 
 from ..data.exams import ImageRecord
 from ..data.images import image_path, read_mammogram, read_png
-from ..files import sha256_file
+from ..core.files import sha256_file
 from ..predict import ImagePrediction, Predictor, full_fp32, resolve_device
 from .frcnn import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
 from .registry import ModelSpec, WeightFile, register_model

@@ -18,7 +18,7 @@ import torch
 
 from ..data.exams import ImageRecord
 from ..data.images import image_path, read_mammogram, read_png
-from ..files import sha256_file
+from ..core.files import sha256_file
 from ..predict import ImagePrediction, Predictor, resolve_device
 from ..preprocess.centers import GMIC_WINDOWS
 from ..preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..files import sha256_file
+from ..core.files import sha256_file
 from .registry import ModelSpec, WeightFile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -223,7 +223,27 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor
         warnings.warn(f"{source}: ignoring {len(unexpected)} unused parameter(s): {', '.join(unexpected[:5])}",
                       UnexpectedKeysWarning, stacklevel=2)
     model.load_state_dict({k: state_dict[k] for k in expected}, strict=True)
+    check_finite_parameters(model, source)
+
+
+def check_finite_parameters(model: nn.Module, source: str = "checkpoint") -> None:
+    """:class:`WeightsError` if a loaded parameter or buffer holds NaN or infinite values (also values that
+    overflowed when the checkpoint's numbers were converted to the model's precision): such a model
+    would give scores that are not numbers."""
+    import torch
+
+    bad = []
+    for key, tensor in model.state_dict().items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            count = int((~torch.isfinite(tensor)).sum())
+            if count:
+                bad.append(f"{key} ({count} of {tensor.numel()})")
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise WeightsError(f"{source}: non-finite values (NaN or infinity) in {len(bad)} parameter(s): {shown}; the "
+                           "checkpoint is corrupt or its training diverged")
 
 
 __all__ = ["PRETRAINED_DIR", "bundled_weights_path", "WeightFile", "WeightsError", "UnexpectedKeysWarning", "cache_dir", "download", "official_weights_path",
-           "resolve_weight_path", "weights_problem", "load_checkpoint", "load_state_dict_into"]
+           "resolve_weight_path", "weights_problem", "load_checkpoint", "load_state_dict_into",
+           "check_finite_parameters"]

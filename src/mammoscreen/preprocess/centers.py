@@ -15,16 +15,19 @@ the window extraction pads such images.
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..batch import Failure, map_images
-from ..data.exams import Exam, ExamListError, add_image_metadata, iter_images, save_exam_list, view_angle
+from ..batch import Failure, StageReport, map_images
+from ..core.journal import Journal
+from ..core.lock import output_lock
+from ..data.exams import (Exam, ExamListError, add_image_metadata, iter_images, save_exam_list_if_changed,
+                          view_angle)
 from ..data.images import image_path, read_png
-from ..files import Journal
 from .windows import flip_to_face_right
 
 GMIC_WINDOW = (2944, 1920)
@@ -116,31 +119,49 @@ def _center_file(item: tuple[str, str, str, int, int, tuple[int, int]], images_d
 
 def centers_dataset(cropped_dir: str | Path, exams: Sequence[Exam], output_path: str | Path | None = None, *,
                     windows: Mapping[str, tuple[int, int]] = GMIC_WINDOWS, workers: int = 1,
-                    progress: bool = True) -> tuple[list[Exam], list[Failure]]:
+                    progress: bool = True, report: StageReport | None = None) -> tuple[list[Exam], list[Failure]]:
     """Add ``best_center`` to every image of a cropped exam list; write it to ``output_path`` if given.
 
     ``windows`` maps the view angle ('CC', 'MLO') to the model's input window (rows, cols).
-    Images that fail (unreadable) are reported and left out.
+    Images that fail (unreadable) are reported and left out. With ``output_path``, finished images are
+    journaled beside it with the content of their cropped file and their crop metadata, so a re-run
+    recomputes only images whose crop changed, and the folder of ``output_path`` is locked for the
+    duration. When the exam list cannot be written, an older one is removed and ``report.output_failed``
+    set (see :func:`~mammoscreen.preprocess.crop.crop_dataset`).
     """
+    report = report if report is not None else StageReport("centres")
     records = list(iter_images(exams))
     for r in records:
         for key in ("rightmost_points", "bottommost_points"):
             if key not in r.metadata:
                 raise ExamListError(f"image {r.name!r} (exam {r.exam_index}, {r.view}) has no {key!r}: the exam "
                                     "list must come from the crop stage ('mammoscreen crop')")
-    journal = None
-    if output_path is not None:
-        output_path = Path(output_path)
-        journal = Journal(output_path.parent / f".{output_path.name}.journal.jsonl",
-                          fingerprint={"stage": "centers", "images": str(Path(cropped_dir).resolve()),
-                                       "windows": {k: list(v) for k, v in windows.items()}})
     items = [(r.name, r.view, r.horizontal_flip, r.metadata["rightmost_points"][1],
               r.metadata["bottommost_points"][0], tuple(windows[r.angle])) for r in records]
-    results, failures = map_images(partial(_center_file, images_dir=str(cropped_dir)), items,
-                                   [r.name for r in records], journal=journal,
-                                   source_of=lambda name: image_path(cropped_dir, name), workers=workers,
-                                   desc="centres", progress=progress)
-    with_centers = add_image_metadata(exams, results)
-    if output_path is not None:
-        save_exam_list(with_centers, output_path)
+    names = [r.name for r in records]
+    failures: list[Failure] = []
+
+    def run(journal: Journal | None) -> dict[str, dict]:
+        results, found = map_images(partial(_center_file, images_dir=str(cropped_dir)), items, names,
+                                    journal=journal, source_of=lambda name: image_path(cropped_dir, name),
+                                    accept=lambda value: isinstance(value, dict) and "best_center" in value,
+                                    workers=workers, desc="centres", progress=progress, report=report)
+        failures.extend(found)
+        return results
+
+    if output_path is None:
+        return add_image_metadata(exams, run(None)), failures
+    output_path = Path(output_path)
+    with output_lock(output_path.parent):
+        journal = Journal(output_path.parent / f".{output_path.name}.journal.jsonl",
+                          fingerprint={"stage": "centers", "windows": {k: list(v) for k, v in windows.items()}})
+        with_centers = add_image_metadata(exams, run(journal))
+        try:
+            save_exam_list_if_changed(with_centers, output_path)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                output_path.unlink()
+            failures.append(Failure.of(output_path.name, error, report.stage))
+            report.failures.append(failures[-1])
+            report.output_failed = True
     return with_centers, failures

@@ -20,6 +20,7 @@ The tests check this equivalence against scipy's iterated morphology on random m
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,10 +29,12 @@ from typing import Literal, Sequence
 import cv2
 import numpy as np
 
-from ..batch import Failure, map_images
-from ..data.exams import Exam, add_image_metadata, iter_images, needs_flip, save_exam_list
+from ..batch import Failure, InputWarning, StageReport, map_images
+from ..core.journal import Journal
+from ..core.lock import output_lock
+from ..data.exams import Exam, add_image_metadata, iter_images, needs_flip, save_exam_list_if_changed
 from ..data.images import image_path, read_png, write_png
-from ..files import Journal
+from .plausibility import plausibility_warnings
 
 Facing = Literal["left", "right"]
 
@@ -201,33 +204,57 @@ def _crop_file(item: tuple[str, str, str], images_dir: str, output_dir: str, ite
     except CropError as e:
         raise CropError(f"{image_path(images_dir, name)}: cannot crop: {e}") from None
     write_png(image_path(output_dir, name), apply_crop(image, info))
-    return {**info.as_metadata(), ORIGINAL_SHAPE: (int(image.shape[0]), int(image.shape[1]))}
+    metadata = {**info.as_metadata(), ORIGINAL_SHAPE: (int(image.shape[0]), int(image.shape[1]))}
+    return {"metadata": metadata, "warnings": plausibility_warnings(image)}
+
+
+def _is_crop_result(value: object) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("metadata"), dict)
+            and isinstance(value.get("warnings"), list) and all(isinstance(w, str) for w in value["warnings"]))
 
 
 def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str | Path, *, workers: int = 1,
-                 iterations: int = 100, buffer_size: int = 50,
-                 progress: bool = True) -> tuple[list[Exam], list[Failure]]:
+                 iterations: int = 100, buffer_size: int = 50, progress: bool = True,
+                 report: StageReport | None = None) -> tuple[list[Exam], list[Failure]]:
     """Crop every image of ``exams`` into ``output_dir`` and write ``output_dir/cropped_exam_list.pkl``.
 
     Returns the cropped exam list (with ``window_location``, ``rightmost_points``, ``bottommost_points``
     and ``distance_from_starting_side`` per image, as the official code writes them, plus mammoscreen's
     ``original_shape``, see :data:`ORIGINAL_SHAPE`) and the images that could not be cropped, which are
-    left out of it. Finished images are journaled: a re-run after an interruption skips them.
+    left out of it. Finished images are journaled with the content of their original and cropped files:
+    a re-run skips them unless one of the two changed (or the image's view or flip did), and retries the
+    failed ones. ``report`` (if given) receives the counts, the failures and the input warnings
+    (:func:`~mammoscreen.preprocess.plausibility.plausibility_warnings`). The output directory is locked
+    for the duration (:func:`~mammoscreen.core.lock.output_lock`).
+
+    When ``cropped_exam_list.pkl`` cannot be written (disk full, read-only), an older one is removed (it
+    would describe other crops), the failure is reported with ``report.output_failed`` set, and the
+    images' crops stay journaled for the next run.
     """
     output_dir = Path(output_dir)
+    report = report if report is not None else StageReport("crop")
     records = list(iter_images(exams))
-    journal = Journal(output_dir / ".crop_journal.jsonl",
-                      fingerprint={"stage": "crop", "images": str(Path(images_dir).resolve()),
-                                   "iterations": iterations, "buffer_size": buffer_size,
-                                   # results journaled before original_shape was recorded lack it
-                                   "records": ORIGINAL_SHAPE})
-    func = partial(_crop_file, images_dir=str(images_dir), output_dir=str(output_dir), iterations=iterations,
-                   buffer_size=buffer_size)
-    results, failures = map_images(
-        func, [(r.name, r.view, r.horizontal_flip) for r in records], [r.name for r in records],
-        journal=journal, source_of=lambda name: image_path(images_dir, name),
-        still_valid=lambda name: image_path(output_dir, name).is_file(),
-        workers=workers, desc="crop", progress=progress)
-    cropped = add_image_metadata(exams, results)
-    save_exam_list(cropped, output_dir / CROPPED_EXAM_LIST)
+    with output_lock(output_dir):
+        journal = Journal(output_dir / ".crop_journal.jsonl",
+                          fingerprint={"stage": "crop", "iterations": iterations, "buffer_size": buffer_size,
+                                       "result": ["metadata", "warnings"]})
+        func = partial(_crop_file, images_dir=str(images_dir), output_dir=str(output_dir), iterations=iterations,
+                       buffer_size=buffer_size)
+        results, failures = map_images(
+            func, [(r.name, r.view, r.horizontal_flip) for r in records], [r.name for r in records],
+            journal=journal, source_of=lambda name: image_path(images_dir, name),
+            outputs_of=lambda name: [image_path(output_dir, name)], accept=_is_crop_result,
+            workers=workers, desc="crop", progress=progress, report=report)
+        report.warnings.extend(InputWarning(name, message, report.stage) for name, result in results.items()
+                               for message in result["warnings"])
+        cropped = add_image_metadata(exams, {name: result["metadata"] for name, result in results.items()})
+        try:
+            save_exam_list_if_changed(cropped, output_dir / CROPPED_EXAM_LIST)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                (output_dir / CROPPED_EXAM_LIST).unlink()
+            failure = Failure.of(CROPPED_EXAM_LIST, error, report.stage)
+            failures.append(failure)
+            report.failures.append(failure)
+            report.output_failed = True
     return cropped, failures

@@ -1,11 +1,13 @@
 """Reading a ``mammoscreen run`` output directory into what the report shows.
 
 Only ``run_summary.json`` is required; every other piece (evaluation, comparison, figures, localisation,
-labels) is optional and its absence is recorded as a short note for the report instead of an error.
+labels, the input warnings and failures) is optional and its absence is recorded as a short note for the
+report instead of an error.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..files import sha256_file
+from ..core.files import sha256_file
+from ..core.stages import FAILURES_CSV, WARNINGS_CSV, Failure, InputWarning, read_failures_csv, read_warnings_csv
 
 RUN_SUMMARY = "run_summary.json"  # as pipeline.RUN_SUMMARY; not imported, so the report needs no torch
 EVALUATION_DIR = "evaluation"
@@ -80,6 +83,8 @@ class RunContents:
     metadata_keys: list[str] = field(default_factory=list)  # of the exam list (the Subgroups section)
     comparison_subgroups: dict[str, Any] | None = None  # comparison/subgroups.json
     notes: dict[str, str] = field(default_factory=dict)  # e.g. 'comparison subgroups' -> why they are not shown
+    warnings: list[InputWarning] = field(default_factory=list)  # warnings.csv: implausible inputs
+    failures: list[Failure] = field(default_factory=list)  # failures.csv: every stage's failures
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -253,6 +258,12 @@ def collect_run(run_dir: str | Path) -> RunContents:
     comparison_notes: dict[str, str] = {}
     comparison_subgroups = _read_subgroups(run_dir / COMPARISON_DIR, {m.name: m.directory / "predictions.csv"
                                                                       for m in models}, comparison_notes)
+    try:
+        warnings, failures = read_warnings_csv(run_dir / WARNINGS_CSV), read_failures_csv(run_dir / FAILURES_CSV)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ReportInputError(f"{run_dir / WARNINGS_CSV} or {FAILURES_CSV} cannot be read ({error}); re-run "
+                               "'mammoscreen run' to rewrite them") from None
     return RunContents(run_dir, summary, run, models, comparison,
                        comparison_path.parent if comparison else None, exam_list, _metadata_keys(exam_list),
-                       comparison_subgroups, {f"comparison {k}": v for k, v in comparison_notes.items()})
+                       comparison_subgroups, {f"comparison {k}": v for k, v in comparison_notes.items()},
+                       warnings, failures)

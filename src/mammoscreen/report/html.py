@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..files import write_text_atomic
+from ..core.files import write_text_atomic
 from .collect import ModelRun, ReportInputError, RunContents, collect_run
 from .images import data_uri, figure_thumbnail, outlined_mammogram
 
@@ -29,9 +29,9 @@ DEFAULT_MAX_GALLERY = 24  # figures per model: keeps the file to a few MB
 DEFAULT_FIGURE_WIDTH = 1400
 TRUTH_HEIGHT = 400  # rows of the outlined mammogram (shown at 200 CSS px: sharp on high-DPI screens)
 CALIBRATION_BINS = 10
-SECTIONS = (("provenance", "Provenance"), ("metrics", "Metrics"), ("curves", "ROC and PR curves"),
-            ("calibration", "Calibration"), ("subgroups", "Subgroups"), ("localization", "Localisation"),
-            ("gallery", "Gallery"))
+SECTIONS = (("provenance", "Provenance"), ("warnings", "Warnings"), ("metrics", "Metrics"),
+            ("curves", "ROC and PR curves"), ("calibration", "Calibration"), ("subgroups", "Subgroups"),
+            ("localization", "Localisation"), ("gallery", "Gallery"))
 MAX_SUBGROUP_WARNINGS = 12
 METRIC_COLUMNS = (("auroc", "AUROC"), ("auprc_trapezoid", "AUPRC (trapezoidal)"),
                   ("average_precision", "Average precision"), ("benign_auroc", "Benign AUROC"))
@@ -199,6 +199,27 @@ def _provenance(contents: RunContents, report_environment: dict[str, Any]) -> st
         ("command", _code(" ".join(command)) if command else "not recorded (run from Python)"),
     ]))
     return _section("provenance", "Provenance", parts)
+
+
+def _warnings(contents: RunContents) -> str:
+    """Implausible inputs (warnings.csv) and everything that failed (failures.csv), image by image."""
+    parts = []
+    if contents.warnings:
+        parts.append(_note(f"{len(contents.warnings)} input(s) do not look like the mammograms the models expect; "
+                           "they were predicted, but check them before trusting their scores."))
+        parts.append(_table(["stage", "image", "warning"],
+                            [[w.stage, _code(w.name), w.message] for w in contents.warnings]))
+    else:
+        parts.append(_note("No input warnings: every image passed the plausibility checks."))
+    if contents.failures:
+        io = sum(f.io_error for f in contents.failures)
+        parts.append("<h3>Failures</h3>")
+        if io:
+            parts.append(_note(f"{io} failure(s) were I/O errors (disk full, read-only): the run is incomplete; "
+                               "re-run the same command after fixing the cause."))
+        parts.append(_table(["stage", "item", "kind", "reason"],
+                            [[f.stage, _code(f.name), f.kind, f.reason] for f in contents.failures]))
+    return _section("warnings", "Warnings", parts)
 
 
 def _ci_note(metrics: dict[str, Any]) -> str:
@@ -600,6 +621,7 @@ def render_report(contents: RunContents, *, title: str | None = None, segmentati
         _header(contents, title, generated),
         "<main>",
         _provenance(contents, software_versions()),
+        _warnings(contents),
         _metrics(contents),
         _curves(contents),
         _calibration(contents),
@@ -626,7 +648,7 @@ def build_report(run_dir: str | Path, output_path: str | Path | None = None, *, 
         ``<model>/predictions.csv``, ``<model>/evaluation/metrics.json`` and its ROC/PR figures,
         ``<model>/visualization/*.png``, ``<model>/localization/localization.json`` and
         ``localization_per_image.csv``; ``comparison/comparison.json`` and its curves; the exam list
-        (labels) the evaluation used.
+        (labels) the evaluation used; ``warnings.csv`` and ``failures.csv``.
     output_path : where to write (default ``run_dir/report.html``); written atomically.
     title : page title (default from the run directory's name).
     segmentation_dir : lesion masks ``<image>_benign.png`` / ``<image>_malignant.png``, to outline the

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..files import atomic_write, write_json_atomic
+from ..core.files import atomic_write, write_json_atomic
 from ..models.gmic import GMIC, GMICConfig
 from ..models.weights import WeightsError, load_checkpoint, load_state_dict_into
 from .configs import config_name

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..data.exams import Exam, load_exam_list
 from ..evaluate.metrics import roc_auc
-from ..files import sha256_file, write_json_atomic, write_text_atomic
+from ..core.files import sha256_file, write_json_atomic, write_text_atomic
 from ..models.gmic import GMIC, GMICConfig
 from ..predict import resolve_device
 from .checkpoint import load_initial_weights, save_gmic_weights, save_torch_atomic
@@ -176,7 +176,7 @@ def plot_curves(log: Sequence[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    from ..files import write_bytes_atomic
+    from ..core.files import write_bytes_atomic
 
     write_bytes_atomic(path, buffer.getvalue())
 

@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 
 from ...batch import Failure, map_images
-from ...files import Journal, write_text_atomic
+from ...core.files import write_text_atomic
+from ...core.journal import Journal
 from ..convert import cancer_label, convert_file
 from ..dicom import AcceptPolicy, PixelPolicy, header_metadata, object_reason, read_dicom
 from ..exams import VIEWS, Exam, save_exam_list

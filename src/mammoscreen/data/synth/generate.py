@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from ...batch import map_images
-from ...files import Journal, write_bytes_atomic, write_json_atomic, write_text_atomic
+from ...core.files import write_bytes_atomic, write_json_atomic, write_text_atomic
+from ...core.journal import Journal
 from ..dicom_write import STANDARD_ORIENTATION, mammogram_dataset, save_dicom, uid_from
 from ..exams import VIEWS, Exam, exams_from_data, load_exam_list, save_exam_list, view_angle, view_side
 from ..voi import rescale_to_16bit
