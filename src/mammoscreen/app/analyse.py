@@ -28,7 +28,7 @@ from ..evaluate.mrmc import MRMCData, ai_versus_readers, obuchowski_rockette
 from ..evaluate.readers import evaluate_reader_study
 from ..evaluate.reports import format_mrmc, write_mrmc, write_reader_study
 from ..evaluate.validation import EvaluationInputError
-from ..files import write_text_atomic
+from ..core.files import write_text_atomic
 from . import audit
 from .db import Study
 from .errors import StudyError

@@ -24,7 +24,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..files import write_bytes_atomic
+from ..core.files import write_bytes_atomic
 from .db import Answer, Case, Database, Reader, ReadingSession, Study
 from .errors import StudyError
 

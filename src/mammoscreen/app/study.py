@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from .. import __version__
 from ..data.exams import VIEWS, ExamListError, load_exam_list
 from ..data.images import ImageFileError
-from ..files import sha256_file, write_bytes_atomic, write_text_atomic
+from ..core.files import sha256_file, write_bytes_atomic, write_text_atomic
 from . import audit, design as designs
 from .db import Case, Database, Image, Reader, ReadingSession, Study, head_revision, utcnow
 from .errors import StudyError

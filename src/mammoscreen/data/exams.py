@@ -273,8 +273,11 @@ def exam_from_dict(raw: Mapping[str, Any], exam_index: int = 0, source: str = "e
     if not isinstance(raw, Mapping):
         raise ExamListError(f"{where}: expected a dict, got {type(raw).__name__}")
     raw = dict(raw)
+    left_out: set[str] = set()
     for key in _unknown_view_keys(raw):
         names = _plain(raw.pop(key))
+        if isinstance(names, (list, tuple)):
+            left_out.update(n for n in names if isinstance(n, str))
         shown = ", ".join(map(str, names)) if isinstance(names, (list, tuple)) else repr(names)
         if not ignore_unknown_views:
             raise ExamListError(f"{where}, key {key!r}: not a view mammoscreen knows (it reads {', '.join(VIEWS)}, "
@@ -343,8 +346,12 @@ def exam_from_dict(raw: Mapping[str, Any], exam_index: int = 0, source: str = "e
     metadata: dict[str, Any] = {}
     if METADATA_KEY in raw:
         names = [name for view in VIEWS for name in images[view]]
+        found = raw.pop(METADATA_KEY)
+        if left_out and isinstance(found, Mapping) and isinstance(found.get("images"), Mapping):
+            # the per-image values of images left out with their unknown view go with them
+            found = {**found, "images": {n: v for n, v in found["images"].items() if n not in left_out}}
         try:
-            metadata = check_metadata(raw.pop(METADATA_KEY), names, f"{where}, key {METADATA_KEY!r}")
+            metadata = check_metadata(found, names, f"{where}, key {METADATA_KEY!r}")
         except MetadataError as e:
             raise ExamListError(str(e)) from None
 

@@ -25,7 +25,7 @@ import pandas as pd
 from .. import __version__
 from ..data.exam_metadata import breast_value, image_value, metadata_keys
 from ..data.exams import Exam
-from ..files import sha256_file
+from ..core.files import sha256_file
 from .bootstrap import DEFAULT_REPLICATES
 from .io import LevelData, breast_level_data, image_level_data, read_predictions, resolve_exam_list
 from .subgroups import (

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..files import write_json_atomic, write_text_atomic
+from ..core.files import write_json_atomic, write_text_atomic
 from .reports import format_table, json_safe
 from .subgroup_evaluation import SubgroupEvaluation
 from .subgroups import MISSING, OVERALL, SubgroupAnalysis, SubgroupRow

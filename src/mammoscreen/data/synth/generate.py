@@ -150,7 +150,8 @@ def _write_exam(exam_index: int, output_dir: str, seed: int, options: SynthOptio
                 mask = synth_view.masks[label].astype(np.uint8) * np.uint8(255)
                 write_bytes_atomic(out / "segmentation" / f"{name}_{label}.png", encode_png(mask))
         if fmt != "png":
-            ds = _dicom_for(values, view, variant, study_uid, f"SYNTH-{seed}-{exam_index}", options.pixel_mm)
+            ds = _dicom_for(values, view, variant, study_uid, f"SYNTH-{seed}-{exam_index}", options.pixel_mm,
+                            exam.age)
             save_dicom(ds, out / "dicom" / f"{name}.dcm", compression=dicom_compression)
         exam_dict[view] = [name]
         exam_dict[f"{view}_benign_seg"] = [f"{name}_benign"]
@@ -163,12 +164,15 @@ def _write_exam(exam_index: int, output_dir: str, seed: int, options: SynthOptio
     return {"exam": exam_dict, "lesions": lesions, "study_uid": study_uid}
 
 
-def _dicom_for(values: np.ndarray, view: str, variant: str, study_uid: str, patient_id: str, pixel_mm: float):
-    """A DICOM dataset whose default conversion (VOI 'none', 12 bits) gives back ``values`` exactly."""
+def _dicom_for(values: np.ndarray, view: str, variant: str, study_uid: str, patient_id: str, pixel_mm: float,
+               age: int):
+    """A DICOM dataset whose default conversion (VOI 'none', 12 bits) gives back ``values`` exactly; the
+    patient's age in the header, as scanners record it (importers read it from there)."""
     side, angle = view_side(view), view_angle(view)
     common = dict(laterality=side, view=angle, study_uid=study_uid, patient_id=patient_id,
                   pixel_spacing_mm=round(pixel_mm, 6), patient_orientation=STANDARD_ORIENTATION[(side, angle)],
-                  extra={"BurnedInAnnotation": "YES", "SeriesDescription": f"{side} {angle}"})
+                  extra={"BurnedInAnnotation": "YES", "SeriesDescription": f"{side} {angle}",
+                         "PatientAge": f"{int(age):03d}Y"})
     if variant == "monochrome1":
         return mammogram_dataset((MAX_VALUE - values).astype(np.uint16), photometric="MONOCHROME1",
                                  window=(2048, 4096), **common)
