@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .core.safejson import JSONInputError, as_json_data, loads_json
+
 PathLike = str | os.PathLike
 
 
@@ -121,8 +123,8 @@ class Journal:
         records = []
         for line in lines:
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                records.append(loads_json(line, str(self.path)))
+            except JSONInputError:
                 break  # a torn final line from an interrupted run
         if not records or records[0].get("fingerprint") != _canonical(self.fingerprint):
             self.path.unlink()
@@ -158,4 +160,4 @@ class Journal:
 
 
 def _canonical(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, sort_keys=True, default=_json_default))
+    return as_json_data(obj, default=_json_default)

@@ -25,17 +25,18 @@ from __future__ import annotations
 
 import gc
 import inspect
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .batch import Failure
+from .core.paths import ensure_output_dir, output_path
+from .core.safejson import JSONInputError, as_json_data, load_json
 from .data.exams import Exam, load_exam_list
 from .files import sha256_file, write_json_atomic
 from .models.registry import ModelSpec, get_model_spec
-from .models.weights import WeightsError, weights_problem
+from .models.weights import UNVERIFIED_DOWNLOADS, WeightsError, weights_problem
 from .predict import PredictionRun, PredictOptions, run_prediction
 
 CROPPED_DIR = "cropped_images"
@@ -167,8 +168,8 @@ class StageMarkers:
         if not marker.is_file() or not all(p.exists() for p in outputs):
             return False
         try:
-            return json.loads(marker.read_text()) == json.loads(json.dumps(fingerprint))
-        except json.JSONDecodeError:
+            return load_json(marker) == as_json_data(fingerprint)
+        except (JSONInputError, OSError):
             return False
 
     def mark(self, stage: str, fingerprint: dict[str, Any]) -> None:
@@ -231,7 +232,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
             runnable.append((request, spec))
     if not runnable:
         raise WeightsError("no model can run: " + "; ".join(f"{n}: {o.reason}" for n, o in outcomes.items()))
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(output_dir)
     markers = StageMarkers(output_dir)
 
     # 1. Crop (shared by every model that uses the NYU preprocessing).
@@ -286,7 +287,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
                                                str(e))
             log(f"{spec.name}: skipped - {e}")
             continue
-        model_dir = output_dir / spec.name
+        model_dir = output_path(output_dir, spec.name)
         provenance = predictor.provenance()
         try:
             run = run_prediction(predictor, model_exams, model_images, model_dir, options)
@@ -327,6 +328,8 @@ def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], option
             "segmentations": None if options.segmentations is None else str(Path(options.segmentations).resolve()),
             "visualize": options.visualize, "save_maps": options.save_maps,
             "failures": {stage: len(found) for stage, found in failures.items()},
+            # Weight files fetched without a published checksum (--allow-unverified), with the sha256 they had.
+            "unverified_downloads": [dict(d) for d in UNVERIFIED_DOWNLOADS],
             "environment": software_versions()}
 
 

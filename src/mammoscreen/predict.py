@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch import Failure, describe_error
+from .core.paths import ensure_output_dir, output_path
 from .data.exams import VIEWS, Exam, ImageRecord, iter_images
 from .data.images import image_path
 from .files import Journal, atomic_write, file_signature, write_text_atomic
@@ -201,15 +202,14 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     With ``options.save_maps`` each image's maps go to ``output_dir/maps/<image>.npz``; with
     ``options.visualize`` its figure to ``output_dir/visualization/<image>.png``.
     """
-    images_dir, output_dir = Path(images_dir), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    images_dir, output_dir = Path(images_dir), ensure_output_dir(output_dir)
     records = predictor.select_images(exams)
     duplicates = sorted(name for name, count in Counter(r.name for r in records).items() if count > 1)
     if duplicates:
         raise ValueError(f"image names occur more than once in the exam list: {', '.join(duplicates[:5])}")
 
-    maps_path = lambda r: output_dir / MAPS_DIR / f"{r.name}.npz"  # noqa: E731
-    figure_path = lambda r: output_dir / VISUALIZATION_DIR / f"{r.name}.png"  # noqa: E731
+    maps_path = lambda r: output_path(output_dir, MAPS_DIR, f"{r.name}.npz")  # noqa: E731
+    figure_path = lambda r: output_path(output_dir, VISUALIZATION_DIR, f"{r.name}.png")  # noqa: E731
     journal = Journal(output_dir / ".predict_journal.jsonl",
                       fingerprint={**predictor.provenance(), "images": str(images_dir.resolve())})
 
@@ -388,9 +388,8 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
     interrupted run continues where it stopped. With ``options.save_maps`` each exam's maps go to
     ``output_dir/maps/exam_<index>.npz``.
     """
-    images_dir, output_dir = Path(images_dir), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    maps_path = lambda i: output_dir / MAPS_DIR / f"{exam_maps_name(i)}.npz"  # noqa: E731
+    images_dir, output_dir = Path(images_dir), ensure_output_dir(output_dir)
+    maps_path = lambda i: output_path(output_dir, MAPS_DIR, f"{exam_maps_name(i)}.npz")  # noqa: E731
     journal = Journal(output_dir / ".predict_journal.jsonl",
                       fingerprint={**predictor.provenance(), "images": str(images_dir.resolve()),
                                    "exam_list": _exam_list_digest(exams)})

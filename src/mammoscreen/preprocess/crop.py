@@ -30,6 +30,7 @@ import numpy as np
 
 from ..batch import Failure, map_images
 from ..data.exams import Exam, add_image_metadata, iter_images, needs_flip, save_exam_list
+from ..core.paths import ensure_output_dir, output_path
 from ..data.images import image_path, read_png, write_png
 from ..files import Journal
 
@@ -200,7 +201,7 @@ def _crop_file(item: tuple[str, str, str], images_dir: str, output_dir: str, ite
         info = crop_info(image, breast_facing(view, horizontal_flip), iterations, buffer_size)
     except CropError as e:
         raise CropError(f"{image_path(images_dir, name)}: cannot crop: {e}") from None
-    write_png(image_path(output_dir, name), apply_crop(image, info))
+    write_png(output_path(output_dir, name + ".png"), apply_crop(image, info))
     return {**info.as_metadata(), ORIGINAL_SHAPE: (int(image.shape[0]), int(image.shape[1]))}
 
 
@@ -214,7 +215,10 @@ def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str 
     ``original_shape``, see :data:`ORIGINAL_SHAPE`) and the images that could not be cropped, which are
     left out of it. Finished images are journaled: a re-run after an interruption skips them.
     """
-    output_dir = Path(output_dir)
+    if Path(output_dir).resolve() == Path(images_dir).resolve():
+        raise ValueError(f"the output directory {output_dir} is the images directory: cropping would overwrite "
+                         "the original mammograms; choose another --output-dir")
+    output_dir = ensure_output_dir(output_dir)
     records = list(iter_images(exams))
     journal = Journal(output_dir / ".crop_journal.jsonl",
                       fingerprint={"stage": "crop", "images": str(Path(images_dir).resolve()),
