@@ -9,6 +9,7 @@ inflate a few hundred kilobytes into gigabytes. Training checkpoints are written
 
 from __future__ import annotations
 
+import mmap
 import re
 import zipfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Mapping
 
 from .archives import check_zip
 from .limits import InputLimitError
+from .safepickle import MalformedPickleError, UnsafePickleError, check_structure, scan_opcodes
 
 
 class CheckpointError(ValueError):
@@ -37,10 +39,11 @@ def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
             check_zip(path, what)
         except InputLimitError as e:
             raise CheckpointError(str(e)) from None
-        except (zipfile.BadZipFile, OSError) as e:
-            raise CheckpointError(f"{path}: damaged {what} archive ({e})") from None
+        except Exception as e:  # zipfile raises several types for a damaged directory (bad names, sizes)
+            raise CheckpointError(f"{path}: damaged {what} archive ({type(e).__name__}: {e})") from None
+    _check_pickles(path, what)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the unpickler raises many types for foreign or corrupt files
         text = str(e)
         named = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.<>]+)", text)
@@ -52,6 +55,43 @@ def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
         lines = [line for line in text.strip().splitlines() if line.strip() and "weights_only" not in line]
         first = lines[0].strip() if lines else ""
         raise CheckpointError(f"{path}: not a loadable PyTorch {what} ({type(e).__name__}: {first[:300]})") from None
+    try:  # nesting and shared references, as for any pickle (tensors count as single elements)
+        check_structure(loaded, str(path))
+    except UnsafePickleError as e:
+        raise CheckpointError(str(e)) from None
+    return loaded
+
+
+# Globals PyTorch's weights-only unpickler accepts that a checkpoint never needs and that allocate from a
+# number in the file: bytearray(3 * 10**9) is 30 bytes of pickle.
+_REFUSED_GLOBALS = {"builtins.bytearray", "__builtin__.bytearray", "?"}
+_LEGACY_PICKLES = 5  # magic number, protocol, system info, the object, the storage keys; then raw storages
+
+
+def _check_pickles(path: Path, what: str) -> None:
+    """Scan the pickles of a checkpoint (memo indices, frames, globals) before PyTorch loads them."""
+    found: set[str] = set()
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for entry in archive.infolist():
+                    if entry.filename.endswith("data.pkl"):
+                        scan_opcodes(archive.read(entry), f"{path}: {entry.filename}", globals_found=found)
+        else:
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                position = 0
+                for _ in range(_LEGACY_PICKLES):
+                    position = scan_opcodes(data, str(path), position, found)  # type: ignore[arg-type]
+    except (UnsafePickleError, MalformedPickleError) as e:
+        detail = str(e).removeprefix(f"{path}: ")
+        raise CheckpointError(f"{path}: not a loadable PyTorch {what} ({detail})") from None
+    except (ValueError, OSError, zipfile.BadZipFile) as e:  # an empty file cannot be mapped, a damaged archive
+        raise CheckpointError(f"{path}: not a loadable PyTorch {what} ({type(e).__name__}: {e})") from None
+    refused = sorted(found & _REFUSED_GLOBALS)
+    if refused:
+        named = "a global it does not name directly" if refused == ["?"] else refused[0]
+        raise CheckpointError(f"{path}: not a loadable PyTorch {what}: it calls {named}, which a state dict never "
+                              "needs (it could allocate memory the file does not hold); nothing in it was run")
 
 
 def state_dict_problem(state: Any) -> str | None:

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 
 class InputLimitError(ValueError):
@@ -126,3 +126,18 @@ def check_expansion(stored: int, decoded: int, source: str) -> None:
     if decoded > (1 << 20) and decoded > limits.max_expansion * max(stored, 1):
         raise InputLimitError(f"{source}: {stored:,} stored bytes would decode to {decoded:,} "
                               f"(more than {limits.max_expansion}x; {limit_message('max_expansion')})")
+
+
+def read_bounded(file: BinaryIO, source: str, limit: int | None = None) -> bytes:
+    """The whole of an open binary file, refused once it exceeds ``limit`` (default ``max_file_bytes``).
+
+    Read in chunks: ``file.read(limit)`` would allocate the whole limit up front, even for a tiny file.
+    """
+    limit = get_limits().max_file_bytes if limit is None else limit
+    chunks, total = [], 0
+    while chunk := file.read(1 << 20):
+        total += len(chunk)
+        if total > limit:
+            raise InputLimitError(f"{source}: larger than {limit:,} bytes ({limit_message('max_file_bytes')})")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .limits import get_limits, limit_message
+from .limits import InputLimitError, get_limits, limit_message, read_bounded
 from .safepickle import (NUMERIC_KINDS, PLAIN_GLOBALS, MalformedPickleError, SafeCallable, UnsafePickleError,
                          check_structure, unpickle)
 
@@ -362,11 +362,11 @@ def load_table_pickle(path: Any) -> PickledTable:
     from pathlib import Path
 
     path = Path(path)
-    limit = get_limits().max_file_bytes
     with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise UnsafePickleError(f"{path}: larger than {limit:,} bytes ({limit_message('max_file_bytes')})")
+        try:
+            data = read_bounded(f, str(path))
+        except InputLimitError as e:
+            raise UnsafePickleError(str(e)) from None
     return load_table_bytes(data, str(path))
 
 

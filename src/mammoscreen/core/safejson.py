@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .limits import get_limits, limit_message
+from .limits import InputLimitError, get_limits, limit_message, read_bounded
 
 
 class JSONInputError(ValueError):
@@ -61,11 +61,11 @@ def loads_json(text: str | bytes, source: str = "JSON") -> Any:
 def load_json(path: str | Path) -> Any:
     """Read and parse a JSON file (UTF-8) within the limits."""
     path = Path(path)
-    limit = get_limits().max_file_bytes
     with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise JSONInputError(f"{path}: larger than {limit:,} bytes ({limit_message('max_file_bytes')})")
+        try:
+            data = read_bounded(f, str(path))
+        except InputLimitError as e:
+            raise JSONInputError(str(e)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -28,12 +28,13 @@ import codecs
 import io
 import pickle
 import pickletools
+import struct
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 
-from .limits import get_limits, limit_message
+from .limits import InputLimitError, get_limits, limit_message, read_bounded
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -135,6 +136,7 @@ PLAIN_GLOBALS: dict[tuple[str, str], Any] = dict([
     _global("builtins", "dict", _plain_constructor(dict)),
     _global("builtins", "set", _plain_constructor(set)),
     _global("builtins", "frozenset", _plain_constructor(frozenset)),
+    _global("builtins", "bytes", _plain_constructor(bytes)),  # protocols 0-2: b'' is bytes()
     _global("builtins", "bytearray", _bytearray),
     _global("builtins", "complex", _complex),
     _global("collections", "OrderedDict", _plain_constructor(dict)),
@@ -152,33 +154,130 @@ PLAIN_DATA = ("lists, dicts, tuples, strings, numbers, booleans, None and numpy 
 # 1. The opcode scan
 # ----------------------------------------------------------------------------------------------
 
-_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+def _opcode_table() -> dict[int, tuple[str, int, int]]:
+    """byte -> (name, how its argument is read, fixed size): from pickletools' description of the format."""
+    table = {}
+    for op in pickletools.opcodes:
+        arg = op.arg
+        if arg is None:
+            table[op.code.encode("latin-1")[0]] = (op.name, 0, 0)
+        elif arg.n >= 0:
+            table[op.code.encode("latin-1")[0]] = (op.name, 0, arg.n)
+        else:
+            lines = 2 if arg.name == "stringnl_noescape_pair" else 1
+            table[op.code.encode("latin-1")[0]] = (op.name, arg.n, lines)
+    return table
 
 
-def scan_opcodes(data: bytes, source: str = "pickle") -> None:
-    """Refuse a pickle whose opcodes would make the unpickler allocate more than the file holds."""
+_OPCODES = _opcode_table()
+_LENGTH_PREFIX = {pickletools.TAKEN_FROM_ARGUMENT1: ("<B", 1), pickletools.TAKEN_FROM_ARGUMENT4: ("<i", 4),
+                  pickletools.TAKEN_FROM_ARGUMENT4U: ("<I", 4), pickletools.TAKEN_FROM_ARGUMENT8U: ("<Q", 8)}
+_PUT_SIZES = {"BINPUT": "<B", "LONG_BINPUT": "<I"}
+
+
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
+                         "SHORT_BINSTRING"})
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+
+def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_found: set[str] | None = None) -> int:
+    """Refuse a pickle whose opcodes would make the unpickler allocate more than the file holds; return the
+    position after its STOP opcode.
+
+    Walks the opcodes without building anything (argument lengths only, so it costs far less than the
+    load itself): memo indices must not skip ahead of the entries defined so far - a pickler numbers them
+    0, 1, 2, ... and the C unpickler sizes its memo table to the largest index, so one LONG_BINPUT
+    4294967295 would ask for 32 GB - and a frame must not be longer than the file. With ``globals_found``,
+    the ``module.name`` of every global the pickle refers to is added to it ('?' for one that cannot be
+    told without running the pickle).
+    """
+    unpack_from = struct.unpack_from
+    size = len(data)
+    position = start
     memo_entries = 0
-    try:
-        for opcode, arg, position in pickletools.genops(data):
-            name = opcode.name
-            if name in _PUT_OPS:
-                # A pickler numbers memo entries 0, 1, 2, ...; the C unpickler sizes its memo table to the
-                # largest index, so one LONG_BINPUT 4294967295 would ask for 32 GB.
-                if not isinstance(arg, int) or arg < 0 or arg > memo_entries:
-                    raise UnsafePickleError(f"{source}: memo index {arg} at byte {position} skips ahead of the "
+    track = globals_found is not None
+    strings: dict[int, str] = {}  # memo index -> string (module and class names of STACK_GLOBAL)
+    recent: list[str | None] = [None, None]  # the values the last two pushes left, when they were strings
+    while position < size:
+        code = data[position]
+        entry = _OPCODES.get(code)
+        if entry is None:
+            raise MalformedPickleError(f"{source}: not a readable pickle (unknown opcode {bytes([code])!r} at byte "
+                                       f"{position})")
+        name, how, fixed = entry
+        opcode_start = position
+        position += 1
+        pushed: str | None = None
+        if how == 0:
+            if name in _PUT_SIZES:
+                index = unpack_from(_PUT_SIZES[name], data, position)[0] if position + fixed <= size else 0
+                if index > memo_entries:
+                    raise UnsafePickleError(f"{source}: memo index {index} at byte {opcode_start} skips ahead of the "
                                             f"{memo_entries} entries defined so far; a pickler never writes that")
                 memo_entries += 1
-            elif name == "MEMOIZE":
+                if track and recent[-1] is not None:
+                    strings[index] = recent[-1]
+                position += fixed
+                continue
+            if name == "FRAME" and position + 8 <= size and unpack_from("<Q", data, position)[0] > size - position:
+                raise UnsafePickleError(f"{source}: frame at byte {opcode_start} declares "
+                                        f"{unpack_from('<Q', data, position)[0]:,} bytes, more than the file holds")
+            if name == "MEMOIZE":
+                if track and recent[-1] is not None:
+                    strings[memo_entries] = recent[-1]
                 memo_entries += 1
-            elif name == "FRAME" and arg > len(data) - position:
-                raise UnsafePickleError(f"{source}: frame at byte {position} declares {arg:,} bytes, more than the "
-                                        "file holds")
-            elif name == "STOP":
-                return
-    except UnsafePickleError:
-        raise
-    except (ValueError, EOFError, UnicodeDecodeError) as e:  # genops reports truncated or unknown opcodes
-        raise MalformedPickleError(f"{source}: not a readable pickle ({e})") from None
+                continue
+            if name == "STOP":
+                return position
+            if track:
+                if name in _GET_OPS and position + fixed <= size:
+                    pushed = strings.get(unpack_from("<B" if fixed == 1 else "<I", data, position)[0])
+                elif name == "STACK_GLOBAL":
+                    found = f"{recent[-2]}.{recent[-1]}" if None not in recent else "?"
+                    globals_found.add(found)
+                elif name == "FRAME" or name == "PROTO":
+                    position += fixed
+                    continue
+            position += fixed
+        elif how == pickletools.UP_TO_NEWLINE:
+            lines = []
+            for _ in range(fixed):  # one or two lines
+                end = data.find(b"\n", position)
+                if end < 0:
+                    raise MalformedPickleError(f"{source}: not a readable pickle (truncated at byte {opcode_start})")
+                lines.append(data[position:end])
+                position = end + 1
+            if name == "PUT":
+                try:
+                    index = int(lines[0])
+                except ValueError:
+                    raise MalformedPickleError(f"{source}: not a readable pickle (bad memo index at byte "
+                                               f"{opcode_start})") from None
+                if not 0 <= index <= memo_entries:
+                    raise UnsafePickleError(f"{source}: memo index {index} at byte {opcode_start} skips ahead of the "
+                                            f"{memo_entries} entries defined so far; a pickler never writes that")
+                memo_entries += 1
+                if track and recent[-1] is not None:
+                    strings[index] = recent[-1]
+                continue
+            if track:
+                if name in ("GLOBAL", "INST"):
+                    globals_found.add(".".join(line.decode("latin-1") for line in lines))
+                elif name == "GET":
+                    pushed = strings.get(int(lines[0])) if lines[0].strip().isdigit() else None
+        else:
+            fmt, width = _LENGTH_PREFIX[how]
+            if position + width > size:
+                break
+            length = unpack_from(fmt, data, position)[0]
+            if length < 0:
+                raise MalformedPickleError(f"{source}: not a readable pickle (negative length at byte {opcode_start})")
+            if track and name in _STRING_OPS:
+                pushed = data[position + width:position + width + length].decode("utf-8", "replace")
+            position += width + length
+        if track:
+            recent = [recent[-1], pushed]
+    raise MalformedPickleError(f"{source}: not a readable pickle (truncated: no STOP opcode)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,11 +308,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _read_limited(file: BinaryIO, source: str) -> bytes:
-    limit = get_limits().max_file_bytes
-    data = file.read(limit + 1)
-    if len(data) > limit:
-        raise UnsafePickleError(f"{source}: larger than {limit:,} bytes ({limit_message('max_file_bytes')})")
-    return data
+    try:
+        return read_bounded(file, source)
+    except InputLimitError as e:
+        raise UnsafePickleError(str(e)) from None
 
 
 def unpickle(data: bytes, *, allowed: Mapping[tuple[str, str], Any] = PLAIN_GLOBALS, what: str = "",
@@ -268,6 +366,15 @@ def load_pickle(path: str | Path) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 _SCALARS = (str, bytes, bytearray, int, float, complex, bool, type(None), np.generic)
+_SCALAR_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def _raise_expansion(source: str, frame: list[Any], limits: Any) -> None:
+    if frame[3] > limits.max_items:
+        raise UnsafePickleError(f"{source}: expands to more than {limits.max_items:,} elements (shared references "
+                                f"counted each time they are used; {limit_message('max_items')})")
+    raise UnsafePickleError(f"{source}: its strings expand to more than {limits.max_file_bytes:,} bytes (shared "
+                            f"references counted each time they are used; {limit_message('max_file_bytes')})")
 
 
 def children(obj: Any) -> Any:
@@ -312,6 +419,13 @@ def check_structure(root: Any, source: str = "pickle") -> tuple[int, int]:
     while stack:
         frame = stack[-1]
         for child in frame[1]:
+            kind = type(child)
+            if kind in _SCALAR_TYPES:  # the common case, without the generic lookups below
+                frame[3] += 1
+                frame[4] += len(child) if kind is str or kind is bytes else 8
+                if frame[3] > limits.max_items or frame[4] > limits.max_file_bytes:
+                    _raise_expansion(source, frame, limits)
+                continue
             grand = None if isinstance(child, _SCALARS) else children(child)
             if grand is None:
                 frame[3] += 1
@@ -331,12 +445,8 @@ def check_structure(root: Any, source: str = "pickle") -> tuple[int, int]:
                 on_path.add(id(child))
                 stack.append([child, iter(grand), 0, 1, 0])
                 break
-            if frame[3] > limits.max_items:
-                raise UnsafePickleError(f"{source}: expands to more than {limits.max_items:,} elements (shared "
-                                        f"references counted each time they are used; {limit_message('max_items')})")
-            if frame[4] > limits.max_file_bytes:
-                raise UnsafePickleError(f"{source}: its strings expand to more than {limits.max_file_bytes:,} bytes "
-                                        f"(shared references counted each time; {limit_message('max_file_bytes')})")
+            if frame[3] > limits.max_items or frame[4] > limits.max_file_bytes:
+                _raise_expansion(source, frame, limits)
         else:
             stack.pop()
             obj, _, depth, elements, size = frame
@@ -347,13 +457,8 @@ def check_structure(root: Any, source: str = "pickle") -> tuple[int, int]:
                 parent[2] = max(parent[2], depth + 1)
                 parent[3] += elements
                 parent[4] += size
-                if parent[3] > limits.max_items:
-                    raise UnsafePickleError(f"{source}: expands to more than {limits.max_items:,} elements "
-                                            f"(shared references counted each time they are used; "
-                                            f"{limit_message('max_items')})")
-                if parent[4] > limits.max_file_bytes:
-                    raise UnsafePickleError(f"{source}: its strings expand to more than "
-                                            f"{limits.max_file_bytes:,} bytes ({limit_message('max_file_bytes')})")
+                if parent[3] > limits.max_items or parent[4] > limits.max_file_bytes:
+                    _raise_expansion(source, parent, limits)
             else:
                 return depth + 1, elements
     raise AssertionError("unreachable")  # pragma: no cover
