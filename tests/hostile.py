@@ -58,6 +58,13 @@ def exam_list_laughs(levels: int = 9, width: int = 10) -> bytes:
     return PROTO2 + b"]" + exam + b"a."
 
 
+def exam_list_deep(depth: int = 100_000) -> bytes:
+    """An exam list whose one exam has an extra key holding a list nested ``depth`` levels deep."""
+    exam = (b"}" + _unicode("L-CC") + b"](" + _unicode("a") + b"e" + b"s"
+            + _unicode("deep") + b"]" * depth + b"a" * (depth - 1) + b"s")
+    return PROTO2 + b"]" + exam + b"a."
+
+
 def build_on_list() -> bytes:
     """BUILD (set an object's state) applied to a list, which has no state: AttributeError in the C unpickler."""
     return PROTO2 + b"]}" + _unicode("a") + b"K\x01sb."

@@ -41,9 +41,9 @@ def name_problem(name: object) -> str | None:
     if name in (".", ".."):
         return f"{name!r} names a directory"
     if any(sep in name for sep in _SEPARATORS):
-        return "it contains a path separator (names are file names without directories)"
+        return "it contains a path separator"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "it contains a control character (NUL, newline, ...)"
+        return "it contains a control character such as NUL or a newline"
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
@@ -57,7 +57,8 @@ def check_name(name: object, what: str = "name") -> str:
     """``name`` if it is a plain file name, else :class:`UnsafePathError` saying why."""
     problem = name_problem(name)
     if problem is not None:
-        raise UnsafePathError(f"{what} {name!r} is not a plain file name: {problem}")
+        raise UnsafePathError(f"{what} {name!r} is not a plain file name: {problem}; names are file names "
+                              "without directories")
     return name  # type: ignore[return-value]
 
 

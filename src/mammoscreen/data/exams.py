@@ -228,7 +228,7 @@ def _check_image_name(name: str, where: str) -> None:
     # Names are joined to --images and --output-dir: one that is a path could read or write anywhere.
     problem = name_problem(name)
     if problem is not None:
-        raise ExamListError(f"{where}: image name {_shown(name)} is not a plain file name ({problem}); exam lists "
+        raise ExamListError(f"{where}: image name {_shown(name)} is not a plain file name: {problem}; exam lists "
                             "name images by file name without .png, relative to --images")
 
 

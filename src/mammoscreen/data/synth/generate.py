@@ -88,7 +88,7 @@ def generate_exams(n_exams: int, output_dir: str | Path, seed: int = 0, *, optio
     # The prefix becomes part of file names: '../x' or '/tmp/x' would write outside output_dir.
     longest = image_name(start + max(n_exams - 1, 0), "R-MLO", prefix) + "_malignant.png"
     if name_problem(longest) is not None:
-        raise UnsafePathError(f"prefix {prefix!r} does not make plain file names ({name_problem(longest)}); the "
+        raise UnsafePathError(f"prefix {prefix!r} does not make plain file names: {name_problem(longest)}; the "
                               "prefix is prepended to every image name")
     output_dir = ensure_output_dir(output_dir)
     indices = list(range(start, start + n_exams))
