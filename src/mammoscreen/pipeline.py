@@ -36,7 +36,7 @@ from .core.safejson import JSONInputError, as_json_data, load_json
 from .data.exams import Exam, load_exam_list
 from .files import sha256_file, write_json_atomic
 from .models.registry import ModelSpec, get_model_spec
-from .models.weights import UNVERIFIED_DOWNLOADS, WeightsError, weights_problem
+from .models.weights import WeightsError, unverified_downloads, weights_problem
 from .predict import PredictionRun, PredictOptions, run_prediction
 
 CROPPED_DIR = "cropped_images"
@@ -329,7 +329,7 @@ def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], option
             "visualize": options.visualize, "save_maps": options.save_maps,
             "failures": {stage: len(found) for stage, found in failures.items()},
             # Weight files fetched without a published checksum (--allow-unverified), with the sha256 they had.
-            "unverified_downloads": [dict(d) for d in UNVERIFIED_DOWNLOADS],
+            "unverified_downloads": unverified_downloads(),
             "environment": software_versions()}
 
 

@@ -7,6 +7,7 @@ a ``register(subparsers)`` function and list it in ``COMMAND_MODULES``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -17,7 +18,7 @@ import warnings
 from typing import Sequence
 
 from .. import __version__
-from ..core.limits import DEFAULTS, set_limits
+from ..core.limits import DEFAULTS, limits_override
 
 COMMAND_MODULES = [
     "mammoscreen.cli.preprocess",
@@ -121,9 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(args.debug) or os.environ.get("MAMMOSCREEN_DEBUG", "").strip() not in ("", "0")
     warnings.showwarning = _show_warning
     try:
-        if args.max_pixels is not None:
-            set_limits(max_pixels=args.max_pixels)
-        return int(args.handler(args) or 0)
+        with contextlib.ExitStack() as scope:
+            if args.max_pixels is not None:  # for this command only (and its worker processes)
+                scope.enter_context(limits_override(max_pixels=args.max_pixels))
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print(f"mammoscreen {args.command}: interrupted; finished work is kept - re-run the same command to "
               "continue", file=sys.stderr)

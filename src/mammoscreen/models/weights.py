@@ -59,6 +59,11 @@ UNVERIFIED_DOWNLOADS: list[dict[str, str]] = []
 """Files downloaded in this process without a published sha256: {model, file, url, sha256, path}."""
 
 
+def unverified_downloads() -> list[dict[str, str]]:
+    """Copies of the records of :data:`UNVERIFIED_DOWNLOADS` (for a run's provenance)."""
+    return [dict(record) for record in UNVERIFIED_DOWNLOADS]
+
+
 def allow_unverified_downloads(allow: bool = True) -> None:
     """Allow (or forbid again) downloading weight files that have no published sha256."""
     global _ALLOW_UNVERIFIED
@@ -326,4 +331,4 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor
 __all__ = ["PRETRAINED_DIR", "bundled_weights_path", "WeightFile", "WeightsError", "UnexpectedKeysWarning", "cache_dir",
            "download", "official_weights_path", "resolve_weight_path", "weights_problem", "load_checkpoint",
            "load_state_dict_into", "allow_unverified_downloads", "unverified_downloads_allowed", "url_problem",
-           "download_problem", "UNVERIFIED_DOWNLOADS"]
+           "download_problem", "UNVERIFIED_DOWNLOADS", "unverified_downloads"]
