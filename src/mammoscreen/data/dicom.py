@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi
 
+from ..core.limits import InputLimitError, check_pixels
 from . import voi
 from .dicom_write import MG_FOR_PROCESSING
 
@@ -229,6 +230,13 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
     """
     path = path or str(getattr(ds, "filename", "") or "dataset")
     transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    try:  # a decompression bomb is refused from the header, before pydicom decodes anything
+        frames = max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+        check_pixels(int(ds.get("Rows", 0) or 0) * frames, int(ds.get("Columns", 0) or 0), path)
+    except InputLimitError as e:
+        raise DicomFileError(str(e)) from None
+    except (TypeError, ValueError):
+        pass  # malformed sizes: pydicom's own decoding reports them
     try:
         stored = ds.pixel_array
     except Exception as e:
