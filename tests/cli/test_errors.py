@@ -21,10 +21,12 @@ from mammoscreen.models.weights import WeightsError
      "out/maps/x.npz: No space left on device (free some space; finished work is kept"),
     (PermissionError(errno.EACCES, "Permission denied", "out/x"), 1,
      "out/x: Permission denied (read-only location or no permission)"),
-    (FileNotFoundError(errno.ENOENT, "No such file or directory", "in/x.png"), 2, "in/x.png: No such file or directory"),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "in/x.png"), 2,
+     "in/x.png: No such file or directory"),
     (MemoryError(), 1, "out of memory"),
     (RecursionError("maximum recursion depth exceeded"), 1, "an input is nested too deeply"),
-    (TypeError("unsupported operand\ntype(s)"), 1, "internal error (TypeError: unsupported operand type(s)); please report"),
+    (TypeError("unsupported operand\ntype(s)"), 1,
+     "internal error (TypeError: unsupported operand type(s)); please report"),
 ])
 def test_failures_become_one_line_with_a_status(error, status, expected):
     got_status, message = describe_failure(error)

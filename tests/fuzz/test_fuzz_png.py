@@ -19,8 +19,8 @@ from mammoscreen.core.limits import limits_override
 from mammoscreen.data.images import ImageFileError, image_size, read_png
 
 WORK = Path(tempfile.mkdtemp(prefix="mammoscreen-fuzz-png-"))
-LIMIT = 2_000_000
-VALID_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # the PNG specification  # pixels, lowered for the fuzzing so that accepted images stay small
+LIMIT = 2_000_000  # pixels, lowered for the fuzzing so that accepted images stay small
+VALID_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # the PNG specification
 
 
 @settings(max_examples=300)

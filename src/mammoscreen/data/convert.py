@@ -231,7 +231,8 @@ def convert_planned(planned: Sequence[PlannedExam], output_dir: str | Path, poli
     def still_valid(name: str) -> bool:
         # Done only if the PNG exists and came from the same file with the same mirroring.
         done = journal[name]["result"]
-        return (output_path(output_dir, "images", f"{name}.png").is_file() and done.get("source") == by_name[name]["path"]
+        return (output_path(output_dir, "images", f"{name}.png").is_file()
+                and done.get("source") == by_name[name]["path"]
                 and done.get("sop_instance_uid") == by_name[name]["sop_uid"]
                 and done.get("pixels", {}).get("mirrored") == by_name[name]["mirror"])
 

@@ -305,7 +305,8 @@ def read_keras_h5(path: str | Path) -> KerasFile:
 
 def _read_keras(f: H5Reader, path: Path) -> KerasFile:
     if not f.has_attr("/", "model_config"):
-        kind = "a weights-only file (model.save_weights)" if f.has_attr("/", "layer_names") else "not a Keras model file"
+        weights_only = f.has_attr("/", "layer_names")
+        kind = "a weights-only file (model.save_weights)" if weights_only else "not a Keras model file"
         raise KerasFileError(f"{path}: no model_config attribute - {kind}; the full model file "
                              "(model.save) is needed, because the architecture is read from it")
     model = parse_model_config(_attr_text(f.attr("/", "model_config")), str(path))
