@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from fuzzing import assert_no_canary, bounded_call
 from hostile import canary_call
 from mammoscreen.core.pickled_tables import TableError, load_table_bytes
-from mammoscreen.core.safepickle import MalformedPickleError, UnsafePickleError, safe_loads
+from mammoscreen.core.safepickle import (MalformedPickleError, UnsafePickleError, check_structure, safe_loads,
+                                         tree_scan, unpickle)
 
 REFUSED = (UnsafePickleError, MalformedPickleError)
 MEMORY = 64 * 2 ** 20  # traced bytes any input of a few kilobytes may cost
@@ -32,8 +33,10 @@ plain_data = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | s
 @settings(max_examples=150)
 @given(plain_data, st.integers(0, pickle.HIGHEST_PROTOCOL))
 def test_plain_data_round_trips(data, protocol):
-    loaded, error, _ = bounded_call(lambda: safe_loads(pickle.dumps(data, protocol=protocol)), REFUSED, MEMORY)
+    pickled = pickle.dumps(data, protocol=protocol)
+    loaded, error, _ = bounded_call(lambda: safe_loads(pickled), REFUSED, MEMORY)
     assert error is None and loaded == data
+    _scan_is_sound(pickled)
 
 
 # Fragments an attacker splices into a valid pickle: code-running globals, state changes, memo games.
@@ -79,6 +82,19 @@ def test_mutated_exam_list_pickles(protocol, mutations):
                    lambda: load_table_bytes(bytes(data), "fuzz.pkl")):
         bounded_call(loader, REFUSED + (TableError,), MEMORY)
     assert_no_canary(CANARY_DIR)
+    _scan_is_sound(bytes(data))
+
+
+def _scan_is_sound(data: bytes) -> None:
+    """When the opcode scan vouches for a tree within the limits (and safe_loads skips the structure check),
+    the loaded object must pass that check."""
+    try:
+        vouched = tree_scan(data)
+        loaded = unpickle(data, scanned=True)
+    except REFUSED:
+        return
+    if vouched:
+        check_structure(loaded)
 
 
 # Random opcode streams: containers, memo traffic, globals (allowed and not), state, calls.
@@ -99,6 +115,7 @@ def test_random_opcode_streams(indices, protocol):
     bounded_call(lambda: safe_loads(data, source="fuzz.pkl"), REFUSED, MEMORY)
     bounded_call(lambda: load_table_bytes(data, "fuzz.pkl"), REFUSED + (TableError,), MEMORY)
     assert_no_canary(CANARY_DIR)
+    _scan_is_sound(data)
 
 
 @pytest.mark.parametrize("depth", [99, 101, 20_000])

@@ -280,6 +280,176 @@ def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_fo
     raise MalformedPickleError(f"{source}: not a readable pickle (truncated: no STOP opcode)")
 
 
+_SCALAR_PUSH = frozenset({
+    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "NONE", "NEWTRUE", "NEWFALSE", "FLOAT",
+    "BINFLOAT", "GLOBAL", "EXT1", "EXT2", "EXT4"})
+_TEXT_PUSH = frozenset({"STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
+                        "BYTEARRAY8", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"})
+_EMPTY = frozenset({"EMPTY_LIST", "EMPTY_TUPLE", "EMPTY_DICT", "EMPTY_SET"})
+_FROM_MARK = frozenset({"LIST", "TUPLE", "DICT", "FROZENSET", "INST", "OBJ"})
+_INTO_FROM_MARK = frozenset({"APPENDS", "SETITEMS", "ADDITEMS"})
+_MEMO_ARGUMENT = frozenset({"BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET"})
+
+
+def tree_scan(data: bytes, source: str = "pickle") -> bool:
+    """The opcode scan of :func:`scan_opcodes` (same refusals), and whether the pickle provably builds a tree
+    within the depth, element and byte limits, so that :func:`check_structure` need not walk the result.
+
+    The stack is simulated with the nesting depth of each item. A container that reaches the stack twice
+    (from the memo or by DUP) may be shared, and anything this simulation does not follow exactly returns
+    False: the caller then measures the loaded object instead. True is only returned when no container is
+    shared - then depths are exact upper bounds and every element was pushed once.
+    """
+    limits = get_limits()
+    unpack_from = struct.unpack_from
+    size = len(data)
+    position = 0
+    stack: list[int] = []  # nesting depth of each stack item (0: a scalar)
+    marks: list[int] = []
+    memo: dict[int, tuple[int, int]] = {}  # index -> (depth, bytes of a string)
+    memo_entries = 0
+    pushes = text_bytes = 0
+    shared = False
+    last_text = 0
+
+    def from_mark() -> int:
+        at = marks.pop()
+        items = stack[at:]
+        del stack[at:]
+        return max(items, default=0)
+
+    while position < size:
+        code = data[position]
+        entry = _OPCODES.get(code)
+        if entry is None:
+            raise MalformedPickleError(f"{source}: not a readable pickle (unknown opcode {bytes([code])!r} at byte "
+                                       f"{position})")
+        name, how, fixed = entry
+        opcode_start = position
+        position += 1
+        argument = None
+        text = 0
+        if how == 0:
+            if name in _MEMO_ARGUMENT:
+                if position + fixed > size:
+                    break
+                argument = unpack_from("<B" if fixed == 1 else "<I", data, position)[0]
+            elif name == "FRAME" and position + 8 <= size and unpack_from("<Q", data, position)[0] > size - position:
+                raise UnsafePickleError(f"{source}: frame at byte {opcode_start} declares "
+                                        f"{unpack_from('<Q', data, position)[0]:,} bytes, more than the file holds")
+            position += fixed
+        elif how == pickletools.UP_TO_NEWLINE:
+            for _ in range(fixed):
+                end = data.find(b"\n", position)
+                if end < 0:
+                    raise MalformedPickleError(f"{source}: not a readable pickle (truncated at byte {opcode_start})")
+                if name in ("PUT", "GET"):
+                    try:
+                        argument = int(data[position:end])
+                    except ValueError:
+                        raise MalformedPickleError(f"{source}: not a readable pickle (bad memo index at byte "
+                                                   f"{opcode_start})") from None
+                text += end - position
+                position = end + 1
+        else:
+            fmt, width = _LENGTH_PREFIX[how]
+            if position + width > size:
+                break
+            text = unpack_from(fmt, data, position)[0]
+            if text < 0:
+                raise MalformedPickleError(f"{source}: not a readable pickle (negative length at byte {opcode_start})")
+            position += width + text
+        try:
+            if name in _TEXT_PUSH:
+                stack.append(0)
+                pushes += 1
+                text_bytes += text
+                last_text = text
+                continue
+            if name in _SCALAR_PUSH:
+                stack.append(0)
+                pushes += 1
+                last_text = 0
+                continue
+            last = last_text
+            last_text = 0
+            if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                index = memo_entries if name == "MEMOIZE" else argument
+                if index is None or index < 0 or index > memo_entries:
+                    raise UnsafePickleError(f"{source}: memo index {index} at byte {opcode_start} skips ahead of the "
+                                            f"{memo_entries} entries defined so far; a pickler never writes that")
+                memo[index] = (stack[-1], last if stack[-1] == 0 else 0)
+                memo_entries += 1
+                last_text = last
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                depth, length = memo[argument]
+                if depth:
+                    shared = True  # a container reaching the stack twice: measure the result instead
+                stack.append(depth)
+                pushes += 1
+                text_bytes += length
+            elif name in _EMPTY:
+                stack.append(1)
+                pushes += 1
+            elif name == "MARK":
+                marks.append(len(stack))
+            elif name == "APPEND":
+                child = stack.pop()
+                stack[-1] = max(stack[-1], child + 1)
+            elif name == "SETITEM":
+                value, key = stack.pop(), stack.pop()
+                stack[-1] = max(stack[-1], key + 1, value + 1)
+            elif name in _INTO_FROM_MARK:
+                deepest = from_mark()
+                stack[-1] = max(stack[-1], deepest + 1)
+            elif name in _FROM_MARK:
+                stack.append(from_mark() + 1)
+                pushes += 1
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                count = int(name[-1])
+                items = stack[-count:]
+                del stack[-count:]
+                if len(items) != count:
+                    return False
+                stack.append(max(items) + 1)
+                pushes += 1
+            elif name in ("REDUCE", "NEWOBJ"):
+                arguments = stack.pop()
+                stack[-1] = arguments  # list(tuple), dict(...), a numpy scalar: no deeper than the arguments
+            elif name == "NEWOBJ_EX":
+                keywords, arguments = stack.pop(), stack.pop()
+                stack[-1] = max(arguments, keywords)
+            elif name == "BUILD":
+                state = stack.pop()
+                stack[-1] = max(stack[-1], state)
+            elif name == "STACK_GLOBAL":
+                del stack[-2:]
+                stack.append(0)
+            elif name == "POP":
+                if marks and marks[-1] == len(stack):
+                    marks.pop()
+                else:
+                    stack.pop()
+            elif name == "POP_MARK":
+                from_mark()
+            elif name == "DUP":
+                if stack[-1]:
+                    shared = True
+                stack.append(stack[-1])
+            elif name in ("PROTO", "FRAME"):
+                pass
+            elif name == "STOP":
+                if len(stack) != 1 or shared:
+                    return False
+                return stack[0] <= limits.max_depth and pushes <= limits.max_items \
+                    and text_bytes <= limits.max_file_bytes
+            else:  # persistent ids, out-of-band buffers: nothing plain data needs; the loader refuses them
+                return False
+        except (IndexError, KeyError):  # an opcode without its operands: the loader reports the pickle
+            return False
+    raise MalformedPickleError(f"{source}: not a readable pickle (truncated: no STOP opcode)")
+
+
 # ----------------------------------------------------------------------------------------------
 # 2. Loading
 # ----------------------------------------------------------------------------------------------
@@ -315,14 +485,16 @@ def _read_limited(file: BinaryIO, source: str) -> bytes:
 
 
 def unpickle(data: bytes, *, allowed: Mapping[tuple[str, str], Any] = PLAIN_GLOBALS, what: str = "",
-             source: str = "pickle") -> Any:
-    """Scan, then load ``data`` with only the ``allowed`` globals; no limit check of the result (see
-    :func:`check_structure`). ``what`` says what the file may contain, for the refusal message."""
+             source: str = "pickle", scanned: bool = False) -> Any:
+    """Scan (unless ``scanned`` says :func:`scan_opcodes` or :func:`tree_scan` ran), then load ``data`` with only
+    the ``allowed`` globals; no limit check of the result (see :func:`check_structure`). ``what`` says what the
+    file may contain, for the refusal message."""
     what = what or f"only {PLAIN_DATA} are accepted"
     limit = get_limits().max_file_bytes
     if len(data) > limit:
         raise UnsafePickleError(f"{source}: larger than {limit:,} bytes ({limit_message('max_file_bytes')})")
-    scan_opcodes(data, source)
+    if not scanned:
+        scan_opcodes(data, source)
     try:
         return _RestrictedUnpickler(io.BytesIO(data), allowed, what, source).load()
     except UnsafePickleError as e:
@@ -343,8 +515,13 @@ def unpickle(data: bytes, *, allowed: Mapping[tuple[str, str], Any] = PLAIN_GLOB
 
 def safe_loads(data: bytes, *, source: str = "pickle") -> Any:
     """Unpickle plain data from bytes, refusing any other object and any input beyond the limits."""
-    obj = unpickle(data, source=source)
-    check_structure(obj, source)
+    limit = get_limits().max_file_bytes
+    if len(data) > limit:
+        raise UnsafePickleError(f"{source}: larger than {limit:,} bytes ({limit_message('max_file_bytes')})")
+    is_tree = tree_scan(data, source)  # also makes the refusals of scan_opcodes
+    obj = unpickle(data, source=source, scanned=True)
+    if not is_tree:  # shared containers or a layout the scan does not follow: measure what was built
+        check_structure(obj, source)
     return obj
 
 
