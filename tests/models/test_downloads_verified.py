@@ -136,3 +136,14 @@ def test_the_sha256_of_an_unverified_download_is_in_the_run_summary(server, tmp_
     recorded = summary["run"]["unverified_downloads"]
     assert [(d["model"], d["url"], d["sha256"]) for d in recorded] == \
         [("download_toy", base + "toy.p", hashlib.sha256(b"0.5").hexdigest())]
+
+
+def test_the_model_listing_says_how_each_file_can_be_fetched(capsys, tmp_path, monkeypatch):
+    from mammoscreen.cli import main
+
+    monkeypatch.setenv("MAMMOSCREEN_HOME", str(tmp_path / "empty-cache"))
+    assert main(["models", "frcnn_cad", "nyu_glam", "gmic"]) == 0
+    listing = capsys.readouterr().out
+    assert "vgg16_frcnn_cad.caffemodel  [published over plain http: not downloaded automatically" in listing
+    assert "model_joint.ckpt  [downloadable with --allow-unverified; no published sha256]" in listing
+    assert "sample_model_1.p  [downloadable; sha256 " in listing
