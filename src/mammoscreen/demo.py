@@ -21,12 +21,13 @@ Output layout (``OUTPUT`` defaults to ``mammoscreen-demo``)::
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from .core.safejson import load_json
 
 DEMO_MODEL = "gmic_demo"
 DEFAULT_OUTPUT_DIR = "mammoscreen-demo"
@@ -57,7 +58,7 @@ def demo_model_card() -> dict:
 
     spec = get_model_spec(DEMO_MODEL)
     card = Path(__file__).parent / "models" / "pretrained" / spec.extra["model_card"]
-    return json.loads(card.read_text())
+    return load_json(card)
 
 
 def _stage(name: str, seconds: dict[str, float], log: Callable[[str], None]):

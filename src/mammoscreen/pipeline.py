@@ -43,10 +43,11 @@ from typing import Any, Callable, Sequence
 from .batch import Failure, InputWarning, StageReport, describe_error
 from .core.files import sha256_file, write_json_atomic
 from .core.lock import OutputLockError, output_lock
+from .core.paths import ensure_output_dir, output_path
 from .core.stages import FAILURES_CSV, WARNINGS_CSV, read_failures_csv, write_failures_csv, write_warnings_csv
 from .data.exams import Exam, load_exam_list
 from .models.registry import ModelSpec, get_model_spec
-from .models.weights import WeightsError, weights_problem
+from .models.weights import WeightsError, unverified_downloads, weights_problem
 from .predict import PredictionRun, PredictOptions, run_prediction
 
 CROPPED_DIR = "cropped_images"
@@ -241,6 +242,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
             runnable.append((request, spec))
     if not runnable:
         raise WeightsError("no model can run: " + "; ".join(f"{n}: {o.reason}" for n, o in outcomes.items()))
+    ensure_output_dir(output_dir)
     with output_lock(output_dir, command):
         result = _run_stages(images_dir, exam_list, exams, output_dir, runnable, outcomes, workers, options, log)
         ordered = {name: result.outcomes[name] for name in names}
@@ -330,7 +332,7 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
                                                str(e))
             log(f"{spec.name}: skipped - {e}")
             continue
-        model_dir = output_dir / spec.name
+        model_dir = output_path(output_dir, spec.name)
         provenance = predictor.provenance()
         try:
             run = run_prediction(predictor, model_exams, model_images, model_dir, options)
@@ -406,6 +408,8 @@ def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], option
             "stages": {name: {"images": r.total, "reused": r.reused, "computed": r.computed,
                               "failed": len(r.failures), "warnings": len(r.warnings)}
                        for name, r in result.stages.items()},
+            # Weight files fetched without a published checksum (--allow-unverified), with the sha256 they had.
+            "unverified_downloads": unverified_downloads(),
             "environment": software_versions()}
 
 

@@ -39,6 +39,7 @@ from .batch import Failure, describe_error
 from .core.files import atomic_write, write_text_atomic
 from .core.journal import MISSING, Journal, file_state
 from .core.lock import output_lock
+from .core.paths import ensure_output_dir, output_path
 from .data.exams import VIEWS, Exam, ImageRecord, iter_images
 from .data.images import image_path
 from .models.registry import ModelSpec
@@ -259,7 +260,7 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
     With ``options.save_maps`` each image's maps go to ``output_dir/maps/<image>.npz``; with
     ``options.visualize`` its figure to ``output_dir/visualization/<image>.png``.
     """
-    images_dir, output_dir = Path(images_dir), Path(output_dir)
+    images_dir, output_dir = Path(images_dir), ensure_output_dir(output_dir)
     with output_lock(output_dir):
         return _predict_images(predictor, exams, images_dir, output_dir, options)
 
@@ -279,8 +280,9 @@ def _predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: Pat
         return paths
 
     def outputs(r: ImageRecord) -> list[Path]:
-        return ([output_dir / MAPS_DIR / f"{r.name}.npz"] if options.save_maps else []) + \
-            ([output_dir / VISUALIZATION_DIR / f"{r.name}.png"] if options.visualize else [])
+        # through output_path: a name, or a symbolic link planted in maps/, cannot lead outside output_dir
+        return ([output_path(output_dir, MAPS_DIR, f"{r.name}.npz")] if options.save_maps else []) + \
+            ([output_path(output_dir, VISUALIZATION_DIR, f"{r.name}.png")] if options.visualize else [])
 
     def params(r: ImageRecord) -> dict[str, Any]:  # what the prediction depends on besides the image file
         return {"view": r.view, "horizontal_flip": r.horizontal_flip, "metadata": dict(r.metadata)}
@@ -468,7 +470,7 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
     interrupted run continues where it stopped. With ``options.save_maps`` each exam's maps go to
     ``output_dir/maps/exam_<index>.npz``.
     """
-    images_dir, output_dir = Path(images_dir), Path(output_dir)
+    images_dir, output_dir = Path(images_dir), ensure_output_dir(output_dir)
     with output_lock(output_dir):
         return _predict_exams(predictor, exams, images_dir, output_dir, options)
 
@@ -476,7 +478,7 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
 def _predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: Path, output_dir: Path,
                    options: PredictOptions) -> PredictionRun:
     stage = predictor.spec.name
-    maps_path = lambda i: output_dir / MAPS_DIR / f"{exam_maps_name(i)}.npz"  # noqa: E731
+    maps_path = lambda i: output_path(output_dir, MAPS_DIR, f"{exam_maps_name(i)}.npz")  # noqa: E731
     outputs = lambda i: [maps_path(i)] if options.save_maps else []  # noqa: E731
     inputs = lambda i: [image_path(images_dir, name) for view in VIEWS  # noqa: E731
                         for name in exams[i].images.get(view, [])]

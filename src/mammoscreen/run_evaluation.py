@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .batch import Failure, describe_error, is_io_error
+from .core.paths import output_path
 from .data.exams import load_exam_list
 from .pipeline import RunResult
 
@@ -86,7 +87,7 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
     for name, csv_path in files.items():
         try:
             evaluation = evaluate_predictions(csv_path, exam_list, n_bootstrap=n_bootstrap, seed=seed)
-            write_evaluation(evaluation, output_dir / name / EVALUATION_DIR)
+            write_evaluation(evaluation, output_path(output_dir, name, EVALUATION_DIR))
         except Exception as error:  # one model's file must not stop the others' evaluation
             outcome.problems[name] = describe_error(error)
             if is_io_error(error):
@@ -205,7 +206,7 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
             log(f"{name}: not localised - {outcome.problems[name]}")
             continue
         try:
-            localization = localize_maps(maps_dir, segmentation_dir, output_dir / name / LOCALIZATION_DIR,
+            localization = localize_maps(maps_dir, segmentation_dir, output_path(output_dir, name, LOCALIZATION_DIR),
                                          exam_list=result.cropped_exam_list, n_bootstrap=n_bootstrap, seed=seed,
                                          log=None)
         except Exception as error:  # one model's maps must not stop the others' localisation

@@ -20,4 +20,9 @@ def test_files_directories_and_the_official_cache(tmp_path, monkeypatch):
     assert "needs 5 weight files" in weights_problem(gmic, tmp_path / "sample_model_1.p", "ensemble")
     # 'official': cached or downloadable is fine (the download itself happens when the model is built).
     assert weights_problem(gmic, "official", "ensemble") is None
-    assert weights_problem(get_model_spec("nyu_glam"), "official", "model_sep") is None
+    # A file published without a sha256 is downloaded only with --allow-unverified; plain http never.
+    glam = get_model_spec("nyu_glam")
+    assert "--allow-unverified" in weights_problem(glam, "official", "model_sep")
+    monkeypatch.setattr("mammoscreen.models.weights._ALLOW_UNVERIFIED", True)
+    assert weights_problem(glam, "official", "model_sep") is None
+    assert "plain http" in weights_problem(get_model_spec("frcnn_cad"), "official")

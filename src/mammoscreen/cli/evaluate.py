@@ -108,8 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a reader study in the meta-repository's results.pkl layout (columns case_ID, side, "
                     "label, Reader01_POM ..., AI_<model>_POM): each reader and model with bootstrap CIs, the readers' "
                     "mean, each reader's hybrid with each model (mean of the two probabilities), and an ROC plot. "
-                    "Reading a .pkl runs code stored in it: only open trusted pickles; prefer the same table as CSV.")
-    p.add_argument("file", type=existing_file, help="reader-study table (.csv, or a trusted .pkl)")
+                    "A .pkl is read without running code: only DataFrames of numbers and strings are accepted.")
+    p.add_argument("file", type=existing_file, help="reader-study table (.csv or .pkl)")
     p.add_argument("--output-dir", required=True, type=output_dir, help="where reader_study.json, .txt and the plot go")
     p.add_argument("--readers", nargs="+", help="reader columns or regexes (default: *_POM not starting AI_)")
     p.add_argument("--models", nargs="+", help="model columns or regexes (default: AI_*_POM)")
@@ -131,7 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "optionally a standalone model against the readers (1T-RRRC) with a non-inferiority margin. "
                     "Input: iMRMC .imrmc, a tidy CSV reader,case,modality,score,truth, or a reader-study table "
                     "(results.pkl layout; the readers form one modality).")
-    p.add_argument("file", type=existing_file, help=".imrmc, tidy .csv, or reader-study table (.csv / trusted .pkl)")
+    p.add_argument("file", type=existing_file, help=".imrmc, tidy .csv, or reader-study table (.csv / .pkl)")
     p.add_argument("--output-dir", required=True, type=output_dir, help="where mrmc.json and mrmc.txt go")
     p.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife",
                    help="covariance of the AUCs over cases (default: %(default)s)")

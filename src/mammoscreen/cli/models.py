@@ -34,6 +34,16 @@ def model_info(spec) -> dict:
     }
 
 
+def _download_status(wf: dict) -> str:
+    from ..models.weights import url_problem
+
+    if not wf["url"]:
+        return "not published"
+    if url_problem(wf["url"]) is not None:
+        return "published over plain http: not downloaded automatically, fetch it yourself"
+    return "downloadable" if wf["sha256"] else "downloadable with --allow-unverified"
+
+
 def run_models(args: argparse.Namespace) -> int:
     from ..models.registry import get_model_spec, list_models
     from ..models.weights import cache_dir
@@ -63,7 +73,7 @@ def run_models(args: argparse.Namespace) -> int:
                   f"{cache_dir() / info['name']}):")
         for variant, wf in info["weights"].items():
             status = ("bundled with mammoscreen, used when no --weights is given" if wf["bundled"] else
-                      "cached" if wf["cached"] else ("downloadable" if wf["url"] else "not published"))
+                      "cached" if wf["cached"] else _download_status(wf))
             checksum = f"sha256 {wf['sha256'][:12]}..." if wf["sha256"] else "no published sha256"
             print(f"      {variant}: {wf['file']}  [{status}; {checksum}]")
             if wf["url"]:

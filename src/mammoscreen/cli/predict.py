@@ -26,6 +26,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-option", dest="model_options", action="append", default=[], metavar="KEY=VALUE",
                    help="model-specific setting passed to the builder of every model that takes it, e.g. "
                         "mean_pixel_intensity=nyu for end2end (see docs/models/<model>.md); repeatable")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="with 'official' weights, also download files published without a sha256 (GLAM, DMV-CNN); "
+                        "the sha256 they had is printed and recorded in run_summary.json so they can be pinned")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
@@ -180,8 +183,11 @@ def _check_model_options(options: dict[str, str], specs) -> None:
 
 
 def _requests(args: argparse.Namespace, names: list[str]):
+    from ..models.weights import allow_unverified_downloads
     from ..pipeline import model_requests, split_model_names
 
+    if args.allow_unverified:  # before any weights are checked or fetched
+        allow_unverified_downloads(True)
     try:
         names = split_model_names(names)
     except KeyError as e:

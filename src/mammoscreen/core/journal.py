@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .files import PathLike, json_default, sha256_file, write_text_atomic
+from .safejson import JSONInputError, as_json_data, loads_json
 
 JOURNAL_FORMAT = 2
 """Version of the journal layout; journals of another version are set aside (their items recomputed)."""
@@ -40,7 +41,7 @@ class JournalWarning(UserWarning):
 
 
 def _canonical(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, sort_keys=True, default=json_default))
+    return as_json_data(obj, default=json_default)
 
 
 def params_digest(params: Any) -> str:
@@ -218,8 +219,8 @@ class Journal:
 
 def _parse(line: str) -> Any:
     try:
-        return json.loads(line)
-    except ValueError:
+        return loads_json(line, "journal line")  # size and depth limited: the journal is an input too
+    except JSONInputError:
         return None
 
 

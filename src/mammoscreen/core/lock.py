@@ -25,6 +25,8 @@ import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from .safejson import loads_json
+
 LOCK_FILE = ".mammoscreen.lock"
 
 
@@ -56,7 +58,7 @@ os.register_at_fork(after_in_child=_forget_inherited_locks)
 
 def _holder(path: Path) -> str:
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = loads_json(path.read_bytes()[:4096], str(path))
         return f"PID {int(info['pid'])}: {info.get('command') or '?'}"
     except (OSError, ValueError, KeyError, TypeError):
         return "PID unknown"

@@ -30,6 +30,7 @@ import numpy as np
 from ..batch import Failure, map_images
 from ..core.files import write_json_atomic, write_text_atomic
 from ..core.journal import Journal
+from ..core.paths import output_path
 from .dicom import (AcceptPolicy, DicomFileError, PixelPolicy, dicom_tags, header_metadata, laterality_conflict,
                     png_pixels, read_dicom, skip_reason, standard_view, stored_facing)
 from .exams import VIEWS, Exam, save_exam_list, view_side
@@ -214,7 +215,7 @@ def convert_file(path: str | Path, png_path: str | Path, policy: PixelPolicy = P
 
 def _convert_item(item: dict, output_dir: str, policy: PixelPolicy) -> dict:
     out = Path(output_dir)
-    record = convert_file(item["path"], out / "images" / f"{item['name']}.png", policy, item["mirror"])
+    record = convert_file(item["path"], output_path(out, "images", f"{item['name']}.png"), policy, item["mirror"])
     sidecar = {"image": item["name"], "source": item["path"], "view": item["view"],
                "study_instance_uid": item["study_uid"], "sop_instance_uid": item["sop_uid"],
                "patient_id": item["patient_id"], "horizontal_flip": item["horizontal_flip"],
@@ -222,7 +223,7 @@ def _convert_item(item: dict, output_dir: str, policy: PixelPolicy) -> dict:
                "laterality": item.get("laterality", {}), "warnings": item.get("warnings", []),
                "policy": {"voi": policy.voi, "voi_index": policy.voi_index, "bit_depth_override": policy.bit_depth},
                "pixels": record}
-    write_json_atomic(out / "sidecars" / f"{item['name']}.json", sidecar)
+    write_json_atomic(output_path(out, "sidecars", f"{item['name']}.json"), sidecar)
     return sidecar
 
 
@@ -248,7 +249,8 @@ def convert_planned(planned: Sequence[PlannedExam], output_dir: str | Path, poli
     def still_valid(name: str) -> bool:
         # Done only if the PNG exists and came from the same file with the same mirroring.
         done = journal[name]["result"]
-        return ((output_dir / "images" / f"{name}.png").is_file() and done.get("source") == by_name[name]["path"]
+        return (output_path(output_dir, "images", f"{name}.png").is_file()
+                and done.get("source") == by_name[name]["path"]
                 and done.get("sop_instance_uid") == by_name[name]["sop_uid"]
                 and done.get("pixels", {}).get("mirrored") == by_name[name]["mirror"])
 

@@ -34,6 +34,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.pixels import apply_modality_lut, apply_voi
 
 from . import metadata as meta
+from ..core.limits import InputLimitError, check_pixels
 from . import voi
 from .dicom_write import MG_FOR_PRESENTATION, MG_FOR_PROCESSING
 
@@ -56,10 +57,6 @@ VIEW_CODE_VALUES = {
     "399101009": "XCCM", "R-1024B": "XCCM",
     "399188001": "FB", "R-10244": "FB",
 }
-
-# Full-field mammograms have up to about 30 Mpx; more is a damaged or crafted header. Checked before any
-# pixel data is decoded, since the conversion holds several copies of the image.
-MAX_PIXELS = 100_000_000
 
 DECODER_HINT = ("install the optional decoders: pip install 'mammoscreen[dicom]' "
                 "(pylibjpeg with its libjpeg and openjpeg plugins)")
@@ -462,9 +459,10 @@ def png_pixels(ds: Dataset, policy: PixelPolicy = PixelPolicy(), path: str = "")
     if not rows or not columns or rows < 0 or columns < 0:
         raise DicomFileError(f"{path}: Rows/Columns {_shown(ds, 'Rows')} x {_shown(ds, 'Columns')}"
                              " do not describe an image - the header is damaged")
-    if rows * columns > MAX_PIXELS:
-        raise DicomFileError(f"{path}: {rows} x {columns} pixels is more than the {MAX_PIXELS:,} a mammogram can have "
-                             "(refused before decoding, so that a damaged or crafted header cannot exhaust memory)")
+    try:  # a decompression bomb is refused from the header, before pydicom decodes anything
+        check_pixels(rows * max(_integer(ds, "NumberOfFrames", 1) or 1, 1), columns, path)
+    except InputLimitError as e:
+        raise DicomFileError(str(e)) from None
     if "ModalityLUTSequence" not in ds:
         rescale(ds, path)  # a damaged Rescale Slope/Intercept fails before any decoding
     try:

@@ -35,8 +35,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..core.files import atomic_write
+from ..core.limits import InputLimitError
+from ..core.paths import name_problem
+from ..core.safejson import JSONInputError, load_json
+from ..core.safepickle import MalformedPickleError, UnsafePickleError, load_pickle
 from .exam_metadata import METADATA_KEY, MetadataError, check_metadata, restrict_metadata
-from .safepickle import UnsafePickleError, safe_load
 
 VIEWS: tuple[str, ...] = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 """The four standard screening views, in the official processing order."""
@@ -261,6 +264,18 @@ def _normalise_metadata(key: str, value: Any, where: str) -> Any:
     return _normalise_shape(shape, value, where)
 
 
+def _check_image_name(name: str, where: str) -> None:
+    # Names are joined to --images and --output-dir: one that is a path could read or write anywhere.
+    problem = name_problem(name)
+    if problem is not None:
+        raise ExamListError(f"{where}: image name {_shown(name)} is not a plain file name: {problem}; exam lists "
+                            "name images by file name without .png, relative to --images")
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= 80 else name[:77] + "...")
+
+
 def exam_from_dict(raw: Mapping[str, Any], exam_index: int = 0, source: str = "exam list", *,
                    ignore_unknown_views: bool = False, dropped: list[str] | None = None) -> Exam:
     """Validate one exam dict and convert it to an :class:`Exam`.
@@ -293,6 +308,8 @@ def exam_from_dict(raw: Mapping[str, Any], exam_index: int = 0, source: str = "e
             raise ExamListError(f"{where}, key {view!r}: expected a list of image names, got the string {names!r}")
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
             raise ExamListError(f"{where}, key {view!r}: expected a list of image names (strings), got {names!r}")
+        for name in names:
+            _check_image_name(name, f"{where}, key {view!r}")
         images[view] = list(names)
     if not any(images.values()) and not any(k in raw for k in ("cancer_label", "horizontal_flip")):
         raise ExamListError(
@@ -403,13 +420,12 @@ def load_exam_list(path: str | Path, *, ignore_unknown_views: bool = False) -> l
         raise FileNotFoundError(f"exam list not found: {path}")
     fmt = _format_for(path)
     try:
-        if fmt == "pickle":
-            with open(path, "rb") as f:
-                data = safe_load(f)
-        else:
-            data = json.loads(path.read_text(encoding="utf-8"))
-    except UnsafePickleError as e:
-        raise ExamListError(f"{path}: {e}. If you trust this file, convert it to plain data first.") from None
+        data = load_pickle(path) if fmt == "pickle" else load_json(path)
+    except (UnsafePickleError, InputLimitError) as e:
+        raise ExamListError(f"{e}. An exam list holds only plain data; if you trust this file, convert it to "
+                            "plain data (or JSON) first") from None
+    except (MalformedPickleError, JSONInputError) as e:
+        raise ExamListError(f"exam list {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as e:
         raise ExamListError(f"{path}: not a readable {fmt} file ({type(e).__name__}: {e})") from None
     return exams_from_data(data, source=str(path), ignore_unknown_views=ignore_unknown_views)

@@ -14,11 +14,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..core.files import atomic_write
+from ..core.limits import InputLimitError, check_pixels
+from ..core.paths import name_path
 
-# Pillow refuses images above ~179 Mpx by default as a decompression-bomb guard; full-field
-# mammograms are far smaller, but a 16-bit 4096x5000 image is close enough to warn. Allow up to
-# 400 Mpx, still rejecting absurd files.
-Image.MAX_IMAGE_PIXELS = 400_000_000
+# Decompression bombs are refused by mammoscreen's own check of the declared size, made from the header
+# before any pixel is decoded (core.limits.max_pixels, --max-pixels); Pillow's guard, which warns at a
+# fixed size and cannot be configured per command, is left to it.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageFileError(OSError):
@@ -30,8 +32,27 @@ class EightBitImageWarning(UserWarning):
 
 
 def image_path(directory: str | Path, name: str) -> Path:
-    """Path of the PNG for image ``name`` (no extension, as in exam lists) in ``directory``."""
-    return Path(directory) / f"{name}.png"
+    """Path of the PNG for image ``name`` (no extension, as in exam lists) in ``directory``.
+
+    ``name`` must be a plain file name (:func:`mammoscreen.core.paths.check_name`): it cannot lead outside
+    ``directory``.
+    """
+    return name_path(directory, name, ".png", what="image name")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(rows, cols) an image file declares in its header, refused beyond the pixel limit; nothing decoded."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageFileError(f"{path}: not a readable image ({e})") from None
+    try:
+        check_pixels(height, width, str(path))
+    except InputLimitError as e:
+        raise ImageFileError(str(e)) from None
+    return height, width
 
 
 def read_png(path: str | Path) -> np.ndarray:
@@ -48,6 +69,8 @@ def read_png(path: str | Path) -> np.ndarray:
                 raise ImageFileError(
                     f"{path}: a {img.format or 'non-PNG'} file with a .png name, not a PNG; mammograms must be "
                     "16-bit PNGs - convert the original DICOM with 'mammoscreen convert-dicom'")
+            width, height = img.size
+            check_pixels(height, width, str(path))  # before a single pixel is decoded
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "L", "1"):
                 array = np.asarray(img)
@@ -58,6 +81,8 @@ def read_png(path: str | Path) -> np.ndarray:
                     f"{path}: {mode} image; mammograms must be single-channel (greyscale) PNGs, "
                     "16-bit for the NYU models - convert with 'mammoscreen convert-dicom' or save the "
                     "greyscale pixel data directly")
+    except InputLimitError as e:
+        raise ImageFileError(str(e)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if isinstance(e, ImageFileError):
             raise

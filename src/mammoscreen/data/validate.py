@@ -169,7 +169,7 @@ def validate_dataset(images_dir: str | Path, exam_list: str | Path | Sequence[Ex
         try:
             exams = load_exam_list(exam_list)
         except (ExamListError, FileNotFoundError) as e:
-            report.issues.append(Issue("error", str(exam_list), str(e)))
+            report.issues.append(Issue("error", str(exam_list), str(e).removeprefix(f"{exam_list}: ")))
             return report
     else:
         exams = list(exam_list)

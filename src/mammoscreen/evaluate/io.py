@@ -26,6 +26,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.limits import InputLimitError
+from ..core.pickled_tables import load_table_pickle
+from ..core.safepickle import MalformedPickleError, UnsafePickleError
 from ..data.exams import VIEWS, Exam, load_exam_list
 from .validation import EvaluationInputError
 
@@ -411,9 +414,9 @@ def read_reader_study(path: str | os.PathLike) -> pd.DataFrame:
     Columns: ``case_ID``, ``side``, ``label`` (1 = malignant), one ``<reader>_POM`` column per reader
     and ``AI_<model>_POM`` per model (probability of malignancy).
 
-    Security: a pickle (``.pkl``/``.pickle``) is read with :func:`pandas.read_pickle`, which can run
-    arbitrary code stored in the file. Only open pickles you trust (such as the meta-repository's
-    released ``results.pkl``); convert others to CSV (``df.to_csv``) and read that instead.
+    A pickle (``.pkl``/``.pickle``) is read without pandas' unpickler (which runs whatever code the file
+    names): :mod:`mammoscreen.core.pickled_tables` accepts a pickled DataFrame of numbers and strings only,
+    so a crafted file cannot run code or exhaust the memory.
     """
     path = Path(path)
     if not path.is_file():
@@ -421,14 +424,22 @@ def read_reader_study(path: str | os.PathLike) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in (".pkl", ".pickle", ".p"):
-            frame = pd.read_pickle(path)
+            table = load_table_pickle(path)
+            frame = pd.DataFrame(dict(zip(range(len(table.columns)), table.data)), index=table.index)
+            frame.columns = table.columns
+            frame.index.name = table.index_name
         elif suffix in (".csv", ".txt"):
             check_csv_shape(path)
             frame = pd.read_csv(path)
         else:
-            raise EvaluationInputError(f"{path}: unknown reader-study format {suffix!r}; use .csv (or a trusted .pkl)")
+            raise EvaluationInputError(f"{path}: unknown reader-study format {suffix!r}; use .csv or .pkl")
     except EvaluationInputError:
         raise
+    except (UnsafePickleError, InputLimitError) as e:
+        raise EvaluationInputError(f"{e}. Nothing in the file was run; save the table as CSV (DataFrame.to_csv) "
+                                   "and pass the CSV") from None
+    except MalformedPickleError as e:
+        raise EvaluationInputError(str(e)) from None
     except Exception as e:  # any unreadable file: pickle, CSV parser and decoding errors differ widely
         raise EvaluationInputError(f"{path}: not a readable reader-study file ({type(e).__name__}: {e})") from None
     if not isinstance(frame, pd.DataFrame):

@@ -763,7 +763,7 @@ def analyse_mrmc_file(path: str | os.PathLike, *, covariance: str = "jackknife",
     Parameters
     ----------
     path : ``.imrmc`` (iMRMC), tidy ``.csv`` (reader,case,modality,score,truth), or a reader-study table
-        (``results.pkl`` layout, .csv or trusted .pkl) whose reader columns form modality 'readers'.
+        (``results.pkl`` layout, .csv or .pkl) whose reader columns form modality 'readers'.
     covariance : 'jackknife' or 'delong'.
     confidence : CI coverage.
     modalities, readers : analyse only these (default: all).

@@ -132,7 +132,7 @@ def evaluate_reader_study(study: str | os.PathLike | pd.DataFrame, *, readers: S
 
     Parameters
     ----------
-    study : path of a ``results.pkl``-layout table (.pkl trusted only, or .csv), or a DataFrame.
+    study : path of a ``results.pkl``-layout table (.pkl, read without running code, or .csv), or a DataFrame.
     readers, models : reader/model columns or regexes (default: ``*_POM`` columns; ``AI_*`` are models).
     hybrid_models : models to form hybrids with (default: all models; [] for none).
     n_bootstrap : replicates (0: no CIs).

@@ -50,6 +50,9 @@ import numpy as np
 
 from .. import __version__
 from ..batch import Failure, describe_error
+from ..core.archives import load_npz
+from ..core.limits import InputLimitError
+from ..core.paths import check_name, name_path
 from ..data.exams import VIEWS, iter_images, load_exam_list, needs_flip
 from ..data.images import read_png
 from ..evaluate.bootstrap import bootstrap_counts, percentile_interval
@@ -441,9 +444,10 @@ def map_layout(keys: Sequence[str]) -> str:
 
 def _read_map_file(path: Path, image_info: Mapping[str, Any] | None) -> tuple[np.ndarray, MapPlacement, str]:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except Exception as e:  # a truncated or foreign file raises zipfile, pickle or OS errors
+        arrays = load_npz(path)
+    except InputLimitError:
+        raise
+    except Exception as e:  # a truncated or foreign file raises zipfile, numpy or OS errors
         raise ValueError(f"{path}: unreadable maps file ({describe_error(e)}); write it again with "
                          "'mammoscreen predict --save-maps'") from None
     try:
@@ -522,7 +526,11 @@ def read_map_file(path: str | Path, image_info: Mapping[str, Any] | None = None)
 
 
 def _mask_path(segmentation_dir: Path, image: str, kind: str) -> Path:
-    return segmentation_dir / f"{image}_{kind}.png"
+    # Maps found in sub-folders of maps/ have their masks in the same sub-folders of the segmentation dir;
+    # every part is a plain name, so the mask path stays inside it.
+    *folders, name = image.split("/")
+    return name_path(segmentation_dir.joinpath(*(check_name(f, "folder name") for f in folders)), name,
+                     f"_{kind}.png", "image name")
 
 
 MASK_FRAMES = ("original", "cropped", "window")

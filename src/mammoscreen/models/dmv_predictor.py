@@ -46,6 +46,7 @@ from .densenet import DenseNet, densenet121
 from .dmv import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
 from .heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
 from .registry import ModelSpec, WeightFile, register_model
+from ..core.paths import output_path
 from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 
 IMAGE_ONLY = "image_only"
@@ -179,8 +180,8 @@ def _heatmap_png(heatmap: np.ndarray) -> np.ndarray:
 
 def write_heatmap_pngs(directory: Path, name: str, benign: np.ndarray, malignant: np.ndarray) -> None:
     """16-bit PNGs (probability x 65535) in ``directory/heatmap_{benign,malignant}/<name>.png``."""
-    write_png(directory / "heatmap_benign" / f"{name}.png", _heatmap_png(benign))
-    write_png(directory / "heatmap_malignant" / f"{name}.png", _heatmap_png(malignant))
+    write_png(output_path(directory, "heatmap_benign", f"{name}.png"), _heatmap_png(benign))
+    write_png(output_path(directory, "heatmap_malignant", f"{name}.png"), _heatmap_png(malignant))
 
 
 @dataclass

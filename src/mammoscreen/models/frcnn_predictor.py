@@ -33,6 +33,7 @@ from ..data.images import image_path, read_mammogram, read_png
 from ..core.files import sha256_file
 from ..predict import ImagePrediction, Predictor, full_fp32, resolve_device
 from .frcnn import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
+from ..core.paths import name_path
 from .registry import ModelSpec, WeightFile, register_model
 from .weights import resolve_weight_path
 
@@ -157,7 +158,7 @@ class FRCNNPredictor(Predictor):
         masks = {}
         if segmentations is not None:
             for kind in ("benign", "malignant"):
-                mask_file = Path(segmentations) / f"{record.name}_{kind}.png"
+                mask_file = name_path(segmentations, record.name, f"_{kind}.png", "image name")
                 masks[kind] = read_png(mask_file) if mask_file.is_file() else None
         detection_figure(prepared.grey, prediction.visual, path, masks=masks,
                          title=f"{record.name}   frcnn_cad   malignant {prediction.values['malignant_pred']:.3f}")

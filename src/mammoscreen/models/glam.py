@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResNetV1, ResNetV2
+from .config_checks import ConfigError, check_fraction, check_input_size, check_int, check_ints, check_size_within
 from .gmic import crop_patches, retrieve_roi_locations, saliency_to_input_coordinates, top_t_percent_pooling
 
 UNUSED_CHECKPOINT_KEYS = ("global_network.postprocess_module.combine.weight",)
@@ -55,11 +56,34 @@ class GLAMConfig:
     # Weights of the (finest, middle, coarsest) saliency levels in the combined global map.
     level_weights: tuple[float, float, float] = (0.2, 0.6, 0.2)
 
+    def __post_init__(self) -> None:
+        check_input_size(self.input_size)
+        check_fraction(self.percent_k, "percent_k")
+        check_fraction(self.local_percent_k, "local_percent_k")
+        check_int(self.num_crops, "num_crops", 1, 64)
+        check_ints(self.crop_size, "crop_size", 1, 4096, length=2)
+        check_size_within(self.crop_size, self.input_size, "crop_size", "input_size")
+        check_int(self.num_classes, "num_classes", 1, 1000)
+        check_int(self.global_channels, "global_channels", 1, 1024)
+        check_ints(self.global_blocks, "global_blocks", 1, 64, max_length=8)
+        check_ints(self.global_strides, "global_strides", 1, 4, length=len(self.global_blocks))
+        check_int(self.local_channels, "local_channels", 1, 1024)
+        check_ints(self.local_blocks, "local_blocks", 1, 64, length=4)
+        weights = self.level_weights
+        if not isinstance(weights, (tuple, list)) or len(weights) != 3 or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < float("inf") for w in weights):
+            raise ConfigError(f"level_weights must be 3 non-negative finite numbers, got {weights!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "GLAMConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a GLAM config must be a mapping of field -> value, got {type(data).__name__}")
+        unknown = sorted(set(map(str, data)) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown GLAM config field(s) {', '.join(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 

@@ -28,6 +28,7 @@ from ..preprocess.centers import GMIC_WINDOWS
 from ..preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,
                                   flip_to_face_right, placement_arrays, standardize, window_geometry)
 from .glam import GLAM, UNUSED_CHECKPOINT_KEYS, GLAMConfig, high_resolution_saliency
+from ..core.paths import name_path
 from .registry import ModelSpec, WeightFile, register_model
 from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 
@@ -138,7 +139,7 @@ class GLAMPredictor(Predictor):
         masks: dict[str, np.ndarray | None] = {"benign": None, "malignant": None}
         if segmentations is not None:
             for kind in masks:
-                mask_file = Path(segmentations) / f"{record.name}_{kind}.png"
+                mask_file = name_path(segmentations, record.name, f"_{kind}.png", "image name")
                 if mask_file.is_file():
                     masks[kind] = align_to_window(read_png(mask_file), record.view, record.horizontal_flip,
                                                   prepared.geometry, self.config.input_size, prepared.cropped_shape,

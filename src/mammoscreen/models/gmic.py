@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResNetV1, ResNetV2, resnet_v2_output_size
+from .config_checks import ConfigError, check_fraction, check_input_size, check_int, check_ints, check_size_within
 
 PERCENT_T = {1: 0.02, 2: 0.03, 3: 0.03, 4: 0.05, 5: 0.10}
 """Top-t% of each official checkpoint ``sample_model_<i>.p``."""
@@ -53,6 +54,25 @@ class GMICConfig:
     local_blocks: tuple[int, ...] = (2, 2, 2, 2)
     attention_dim: int = 128
 
+    def __post_init__(self) -> None:
+        # Configs also come from files (a trained model's sidecar): refuse what the network cannot run.
+        check_input_size(self.input_size)
+        check_fraction(self.percent_t, "percent_t")
+        check_int(self.num_patches, "num_patches", 1, 64)
+        check_ints(self.patch_size, "patch_size", 1, 4096, length=2)
+        check_size_within(self.patch_size, self.input_size, "patch_size", "input_size")
+        check_int(self.num_classes, "num_classes", 1, 1000)
+        check_int(self.global_channels, "global_channels", 1, 1024)
+        check_ints(self.global_blocks, "global_blocks", 1, 64, max_length=8)
+        check_ints(self.global_strides, "global_strides", 1, 4, length=len(self.global_blocks))
+        check_int(self.local_channels, "local_channels", 1, 1024)
+        check_ints(self.local_blocks, "local_blocks", 1, 64, length=4)
+        check_int(self.attention_dim, "attention_dim", 1, 8192)
+        rows, cols = self.saliency_size
+        if rows < 1 or cols < 1:
+            raise ConfigError(f"input_size {tuple(self.input_size)} is too small for the global network "
+                              f"(saliency map {rows}x{cols})")
+
     @property
     def saliency_size(self) -> tuple[int, int]:
         """(rows, cols) of the saliency maps: (46, 30) for the default input."""
@@ -73,6 +93,13 @@ class GMICConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GMICConfig":
+        """A config from plain data (a sidecar): unknown fields and out-of-range values raise ConfigError."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a GMIC config must be a mapping of field -> value, got {type(data).__name__}")
+        unknown = sorted(set(map(str, data)) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown GMIC config field(s) {', '.join(unknown)}; fields: "
+                              f"{', '.join(cls.__dataclass_fields__)}")
         tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
         return cls(**{**data, **tuples})
 

@@ -24,6 +24,7 @@ from ..preprocess.centers import GMIC_WINDOWS
 from ..preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,
                                   flip_to_face_right, placement_arrays, standardize, window_geometry)
 from .gmic import GMIC, PERCENT_T, GMICConfig
+from ..core.paths import name_path
 from .registry import ModelSpec, WeightFile, register_model
 from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 
@@ -134,7 +135,7 @@ class GMICPredictor(Predictor):
         for kind in ("benign", "malignant"):
             masks[kind] = None
             if segmentations is not None:
-                mask_file = Path(segmentations) / f"{record.name}_{kind}.png"
+                mask_file = name_path(segmentations, record.name, f"_{kind}.png", "image name")
                 if mask_file.is_file():
                     masks[kind] = align_to_window(read_png(mask_file), record.view, record.horizontal_flip,
                                                   prepared.geometry, self.config.input_size, prepared.cropped_shape,

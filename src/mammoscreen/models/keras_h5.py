@@ -17,7 +17,6 @@ checked against the layer it is assigned to.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..core.hdf5 import H5Reader, HDF5InputError
+from ..core.limits import InputLimitError
+from ..core.safejson import JSONInputError, loads_json
 from .weights import WeightsError
 
 MODEL_CLASSES = ("Model", "Functional", "Sequential")
@@ -174,14 +176,23 @@ def _sequential_spec(config: Any, where: str, name: str | None) -> KerasModelSpe
 def parse_model_config(text: str | bytes, source: str = "model_config") -> KerasModelSpec:
     """The layer graph described by a Keras ``model_config`` JSON string."""
     if isinstance(text, bytes):
-        text = text.decode("utf-8")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise KerasFileError(f"{source}: model_config is not UTF-8 text ({e})") from None
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise KerasFileError(f"{source}: model_config is not valid JSON ({e})") from None
+        raw = loads_json(text, f"{source}: model_config")
+    except JSONInputError as e:
+        raise KerasFileError(str(e)) from None
     if not isinstance(raw, Mapping) or "class_name" not in raw:
         raise KerasFileError(f"{source}: model_config has no class_name")
-    return _model_spec(raw["class_name"], raw.get("config"), source)
+    try:
+        return _model_spec(raw["class_name"], raw.get("config"), source)
+    except KerasFileError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:  # a malformed layer description
+        raise KerasFileError(f"{source}: model_config is not a Keras 2 model description ({type(e).__name__}: "
+                             f"{str(e)[:200]})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,48 +284,55 @@ def _attr_list(value: Any) -> list[str]:
 
 
 def read_keras_h5(path: str | Path) -> KerasFile:
-    """Read a Keras 2 full-model ``.h5`` file: its layer graph and every layer's weights."""
-    try:
-        import h5py
-    except ImportError:  # pragma: no cover - h5py is a dependency
-        raise KerasFileError("reading Keras .h5 files needs h5py: pip install h5py") from None
+    """Read a Keras 2 full-model ``.h5`` file: its layer graph and every layer's weights.
+
+    The file is read through :class:`mammoscreen.core.hdf5.H5Reader`: every array's size is checked before
+    it is read, and nothing outside the file (external links or storage) is followed.
+    """
     path = Path(path)
     if not path.is_file():
         raise KerasFileError(f"weights file not found: {path}")
     try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise KerasFileError(f"{path}: not an HDF5 file ({e}); expected a Keras .h5 model file") from None
-    with f:
-        if "model_config" not in f.attrs:
-            kind = "a weights-only file (model.save_weights)" if "layer_names" in f.attrs else "not a Keras model file"
-            raise KerasFileError(f"{path}: no model_config attribute - {kind}; the full model file "
-                                 "(model.save) is needed, because the architecture is read from it")
-        model = parse_model_config(_attr_text(f.attrs["model_config"]), str(path))
-        keras_version = _attr_text(f.attrs.get("keras_version", "unknown"))
-        backend = _attr_text(f.attrs.get("backend", "unknown"))
-        if "model_weights" not in f:
-            raise KerasFileError(f"{path}: no model_weights group")
-        weights_root = f["model_weights"]
-        weights: dict[str, dict[str, np.ndarray]] = {}
-        for layer in model.layers:
-            inner = layer.model.leaf_layers(layer.name + "/") if layer.model is not None else [(layer.name, layer)]
-            inner = [(p, x) for p, x in inner if sum(expected_params(x), [])]
-            if not inner:
-                continue
-            if layer.name not in weights_root:
-                raise KerasFileError(f"{path}: no weights stored for layer {layer.name!r}")
-            group = weights_root[layer.name]
-            names = _attr_list(group.attrs.get("weight_names"))
-            try:
-                stored = [(name, np.asarray(group[name])) for name in names]
-            except KeyError as e:
-                raise KerasFileError(f"{path}: weight {e} listed for layer {layer.name!r} is missing") from None
-            if any(n.startswith("param_") for n, _ in stored):
-                raise KerasFileError(f"{path}: weights of {layer.name!r} are unnamed (param_N, a Theano-saved "
-                                     "file?); only TensorFlow-saved Keras files are supported")
-            matched = _match_group(layer.name, stored, [x for _, x in inner], str(path))
-            weights.update({p: matched[x.name] for p, x in inner})
+        reader = H5Reader(path)
+    except HDF5InputError as e:
+        raise KerasFileError(f"{e}; expected a Keras .h5 model file") from None
+    try:
+        with reader:
+            return _read_keras(reader, path)
+    except (HDF5InputError, InputLimitError) as e:
+        raise KerasFileError(str(e)) from None
+
+
+def _read_keras(f: H5Reader, path: Path) -> KerasFile:
+    if not f.has_attr("/", "model_config"):
+        weights_only = f.has_attr("/", "layer_names")
+        kind = "a weights-only file (model.save_weights)" if weights_only else "not a Keras model file"
+        raise KerasFileError(f"{path}: no model_config attribute - {kind}; the full model file "
+                             "(model.save) is needed, because the architecture is read from it")
+    model = parse_model_config(_attr_text(f.attr("/", "model_config")), str(path))
+    keras_version = _attr_text(f.attr("/", "keras_version", "unknown"))
+    backend = _attr_text(f.attr("/", "backend", "unknown"))
+    if not f.contains("model_weights"):
+        raise KerasFileError(f"{path}: no model_weights group")
+    weights: dict[str, dict[str, np.ndarray]] = {}
+    for layer in model.layers:
+        inner = layer.model.leaf_layers(layer.name + "/") if layer.model is not None else [(layer.name, layer)]
+        inner = [(p, x) for p, x in inner if sum(expected_params(x), [])]
+        if not inner:
+            continue
+        group = f"model_weights/{layer.name}"
+        if "/" in layer.name or not f.contains(group):
+            raise KerasFileError(f"{path}: no weights stored for layer {layer.name!r}")
+        names = _attr_list(f.attr(group, "weight_names"))
+        try:
+            stored = [(name, f.read(f"{group}/{name}")) for name in names]
+        except KeyError as e:
+            raise KerasFileError(f"{path}: weight {e} listed for layer {layer.name!r} is missing") from None
+        if any(n.startswith("param_") for n, _ in stored):
+            raise KerasFileError(f"{path}: weights of {layer.name!r} are unnamed (param_N, a Theano-saved "
+                                 "file?); only TensorFlow-saved Keras files are supported")
+        matched = _match_group(layer.name, stored, [x for _, x in inner], str(path))
+        weights.update({p: matched[x.name] for p, x in inner})
     return KerasFile(path, keras_version, backend, model, weights)
 
 

@@ -1,22 +1,34 @@
 """Finding, downloading, verifying and loading model weights.
 
-Checkpoints are loaded with ``torch.load(weights_only=True)``: a checkpoint file is never allowed to
-run code. ``--weights official`` looks for the published file in the cache directory
-(``$MAMMOSCREEN_HOME``, default ``~/.cache/mammoscreen``) and, if it is missing and downloads are
-allowed, fetches it from its published URL, checks its sha256 and moves it into place atomically.
+Checkpoints are loaded with ``torch.load(weights_only=True)`` (through :mod:`mammoscreen.core.checkpoints`):
+a checkpoint file is never allowed to run code. ``--weights official`` looks for the published file in the
+cache directory (``$MAMMOSCREEN_HOME``, default ``~/.cache/mammoscreen``) and, if it is missing and
+downloads are allowed, fetches it from its published URL, checks its sha256 and moves it into place
+atomically.
+
+Downloads are verified or refused: only ``https`` URLs are fetched (plain ``http`` only from the loopback
+interface, which never leaves the machine, e.g. a local mirror or a test server), and redirects to plain
+``http`` are refused. A file published without a sha256 is downloaded only when unverified downloads were
+allowed explicitly (``--allow-unverified``, :func:`allow_unverified_downloads` or
+``MAMMOSCREEN_ALLOW_UNVERIFIED=1``); the sha256 it had is printed and recorded (:data:`UNVERIFIED_DOWNLOADS`,
+which ``mammoscreen run`` writes into ``run_summary.json``) so that the file can be pinned afterwards.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
+import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from ..core.checkpoints import CheckpointError, load_torch, state_dict_problem
 from ..core.files import sha256_file
 from .registry import ModelSpec, WeightFile
 
@@ -42,6 +54,63 @@ def cache_dir() -> Path:
     return Path(base) / "mammoscreen"
 
 
+_ALLOW_UNVERIFIED: bool | None = None
+UNVERIFIED_DOWNLOADS: list[dict[str, str]] = []
+"""Files downloaded in this process without a published sha256: {model, file, url, sha256, path}."""
+
+
+def unverified_downloads() -> list[dict[str, str]]:
+    """Copies of the records of :data:`UNVERIFIED_DOWNLOADS` (for a run's provenance)."""
+    return [dict(record) for record in UNVERIFIED_DOWNLOADS]
+
+
+def allow_unverified_downloads(allow: bool = True) -> None:
+    """Allow (or forbid again) downloading weight files that have no published sha256."""
+    global _ALLOW_UNVERIFIED
+    _ALLOW_UNVERIFIED = bool(allow)
+
+
+def unverified_downloads_allowed() -> bool:
+    if _ALLOW_UNVERIFIED is not None:
+        return _ALLOW_UNVERIFIED
+    return os.environ.get("MAMMOSCREEN_ALLOW_UNVERIFIED", "").strip().lower() in ("1", "yes", "true")
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str) -> str | None:
+    """Why mammoscreen will not download ``url`` (plain http to another machine, not a web URL), or None."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http":
+        if _is_loopback(parts.hostname):
+            return None
+        return (f"{url} is plain http: anyone on the way could replace the file, so mammoscreen does not download "
+                "it; fetch it yourself over a channel you trust and pass --weights PATH")
+    return f"{url} is not an https URL"
+
+
+class _SecureRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        problem = url_problem(newurl)
+        if problem is not None:
+            raise WeightsError(f"{req.full_url} redirects to {newurl}; refused: {problem}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SecureRedirects)
+
+
 def download(url: str, destination: str | Path, sha256: str | None = None,
              progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``destination`` atomically, verifying its sha256 when given.
@@ -50,6 +119,9 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
     and raises :class:`WeightsError`, so a corrupted or interrupted download never takes the place of
     the real file.
     """
+    problem = url_problem(url)
+    if problem is not None:
+        raise WeightsError(f"refusing to download: {problem}")
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
@@ -57,7 +129,9 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - URLs come from the registry
+                response = _OPENER.open(url, timeout=timeout)  # noqa: S310 - https (or loopback) only, checked above
+            except WeightsError:
+                raise
             except (urllib.error.URLError, OSError) as e:
                 raise WeightsError(f"cannot download {url}: {e}") from None
             with response:
@@ -125,8 +199,33 @@ def official_weights_path(spec: ModelSpec, variant: str | None = None, *, allow_
             f"official weights for {spec.name} ({wf.filename}) are not in {directory}. Without internet access, "
             f"download {wf.url or wf.filename} elsewhere and copy it there (or set MAMMOSCREEN_HOME), or pass "
             "--weights PATH.")
-    print(f"downloading {wf.filename} for {spec.name} from {wf.url} ({wf.license or 'see the model licence'})")
-    return download(wf.url, path, wf.sha256)
+    problem = download_problem(spec, wf)
+    if problem is not None:
+        raise WeightsError(problem)
+    print(f"downloading {wf.filename} for {spec.name} from {wf.url} ({wf.license or 'see the model licence'})",
+          file=sys.stderr)
+    path = download(wf.url, path, wf.sha256)
+    if not wf.sha256:
+        digest = sha256_file(path)
+        UNVERIFIED_DOWNLOADS.append({"model": spec.name, "file": wf.filename, "url": wf.url, "sha256": digest,
+                                     "path": str(path)})
+        print(f"{wf.filename} has no published checksum; downloaded without verification, sha256 {digest} "
+              "(recorded in the run's provenance: compare it with a trusted copy to pin the file)", file=sys.stderr)
+    return path
+
+
+def download_problem(spec: ModelSpec, wf: WeightFile) -> str | None:
+    """Why the published file ``wf`` of ``spec`` will not be downloaded (plain http, no checksum), or None."""
+    if wf.url is None:
+        return f"{wf.filename} of {spec.name} has no published URL"
+    problem = url_problem(wf.url)
+    if problem is not None:
+        return f"{spec.name}: {problem}"
+    if not wf.sha256 and not unverified_downloads_allowed():
+        return (f"{wf.filename} of {spec.name} is published without a sha256, so a download cannot be verified; "
+                "pass --allow-unverified to download it anyway (its sha256 is then recorded in the run's "
+                "provenance), or download it yourself and pass --weights PATH")
+    return None
 
 
 def resolve_weight_path(spec: ModelSpec, weights: str | Path, variant: str | None = None, *,
@@ -175,6 +274,9 @@ def weights_problem(spec: ModelSpec, weights: str | Path | None, variant: str | 
         if absent:
             return (f"official weights for {spec.name} ({', '.join(wf.filename for wf in absent)}) are not in "
                     f"{directory} and have no download URL")
+        for wf in files:
+            if not (directory / wf.filename).is_file() and (problem := download_problem(spec, wf)) is not None:
+                return f"{problem} (not in the cache {directory})"
         return None
     path = Path(weights)
     if path.is_dir():
@@ -191,22 +293,20 @@ def weights_problem(spec: ModelSpec, weights: str | Path | None, variant: str | 
 
 
 def load_checkpoint(path: str | Path) -> Any:
-    """``torch.load`` a checkpoint on the CPU without executing pickled code."""
-    import torch  # here, not at module level: commands that never load weights start faster without torch
-
+    """``torch.load`` a checkpoint on the CPU without executing pickled code (:func:`core.checkpoints.load_torch`)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # the unpickler raises many types for foreign or corrupt files
-        raise WeightsError(f"{path}: not a loadable PyTorch checkpoint of tensors ({type(e).__name__}: {e}). "
-                           "Only plain state dicts can be loaded safely.") from None
+        return load_torch(path)
+    except CheckpointError as e:
+        raise WeightsError(str(e)) from None
 
 
 def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Load parameters strictly by name: a missing or misshapen key is an error, an extra key a warning."""
     import torch
 
-    if not isinstance(state_dict, Mapping) or not all(isinstance(k, str) for k in state_dict):
-        raise WeightsError(f"{source}: expected a state dict (parameter name -> tensor), got {type(state_dict).__name__}")
+    problem = state_dict_problem(state_dict)
+    if problem is not None:
+        raise WeightsError(f"{source}: {problem}")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     if missing:
@@ -244,6 +344,8 @@ def check_finite_parameters(model: nn.Module, source: str = "checkpoint") -> Non
                            "checkpoint is corrupt or its training diverged")
 
 
-__all__ = ["PRETRAINED_DIR", "bundled_weights_path", "WeightFile", "WeightsError", "UnexpectedKeysWarning", "cache_dir", "download", "official_weights_path",
-           "resolve_weight_path", "weights_problem", "load_checkpoint", "load_state_dict_into",
-           "check_finite_parameters"]
+__all__ = ["PRETRAINED_DIR", "bundled_weights_path", "WeightFile", "WeightsError", "UnexpectedKeysWarning", "cache_dir",
+           "download", "official_weights_path", "resolve_weight_path", "weights_problem", "load_checkpoint",
+           "load_state_dict_into", "check_finite_parameters", "allow_unverified_downloads",
+           "unverified_downloads_allowed", "url_problem", "download_problem", "UNVERIFIED_DOWNLOADS",
+           "unverified_downloads"]

@@ -32,6 +32,7 @@ import numpy as np
 from ..batch import Failure, InputWarning, StageReport, map_images
 from ..core.journal import Journal
 from ..core.lock import output_lock
+from ..core.paths import ensure_output_dir, output_path
 from ..data.exams import Exam, add_image_metadata, iter_images, needs_flip, save_exam_list_if_changed
 from ..data.images import image_path, read_png, write_png
 from .plausibility import plausibility_warnings
@@ -203,7 +204,7 @@ def _crop_file(item: tuple[str, str, str], images_dir: str, output_dir: str, ite
         info = crop_info(image, breast_facing(view, horizontal_flip), iterations, buffer_size)
     except CropError as e:
         raise CropError(f"{image_path(images_dir, name)}: cannot crop: {e}") from None
-    write_png(image_path(output_dir, name), apply_crop(image, info))
+    write_png(output_path(output_dir, name + ".png"), apply_crop(image, info))
     metadata = {**info.as_metadata(), ORIGINAL_SHAPE: (int(image.shape[0]), int(image.shape[1]))}
     return {"metadata": metadata, "warnings": plausibility_warnings(image)}
 
@@ -231,7 +232,10 @@ def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str 
     would describe other crops), the failure is reported with ``report.output_failed`` set, and the
     images' crops stay journaled for the next run.
     """
-    output_dir = Path(output_dir)
+    if Path(output_dir).resolve() == Path(images_dir).resolve():
+        raise ValueError(f"the output directory {output_dir} is the images directory: cropping would overwrite "
+                         "the original mammograms; choose another --output-dir")
+    output_dir = ensure_output_dir(output_dir)
     report = report if report is not None else StageReport("crop")
     records = list(iter_images(exams))
     with output_lock(output_dir):

@@ -8,7 +8,6 @@ report instead of an error.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.files import sha256_file
+from ..core.paths import name_problem
+from ..core.safejson import JSONInputError, load_json
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV, Failure, InputWarning, read_failures_csv, read_warnings_csv
 
 RUN_SUMMARY = "run_summary.json"  # as pipeline.RUN_SUMMARY; not imported, so the report needs no torch
@@ -89,10 +90,9 @@ class RunContents:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ReportInputError(f"{path} is not valid JSON ({error}); re-create it with the command that "
-                               "wrote it") from None
+        value = load_json(path)
+    except JSONInputError as error:
+        raise ReportInputError(f"{error}; re-create it with the command that wrote it") from None
     if not isinstance(value, dict):
         raise ReportInputError(f"{path} should hold a JSON object, found {type(value).__name__}")
     return value
@@ -231,6 +231,9 @@ def collect_run(run_dir: str | Path) -> RunContents:
         if not isinstance(entry, dict) or "model" not in entry:
             raise ReportInputError(f"{run_dir / RUN_SUMMARY}: a 'models' entry has no 'model' name")
         name = str(entry["model"])
+        if name_problem(name) is not None:  # the summary names a directory of the run: a name, never a path
+            raise ReportInputError(f"{run_dir / RUN_SUMMARY}: model name {name!r} is not a plain name "
+                                   f"({name_problem(name)})")
         model = ModelRun(name, entry, run_dir / name, spec=_model_spec(name), weights=_weights(entry))
         if model.done:
             model.predictions = _read_csv(model.directory / "predictions.csv", "mammoscreen run")

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..core.files import write_text_atomic
+from ..core.paths import name_path, name_problem
 from .collect import ModelRun, ReportInputError, RunContents, collect_run
 from .images import data_uri, figure_thumbnail, outlined_mammogram
 
@@ -537,12 +538,14 @@ def _localization_by_image(model: ModelRun) -> dict[str, str]:
 def _truth_image(name: str, contents: RunContents, segmentation_dir: Path | None) -> Raw | None:
     if segmentation_dir is None:
         return None
-    masks = {kind: segmentation_dir / f"{name}_{kind}.png" for kind in ("malignant", "benign")}
+    if name_problem(name) is not None:  # names come from prediction files: never a path
+        return None
+    masks = {kind: name_path(segmentation_dir, name, f"_{kind}.png") for kind in ("malignant", "benign")}
     masks = {kind: path for kind, path in masks.items() if path.is_file()}
     images_dir = contents.run.get("images")
     if not masks or not images_dir:
         return None
-    image_file = Path(images_dir) / f"{name}.png"
+    image_file = name_path(images_dir, name, ".png")
     if not image_file.is_file():
         return None
     try:

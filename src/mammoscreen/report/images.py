@@ -33,6 +33,9 @@ def _resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
 
 def figure_thumbnail(path: Path, width: int) -> bytes:
     """A figure PNG downscaled to at most ``width`` pixels wide, as JPEG bytes."""
+    from ..data.images import image_size
+
+    image_size(path)  # the declared size is checked before cv2 decodes anything
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"{path} is not a readable image")

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import torch
 
 from ..core.files import atomic_write, write_json_atomic
+from ..core.safejson import JSONInputError, load_json
+from ..models.config_checks import ConfigError
 from ..models.gmic import GMIC, GMICConfig
 from ..models.weights import WeightsError, load_checkpoint, load_state_dict_into
 from .configs import config_name
@@ -44,17 +46,23 @@ def save_gmic_weights(model: GMIC, path: str | Path, extra: Mapping[str, Any] | 
 
 def read_sidecar_config(weights: str | Path) -> GMICConfig | None:
     """The architecture recorded beside a weights file, or None if there is no sidecar."""
-    import json
-
     path = sidecar_path(weights)
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path)
+    except JSONInputError as e:
+        raise WeightsError(f"{e}; the sidecar beside the weights must hold '{SIDECAR_KEY}' with the architecture "
+                           "the weights were trained with") from None
+    if not isinstance(data, dict) or not isinstance(data.get(SIDECAR_KEY), dict):
+        raise WeightsError(f"{path}: not a GMIC config sidecar; it must hold '{SIDECAR_KEY}' with the architecture "
+                           "the weights were trained with")
+    try:
         return GMICConfig.from_dict(data[SIDECAR_KEY])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise WeightsError(f"{path}: not a GMIC config sidecar ({type(e).__name__}: {e}); it must hold "
-                           f"'{SIDECAR_KEY}' with the architecture the weights were trained with") from None
+    except ConfigError as e:
+        raise WeightsError(f"{path}: {SIDECAR_KEY}: {e}") from None
+    except TypeError as e:  # a field of the wrong kind that the range checks do not reach
+        raise WeightsError(f"{path}: {SIDECAR_KEY} is not a valid GMIC config ({e})") from None
 
 
 def load_initial_weights(model: GMIC, path: str | Path) -> None:

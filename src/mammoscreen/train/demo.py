@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.paths import name_path
 from ..data.exams import Exam, iter_images
 from ..data.images import read_png
 from ..evaluate.metrics import roc_auc
@@ -90,7 +91,7 @@ def heldout_metrics(predictor: Any, split: SyntheticSplit, batch_size: int = 4) 
         for record, p, prediction in zip(chunk, prepared, predictor.predict_batch(prepared)):
             scores.append((prediction.values["benign_pred"], prediction.values["malignant_pred"]))
             labels.append((record.benign_label, record.malignant_label))
-            mask = read_png(split.segmentation_dir / f"{record.name}_malignant.png") > 0
+            mask = read_png(name_path(split.segmentation_dir, record.name, "_malignant.png", "image name")) > 0
             if not mask.any():
                 continue
             row, col = saliency_peak_in_original(

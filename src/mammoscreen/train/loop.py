@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..core.checkpoints import CheckpointError, load_torch
 from ..data.exams import Exam, load_exam_list
 from ..evaluate.metrics import roc_auc
 from ..core.files import sha256_file, write_json_atomic, write_text_atomic
@@ -201,6 +202,30 @@ def _loader(dataset: GMICImages, indices: Sequence[int], batch_size: int, worker
                       drop_last=False)
 
 
+_CHECKPOINT_FIELDS = {"epoch": int, "model": dict, "optimizer": dict, "scaler": dict, "rng": dict, "log": list,
+                      "settings": dict}
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint (``checkpoint.pt``) loaded with ``weights_only=True`` - it cannot run code - and
+    checked for the fields a resume needs. Everything in it is a tensor, a number, a string or a container
+    of those (the optimiser's and the scaler's state dicts, the RNG state as a byte tensor)."""
+    try:
+        state = load_torch(path, "training checkpoint")
+    except CheckpointError as e:
+        raise TrainingError(f"--resume: {e}") from None
+    if not isinstance(state, dict):
+        raise TrainingError(f"--resume: {path} is not a training checkpoint of 'mammoscreen train' (it holds a "
+                            f"{type(state).__name__}, not a dict)")
+    for key, kind in _CHECKPOINT_FIELDS.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise TrainingError(f"--resume: {path} is not a training checkpoint of 'mammoscreen train' (field "
+                                f"{key!r} is missing or not a {kind.__name__})")
+    if not isinstance(state["rng"].get("torch"), torch.Tensor):
+        raise TrainingError(f"--resume: {path} has no random-number-generator state; cannot resume bit-exactly")
+    return state
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -287,18 +312,22 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
     if resume:
         if not checkpoint_path.is_file():
             raise TrainingError(f"--resume: no {checkpoint_path}; start without --resume")
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = read_training_checkpoint(checkpoint_path)
         # The config's name is only a label of the config values (older checkpoints stored it).
         previous = {k: v for k, v in state["settings"].items() if k != "config_name"}
         if previous != settings:
             changed = sorted(k for k in set(settings) | set(previous) if settings.get(k) != previous.get(k))
             raise TrainingError(f"--resume: {checkpoint_path} was made with different settings or data "
                                 f"({', '.join(changed)}); use the original options or a new output directory")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        log, best_score, best_epoch = state["log"], state["best_score"], state["best_epoch"]
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise TrainingError(f"--resume: {checkpoint_path} does not fit this model and optimiser "
+                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        log, best_score, best_epoch = state["log"], state.get("best_score"), state.get("best_epoch")
         start_epoch = state["epoch"] + 1
         if start_epoch > options.epochs:
             print(f"all {options.epochs} epochs are already done in {output_dir}", file=sys.stderr)

@@ -15,6 +15,7 @@ import pandas as pd
 from ...batch import Failure, map_images
 from ...core.files import write_text_atomic
 from ...core.journal import Journal
+from ...core.paths import output_path
 from ..convert import cancer_label, convert_file
 from ..dicom import AcceptPolicy, PixelPolicy, header_metadata, object_reason, read_dicom
 from ..exams import VIEWS, Exam, save_exam_list
@@ -222,7 +223,7 @@ def check_headers(sources: dict[str, Path], accept: AcceptPolicy, workers: int, 
 
 def _convert_one(item: tuple[str, str], output_dir: str, policy: PixelPolicy) -> dict:
     name, source = item
-    record = convert_file(source, Path(output_dir) / "images" / f"{name}.png", policy)
+    record = convert_file(source, output_path(output_dir, "images", f"{name}.png"), policy)
     return {"source": source, "bit_depth": record["bit_depth"]}
 
 
@@ -235,7 +236,7 @@ def convert_sources(sources: dict[str, Path], output_dir: Path, policy: PixelPol
     items = [(name, str(path)) for name, path in sources.items()]
 
     def still_valid(name: str) -> bool:
-        return ((output_dir / "images" / f"{name}.png").is_file()
+        return (output_path(output_dir, "images", f"{name}.png").is_file()
                 and journal[name]["result"]["source"] == str(sources[name]))
 
     results, failures = map_images(partial(_convert_one, output_dir=str(output_dir), policy=policy), items,

@@ -18,7 +18,6 @@ many workers run, so a dataset can be extended or regenerated piece by piece.
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 import cv2
@@ -27,6 +26,8 @@ import numpy as np
 from ...batch import map_images
 from ...core.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 from ...core.journal import Journal
+from ...core.paths import UnsafePathError, ensure_output_dir, name_problem, output_path
+from ...core.safejson import load_json
 from ..dicom_write import STANDARD_ORIENTATION, mammogram_dataset, save_dicom, uid_from
 from ..exams import VIEWS, Exam, exams_from_data, load_exam_list, save_exam_list, view_angle, view_side
 from ..voi import rescale_to_16bit
@@ -86,7 +87,12 @@ def generate_exams(n_exams: int, output_dir: str | Path, seed: int = 0, *, optio
         raise ValueError(f"bits must be 12 or 16, got {bits}")
     if n_exams < 0:
         raise ValueError(f"n_exams must be >= 0, got {n_exams}")
-    output_dir = Path(output_dir)
+    # The prefix becomes part of file names: '../x' or '/tmp/x' would write outside output_dir.
+    longest = image_name(start + max(n_exams - 1, 0), "R-MLO", prefix) + "_malignant.png"
+    if name_problem(longest) is not None:
+        raise UnsafePathError(f"prefix {prefix!r} does not make plain file names: {name_problem(longest)}; the "
+                              "prefix is prepended to every image name")
+    output_dir = ensure_output_dir(output_dir)
     indices = list(range(start, start + n_exams))
     settings = {"stage": "synth", "seed": seed, "options": vars(options), "format": fmt, "bits": bits,
                 "prefix": prefix, "compression": dicom_compression}
@@ -121,9 +127,9 @@ def _same_exam_list(path: Path, exams: list[Exam]) -> bool:
 def _exam_files_exist(output_dir: Path, exam_index: int, fmt: str, prefix: str) -> bool:
     for view in VIEWS:
         name = image_name(exam_index, view, prefix)
-        if fmt != "dicom" and not (output_dir / "images" / f"{name}.png").is_file():
+        if fmt != "dicom" and not output_path(output_dir, "images", f"{name}.png").is_file():
             return False
-        if fmt != "png" and not (output_dir / "dicom" / f"{name}.dcm").is_file():
+        if fmt != "png" and not output_path(output_dir, "dicom", f"{name}.dcm").is_file():
             return False
     return True
 
@@ -145,14 +151,14 @@ def _write_exam(exam_index: int, output_dir: str, seed: int, options: SynthOptio
             values = values & ~np.uint16(1)  # slope 2 stores x // 2: keep the PNG identical to the DICOM
         if fmt != "dicom":
             png_values = values if bits == 12 else rescale_to_16bit(values, 12)
-            write_bytes_atomic(out / "images" / f"{name}.png", encode_png(png_values))
+            write_bytes_atomic(output_path(out, "images", f"{name}.png"), encode_png(png_values))
             for label in ("benign", "malignant"):
                 mask = synth_view.masks[label].astype(np.uint8) * np.uint8(255)
-                write_bytes_atomic(out / "segmentation" / f"{name}_{label}.png", encode_png(mask))
+                write_bytes_atomic(output_path(out, "segmentation", f"{name}_{label}.png"), encode_png(mask))
         if fmt != "png":
             ds = _dicom_for(values, view, variant, study_uid, f"SYNTH-{seed}-{exam_index}", options.pixel_mm,
                             exam.age)
-            save_dicom(ds, out / "dicom" / f"{name}.dcm", compression=dicom_compression)
+            save_dicom(ds, output_path(out, "dicom", f"{name}.dcm"), compression=dicom_compression)
         exam_dict[view] = [name]
         exam_dict[f"{view}_benign_seg"] = [f"{name}_benign"]
         exam_dict[f"{view}_malignant_seg"] = [f"{name}_malignant"]
@@ -197,5 +203,5 @@ def _write_labels_csv(path: Path, study_uids: list[str], exams: list[Exam]) -> N
 
 def load_lesions(output_dir: str | Path) -> dict[str, list[dict]]:
     """The lesion records written by :func:`generate_exams` (image name -> list of lesions)."""
-    return json.loads((Path(output_dir) / "lesions.json").read_text(encoding="utf-8"))
+    return load_json(Path(output_dir) / "lesions.json")
 
