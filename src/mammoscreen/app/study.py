@@ -29,6 +29,7 @@ from .. import __version__
 from ..data.exams import VIEWS, ExamListError, load_exam_list
 from ..data.images import ImageFileError
 from ..core.files import sha256_file, write_bytes_atomic, write_text_atomic
+from ..core.safejson import load_json
 from . import audit, design as designs
 from .db import Case, Database, Image, Reader, ReadingSession, Study, head_revision, utcnow
 from .errors import StudyError
@@ -88,11 +89,11 @@ def open_study(study_dir: str | os.PathLike, database_url: str | None = None, up
         raise StudyError(f"{directory}: not a reader-study directory (no {STUDY_FILE}); create one with "
                          "'mammoscreen reader-app create-study'")
     try:
-        info = json.loads(marker.read_text(encoding="utf-8"))
+        info = load_json(marker)
         kind = info["database"]
         if info.get("format") != FORMAT:
             raise ValueError(f"format {info.get('format')!r}")
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OSError) as e:
         raise StudyError(f"{marker}: not a study file this version understands ({e})") from None
     if kind == "sqlite":
         if not (directory / SQLITE_FILE).is_file():

@@ -36,6 +36,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from .. import __version__
+from ..core.safejson import JSONInputError, loads_json
 from . import audit, reading
 from .db import Audit, LoginAttempt, Reader, Study, WebSession, utcnow
 from .pixels import PixelCache, safe_image_file
@@ -369,8 +370,8 @@ class ReaderApp:
                 return self.api_error("invalid CSRF token", 403)
             if body:
                 try:
-                    payload = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
+                    payload = loads_json(raw, "request body")  # depth- and size-limited
+                except JSONInputError:
                     return self.api_error("the body must be JSON", 400)
         session_id = request.path_params["session_id"]
 

@@ -78,6 +78,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"mammoscreen: warning: {_one_line(str(message))}", file=file or sys.stderr)
 
 
+def _unquoted(text: str) -> str:
+    # str() of a KeyError-like exception is the quoted repr of its message; anything else is kept as it is
+    text = text.strip()
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(no message)"
 
@@ -104,7 +110,7 @@ def describe_failure(error: BaseException) -> tuple[int, str]:
             message += " (free some space; finished work is kept - re-run the same command to continue)"
         return (2 if isinstance(error, _input_errors()) else 1), message
     if isinstance(error, _input_errors()):
-        return 2, _one_line(str(error).strip("'\""))
+        return 2, _one_line(_unquoted(str(error)))
     if isinstance(error, MemoryError):
         return 1, "out of memory (an input far larger than expected? see docs/security.md for the limits)"
     if isinstance(error, RecursionError):
