@@ -9,6 +9,7 @@ anyway). A deliberately broken page checks that the probe does notice failures.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,10 +20,48 @@ import pytest
 from mammoscreen.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+UNAVAILABLE = Path(__file__).resolve().parents[2] / ".ci" / "chromium-unavailable"
+"""Written by .ci/run with the reason when it cannot install Chromium."""
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium', which .ci/run installs): "
-                             "the browser rendering test is skipped")
+
+def chromium_decision(chromium: str | None, ci: bool, recorded_reason: str | None) -> tuple[str, str]:
+    """('run' | 'skip' | 'fail', why): in CI a missing Chromium is a failure unless .ci/run said why."""
+    if chromium is not None:
+        return "run", chromium
+    if not ci:
+        return "skip", ("Chromium is not installed (Debian package 'chromium', which .ci/run installs): the browser "
+                        "rendering test is skipped")
+    if recorded_reason:
+        return "skip", f"Chromium could not be installed in CI: {recorded_reason}"
+    return "fail", (f"Chromium is missing in CI and .ci/run recorded no reason in {UNAVAILABLE}: the browser "
+                    "test must not disappear silently")
+
+
+@pytest.fixture(autouse=True)
+def chromium(request):
+    if request.node.name.startswith("test_chromium_decision"):
+        return None
+    recorded = UNAVAILABLE.read_text(encoding="utf-8").strip() if UNAVAILABLE.is_file() else None
+    decision, why = chromium_decision(CHROMIUM, os.environ.get("CI", "").lower() == "true", recorded)
+    if decision == "skip":
+        pytest.skip(why)
+    if decision == "fail":
+        pytest.fail(why)
+    return CHROMIUM
+
+
+@pytest.mark.parametrize("chromium_path, ci, reason, expected", [
+    ("/usr/bin/chromium", True, None, "run"),
+    (None, False, None, "skip"),
+    (None, True, "apt-get install chromium failed: E: Unable to locate package chromium", "skip"),
+    (None, True, None, "fail"),
+    (None, True, "", "fail"),
+])
+def test_chromium_decision(chromium_path, ci, reason, expected):
+    decision, why = chromium_decision(chromium_path, ci, reason)
+    assert decision == expected
+    if reason:
+        assert reason in why
 
 PROBE = """<script>
 window.addEventListener('load', function () {
