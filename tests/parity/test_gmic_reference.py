@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from figures import check_gmic_figure
 from testutils import split_original_shape
 from mammoscreen.cli import main
 from mammoscreen.data import load_exam_list, read_png
-from mammoscreen.models.gmic_predictor import load_gmic
+from mammoscreen.data.exams import iter_images
+from mammoscreen.models.gmic import crop_patches
+from mammoscreen.models.gmic_predictor import build_gmic_predictor, load_gmic
 from mammoscreen.preprocess.windows import model_input
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
@@ -72,7 +75,18 @@ def test_model_outputs_match_the_official_ones(run_dir, reference_dir, name):
         np.testing.assert_allclose(ours[key], official[key][0], rtol=0, atol=TOL, err_msg=f"{name} {key}")
     np.testing.assert_allclose(ours["patch_attention"], official["patch_attns"][0], rtol=0, atol=TOL)
     assert np.array_equal(ours["patch_locations"], official["patch_locations"][0].astype(np.int64))
-    assert (run_dir / "gmic" / "visualization" / f"{name}.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_figures_show_the_window_maps_and_patches(run_dir, reference_dir, name):
+    record = next(r for r in iter_images(load_exam_list(run_dir / "data.pkl")) if r.name == name)
+    with pytest.warns(UserWarning, match="shared_rep_filter"):
+        predictor = build_gmic_predictor(reference_dir / "gmic" / "gmic_reference.p", "1", device="cpu")
+    window = predictor.prepare(record, run_dir / "cropped_images").window
+    official = np.load(reference_dir / "gmic" / "outputs_percent_t_0.02" / f"{name}.npz")
+    masks = any((reference_dir / "segmentation" / f"{name}_{kind}.png").is_file() for kind in ("benign", "malignant"))
+    check_gmic_figure(run_dir / "gmic" / "visualization" / f"{name}.png", window, official["saliency_map"][0],
+                      official["patch_locations"][0], official["patches"][0], masks=masks)
 
 
 def test_predictions_csv_matches_the_official_file(run_dir, reference_dir):
@@ -89,7 +103,7 @@ def test_predictions_csv_matches_the_official_file(run_dir, reference_dir):
             assert mine[column] == theirs[column]
 
 
-def test_input_window_and_patches_are_bit_identical(reference_dir):
+def test_input_window_is_bit_identical(reference_dir):
     official = np.load(reference_dir / "gmic" / "outputs_percent_t_0.02" / "0_L-CC.npz")
     exams = load_exam_list(reference_dir / "gmic" / "data.pkl")
     cropped = read_png(reference_dir / "gmic" / "cropped" / "0_L-CC.png").astype(np.float32)
@@ -101,6 +115,20 @@ def test_input_window_and_patches_are_bit_identical(reference_dir):
     with torch.inference_mode():
         out = model(torch.from_numpy(window)[None, None])
     assert np.array_equal(out.patches.numpy(), official["patches"])
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_roi_patches_of_the_run_are_bit_identical(run_dir, reference_dir, name):
+    """The six ROI patches of every image: the run's own window (its preprocessing) cut at the run's patch
+    locations by the model's retrieval step, ``crop_patches`` (what ``GMIC.forward`` does after choosing
+    the locations; the locations themselves are compared in test_model_outputs_match_the_official_ones)."""
+    record = next(r for r in iter_images(load_exam_list(run_dir / "data.pkl")) if r.name == name)
+    with pytest.warns(UserWarning, match="shared_rep_filter"):
+        predictor = build_gmic_predictor(reference_dir / "gmic" / "gmic_reference.p", "1", device="cpu")
+    window = torch.from_numpy(predictor.prepare(record, run_dir / "cropped_images").window)[None, None]
+    locations = torch.from_numpy(np.load(run_dir / "gmic" / "maps" / f"{name}.npz")["patch_locations"])[None]
+    official = np.load(reference_dir / "gmic" / "outputs_percent_t_0.02" / f"{name}.npz")["patches"]
+    assert np.array_equal(crop_patches(window, locations, (256, 256)).numpy(), official)
 
 
 ENSEMBLE_IMAGES = ["1_L_CC", "1_R_CC"]
