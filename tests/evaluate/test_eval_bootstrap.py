@@ -142,6 +142,13 @@ def test_replicates_in_many_blocks_equal_weighted_metrics_row_by_row():
         assert got["auroc"][r] == pytest.approx(skm.roc_auc_score(y, s, sample_weight=w), abs=1e-12)
         assert got["average_precision"][r] == pytest.approx(skm.average_precision_score(y, s, sample_weight=w),
                                                             abs=1e-12)
+    # more replicates than cases (100 cases: blocks of 655 rows), each row still its own weighted metric
+    small_y, small_s = y[:100], s[:100]
+    many = rng.multinomial(100, np.full(100, 1 / 100), size=1000)
+    auroc = RankedScores(small_y, small_s).ranking_metrics(many)["auroc"]
+    assert auroc.shape == (1000,)
+    for r in (0, 654, 655, 999):
+        assert auroc[r] == pytest.approx(skm.roc_auc_score(small_y, small_s, sample_weight=many[r]), abs=1e-12)
     # a replicate without negatives (or without positives) has no ranking metric at all
     one_class = np.zeros((2, n), dtype=np.int64)
     one_class[0, y == 1] = 1
