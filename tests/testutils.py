@@ -61,3 +61,37 @@ def lesion_images(segmentation: Path) -> dict[str, set[str]]:
         if read_png(path).any():
             found[kind].add(image)
     return found
+
+
+CHROMIUM_UNAVAILABLE = REPO_ROOT / ".ci" / "chromium-unavailable"
+"""Written by .ci/run with the reason when it cannot install Chromium."""
+
+
+def chromium_decision(chromium: str | None, ci: bool, recorded_reason: str | None) -> tuple[str, str]:
+    """('run' | 'skip' | 'fail', why): in CI a missing Chromium is a failure unless .ci/run said why."""
+    if chromium is not None:
+        return "run", chromium
+    if not ci:
+        return "skip", ("Chromium is not installed (Debian package 'chromium', which .ci/run installs): the browser "
+                        "test is skipped")
+    if recorded_reason:
+        return "skip", f"Chromium could not be installed in CI: {recorded_reason}"
+    return "fail", (f"Chromium is missing in CI and .ci/run recorded no reason in {CHROMIUM_UNAVAILABLE}: the "
+                    "browser test must not disappear silently")
+
+
+def require_chromium() -> str:
+    """The Chromium executable for a browser test; skips or fails the test as :func:`chromium_decision` says."""
+    import shutil
+
+    import pytest
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    recorded = (CHROMIUM_UNAVAILABLE.read_text(encoding="utf-8").strip()
+                if CHROMIUM_UNAVAILABLE.is_file() else None)
+    decision, why = chromium_decision(found, os.environ.get("CI", "").lower() == "true", recorded)
+    if decision == "skip":
+        pytest.skip(why)
+    if decision == "fail":
+        pytest.fail(why)
+    return why

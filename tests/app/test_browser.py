@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,22 +27,18 @@ from mammoscreen.cli import main
 
 import handcalc
 from conftest import NEW_PASSWORD
+from testutils import require_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
 @pytest.fixture
 def browser():
-    if CHROMIUM is None:
-        message = "Chromium is not installed (Debian package 'chromium', which .ci/run installs)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + ": the browser test must run in CI")
-        pytest.skip(message)
+    chromium = require_chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        instance = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
 

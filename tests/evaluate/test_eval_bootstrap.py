@@ -122,3 +122,36 @@ def test_bad_bootstrap_arguments():
         bootstrap_metrics([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4], 10, random_state=-3)
     with pytest.raises(EvaluationInputError, match="groups must have one entry per case"):
         list(bootstrap_counts(4, 3, groups=[1, 2]))
+
+
+def test_replicates_in_many_blocks_equal_weighted_metrics_row_by_row():
+    """RankedScores evaluates replicates in cache-sized blocks of rows: with 1,000 cases a block is 65 rows,
+    so 300 replicates take five blocks. Each row must equal scikit-learn's metric with the row's counts as
+    sample weights (a replicate in which a case occurs k times weighs it k times)."""
+    from mammoscreen.evaluate._ranking import RankedScores
+
+    rng = np.random.default_rng(21)
+    n = 1000
+    y = (rng.random(n) < 0.3).astype(int)
+    s = np.round(rng.random(n) + 0.4 * y, 2)  # ties
+    counts = rng.multinomial(n, np.full(n, 1 / n), size=300)
+    got = RankedScores(y, s).ranking_metrics(counts)
+    assert all(v.shape == (300,) for v in got.values())
+    for r in range(0, 300, 23):
+        w = counts[r]
+        assert got["auroc"][r] == pytest.approx(skm.roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+        assert got["average_precision"][r] == pytest.approx(skm.average_precision_score(y, s, sample_weight=w),
+                                                            abs=1e-12)
+    # more replicates than cases (100 cases: blocks of 655 rows), each row still its own weighted metric
+    small_y, small_s = y[:100], s[:100]
+    many = rng.multinomial(100, np.full(100, 1 / 100), size=1000)
+    auroc = RankedScores(small_y, small_s).ranking_metrics(many)["auroc"]
+    assert auroc.shape == (1000,)
+    for r in (0, 654, 655, 999):
+        assert auroc[r] == pytest.approx(skm.roc_auc_score(small_y, small_s, sample_weight=many[r]), abs=1e-12)
+    # a replicate without negatives (or without positives) has no ranking metric at all
+    one_class = np.zeros((2, n), dtype=np.int64)
+    one_class[0, y == 1] = 1
+    one_class[1, y == 0] = 1
+    for values in RankedScores(y, s).ranking_metrics(one_class).values():
+        assert np.isnan(values).all()

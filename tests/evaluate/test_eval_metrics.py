@@ -172,3 +172,40 @@ def test_bad_targets_and_probabilities():
         m.calibration_curve([0, 1], [0.1, 1.2])
     with pytest.raises(EvaluationInputError, match="strategy"):
         m.calibration_curve([0, 1], [0.1, 0.2], strategy="kmeans")
+
+
+def test_operating_point_at_sensitivity_reports_the_threshold_that_gives_it():
+    for y, s in PROBLEMS[:40]:
+        for target in (0.0, 0.5, 0.9, 1.0):
+            got = m.operating_point_at_sensitivity(y, s, target)
+            called = s >= got.threshold
+            assert called[y == 1].mean() == pytest.approx(got.sensitivity, abs=1e-15)
+            assert (~called[y == 0]).mean() == pytest.approx(got.specificity, abs=1e-15)
+            assert m.sensitivity_at_specificity(y, s, target) == m.operating_point_at_specificity(y, s, target).sensitivity
+    with pytest.raises(EvaluationInputError, match="^sensitivity must lie between 0 and 1, got 1.5$"):
+        m.specificity_at_sensitivity([0, 1], [0.1, 0.9], 1.5)
+
+
+def test_calibration_bins_by_hand():
+    y = np.array([0, 1, 0, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.9])
+    # one bin: everything together
+    observed, predicted, count = m.calibration_curve(y, p, n_bins=1)
+    assert observed.tolist() == [0.5] and predicted[0] == pytest.approx(0.375) and count.tolist() == [4]
+    # two equal-count bins {0.1, 0.2} and {0.3, 0.9}: gaps |0.5 - 0.15| and |0.5 - 0.6|
+    assert m.expected_calibration_error(y, p, n_bins=2, strategy="quantile") == pytest.approx((2 * 0.35 + 2 * 0.1) / 4)
+    # two equal-width bins {0.1, 0.2, 0.3} and {0.9}: gaps |1/3 - 0.2| and |1 - 0.9|
+    assert m.expected_calibration_error(y, p, n_bins=2) == pytest.approx((3 * (1 / 3 - 0.2) + 0.1) / 4)
+    # the defaults are 10 equal-width bins
+    rng = np.random.default_rng(4)
+    p = (np.arange(200) + rng.random(200)) / 200  # every tenth of [0, 1] occupied
+    y = (rng.random(200) < p).astype(int)
+    default = m.calibration_curve(y, p)
+    assert len(default[2]) == 10
+    for ours, explicit in zip(default, m.calibration_curve(y, p, n_bins=10, strategy="uniform")):
+        np.testing.assert_array_equal(ours, explicit)
+    assert m.expected_calibration_error(y, p) == m.expected_calibration_error(y, p, n_bins=10, strategy="uniform")
+    with pytest.raises(EvaluationInputError, match="^n_bins must be at least 1, got 0$"):
+        m.calibration_curve(y, p, n_bins=0)
+    with pytest.raises(EvaluationInputError, match="^y_prob has 3 values but there are 2 labels"):
+        m.calibration_curve([0, 1], [0.1, 0.2, 0.3])

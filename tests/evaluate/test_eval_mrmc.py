@@ -242,6 +242,8 @@ def test_bad_tidy_rows():
     frame["truth"] = [1, 1, 1, 1]
     with pytest.raises(EvaluationInputError, match="all 2 cases are abnormal"):
         mrmc_data_from_frame(frame)
+    with pytest.raises(EvaluationInputError, match="no readings"):  # a header only (was an IndexError)
+        mrmc_data_from_frame(frame.iloc[:0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -196,7 +196,8 @@ def test_tiny_network_end_to_end(tiny_model):
     assert (widths >= 16).all()  # min_size at scale 1
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (marked cuda; docs/testing.md)")
 def test_gpu_matches_cpu(tiny_model):
     image = torch.randn(1, 3, 160, 120, generator=torch.Generator().manual_seed(1)) * 50
     with torch.inference_mode():

@@ -8,12 +8,13 @@ import pickle
 import numpy as np
 import pytest
 
+from figures import check_detection_figure, check_input_figure
 from testutils import synthetic_breast
 from mammoscreen.data.exams import load_exam_list
-from mammoscreen.data.images import write_png
+from mammoscreen.data.images import read_png, write_png
 from mammoscreen.models.end2end_predictor import (DEFAULT_MEAN_PIXEL_INTENSITY, MEAN_PIXEL_INTENSITY, VARIANT_FILES,
-                                                  resolve_mean_pixel_intensity)
-from mammoscreen.models.frcnn_predictor import FRCNNPredictor
+                                                  preprocess_end2end, resolve_mean_pixel_intensity)
+from mammoscreen.models.frcnn_predictor import FRCNNPredictor, to_8bit_bgr
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
 from mammoscreen.pipeline import ModelRequest, run_pipeline
@@ -103,7 +104,9 @@ def test_end2end_predictions_in_official_order_with_a_bad_image_skipped(dataset,
     maps = np.load(tmp_path / "out" / "maps" / "e0_L-CC.npz")
     assert maps["probabilities"].shape == (2,)
     assert float(rows[0]["malignant_pred"]) == pytest.approx(float(maps["probabilities"][1]), abs=1e-8)
-    assert (tmp_path / "out" / "visualization" / "e1_R-CC.png").stat().st_size > 1000
+    # the figure shows the network input
+    x, _ = preprocess_end2end(read_png(images / "e1_R-CC.png"), predictor.mean_pixel_intensity, predictor.input_size)
+    check_input_figure(tmp_path / "out" / "visualization" / "e1_R-CC.png", x)
 
 
 def test_frcnn_detections_in_maps_and_figure(dataset, tmp_path):
@@ -122,7 +125,11 @@ def test_frcnn_detections_in_maps_and_figure(dataset, tmp_path):
     assert score == pytest.approx(float(probabilities[:, 2].max()), abs=1e-7)
     h, w = maps["original_shape"]
     assert (malignant[:, [0, 2]] <= w - 1).all() and (malignant[:, [1, 3]] <= h - 1).all() and (malignant >= 0).all()
-    assert (tmp_path / "out" / "visualization" / "e1_L-CC.png").stat().st_size > 1000
+    for name in ("e1_L-CC", "e1_R-CC"):
+        maps = np.load(tmp_path / "out" / "maps" / f"{name}.npz")
+        grey = to_8bit_bgr(read_png(dataset["images"] / f"{name}.png"))[:, :, 0]
+        check_detection_figure(tmp_path / "out" / "visualization" / f"{name}.png", grey,
+                               {"malignant": maps["malignant_detections"], "benign": maps["benign_detections"]})
 
 
 def test_pipeline_runs_both_models_on_the_original_images(dataset, tmp_path, monkeypatch):

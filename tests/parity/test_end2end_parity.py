@@ -94,15 +94,34 @@ def _stage_outputs(network):
     return stages
 
 
-def test_intermediate_activations_match(ref, weights_dir):
+@pytest.fixture(scope="module")
+def network(weights_dir):
     model = load_end2end(weights_dir / END2END_FILE)
+    return model, _stage_outputs(model.network)
+
+
+def test_network_has_the_official_size(network):
+    model, _ = network
     assert sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers()) == 40_942_466
-    stages = _stage_outputs(model.network)
-    x = torch.from_numpy(np.load(ref / "input_0_L-CC.npz")["x"])[None]
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_intermediate_activations_match(reference_dir, ref, network, name):
+    """Every image's trunk and top-stage activations, from the network input our preprocessing makes
+    (bit-identical to the official one: test_preprocessing_is_imagemagicks_bit_for_bit and
+    test_network_input_is_the_official_one)."""
+    model, stages = network
+    x, _ = preprocess_end2end(read_png(reference_dir / "images" / f"{name}.png"))
+    if name == "0_L-CC":
+        assert np.array_equal(x, np.load(ref / "input_0_L-CC.npz")["x"])
+    reference = np.load(ref / f"{name}.npz")
+    assert (1, *x.shape, 3) == tuple(reference["input_shape"])
+    x64 = x.astype(np.float64)
+    for stat in ("mean", "std", "min", "max"):
+        assert float(getattr(np, stat)(x64)) == pytest.approx(float(reference[f"input_{stat}"]), rel=1e-6, abs=1e-6), stat
     captured: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
-        probabilities = model(x, capture=set(stages.values()), captured=captured)
-    reference = np.load(ref / "0_L-CC.npz")
+        probabilities = model(torch.from_numpy(x)[None], capture=set(stages.values()), captured=captured)
     assert np.abs(probabilities[0].numpy() - reference["softmax"]).max() <= 1e-4
 
     def close(ours, official, what):

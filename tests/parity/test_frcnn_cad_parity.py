@@ -10,19 +10,22 @@ atol 1e-2. Where RPN scores tie, see test_proposals_match_as_a_set.
 from __future__ import annotations
 
 import csv
+import hashlib
 
 import numpy as np
 import pytest
 import torch
 
 from mammoscreen.data.images import read_png
-from mammoscreen.models.frcnn import load_frcnn
+from mammoscreen.models.frcnn import FasterRCNNVGG16, load_frcnn
 from mammoscreen.models.frcnn_predictor import image_scale, network_input, to_8bit_bgr
 from mammoscreen.pipeline import ModelRequest, run_pipeline
 from mammoscreen.predict import PredictOptions
 from zoo2_reference import FRCNN_FILE, IMAGES, frcnn_weights, model_reference_dir
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
+
+RPN_TOL = 5e-5  # measured: <= 7.2e-6 (probabilities) and 3.1e-6 (deltas) on 0_L-CC
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +40,33 @@ def weights_dir(reference_dir, ref, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline_run(reference_dir, weights_dir, tmp_path_factory):
+    """The whole pipeline on the reference images; the trunk and RPN outputs it computes for each image are
+    kept (keyed by the sha256 of the input blob) for the head and debug-crop tests, so that the six
+    full-size VGG16 trunks run once."""
     out = tmp_path_factory.mktemp("frcnn_run")
-    run_pipeline(reference_dir / "images", reference_dir / "exam_list_before_cropping.pkl", out,
-                 [ModelRequest("frcnn_cad", weights_dir)],
-                 options=PredictOptions(device="cpu", save_maps=True, progress=False), log=lambda m: None)
-    return out / "frcnn_cad"
+    captured = {}
+    trunk, rpn = FasterRCNNVGG16.trunk, FasterRCNNVGG16.rpn
+
+    def capturing_trunk(self, x):
+        features = trunk(self, x)
+        captured[hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()] = {
+            "features": features.detach().clone()}
+        self._captured_key = next(reversed(captured))
+        return features
+
+    def capturing_rpn(self, features):
+        fg, deltas = rpn(self, features)
+        captured[self._captured_key].update(fg=fg.detach().clone(), deltas=deltas.detach().clone())
+        return fg, deltas
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FasterRCNNVGG16, "trunk", capturing_trunk)
+        patch.setattr(FasterRCNNVGG16, "rpn", capturing_rpn)
+        run_pipeline(reference_dir / "images", reference_dir / "exam_list_before_cropping.pkl", out,
+                     [ModelRequest("frcnn_cad", weights_dir)],
+                     options=PredictOptions(device="cpu", save_maps=True, progress=False), log=lambda m: None)
+    assert len(captured) == len(IMAGES)
+    return out / "frcnn_cad", captured
 
 
 def test_network_input_is_the_official_blob(reference_dir, ref):
@@ -56,6 +81,7 @@ def test_network_input_is_the_official_blob(reference_dir, ref):
 
 
 def test_scores_and_csv_match_the_official_ones(ref, pipeline_run):
+    pipeline_run = pipeline_run[0]
     with open(pipeline_run / "predictions.csv", newline="") as f:
         ours = list(csv.DictReader(f))
     with open(ref / "predictions.csv", newline="") as f:
@@ -74,7 +100,7 @@ def _input_pixels(maps) -> np.ndarray:
 
 @pytest.mark.parametrize("name", IMAGES)
 def test_proposals_and_top_detections_match(ref, pipeline_run, name):
-    maps = np.load(pipeline_run / "maps" / f"{name}.npz")
+    maps = np.load(pipeline_run[0] / "maps" / f"{name}.npz")
     reference = np.load(ref / f"{name}.npz")
     assert float(maps["image_scale"]) == pytest.approx(float(reference["im_scale"]), rel=1e-12)
     proposals, scores = _input_pixels(maps), maps["rpn_scores"]
@@ -110,7 +136,7 @@ def test_proposals_match_as_a_set(ref, pipeline_run):
     """
     matched = {}
     for name in IMAGES:
-        maps = np.load(pipeline_run / "maps" / f"{name}.npz")
+        maps = np.load(pipeline_run[0] / "maps" / f"{name}.npz")
         official = np.load(ref / f"{name}.npz")["rois"][:, 1:]
         distance = np.abs(_input_pixels(maps)[:, None, :] - official[None]).max(-1).min(1)
         matched[name] = float((distance < 0.05).mean())
@@ -118,25 +144,31 @@ def test_proposals_match_as_a_set(ref, pipeline_run):
     assert np.mean(list(matched.values())) >= 0.8, matched
 
 
-def test_head_on_the_official_rois_and_debug_crops(reference_dir, ref, weights_dir):
+@pytest.mark.parametrize("name", IMAGES)
+def test_head_on_the_official_rois_and_debug_crops(reference_dir, ref, weights_dir, pipeline_run, name):
+    """The run's own conv5_3 features and RPN outputs for the image, and the classification head on the
+    official RoIs (the README's exact RoI comparison: all 300 rows)."""
+    reference = np.load(ref / f"{name}.npz")
+    image = read_png(reference_dir / "images" / f"{name}.png")
+    blob = network_input(to_8bit_bgr(image), image_scale(image.shape))
+    if name == "0_L-CC":
+        assert np.array_equal(blob, np.load(ref / "input_0_L-CC.npz")["data"][0])
+    assert tuple(blob.shape[1:]) == tuple(reference["input_hw"])
+    run = pipeline_run[1][hashlib.sha256(np.ascontiguousarray(blob[None]).tobytes()).hexdigest()]
+    features, fg, deltas = run["features"], run["fg"], run["deltas"]
+    assert tuple(features.shape[2:]) == tuple(reference["conv5_hw"])
+    y, x = reference["conv5_3_crop_origin_yx"]
+    crop = features[0, :, y:y + 8, x:x + 8].numpy()
+    assert np.allclose(crop, reference["conv5_3_crop"], rtol=1e-3, atol=1e-2)
+    assert np.allclose(features[0].mean(dim=(1, 2)).numpy(), reference["conv5_3_channel_mean"], rtol=1e-3, atol=1e-2)
+    y, x = reference["rpn_crop_origin_yx"]
+    h, w = reference["rpn_bbox_pred_crop"].shape[1:]
+    # The README's debug-crop tolerance (rtol 1e-3 / atol 1e-2) is set for conv5 activations of O(50).
+    # RPN probabilities lie in [0, 1] and the deltas are O(0.1): measured |differences| are <= RPN_TOL.
+    assert np.abs(fg[0, :, y:y + h, x:x + w].numpy() - reference["rpn_cls_prob_reshape_crop"][9:]).max() <= RPN_TOL
+    assert np.abs(deltas[0, :, y:y + h, x:x + w].numpy() - reference["rpn_bbox_pred_crop"]).max() <= RPN_TOL
     model = load_frcnn(weights_dir / FRCNN_FILE)
-    reference = np.load(ref / "0_L-CC.npz")
-    blob = torch.from_numpy(np.load(ref / "input_0_L-CC.npz")["data"])
     with torch.inference_mode():
-        features = model.trunk(blob)
-        assert tuple(features.shape[2:]) == tuple(reference["conv5_hw"])
-        y, x = reference["conv5_3_crop_origin_yx"]
-        crop = features[0, :, y:y + 8, x:x + 8].numpy()
-        assert np.allclose(crop, reference["conv5_3_crop"], rtol=1e-3, atol=1e-2)
-        assert np.allclose(features[0].mean(dim=(1, 2)).numpy(), reference["conv5_3_channel_mean"], rtol=1e-3,
-                           atol=1e-2)
-        fg, deltas = model.rpn(features)
-        y, x = reference["rpn_crop_origin_yx"]
-        h, w = reference["rpn_bbox_pred_crop"].shape[1:]
-        assert np.allclose(fg[0, :, y:y + h, x:x + w].numpy(), reference["rpn_cls_prob_reshape_crop"][9:],
-                           rtol=1e-3, atol=1e-2)
-        assert np.allclose(deltas[0, :, y:y + h, x:x + w].numpy(), reference["rpn_bbox_pred_crop"], rtol=1e-3,
-                           atol=1e-2)
         cls_prob, bbox_pred = model.head(features, torch.from_numpy(reference["rois"][:, 1:]))
     assert np.abs(cls_prob.numpy() - reference["cls_prob"]).max() <= 1e-4
     assert np.abs(bbox_pred.numpy() - reference["bbox_pred"]).max() <= 1e-4

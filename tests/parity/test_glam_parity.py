@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from figures import check_glam_figure
 from mammoscreen.cli import main
 from mammoscreen.data.exams import iter_images, load_exam_list
 from mammoscreen.models.gmic import crop_patches
@@ -151,7 +152,18 @@ def test_glam_maps_match_the_official_outputs(glam_run, reference_dir, image):
     for key, expected in pairs.items():
         assert ours[key].shape == expected.shape, key
         assert max_abs_diff(ours[key], expected) <= TOLERANCE, key
-    assert (output / "nyu_glam" / "visualization" / f"{image}.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_glam_figures_show_the_window_maps_and_region(glam_run, glam_predictor, image):
+    _, output = glam_run
+    record = next(r for r in iter_images(load_exam_list(output / "data.pkl")) if r.name == image)
+    window = glam_predictor.prepare(record, output / "cropped_images").window
+    maps = np.load(output / "nyu_glam" / "maps" / f"{image}.npz")
+    region = crop_patches(torch.from_numpy(window)[None, None], torch.from_numpy(maps["patch_locations"])[None],
+                          (512, 512))[0].numpy()
+    check_glam_figure(output / "nyu_glam" / "visualization" / f"{image}.png", window, maps["saliency_map"],
+                      maps["patch_locations"], region)
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,30 @@ from pathlib import Path
 import pytest
 
 from mammoscreen.report import build_report
+from testutils import chromium_decision, require_chromium
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium', which .ci/run installs): "
-                             "the browser rendering test is skipped")
+
+@pytest.fixture(autouse=True)
+def chromium(request):
+    if request.node.name.startswith("test_chromium_decision"):
+        return None
+    return require_chromium()
+
+
+@pytest.mark.parametrize("chromium_path, ci, reason, expected", [
+    ("/usr/bin/chromium", True, None, "run"),
+    (None, False, None, "skip"),
+    (None, True, "apt-get install chromium failed: E: Unable to locate package chromium", "skip"),
+    (None, True, None, "fail"),
+    (None, True, "", "fail"),
+])
+def test_chromium_decision(chromium_path, ci, reason, expected):
+    decision, why = chromium_decision(chromium_path, ci, reason)
+    assert decision == expected
+    if reason:
+        assert reason in why
 
 PROBE = """<script>
 window.addEventListener('load', function () {

@@ -135,3 +135,28 @@ def test_label_smoothing_moves_the_targets_inwards():
     assert gmic_loss(out, y, beta=1.0, label_smoothing=0.1).total.item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="label_smoothing"):
         gmic_loss(out, y, beta=1.0, label_smoothing=1.0)
+
+
+def test_saturated_probabilities_cost_a_bounded_loss():
+    # A probability of exactly 0 or 1 on the wrong side is clamped to [1e-7, 1 - 1e-7] (in float32), not left
+    # to torch's own floor of log(p) >= -100.
+    out = _output([[1.0, 0.0]], [[0.5, 0.5]], [[0.5, 0.5]], np.zeros((1, 2, 2, 2)))
+    loss = gmic_loss(out, torch.tensor([[0.0, 1.0]]), beta=0.0)
+    upper = float(np.float32(1 - 1e-7))
+    expected = -math.log(1 - upper) - math.log(float(np.float32(1e-7)))
+    assert loss.global_bce.item() == pytest.approx(expected, rel=1e-5)
+    correct = gmic_loss(out, torch.tensor([[1.0, 0.0]]), beta=0.0)  # and on the right side nearly nothing
+    assert correct.global_bce.item() == pytest.approx(-2 * math.log(upper), rel=1e-3, abs=1e-6)
+
+
+def test_loss_parts_as_numbers_and_bad_settings():
+    out = _output([[0.2, 0.7]], [[0.1, 0.6]], [[0.3, 0.9]], np.full((1, 2, 2, 2), 0.25))
+    loss = gmic_loss(out, torch.tensor([[0.0, 1.0]]), beta=0.5)
+    assert loss.as_floats() == {"loss": loss.total.item(), "global_bce": loss.global_bce.item(),
+                                "local_bce": loss.local_bce.item(), "fusion_bce": loss.fusion_bce.item(),
+                                "saliency_l1": loss.saliency_l1.item()}
+    assert len(set(loss.as_floats().values())) == 5
+    with pytest.raises(ValueError, match="^saliency_reduction must be 'sum' or 'mean', got 'max'$"):
+        gmic_loss(out, torch.tensor([[0.0, 1.0]]), beta=0.5, saliency_reduction="max")
+    with pytest.raises(ValueError, match=r"^label_smoothing must be in \[0, 1\), got 1.0$"):
+        gmic_loss(out, torch.tensor([[0.0, 1.0]]), beta=0.5, label_smoothing=1.0)

@@ -126,6 +126,9 @@ def mrmc_data_from_frame(frame: pd.DataFrame, truth: dict[str, int] | None = Non
     if missing:
         raise EvaluationInputError(f"{source}: missing column(s) {missing}; a tidy MRMC CSV needs "
                                    "'reader,case,modality,score,truth' (one row per reading)")
+    if frame.empty:
+        raise EvaluationInputError(f"{source}: no readings (a header but no rows); a tidy MRMC CSV needs one row "
+                                   "'reader,case,modality,score,truth' per reading")
     frame = frame.copy()
     for column in ("reader", "case", "modality"):
         frame[column] = frame[column].astype(str).str.strip()

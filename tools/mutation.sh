@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Mutation testing (mutmut 3) of the modules whose mistakes would be silent. Slow, so not part of CI.
+#
+#   tools/mutation.sh [--jobs N] [--keep] [NAME ...]     (default: every module in the table below)
+#
+# Each module is mutated alone, in a scratch copy of src/, tests/ and pyproject.toml under .mutation/NAME/,
+# and each mutant runs only the module's test files below (mutmut narrows that further to the tests that
+# reach the mutated function). The base settings are [tool.mutmut] in pyproject.toml. Results:
+#   .mutation/NAME/summary.json     mutmut's counts (killed, survived, timeout, ...)
+#   .mutation/NAME/survivors.diff   every surviving mutant as a diff, to kill or to list as equivalent
+#   .mutation/scores.tsv            one line per module: killed, survived, equivalent, total, score
+# Score = (killed + timeout) / (total - equivalent); equivalent mutants (tools/mutation-equivalent.txt,
+# one "mutant-name  reason" a line) cannot be killed by any test. Needs: pip install -e ".[mutation]".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# NAME | file under src/mammoscreen | test files (the one place to edit when modules move)
+MODULES=$(cat <<'EOF'
+metrics    | evaluate/metrics.py   | tests/evaluate/test_eval_metrics.py
+ranking    | evaluate/_ranking.py  | tests/evaluate/test_eval_metrics.py tests/evaluate/test_eval_bootstrap.py tests/evaluate/test_eval_compare.py
+bootstrap  | evaluate/bootstrap.py | tests/evaluate/test_eval_bootstrap.py
+compare    | evaluate/compare.py   | tests/evaluate/test_eval_compare.py
+mrmc       | evaluate/mrmc.py      | tests/evaluate/test_eval_mrmc.py
+gmic       | models/gmic.py        | tests/models/test_gmic.py
+losses     | train/losses.py       | tests/train/test_losses_and_labels.py tests/train/test_learning.py
+loop       | train/loop.py         | tests/train/test_training.py tests/train/test_learning.py
+crop       | preprocess/crop.py    | tests/preprocess/test_crop.py
+centers    | preprocess/centers.py | tests/preprocess/test_centers.py
+windows    | preprocess/windows.py | tests/preprocess/test_windows.py
+localize   | explain/localize.py   | tests/explain/test_localize.py tests/explain/test_localize_glam.py tests/explain/test_localize_mask_frames.py
+exams      | data/exams.py         | tests/data/test_exams.py
+safepickle | data/safepickle.py    | tests/data/test_exams.py
+EOF
+)
+
+jobs=2
+keep=0
+names=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --jobs) jobs="$2"; shift 2 ;;
+        --keep) keep=1; shift ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) names+=("$1"); shift ;;
+    esac
+done
+command -v mutmut >/dev/null || { echo "mutmut not found: pip install -e '.[mutation]'" >&2; exit 2; }
+
+root=$(pwd)
+work="$root/.mutation"
+mkdir -p "$work"
+export MAMMOSCREEN_REFERENCE_DIR="${MAMMOSCREEN_REFERENCE_DIR:-$(cd "$root/.." && pwd)/shared/reference}"
+[ -f "$work/scores.tsv" ] || printf 'module\tfile\tkilled\tsurvived\tequivalent\ttotal\tscore\n' > "$work/scores.tsv"
+
+run_module() {  # name file tests...
+    local name=$1 file=$2; shift 2
+    local dir="$work/$name"
+    [ -f "src/mammoscreen/$file" ] || { echo "$name: src/mammoscreen/$file not found (moved? edit MODULES)" >&2; return 1; }
+    local tests=() t
+    for t in "$@"; do
+        if [ -f "$t" ]; then tests+=("$t"); else echo "$name: $t not found, left out" >&2; fi
+    done
+    [ ${#tests[@]} -gt 0 ] || { echo "$name: none of its test files exist" >&2; return 1; }
+    set -- "${tests[@]}"
+    if [ "$keep" = 0 ] || [ ! -d "$dir" ]; then
+        rm -rf "$dir" && mkdir -p "$dir"
+        cp -r src tests pyproject.toml "$dir/"
+        find "$dir" -name __pycache__ -prune -exec rm -rf {} +
+        # This module and its tests, in the copy's [tool.mutmut] (pyproject.toml holds the shared settings).
+        python3 - "$dir/pyproject.toml" "src/mammoscreen/$file" "$@" <<'PY'
+import json, sys
+path, source, tests = sys.argv[1], sys.argv[2], sys.argv[3:]
+text = open(path, encoding="utf-8").read()
+extra = f"only_mutate = {json.dumps([source])}\npytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+assert "\n[tool.mutmut]\n" in text, "pyproject.toml has no [tool.mutmut] table"
+open(path, "w", encoding="utf-8").write(text.replace("\n[tool.mutmut]\n", "\n[tool.mutmut]\n" + extra, 1))
+PY
+    fi
+    echo "== $name (src/mammoscreen/$file; tests: $*)"
+    local started=$SECONDS
+    (cd "$dir" && mutmut run --max-children "$jobs" > run.log 2>&1) || { echo "$name: mutmut failed, see $dir/run.log" >&2; return 1; }
+    (cd "$dir" && mutmut export-cicd-stats > /dev/null && cp mutants/mutmut-cicd-stats.json summary.json)
+    (cd "$dir" && mutmut results 2>/dev/null | sed -n 's/^ *\([^ :]*\): survived$/\1/p' > survivors.txt)
+    : > "$dir/survivors.diff"
+    while read -r mutant; do
+        (cd "$dir" && mutmut show "$mutant" >> survivors.diff 2>&1) || true
+    done < "$dir/survivors.txt"
+    python3 - "$dir" "$name" "$file" "$((SECONDS - started))" "$root/tools/mutation-equivalent.txt" "$work/scores.tsv" <<'PY'
+import json, pathlib, sys
+directory, name, file, seconds, equivalent_file, scores = sys.argv[1:]
+stats = json.loads(pathlib.Path(directory, "summary.json").read_text())
+survivors = pathlib.Path(directory, "survivors.txt").read_text().split()
+known = set()
+if pathlib.Path(equivalent_file).is_file():
+    known = {line.split()[0] for line in pathlib.Path(equivalent_file).read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+equivalent = [m for m in survivors if m in known]
+detected = stats["killed"] + stats["timeout"]
+total = stats["total"]
+score = detected / max(total - len(equivalent), 1)
+line = f"{name}\t{file}\t{detected}\t{len(survivors) - len(equivalent)}\t{len(equivalent)}\t{total}\t{score:.1%}"
+rows = [r for r in pathlib.Path(scores).read_text().splitlines() if not r.startswith(name + "\t")]
+pathlib.Path(scores).write_text("\n".join(rows + [line]) + "\n")
+print(f"{name}: {detected} of {total} mutants killed, {len(survivors) - len(equivalent)} survive, "
+      f"{len(equivalent)} equivalent -> {score:.1%} ({seconds} s); survivors: {directory}/survivors.diff")
+PY
+}
+
+status=0
+while IFS='|' read -r name file tests; do
+    name=$(echo "$name" | xargs); file=$(echo "$file" | xargs)
+    [ -n "$name" ] || continue
+    if [ ${#names[@]} -gt 0 ] && [[ ! " ${names[*]} " =~ " $name " ]]; then
+        continue
+    fi
+    # shellcheck disable=SC2086 # the test list is split on purpose
+    run_module "$name" "$file" $tests || status=1
+done <<< "$MODULES"
+column -t -s $'\t' "$work/scores.tsv"
+exit $status
