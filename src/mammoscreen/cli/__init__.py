@@ -48,6 +48,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (the message and where to look), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
 def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     # Accepted before or after the command name; the command's copy must not reset the top-level value.
     default = {} if top else {"default": argparse.SUPPRESS}
@@ -59,7 +66,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="mammoscreen",
         description="Screening-mammography AI: run, explain, train and evaluate published classifiers.")
     parser.add_argument("--version", action="version", version=f"mammoscreen {__version__}")
