@@ -156,8 +156,10 @@ def test_bad_argument_refused_while_parsing(paths, capsys, line, option, message
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last == f"mammoscreen {argv[0]}: error: argument {option}: {message.format(**paths)}", err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line: the message and where to read more, no usage block
+    assert lines[0] == (f"mammoscreen {argv[0]}: error: argument {option}: {message.format(**paths)} "
+                        f"(see 'mammoscreen {argv[0]} --help')"), err
 
 
 def test_good_values_and_defaults_still_parse(paths):

@@ -39,6 +39,8 @@ def locate_root(dataset: str, root: str | Path) -> Path:
     found = [child for child in children if layout.is_root(child)]
     if len(found) == 1:
         return found[0]
+    if not found and any((root / name).exists() for name in layout.PARTS):
+        return root  # the dataset, incomplete: its reader names exactly what is missing
     if len(found) > 1:
         raise ImporterError(f"{root}: several folders hold a {dataset} layout ({', '.join(p.name for p in found)}); "
                             "pass the one to import with --root")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import csv
+import io
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
+from xml.etree import ElementTree
 
 import pandas as pd
 
@@ -87,8 +89,9 @@ def read_table(path: Path, required: Sequence[str], **kwargs: Any) -> pd.DataFra
     except ImportError as e:
         raise ImporterError(f"{path}: reading {path.suffix} files needs an extra package ({e}); "
                             "pip install 'mammoscreen[datasets]'") from None
-    except (ValueError, OSError) as e:
-        raise ImporterError(f"{path}: cannot read the table ({e})") from None
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError, ElementTree.ParseError) as e:
+        # a damaged download: .xlsx files are zip archives of XML parts
+        raise ImporterError(f"{path}: cannot read the table ({type(e).__name__}: {e}); download it again") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     frame = frame.fillna("")
     missing = [c for c in required if c not in frame.columns]

@@ -32,6 +32,7 @@ TABLES = ("mass_case_description_train_set.csv", "mass_case_description_test_set
           "calc_case_description_train_set.csv", "calc_case_description_test_set.csv")
 COLUMNS = ("patient_id", "left or right breast", "image view", "pathology", "image file path")
 DENSITY_COLUMNS = ("breast_density", "breast density")  # the mass and calcification tables spell it differently
+PARTS = TABLES  # names whose presence means "this is the dataset, incomplete"
 LAYOUT = "the case-description CSVs (mass_/calc_case_description_{train,test}_set.csv) and the DICOM folders"
 
 

@@ -22,6 +22,7 @@ from ._common import ImageEntry, Imported, MetadataReader, find_file, read_table
 
 COLUMNS = ("ID1", "LeftRight", "classification")
 TABLES = ("CMMD_clinicaldata_revision.xlsx", "CMMD_clinicaldata_revision.csv", "CMMD_clinicaldata_revision.xls")
+PARTS = TABLES  # names whose presence means "this is the dataset, incomplete"
 LAYOUT = "CMMD_clinicaldata_revision.xlsx (or a CSV export) and the DICOM tree"
 # The importers' one accept policy is applied to every image afterwards (_common.check_headers), so the scan
 # here lets those kinds of object through and only skips what is never a 2-D CC/MLO mammogram.

@@ -26,6 +26,7 @@ from ._common import (ImageEntry, Imported, ImporterError, MetadataReader, find_
 COLUMNS = ("Laterality", "View", "File Name", "Bi-Rads")
 TABLES = ("INbreast.csv", "INbreast.xls", "INbreast.xlsx")
 FILE_PATTERN = re.compile(r"^(\d+)_([0-9a-fA-F]+)_MG_([LR])_([A-Z]+)_ANON\.dcm$", re.IGNORECASE)
+PARTS = (*TABLES, "AllDICOMs")  # names whose presence means "this is the dataset, incomplete"
 LAYOUT = "INbreast.csv (or INbreast.xls) and the AllDICOMs folder"
 
 
@@ -74,7 +75,12 @@ def read(root: Path, malignant_from: float = 4.0) -> Imported:
             missing += 1
             continue
         path, patient, file_view = files[file_id]
-        side = side_letter(row["Laterality"]) or side_letter(path.name.split("_")[3])
+        side = side_letter(row["Laterality"])
+        if side is None:
+            side = side_letter(path.name.split("_")[3])
+            if side is not None:
+                notes.append(f"{path.name}: laterality {row['Laterality']!r} in the table not understood; the "
+                             f"file name's ({side}) used")
         view = (row["View"] or file_view).upper()
         angle = {"CC": "CC", "MLO": "MLO", "ML": "MLO"}.get(view)
         exam_id = f"{patient}_{row.get('Acquisition date', '')}".rstrip("_")
@@ -82,9 +88,12 @@ def read(root: Path, malignant_from: float = 4.0) -> Imported:
         if rank is None:
             unrated += 1
             rank = 0.0
-        if side is not None:
-            highest[(exam_id, side)] = max(highest.get((exam_id, side), 0.0), rank)
-        if side is None or angle is None:
+        if side is None:
+            notes.append(f"{path.name}: laterality {row['Laterality']!r} is neither L nor R, nor is the file "
+                         "name's: left out")
+            continue
+        highest[(exam_id, side)] = max(highest.get((exam_id, side), 0.0), rank)
+        if angle is None:
             other_views[view or "missing"] += 1
             continue
         age = values("age", row, "Patient age")

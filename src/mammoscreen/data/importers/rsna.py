@@ -18,6 +18,7 @@ from pathlib import Path
 from ._common import ImageEntry, Imported, MetadataReader, find_file, read_table, set_breast, side_letter
 
 COLUMNS = ("patient_id", "image_id", "laterality", "view", "cancer", "biopsy")
+PARTS = ("train.csv", "train_images")  # names whose presence means "this is the dataset, incomplete"
 LAYOUT = "train.csv and the train_images/ folder"
 EXAM_COLUMNS = {"age": "age", "site": "site_id", "machine_id": "machine_id", "implant": "implant"}
 

@@ -27,6 +27,7 @@ from .inbreast import birads_rank
 TABLE = "breast-level_annotations.csv"
 FINDINGS = "finding_annotations.csv"
 COLUMNS = ("study_id", "image_id", "laterality", "view_position", "breast_birads")
+PARTS = (TABLE, "images")  # names whose presence means "this is the dataset, incomplete"
 LAYOUT = f"{TABLE} and the images/ folder (PhysioNet's vindr-mammo/1.0.0/)"
 
 
