@@ -69,7 +69,7 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
     keys the exam list has; empty: none); ``bins``: their bins (see ``evaluate --bins``).
     """
     from .evaluate import compare_models, evaluate_predictions
-    from .evaluate.reports import format_comparison, write_comparison, write_evaluation
+    from .evaluate.result_files import format_comparison, write_comparison, write_evaluation
 
     output_dir = Path(output_dir)
     outcome = RunEvaluation()
@@ -147,7 +147,7 @@ def _evaluate_subgroups(csv_path, exam_list, keys, bins, n_bootstrap, seed, name
 def _subgroups(outcome: RunEvaluation, name: str, analyse: Callable[[], object], directory: Path,
                log: Callable[[str], None]) -> None:
     """Run one subgroup analysis and write it; a failure is reported and the run carries on."""
-    from .evaluate.subgroup_reports import write_subgroups
+    from .evaluate.subgroup_files import write_subgroups
 
     try:
         evaluation = analyse()

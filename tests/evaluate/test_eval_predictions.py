@@ -13,7 +13,8 @@ from sklearn.utils import resample
 from mammoscreen.cli import main
 from mammoscreen.data.exams import VIEWS, Exam, load_exam_list, save_exam_list
 from mammoscreen.evaluate import evaluate_predictions
-from mammoscreen.evaluate.io import breast_level_data, read_predictions
+from mammoscreen.evaluate.io import read_predictions
+from mammoscreen.evaluate.levels import breast_level_data
 from mammoscreen.evaluate.validation import EvaluationInputError
 from mammoscreen.core.files import sha256_file
 

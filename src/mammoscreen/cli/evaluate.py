@@ -149,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 @_user_errors
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate.predictions import evaluate_predictions
-    from ..evaluate.reports import format_evaluation, write_evaluation
+    from ..evaluate.result_files import format_evaluation, write_evaluation
 
     result = evaluate_predictions(args.predictions, args.exam_list, level=args.level, n_bootstrap=args.bootstrap,
                                   seed=args.seed, confidence=args.confidence, strict=args.strict)
@@ -171,7 +171,7 @@ def _operating_points(args: argparse.Namespace, default: tuple[str, ...] = ("spe
 
 
 def _write_subgroups(subgroups, output_dir: Path) -> list[Path]:
-    from ..evaluate.subgroup_reports import format_subgroups, write_subgroups
+    from ..evaluate.subgroup_files import format_subgroups, write_subgroups
 
     paths = write_subgroups(subgroups, output_dir)
     sys.stdout.write("\n" + format_subgroups(subgroups))
@@ -181,7 +181,7 @@ def _write_subgroups(subgroups, output_dir: Path) -> list[Path]:
 @_user_errors
 def run_compare(args: argparse.Namespace) -> int:
     from ..evaluate.compare import compare_models
-    from ..evaluate.reports import format_comparison, write_comparison
+    from ..evaluate.result_files import format_comparison, write_comparison
 
     result = compare_models(args.predictions, args.names, args.exam_list, level=args.level,
                             n_bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence,
@@ -203,7 +203,7 @@ def run_compare(args: argparse.Namespace) -> int:
 @_user_errors
 def run_reader_study(args: argparse.Namespace) -> int:
     from ..evaluate.readers import evaluate_reader_study
-    from ..evaluate.reports import format_reader_study, write_reader_study
+    from ..evaluate.result_files import format_reader_study, write_reader_study
 
     result = evaluate_reader_study(args.file, readers=args.readers, models=args.models,
                                    hybrid_models=args.hybrid_models, n_bootstrap=args.bootstrap, seed=args.seed,
@@ -230,7 +230,7 @@ def run_reader_study(args: argparse.Namespace) -> int:
 @_user_errors
 def run_mrmc(args: argparse.Namespace) -> int:
     from ..evaluate.mrmc import analyse_mrmc_file
-    from ..evaluate.reports import format_mrmc, write_mrmc
+    from ..evaluate.result_files import format_mrmc, write_mrmc
 
     if args.margin is not None and args.ai is None:
         raise UserError("--margin needs --ai (the model to test for non-inferiority)")

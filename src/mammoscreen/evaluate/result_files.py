@@ -16,7 +16,8 @@ from .predictions import METRIC_LABELS, EvaluationResult, MetricEstimate
 
 if TYPE_CHECKING:  # imported for annotations only: writing one kind of result needs no other module
     from .compare import ComparisonResult
-    from .mrmc import AIVersusReadersResult, MRMCResult
+    from .mrmc.ai_readers import AIVersusReadersResult
+    from .mrmc.or_hillis import MRMCResult
     from .readers import ReaderStudyResult
 
 __all__ = ["json_safe", "format_table", "format_evaluation", "write_evaluation", "format_comparison",
