@@ -23,17 +23,19 @@ output of OR-DBM MRMC.
 
 The package: :mod:`.data` (readers of iMRMC, tidy CSV and reader-study tables), :mod:`.covariance` (AUCs
 and their covariance over cases), :mod:`.or_hillis` (the OR analysis), :mod:`.ai_readers` (a model against
-the readers), :mod:`.run` (one call for a whole file, what ``mammoscreen mrmc`` runs).
+the readers), :mod:`.results` (their typed results), :mod:`.run` (one call for a whole file, what
+``mammoscreen mrmc`` runs).
 
 References: Obuchowski & Rockette (1995) Commun Stat Simul Comput 24:285; Hillis (2007) Stat Med
 26:596; Hillis, Berbaum & Metz (2008) Acad Radiol 15:647; Dorfman, Berbaum & Metz (1992) Invest
 Radiol 27:723; DeLong, DeLong & Clarke-Pearson (1988) Biometrics 44:837.
 """
 
-from .ai_readers import AIVersusReadersResult, ai_versus_readers
+from .ai_readers import ai_versus_readers
 from .covariance import COVARIANCE_METHODS, auc_covariance, jackknife_aucs, or_components, reader_aucs
 from .data import MRMCData, mrmc_data_from_frame, mrmc_from_reader_study, read_imrmc, read_mrmc, read_mrmc_csv
-from .or_hillis import MRMCResult, dbm_variance_components, obuchowski_rockette
+from .or_hillis import dbm_variance_components, obuchowski_rockette
+from .results import AIVersusReadersResult, MRMCResult
 from .run import analyse_mrmc_file
 
 __all__ = [

@@ -4,7 +4,6 @@ AUC(AI) - AUC(reader) (1T-RRRC), the model a fixed reader, with an optional non-
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,18 +13,9 @@ from ..validation import EvaluationInputError, check_fraction
 from .covariance import auc_covariance, reader_aucs
 from .data import MRMCData
 from .or_hillis import _ratio, _t_interval, _t_p_value, hillis_single_rrrc
+from .results import AIVersusReadersResult, DifferenceComponents, DifferenceEstimate, NonInferiorityTest
 
 __all__ = ["AIVersusReadersResult", "ai_versus_readers"]
-
-
-@dataclass
-class AIVersusReadersResult:
-    """AUC(AI) - mean reader AUC, with readers and cases random (1T-RRRC) and readers random only."""
-
-    figures: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.figures
 
 
 def ai_versus_readers(truth: Any, reader_scores: Any, ai_score: Any, *, reader_names: Sequence[str] | None = None,
@@ -74,25 +64,12 @@ def ai_versus_readers(truth: Any, reader_scores: Any, ai_score: Any, *, reader_n
     se, ddf = hillis_single_rrrc(ms_r, cov2_d, r)
     t_stat = _ratio(mean_diff, se)
     low, high = _t_interval(mean_diff, se, ddf, confidence)
-    rrrc: dict[str, Any] = {"difference": mean_diff, "standard_error": se, "df": ddf, "t": t_stat,
-                            "p_value": _t_p_value(t_stat, ddf), "ci_low": low, "ci_high": high}
+    rrrc = DifferenceEstimate(mean_diff, se, ddf, t_stat, _t_p_value(t_stat, ddf), low, high)
     se_fc = math.sqrt(ms_r / r)
     t_fc = _ratio(mean_diff, se_fc)
     low_fc, high_fc = _t_interval(mean_diff, se_fc, r - 1, confidence)
-    rrfc = {"difference": mean_diff, "standard_error": se_fc, "df": r - 1, "t": t_fc,
-            "p_value": _t_p_value(t_fc, r - 1), "ci_low": low_fc, "ci_high": high_fc}
-    figures: dict[str, Any] = {
-        "method": "Hillis single-treatment OR analysis of AUC(AI) - AUC(reader) (1T-RRRC); the model is fixed, "
-                  "readers and cases random",
-        "covariance_method": covariance, "confidence": confidence,
-        "ai": ai_name, "ai_auc": ai_auc,
-        "reader_aucs": {name: float(a) for name, a in zip(names, reader_auc)},
-        "mean_reader_auc": float(reader_auc.mean()),
-        "variance_components": {"Var(R)": ms_r - var_error_d + cov2_d, "Var(Error)": var_error_d, "Cov2": cov2_d,
-                                "MS(R)": ms_r},
-        "rrrc": rrrc,
-        "rrfc": rrfc,
-    }
+    rrfc = DifferenceEstimate(mean_diff, se_fc, r - 1, t_fc, _t_p_value(t_fc, r - 1), low_fc, high_fc)
+    non_inferiority = None
     if margin is not None:
         margin = float(margin)
         if not 0 < margin < 1:
@@ -100,9 +77,11 @@ def ai_versus_readers(truth: Any, reader_scores: Any, ai_score: Any, *, reader_n
         t_ni = _ratio(mean_diff + margin, se)
         p_ni = float(stats.t.sf(t_ni, ddf) if math.isfinite(ddf) else stats.norm.sf(t_ni))
         alpha = 1 - confidence
-        lower_bound = mean_diff - (stats.t.ppf(1 - alpha, ddf) if math.isfinite(ddf) else stats.norm.ppf(1 - alpha)) * se
-        figures["non_inferiority"] = {
-            "margin": margin, "hypothesis": f"H0: AUC({ai_name}) - mean reader AUC <= -{margin:g}",
-            "t": t_ni, "df": ddf, "p_value": p_ni, "one_sided_lower_bound": float(lower_bound),
-            "alpha": alpha, "non_inferior": bool(p_ni < alpha)}
-    return AIVersusReadersResult(figures)
+        quantile = stats.t.ppf(1 - alpha, ddf) if math.isfinite(ddf) else stats.norm.ppf(1 - alpha)
+        non_inferiority = NonInferiorityTest(margin, f"H0: AUC({ai_name}) - mean reader AUC <= -{margin:g}", t_ni,
+                                             ddf, p_ni, float(mean_diff - quantile * se), alpha, bool(p_ni < alpha))
+    return AIVersusReadersResult(
+        covariance_method=covariance, confidence=confidence, ai=ai_name, ai_auc=ai_auc,
+        reader_aucs={name: float(a) for name, a in zip(names, reader_auc)}, mean_reader_auc=float(reader_auc.mean()),
+        variance_components=DifferenceComponents(ms_r - var_error_d + cov2_d, var_error_d, cov2_d, ms_r),
+        rrrc=rrrc, rrfc=rrfc, non_inferiority=non_inferiority)

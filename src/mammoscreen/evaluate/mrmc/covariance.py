@@ -14,6 +14,7 @@ import numpy as np
 from ..delong import delong_components
 from ..validation import EvaluationInputError
 from .data import MRMCData
+from .results import ORVarianceComponents
 
 __all__ = ["COVARIANCE_METHODS", "reader_aucs", "jackknife_aucs", "auc_covariance", "or_components"]
 
@@ -69,11 +70,12 @@ def auc_covariance(data: MRMCData, method: str = "jackknife") -> np.ndarray:
     return cov.reshape(t, r, t, r)
 
 
-def or_components(covariance: np.ndarray) -> dict[str, float]:
+def or_components(covariance: np.ndarray) -> ORVarianceComponents:
     """Var(Error), Cov1, Cov2, Cov3: averages of the AUC covariance over the OR model's cell pairs.
 
     Cov1: same reader, different modalities; Cov2: different readers, same modality; Cov3: different
-    readers and modalities. Averages over an empty set (one modality or one reader) are NaN.
+    readers and modalities. Averages over an empty set (one modality or one reader) are NaN. (Var(R) and
+    Var(T*R) need the mean squares too: :func:`.obuchowski_rockette` fills them in.)
     """
     t, r = covariance.shape[:2]
     same_t = np.eye(t, dtype=bool)[:, None, :, None]
@@ -83,5 +85,5 @@ def or_components(covariance: np.ndarray) -> dict[str, float]:
         mask = np.broadcast_to(mask, covariance.shape)
         return float(covariance[mask].mean()) if mask.any() else math.nan
 
-    return {"Var(Error)": mean(same_t & same_r), "Cov1": mean(~same_t & same_r),
-            "Cov2": mean(same_t & ~same_r), "Cov3": mean(~same_t & ~same_r)}
+    return ORVarianceComponents(var_error=mean(same_t & same_r), cov1=mean(~same_t & same_r),
+                                cov2=mean(same_t & ~same_r), cov3=mean(~same_t & ~same_r))

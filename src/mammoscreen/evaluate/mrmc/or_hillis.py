@@ -4,9 +4,7 @@ variance components for comparison with OR-DBM MRMC (see the package docstring f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -14,6 +12,21 @@ from scipy import stats
 from ..validation import check_fraction
 from .covariance import auc_covariance, jackknife_aucs, or_components, reader_aucs
 from .data import MRMCData
+from .results import (
+    AnovaTable,
+    ChiSquareTest,
+    DBMVarianceComponents,
+    FixedReadersAnalysis,
+    FTest,
+    ModalityComponents,
+    ModalityDifference,
+    MRMCResult,
+    ORVarianceComponents,
+    RandomReadersAnalysis,
+    ReaderComponents,
+    ReaderDifference,
+    SingleModality,
+)
 
 __all__ = ["MRMCResult", "obuchowski_rockette", "dbm_variance_components", "hillis_single_rrrc", "tie_notes"]
 
@@ -46,23 +59,6 @@ def hillis_single_rrrc(ms_r: float, cov2: float, n_readers: int) -> tuple[float,
     return se, ddf
 
 
-@dataclass
-class MRMCResult:
-    """Every figure of an OR analysis, as nested dicts (see :meth:`to_dict`)."""
-
-    data: MRMCData
-    covariance_method: str
-    confidence: float
-    aucs: np.ndarray
-    covariance: np.ndarray
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        from ... import __version__
-
-        return {"tool": "mammoscreen mrmc", "version": __version__, **self.figures}
-
-
 def tie_notes(data: MRMCData) -> list[str]:
     """Notes on readers whose scores are all equal: such a reader ranks no case above another (AUC 0.5 from ties),
     and when every reader does, the variances are 0 and F, p and the intervals say nothing."""
@@ -76,6 +72,7 @@ def tie_notes(data: MRMCData) -> list[str]:
                 "and the intervals have no width; check that the score column holds the readers' ratings"]
     shown = ", ".join(f"{rd} in {m}" for m, rd in tied[:5]) + (f", ... ({len(tied)} in all)" if len(tied) > 5 else "")
     return [f"{shown}: the same score for every case - no ranking information (AUC 0.5 from ties alone)"]
+
 
 
 def obuchowski_rockette(data: MRMCData, covariance: str = "jackknife", confidence: float = 0.95) -> MRMCResult:
@@ -92,103 +89,83 @@ def obuchowski_rockette(data: MRMCData, covariance: str = "jackknife", confidenc
     aucs = reader_aucs(data)
     cov = auc_covariance(data, covariance)
     components = or_components(cov)
-    var_error, cov1, cov2, cov3 = (components[k] for k in ("Var(Error)", "Cov1", "Cov2", "Cov3"))
+    var_error, cov1, cov2, cov3 = components.var_error, components.cov1, components.cov2, components.cov3
 
     modality_means = aucs.mean(axis=1)
     reader_means = aucs.mean(axis=0)
     grand = float(aucs.mean())
-    figures: dict[str, Any] = {
-        "data": {"source": data.source, "modalities": data.modalities, "readers": data.readers, "n_cases": c,
-                 "n_normal": data.n_normal, "n_abnormal": data.n_abnormal},
-        "figure_of_merit": "empirical AUC (trapezoidal / Wilcoxon)",
-        "covariance_method": covariance,
-        "confidence": confidence,
-        "auc": {m: {rd: float(aucs[i, j]) for j, rd in enumerate(data.readers)} for i, m in enumerate(data.modalities)},
-        "modality_means": {m: float(modality_means[i]) for i, m in enumerate(data.modalities)},
-        "notes": tie_notes(data),
-    }
+    notes = tie_notes(data)
 
     ms_r_each = [float(((aucs[i] - modality_means[i]) ** 2).sum() / (r - 1)) if r > 1 else math.nan for i in range(t)]
     per_modality = {}
     for i, m in enumerate(data.modalities):
         block = cov[i, :, i, :]
         off = block[~np.eye(r, dtype=bool)]
-        per_modality[m] = {"MS(R)": ms_r_each[i], "Var(Error)": float(np.diag(block).mean()),
-                           "Cov2": float(off.mean()) if off.size else math.nan}
+        per_modality[m] = ModalityComponents(ms_r_each[i], float(np.diag(block).mean()),
+                                             float(off.mean()) if off.size else math.nan)
     per_reader = {}
     for j, rd in enumerate(data.readers):
         block = cov[:, j, :, j]
         off = block[~np.eye(t, dtype=bool)]
-        per_reader[rd] = {"Var(Error)": float(np.diag(block).mean()), "Cov1": float(off.mean()) if off.size else math.nan}
+        per_reader[rd] = ReaderComponents(float(np.diag(block).mean()), float(off.mean()) if off.size else math.nan)
 
-    anova: dict[str, Any] = {"MS(R)": float(t * ((reader_means - grand) ** 2).sum() / (r - 1)) if r > 1 else math.nan,
-                             "df(R)": r - 1, "MS(R) per modality": {m: ms_r_each[i] for i, m in enumerate(data.modalities)}}
+    ms_r = float(t * ((reader_means - grand) ** 2).sum() / (r - 1)) if r > 1 else math.nan
+    ms_t = ms_tr = None
     if t > 1:
-        anova["MS(T)"] = float(r * ((modality_means - grand) ** 2).sum() / (t - 1))
-        anova["df(T)"] = t - 1
+        ms_t = float(r * ((modality_means - grand) ** 2).sum() / (t - 1))
         if r > 1:
             interaction = aucs - modality_means[:, None] - reader_means[None, :] + grand
-            anova["MS(T*R)"] = float((interaction ** 2).sum() / ((t - 1) * (r - 1)))
-            anova["df(T*R)"] = (t - 1) * (r - 1)
-    figures["anova"] = anova
+            ms_tr = float((interaction ** 2).sum() / ((t - 1) * (r - 1)))
+    anova = AnovaTable(ms_r, r - 1, {m: ms_r_each[i] for i, m in enumerate(data.modalities)}, ms_t,
+                       t - 1 if t > 1 else None, ms_tr, (t - 1) * (r - 1) if ms_tr is not None else None)
 
-    or_vc: dict[str, float] = {}
-    if t > 1 and r > 1:
-        ms_tr = anova["MS(T*R)"]
+    var_r = var_tr = None
+    if ms_tr is not None:
         var_tr = ms_tr - var_error + cov1 + cov2 - cov3
-        var_r = (anova["MS(R)"] - var_error - (t - 1) * cov1 + cov2 + (t - 1) * cov3 - var_tr) / t
-        or_vc = {"Var(R)": var_r, "Var(T*R)": var_tr}
+        var_r = (ms_r - var_error - (t - 1) * cov1 + cov2 + (t - 1) * cov3 - var_tr) / t
     elif r > 1:
-        or_vc = {"Var(R)": anova["MS(R)"] - var_error + cov2}
-    or_vc.update(components)
-    figures["or_variance_components"] = or_vc
-    figures["per_modality_components"] = per_modality
-    figures["per_reader_components"] = per_reader
-    if covariance == "jackknife":
-        figures["dbm_variance_components"] = dbm_variance_components(data)
+        var_r = ms_r - var_error + cov2
+    or_vc = ORVarianceComponents(var_error, cov1, cov2, cov3, var_r, var_tr)
+    dbm = dbm_variance_components(data) if covariance == "jackknife" else None
 
     pairs = list(combinations(range(t), 2))
 
-    def difference_row(a: int, b: int, se: float, df: float, kind: str) -> dict[str, Any]:
+    def difference(a: int, b: int, se: float, df: float, kind: str) -> ModalityDifference:
         estimate = float(modality_means[a] - modality_means[b])
         statistic = _ratio(estimate, se)
         low, high = _t_interval(estimate, se, df, confidence)
-        return {"modalities": [data.modalities[a], data.modalities[b]], "difference": estimate,
-                "standard_error": se, "df": df, kind: statistic, "p_value": _t_p_value(statistic, df),
-                "ci_low": low, "ci_high": high}
+        return ModalityDifference((data.modalities[a], data.modalities[b]), estimate, se, df, statistic,
+                                  _t_p_value(statistic, df), low, high, kind)
 
     # Random readers, random cases.
+    rrrc = None
     if r > 1:
-        rrrc: dict[str, Any] = {}
-        if t > 1:
-            ms_t, ms_tr = anova["MS(T)"], anova["MS(T*R)"]
+        test = None
+        if ms_t is not None and ms_tr is not None:
             error_term = ms_tr + r * max(cov2 - cov3, 0.0)
             ddf = math.inf if ms_tr == 0 else error_term ** 2 / (ms_tr ** 2 / ((t - 1) * (r - 1)))
             f_stat = _ratio(ms_t, error_term)
-            rrrc.update({"F": f_stat, "df_numerator": t - 1, "df_denominator": ddf, "error_term": error_term,
-                         "p_value": float(stats.f.sf(f_stat, t - 1, ddf)) if math.isfinite(ddf) else
-                         float(stats.chi2.sf(f_stat * (t - 1), t - 1)),
-                         "differences": [difference_row(a, b, math.sqrt(2 * error_term / r), ddf, "t")
-                                         for a, b in pairs]})
+            p = (float(stats.f.sf(f_stat, t - 1, ddf)) if math.isfinite(ddf)
+                 else float(stats.chi2.sf(f_stat * (t - 1), t - 1)))
+            test = FTest(f_stat, t - 1, ddf, p, [difference(a, b, math.sqrt(2 * error_term / r), ddf, "t")
+                                                 for a, b in pairs], error_term)
         single = {}
         for i, m in enumerate(data.modalities):
-            se, ddf = hillis_single_rrrc(ms_r_each[i], per_modality[m]["Cov2"], r)
+            se, ddf = hillis_single_rrrc(ms_r_each[i], per_modality[m].cov2, r)
             low, high = _t_interval(float(modality_means[i]), se, ddf, confidence)
-            single[m] = {"auc": float(modality_means[i]), "standard_error": se, "df": ddf, "ci_low": low,
-                         "ci_high": high, "MS(R)": ms_r_each[i], "Cov2": per_modality[m]["Cov2"]}
-        rrrc["single_modality"] = single
-        figures["rrrc"] = rrrc
+            single[m] = SingleModality(float(modality_means[i]), se, low, high, df=ddf, ms_r=ms_r_each[i],
+                                       cov2=per_modality[m].cov2)
+        rrrc = RandomReadersAnalysis(single, test)
     else:
-        figures["notes"].append("one reader: the random-reader analyses (RRRC, RRFC) need at least two readers")
+        notes.append("one reader: the random-reader analyses (RRRC, RRFC) need at least two readers")
 
     # Fixed readers, random cases.
-    frrc: dict[str, Any] = {}
-    if t > 1:
+    chi_test = per_reader_rows = None
+    if ms_t is not None:
         error_term = var_error - cov1 + ((r - 1) * max(cov2 - cov3, 0.0) if r > 1 else 0.0)
-        chi2 = _ratio((t - 1) * anova["MS(T)"], error_term)
-        frrc.update({"chi2": chi2, "df": t - 1, "error_term": error_term, "p_value": float(stats.chi2.sf(chi2, t - 1)),
-                     "differences": [difference_row(a, b, math.sqrt(2 * error_term / r), math.inf, "z")
-                                     for a, b in pairs]})
+        chi2 = _ratio((t - 1) * ms_t, error_term)
+        chi_test = ChiSquareTest(chi2, t - 1, error_term, float(stats.chi2.sf(chi2, t - 1)),
+                                 [difference(a, b, math.sqrt(2 * error_term / r), math.inf, "z") for a, b in pairs])
         per_reader_rows = []
         for a, b in pairs:
             for j, rd in enumerate(data.readers):
@@ -196,54 +173,48 @@ def obuchowski_rockette(data: MRMCData, covariance: str = "jackknife", confidenc
                 se = math.sqrt(max(cov[a, j, a, j] + cov[b, j, b, j] - 2 * cov[a, j, b, j], 0.0))
                 z = _ratio(estimate, se)
                 low, high = _t_interval(estimate, se, math.inf, confidence)
-                per_reader_rows.append({"reader": rd, "modalities": [data.modalities[a], data.modalities[b]],
-                                        "difference": estimate, "standard_error": se, "z": z,
-                                        "p_value": _t_p_value(z, math.inf), "ci_low": low, "ci_high": high})
-        frrc["per_reader"] = per_reader_rows
+                per_reader_rows.append(ReaderDifference(rd, (data.modalities[a], data.modalities[b]), estimate, se, z,
+                                                        _t_p_value(z, math.inf), low, high))
     single = {}
     for i, m in enumerate(data.modalities):
         comp = per_modality[m]
-        cov2_i = comp["Cov2"] if r > 1 else 0.0
-        se = math.sqrt((comp["Var(Error)"] + (r - 1) * max(cov2_i, 0.0)) / r)
+        cov2_i = comp.cov2 if r > 1 else 0.0
+        se = math.sqrt((comp.var_error + (r - 1) * max(cov2_i, 0.0)) / r)
         low, high = _t_interval(float(modality_means[i]), se, math.inf, confidence)
-        single[m] = {"auc": float(modality_means[i]), "standard_error": se, "ci_low": low, "ci_high": high,
-                     "Var(Error)": comp["Var(Error)"], "Cov2": comp["Cov2"]}
-    frrc["single_modality"] = single
-    figures["frrc"] = frrc
+        single[m] = SingleModality(float(modality_means[i]), se, low, high, var_error=comp.var_error, cov2=comp.cov2)
+    frrc = FixedReadersAnalysis(single, chi_test, per_reader_rows)
 
     # Random readers, fixed cases.
+    rrfc = None
     if r > 1:
-        rrfc: dict[str, Any] = {}
-        if t > 1:
-            ms_tr = anova["MS(T*R)"]
+        f_test = None
+        if ms_t is not None and ms_tr is not None:
             df = (t - 1) * (r - 1)
-            f_stat = _ratio(anova["MS(T)"], ms_tr)
-            rrfc.update({"F": f_stat, "df_numerator": t - 1, "df_denominator": df,
-                         "p_value": float(stats.f.sf(f_stat, t - 1, df)),
-                         "differences": [difference_row(a, b, math.sqrt(2 * ms_tr / r), df, "t") for a, b in pairs]})
+            f_stat = _ratio(ms_t, ms_tr)
+            f_test = FTest(f_stat, t - 1, df, float(stats.f.sf(f_stat, t - 1, df)),
+                           [difference(a, b, math.sqrt(2 * ms_tr / r), df, "t") for a, b in pairs])
         single = {}
         for i, m in enumerate(data.modalities):
             se = math.sqrt(ms_r_each[i] / r)
             low, high = _t_interval(float(modality_means[i]), se, r - 1, confidence)
-            single[m] = {"auc": float(modality_means[i]), "standard_error": se, "df": r - 1, "ci_low": low,
-                         "ci_high": high}
-        rrfc["single_modality"] = single
-        figures["rrfc"] = rrfc
+            single[m] = SingleModality(float(modality_means[i]), se, low, high, df=r - 1)
+        rrfc = RandomReadersAnalysis(single, f_test)
     if t == 1:
-        figures["notes"].append("one modality: no modality comparison; single-modality CIs only")
-    return MRMCResult(data, covariance, confidence, aucs, cov, figures)
+        notes.append("one modality: no modality comparison; single-modality CIs only")
+    return MRMCResult(data, covariance, confidence, aucs, cov, anova, or_vc, per_modality, per_reader, frrc, rrrc,
+                      rrfc, dbm, notes)
 
 
-def dbm_variance_components(data: MRMCData) -> dict[str, float]:
+def dbm_variance_components(data: MRMCData) -> DBMVarianceComponents | None:
     """Dorfman-Berbaum-Metz variance components from jackknife pseudovalues of the AUC.
 
     Pseudovalues c AUC - (c - 1) AUC(-k), shifted so that each reader-modality mean equals its AUC,
     go through a three-way (modality x reader x case) ANOVA; the components follow from the mean
-    squares. Needs at least two modalities and two readers.
+    squares. Needs at least two modalities and two readers (None otherwise).
     """
     t, r, c = data.scores.shape
     if t < 2 or r < 2:
-        return {}
+        return None
     aucs = reader_aucs(data)
     pseudo = c * aucs[None] - (c - 1) * jackknife_aucs(data)
     pseudo += (aucs - pseudo.mean(axis=0))[None]
@@ -259,9 +230,9 @@ def dbm_variance_components(data: MRMCData) -> dict[str, float]:
     residual = (y - m_tr[:, :, None] - m_tc[:, None, :] - m_rc[None, :, :] + m_t[:, None, None]
                 + m_r[None, :, None] + m_c[None, None, :] - g)
     ms_trc = (residual ** 2).sum() / ((t - 1) * (r - 1) * (c - 1))
-    return {"Var(R)": float((ms_r - ms_tr - ms_rc + ms_trc) / (t * c)),
-            "Var(C)": float((ms_c - ms_tc - ms_rc + ms_trc) / (t * r)),
-            "Var(T*R)": float((ms_tr - ms_trc) / c),
-            "Var(T*C)": float((ms_tc - ms_trc) / r),
-            "Var(R*C)": float((ms_rc - ms_trc) / t),
-            "Var(T*R*C)+Var(Error)": float(ms_trc)}
+    return DBMVarianceComponents(var_r=float((ms_r - ms_tr - ms_rc + ms_trc) / (t * c)),
+                                 var_c=float((ms_c - ms_tc - ms_rc + ms_trc) / (t * r)),
+                                 var_tr=float((ms_tr - ms_trc) / c),
+                                 var_tc=float((ms_tc - ms_trc) / r),
+                                 var_rc=float((ms_rc - ms_trc) / t),
+                                 var_trc_error=float(ms_trc))

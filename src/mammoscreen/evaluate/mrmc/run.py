@@ -9,9 +9,10 @@ from typing import Sequence
 import pandas as pd
 
 from ..validation import EvaluationInputError, check_scores
-from .ai_readers import AIVersusReadersResult, ai_versus_readers
+from .ai_readers import ai_versus_readers
 from .data import _model_column, mrmc_from_reader_study, read_mrmc
-from .or_hillis import MRMCResult, obuchowski_rockette
+from .or_hillis import obuchowski_rockette
+from .results import AIVersusReadersResult, MRMCResult
 
 __all__ = ["analyse_mrmc_file"]
 
