@@ -15,7 +15,6 @@ import shutil
 import pytest
 
 from mammoscreen.cli import main
-from mammoscreen.data.exams import load_exam_list, save_exam_list
 from mammoscreen.data.synth import SynthOptions, generate_exams
 
 N_EXAMS = 6

@@ -21,6 +21,7 @@ registry's ``saliency_maps``: GMIC, ``gmic_demo``, GLAM) against the masks: ``OU
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -105,8 +106,8 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
     if keys:
         log(f"subgroups by {', '.join(keys)}")
         for name in list(outcome.evaluations):
-            _subgroups(outcome, name, lambda: _evaluate_subgroups(files[name], exam_list, keys, bins, n_bootstrap, seed,
-                                                                  name), output_dir / name / EVALUATION_DIR, log)
+            analyse = partial(_evaluate_subgroups, files[name], exam_list, keys, bins, n_bootstrap, seed, name)
+            _subgroups(outcome, name, analyse, output_dir / name / EVALUATION_DIR, log)
 
     names = list(outcome.evaluations)
     if len(names) >= 2:

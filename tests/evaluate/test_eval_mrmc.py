@@ -173,7 +173,8 @@ def test_jackknife_covariance_equals_leave_one_out_loop(van_dyke):
     flat = leave_one_out_aucs(van_dyke.truth, van_dyke.scores.reshape(t * r, c))
     dev = flat - flat.mean(axis=0)
     expected = (c - 1) / c * dev.T @ dev
-    np.testing.assert_allclose(auc_covariance(van_dyke, "jackknife").reshape(t * r, t * r), expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(auc_covariance(van_dyke, "jackknife").reshape(t * r, t * r), expected, rtol=0,
+                               atol=1e-15)
 
 
 def test_delong_covariance_option(van_dyke):
@@ -344,7 +345,8 @@ def test_three_modalities_components_by_explicit_loops():
     t, r, c = 3, 4, 60
     truth = (np.arange(c) % 3 == 0).astype(np.int8)
     case_effect = rng.normal(size=c) + 1.2 * truth
-    scores = np.round(case_effect + rng.normal(scale=0.8, size=(t, r, c)) + 0.3 * np.arange(t)[:, None, None] * truth, 1)
+    effect = 0.3 * np.arange(t)[:, None, None] * truth
+    scores = np.round(case_effect + rng.normal(scale=0.8, size=(t, r, c)) + effect, 1)
     frame = pd.DataFrame([(f"r{j}", f"c{k}", f"m{i}", scores[i, j, k], truth[k])
                           for i in range(t) for j in range(r) for k in range(c)],
                          columns=["reader", "case", "modality", "score", "truth"])
@@ -402,5 +404,6 @@ def test_designs_without_a_test_leave_it_out(van_dyke):
     one_modality = obuchowski_rockette(van_dyke.select(modalities=["1"]), covariance="delong")
     assert one_modality.rrrc.test is None and one_modality.frrc.test is None and one_modality.frrc.per_reader is None
     figures = one_modality.to_dict()
-    assert "F" not in figures["rrrc"] and "per_reader" not in figures["frrc"] and "dbm_variance_components" not in figures
+    assert "F" not in figures["rrrc"] and "per_reader" not in figures["frrc"]
+    assert "dbm_variance_components" not in figures
     assert list(figures["or_variance_components"]) == ["Var(R)", "Var(Error)", "Cov1", "Cov2", "Cov3"]

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 
 import cv2
 import numpy as np

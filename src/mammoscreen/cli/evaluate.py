@@ -127,7 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "mrmc", help="multi-reader multi-case ROC analysis (Obuchowski-Rockette, Hillis ddf)",
         description="Obuchowski-Rockette MRMC analysis of the empirical AUC with Hillis's degrees of freedom: random "
-                    "readers and cases (RRRC), fixed readers (FRRC), fixed cases (RRFC), OR and DBM variance components; "
+                    "readers and cases (RRRC), fixed readers (FRRC), fixed cases (RRFC), OR and DBM variance "
+                    "components; "
                     "optionally a standalone model against the readers (1T-RRRC) with a non-inferiority margin. "
                     "Input: iMRMC .imrmc, a tidy CSV reader,case,modality,score,truth, or a reader-study table "
                     "(results.pkl layout; the readers form one modality).")
@@ -142,7 +143,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ai", help="standalone model to compare with the readers: a reader ID of the MRMC file, or a "
                                 "model column of a reader-study table (e.g. AI_GMIC_top5_POM)")
     p.add_argument("--margin", type=_fraction, help="non-inferiority margin for --ai, on the AUC scale (e.g. 0.05)")
-    p.add_argument("--hybrid", metavar="MODEL", help="reader-study tables: add modality 'hybrid' = (reader + MODEL) / 2")
+    p.add_argument("--hybrid", metavar="MODEL",
+                   help="reader-study tables: add modality 'hybrid' = (reader + MODEL) / 2")
     p.set_defaults(handler=run_mrmc)
 
 

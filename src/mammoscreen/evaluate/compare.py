@@ -233,7 +233,8 @@ def compare_scores(y_true: Any, scores: Mapping[str, Any], *, n_bootstrap: int =
             for pair in pairs:
                 values = result.replicates["auroc"]
                 diff = values[:, index[pair.model_a]] - values[:, index[pair.model_b]]
-                pair.bootstrap_difference.ci_low, pair.bootstrap_difference.ci_high = percentile_interval(diff, confidence)
+                low, high = percentile_interval(diff, confidence)
+                pair.bootstrap_difference.ci_low, pair.bootstrap_difference.ci_high = low, high
     seed_value = seed if not isinstance(seed, np.random.RandomState) else None
     return ComparisonResult(level, int(y.size), int(y.sum()), summaries, pairs, int(n_bootstrap), seed_value,
                             confidence, bootstrap_summary, y, {name: s[k] for k, name in enumerate(names)}, notes=notes)
@@ -256,8 +257,8 @@ def _align(reference: LevelData, other: LevelData, name: str, reference_name: st
         if missing or extra:
             raise EvaluationInputError(
                 f"{name} and {reference_name} do not cover the same cases at this level ({len(missing)} of "
-                f"{reference_name}'s cases missing from {name}, e.g. {missing[:3]}; {max(extra, 0)} extra); models can only "
-                "be compared on the same cases")
+                f"{reference_name}'s cases missing from {name}, e.g. {missing[:3]}; {max(extra, 0)} extra); models can "
+                "only be compared on the same cases")
         order = np.array([position[case] for case in reference.case_names])
     labels = other.y_true[order]
     differ = np.flatnonzero(labels != reference.y_true)
@@ -295,7 +296,8 @@ def compare_models(predictions: Sequence[str | os.PathLike], names: Sequence[str
             names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
     names = list(names)
     if len(names) != len(predictions):
-        raise EvaluationInputError(f"got {len(names)} names for {len(predictions)} prediction files; give one name per file")
+        raise EvaluationInputError(f"got {len(names)} names for {len(predictions)} prediction files; give one name "
+                                   "per file")
     if len(set(names)) < len(names):
         raise EvaluationInputError(f"model names must be unique, got {names}")
     exams, exam_path = resolve_exam_list(exam_list)

@@ -204,7 +204,8 @@ def read_predictions(predictions: str | os.PathLike | pd.DataFrame, source: str 
                 f"{_line_numbers(np.flatnonzero(duplicated))}); each image needs exactly one prediction row")
         table.image_names = names.tolist()
         table.columns["malignant_pred"] = _numeric_column(frame, "malignant_pred", source)
-        table.columns["malignant_label"] = _numeric_column(frame, "malignant_label", source, labels=True).astype(np.int8)
+        labels = _numeric_column(frame, "malignant_label", source, labels=True)
+        table.columns["malignant_label"] = labels.astype(np.int8)
         present = [c for c in ("benign_pred", "benign_label") if c in frame.columns]
         if len(present) == 2:
             table.columns["benign_pred"] = _numeric_column(frame, "benign_pred", source)

@@ -49,7 +49,8 @@ def image_level_data(table: PredictionTable, exams: Sequence[Exam] | None = None
             f"'{','.join(IMAGE_COLUMNS)}'")
     exam_of_case = None
     if exams is not None:
-        exam_of_image = {name: i for i, exam in enumerate(exams) for view in VIEWS for name in exam.images.get(view, [])}
+        exam_of_image = {name: i for i, exam in enumerate(exams) for view in VIEWS
+                         for name in exam.images.get(view, [])}
         absent = [name for name in table.image_names if name not in exam_of_image]
         if absent:
             raise EvaluationInputError(
@@ -100,8 +101,8 @@ def breast_level_data(table: PredictionTable, exams: Sequence[Exam] | None,
         beyond = np.flatnonzero(table.exam_indices >= len(exams))
         if beyond.size:
             raise EvaluationInputError(
-                f"{table.source}: exam_index {table.exam_indices[beyond[0]]} (CSV line {_line_numbers(beyond)}) but the "
-                f"exam list {exam_source} has {len(exams)} exams; use the exam list the predictions were made from")
+                f"{table.source}: exam_index {table.exam_indices[beyond[0]]} (CSV line {_line_numbers(beyond)}) but "
+                f"the exam list {exam_source} has {len(exams)} exams; use the exam list the predictions were made from")
         for side in ("left", "right"):
             scores[side] = table.columns[f"{side}_malignant"].tolist()
             if has_benign:
@@ -144,9 +145,9 @@ def breast_level_data(table: PredictionTable, exams: Sequence[Exam] | None,
                     rows = [row_of[n] for n in names if n in row_of]
                     if not rows:
                         raise EvaluationInputError(
-                            f"{table.source}: no prediction for exam {i} view {view} (image(s) {names} of the exam list "
-                            f"{exam_source} are not in the file); predict those images, or evaluate with the exam list "
-                            "the predictions were made from")
+                            f"{table.source}: no prediction for exam {i} view {view} (image(s) {names} of the exam "
+                            f"list {exam_source} are not in the file); predict those images, or evaluate with the "
+                            "exam list the predictions were made from")
                     if len(rows) < len(names):
                         warnings.append(f"exam {i} view {view}: {len(names) - len(rows)} of its {len(names)} images "
                                         "have no prediction; the view uses the others")

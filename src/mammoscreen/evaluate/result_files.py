@@ -92,8 +92,8 @@ def format_evaluation(result: EvaluationResult) -> str:
     names = ["auroc", "auprc_trapezoid", "average_precision"]
     if any("benign_auroc" in level.metrics for level in result.levels.values()):
         names.append("benign_auroc")
-    header = ["level", "cases", "malignant"] + [f"{METRIC_LABELS[n]} (95% CI)" if result.n_bootstrap else METRIC_LABELS[n]
-                                               for n in names]
+    header = ["level", "cases", "malignant"] + [f"{METRIC_LABELS[n]} (95% CI)" if result.n_bootstrap
+                                               else METRIC_LABELS[n] for n in names]
     if result.confidence != 0.95 and result.n_bootstrap:
         header = [h.replace("95%", f"{result.confidence:.0%}") for h in header]
     rows = [[name, level.n_cases, level.n_positive] + [_fmt(level.metrics.get(n)) for n in names]
@@ -165,7 +165,8 @@ def format_comparison(result: ComparisonResult) -> str:
         rows = [[name] + [_operating_cell(e) for e in model.sensitivity_at_specificity.values()]
                 + [_operating_cell(e) for e in model.specificity_at_sensitivity.values()]
                 for name, model in result.models.items()]
-        lines += ["", "Operating points (thresholds chosen on these cases, no interpolation):", format_table(header, rows)]
+        lines += ["", "Operating points (thresholds chosen on these cases, no interpolation):",
+                  format_table(header, rows)]
     if result.pairs:
         rows = []
         for pair in result.pairs:
@@ -221,7 +222,8 @@ def format_reader_study(result: ReaderStudyResult) -> str:
                   format_table(["hybrid", "mean AUROC" + ci], rows)]
     used = result.bootstrap["used"] if result.bootstrap else None
     lines += ["", _ci_note(result.n_bootstrap, result.seed, result.confidence, used)
-              + (f" Resampling unit: {'exam (case_ID)' if result.resample == 'case' else 'row'}." if result.n_bootstrap else "")]
+              + (f" Resampling unit: {'exam (case_ID)' if result.resample == 'case' else 'row'}."
+                 if result.n_bootstrap else "")]
     lines += [f"Note: {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
 

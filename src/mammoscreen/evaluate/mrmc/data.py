@@ -97,7 +97,8 @@ def mrmc_data_from_frame(frame: pd.DataFrame, truth: dict[str, int] | None = Non
     bad = ~np.isfinite(scores.to_numpy(dtype=float))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise EvaluationInputError(f"{source}: score {frame['score'].iloc[row]!r} of reader {frame['reader'].iloc[row]}, "
+        raise EvaluationInputError(f"{source}: score {frame['score'].iloc[row]!r} of reader "
+                                   f"{frame['reader'].iloc[row]}, "
                                    f"case {frame['case'].iloc[row]}, modality {frame['modality'].iloc[row]} is not a "
                                    f"finite number ({int(bad.sum())} such rows)")
     frame["score"] = scores.astype(float)
@@ -204,9 +205,9 @@ def read_imrmc(path: str | os.PathLike) -> MRMCData:
     frame = pd.DataFrame(rows, columns=["reader", "case", "modality", "score"])
     data = mrmc_data_from_frame(frame, truth, source)
     found = {"N0": data.n_normal, "N1": data.n_abnormal, "NR": len(data.readers), "NM": len(data.modalities)}
-    for key, value in header.items():
-        if found[key] != value:
-            raise EvaluationInputError(f"{source}: the header says {key}:{value} but the data have {found[key]} "
+    for key, count in header.items():
+        if found[key] != count:
+            raise EvaluationInputError(f"{source}: the header says {key}:{count} but the data have {found[key]} "
                                        f"{_HEADER_KEYS[key]}; the file may be truncated or edited")
     return data
 

@@ -71,7 +71,8 @@ def analyse_mrmc_file(path: str | os.PathLike, *, covariance: str = "jackknife",
                     covariance=covariance, confidence=confidence, margin=margin, source=str(path))
         return obuchowski_rockette(data, covariance, confidence), ai_results
     if hybrid_with is not None:
-        raise EvaluationInputError(f"{path}: --hybrid needs a reader-study table (columns label, <reader>_POM, AI_<model>_POM)")
+        raise EvaluationInputError(f"{path}: --hybrid needs a reader-study table (columns label, <reader>_POM, "
+                                   "AI_<model>_POM)")
     data = read_mrmc(path)
     data = data.select(modalities=modalities, readers=readers)
     if ai is not None:
