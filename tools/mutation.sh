@@ -20,7 +20,7 @@ metrics    | evaluate/metrics.py   | tests/evaluate/test_eval_metrics.py
 ranking    | evaluate/_ranking.py  | tests/evaluate/test_eval_metrics.py tests/evaluate/test_eval_bootstrap.py tests/evaluate/test_eval_compare.py
 bootstrap  | evaluate/bootstrap.py | tests/evaluate/test_eval_bootstrap.py
 compare    | evaluate/compare.py   | tests/evaluate/test_eval_compare.py
-delong     | evaluate/delong.py    | tests/evaluate/test_eval_compare.py tests/evaluate/test_eval_subgroups.py
+delong     | evaluate/delong.py    | tests/evaluate/test_eval_delong.py tests/evaluate/test_eval_subgroups.py
 mrmc_cov   | evaluate/mrmc/covariance.py | tests/evaluate/test_eval_mrmc.py
 mrmc       | evaluate/mrmc/or_hillis.py  | tests/evaluate/test_eval_mrmc.py
 mrmc_ai    | evaluate/mrmc/ai_readers.py | tests/evaluate/test_eval_mrmc.py
