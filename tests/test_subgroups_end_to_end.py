@@ -17,6 +17,8 @@ import pytest
 from mammoscreen.cli import main
 from mammoscreen.data.synth import SynthOptions, generate_exams
 
+pytestmark = pytest.mark.slow  # a whole run (crop, centres, predict, evaluate, report) on synthetic exams
+
 N_EXAMS = 6
 
 
