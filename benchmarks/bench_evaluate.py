@@ -66,7 +66,8 @@ NAIVE_SCRIPT = textwrap.dedent('''
         auc = metrics.roc_auc_score(labels, scores)
         p, r, _ = metrics.precision_recall_curve(labels, scores)
         auprc = metrics.auc(r, p)
-        ci = [sorted(v)[int(0.025 * len(v))] for v in (aucs, auprcs)], [sorted(v)[int(0.975 * len(v))] for v in (aucs, auprcs)]
+        ci = ([sorted(v)[int(0.025 * len(v))] for v in (aucs, auprcs)],
+              [sorted(v)[int(0.975 * len(v))] for v in (aucs, auprcs)])
         fpr, tpr, _ = metrics.roc_curve(labels, scores)
         plt.figure(figsize=(5, 5)); plt.plot(fpr, tpr); plt.savefig(f"{out}/{name}_roc.png"); plt.close()
         plt.figure(figsize=(5, 5)); plt.plot(r, p); plt.savefig(f"{out}/{name}_pr.png"); plt.close()

@@ -209,7 +209,8 @@ def main() -> int:
               f"({args.copies} x {len(records)} images, start-up included)")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"stages": mean, "baselines": {k: float(np.mean(v)) for k, v in baselines.items() if v},
+    baseline_means = {k: float(np.mean(v)) for k, v in baselines.items() if v}
+    args.json.write_text(json.dumps({"stages": mean, "baselines": baseline_means,
                                      "end_to_end_s_per_image": end_to_end, "threads": args.threads,
                                      "torch": torch.__version__, "cpu_count": os.cpu_count()}, indent=2))
     return 0

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mammoscreen.models.registry import get_model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # runs the benchmark script: a model forward in a subprocess
 def test_zoo_benchmark_measures_the_bundled_demo_model(reference_dir, tmp_path):
     out = tmp_path / "zoo.json"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_zoo.py"), "--models", "gmic_demo",

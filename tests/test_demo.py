@@ -20,6 +20,7 @@ def demo_run(tmp_path_factory):
     return output, result, messages
 
 
+@pytest.mark.slow  # the whole demo (synthesis to report)
 def test_demo_writes_every_stage(demo_run):
     output, result, _ = demo_run
     for path in ("synthetic/exam_list.pkl", "cropped_images/cropped_exam_list.pkl", "gmic_demo/predictions.csv",
@@ -34,6 +35,7 @@ def test_demo_writes_every_stage(demo_run):
     assert "synthetic data only" in html.lower()
 
 
+@pytest.mark.slow  # the whole demo (synthesis to report)
 def test_demo_shows_subgroup_results_by_density_and_age(demo_run):
     output, result, messages = demo_run
     from mammoscreen.data.exams import load_exam_list
@@ -48,6 +50,7 @@ def test_demo_shows_subgroup_results_by_density_and_age(demo_run):
     assert any(m.startswith("gmic_demo, image level: AUROC by density") for m in messages)
 
 
+@pytest.mark.slow  # the whole demo (synthesis to report)
 def test_demo_headline_agrees_with_the_predictions_and_the_localisation_files(demo_run):
     output, result, _ = demo_run
     with open(output / "gmic_demo" / "predictions.csv", newline="") as f:
@@ -64,6 +67,7 @@ def test_demo_headline_agrees_with_the_predictions_and_the_localisation_files(de
     assert summary["metrics"] == pytest.approx(result.metrics)
 
 
+@pytest.mark.slow  # the whole demo (synthesis to report)
 def test_demo_resumes_without_redoing_finished_stages(demo_run):
     output, _, _ = demo_run
     messages: list[str] = []

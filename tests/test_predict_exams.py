@@ -171,7 +171,8 @@ def test_selected_images_in_their_order_with_an_unnamed_index_column(tmp_path):
 
 
 def test_breast_level_csv_with_skipped_exams_is_evaluated_by_exam_index(tmp_path):
-    from mammoscreen.evaluate.io import breast_level_data, read_predictions
+    from mammoscreen.evaluate.io import read_predictions
+    from mammoscreen.evaluate.levels import breast_level_data
 
     cc_only = {"L-CC": "c_L-CC", "R-CC": "c_R-CC"}
     images, exams = make_exams(tmp_path, [four("a"), cc_only, four("b")])
@@ -186,7 +187,8 @@ def test_breast_level_csv_with_skipped_exams_is_evaluated_by_exam_index(tmp_path
 
 
 def test_exam_index_beyond_the_exam_list_is_explained(tmp_path):
-    from mammoscreen.evaluate.io import breast_level_data, read_predictions
+    from mammoscreen.evaluate.io import read_predictions
+    from mammoscreen.evaluate.levels import breast_level_data
     from mammoscreen.evaluate.validation import EvaluationInputError
 
     images, exams = make_exams(tmp_path, [four("a"), four("b")])

@@ -23,6 +23,8 @@ from mammoscreen.predict import PredictOptions
 from mammoscreen.run_evaluation import LOCALIZATION_DIR, localize_run
 from testutils import lesion_images
 
+pytestmark = pytest.mark.slow  # whole runs of tiny GMIC and GLAM models on synthetic exams
+
 GMIC_TINY = GMICConfig(input_size=(896, 704), num_patches=2, patch_size=(64, 64), global_channels=4,
                        local_channels=8, attention_dim=16)
 GLAM_TINY = GLAMConfig(input_size=(256, 128), crop_size=(64, 64), global_channels=4, local_channels=8,

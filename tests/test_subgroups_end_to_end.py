@@ -15,8 +15,9 @@ import shutil
 import pytest
 
 from mammoscreen.cli import main
-from mammoscreen.data.exams import load_exam_list, save_exam_list
 from mammoscreen.data.synth import SynthOptions, generate_exams
+
+pytestmark = pytest.mark.slow  # a whole run (crop, centres, predict, evaluate, report) on synthetic exams
 
 N_EXAMS = 6
 

@@ -20,14 +20,18 @@ metrics    | evaluate/metrics.py   | tests/evaluate/test_eval_metrics.py
 ranking    | evaluate/_ranking.py  | tests/evaluate/test_eval_metrics.py tests/evaluate/test_eval_bootstrap.py tests/evaluate/test_eval_compare.py
 bootstrap  | evaluate/bootstrap.py | tests/evaluate/test_eval_bootstrap.py
 compare    | evaluate/compare.py   | tests/evaluate/test_eval_compare.py
-mrmc       | evaluate/mrmc.py      | tests/evaluate/test_eval_mrmc.py
+delong     | evaluate/delong.py    | tests/evaluate/test_eval_delong.py tests/evaluate/test_eval_subgroups.py
+mrmc_cov   | evaluate/mrmc/covariance.py | tests/evaluate/test_eval_mrmc.py
+mrmc       | evaluate/mrmc/or_hillis.py  | tests/evaluate/test_eval_mrmc.py
+mrmc_ai    | evaluate/mrmc/ai_readers.py | tests/evaluate/test_eval_mrmc.py
 gmic       | models/gmic.py        | tests/models/test_gmic.py
 losses     | train/losses.py       | tests/train/test_losses_and_labels.py tests/train/test_learning.py
 loop       | train/loop.py         | tests/train/test_training.py tests/train/test_learning.py
 crop       | preprocess/crop.py    | tests/preprocess/test_crop.py
 centers    | preprocess/centers.py | tests/preprocess/test_centers.py
 windows    | preprocess/windows.py | tests/preprocess/test_windows.py
-localize   | explain/localize.py   | tests/explain/test_localize.py tests/explain/test_localize_glam.py tests/explain/test_localize_mask_frames.py
+localize_geo | explain/localize/geometry.py | tests/explain/test_localize.py tests/explain/test_localize_glam.py tests/explain/test_localize_mask_frames.py
+localize   | explain/localize/metrics.py | tests/explain/test_localize.py tests/explain/test_localize_glam.py tests/explain/test_localize_mask_frames.py
 exams      | data/exams.py         | tests/data/test_exams.py
 safepickle | data/safepickle.py    | tests/data/test_exams.py
 EOF

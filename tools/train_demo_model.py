@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     data_seconds = time.perf_counter() - t0
 
     options = TrainOptions(config=config, epochs=args.epochs, lr=args.lr, beta=args.beta, batch_size=args.batch_size,
-                           label_smoothing=args.label_smoothing, device="cpu", seed=args.seed, init=args.init, workers=args.workers, select_metric="malignant_auroc")
+                           label_smoothing=args.label_smoothing, device="cpu", seed=args.seed, init=args.init,
+                           workers=args.workers, select_metric="malignant_auroc")
     run_dir = work / args.run_name
     snapshots = run_dir / "epochs"
 
@@ -140,13 +141,16 @@ def main(argv: list[str] | None = None) -> int:
             "config_name": config_name(config),
             "gmic_config": config.to_dict(),
             "training_command": command,
-            "training": {"optimizer": "Adam", "lr": args.lr, "beta": args.beta, "saliency_reduction": "sum", "label_smoothing": args.label_smoothing,
+            "training": {"optimizer": "Adam", "lr": args.lr, "beta": args.beta, "saliency_reduction": "sum",
+                         "label_smoothing": args.label_smoothing,
                          "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-                         "balanced_sampling": False, "init": args.init, "augmentation_noise_px": list(augmentation_noise(config)),
+                         "balanced_sampling": False, "init": args.init,
+                         "augmentation_noise_px": list(augmentation_noise(config)),
                          "chosen_epoch": chosen["epoch"], "threads": args.threads,
                          "selected_on": "validation exams: malignant AUROC + malignant pointing game",
                          "epoch_selection": selection,
-                         "train_seconds": round(sum(e["seconds"] for e in result.log), 1), "data_seconds": round(data_seconds, 1),
+                         "train_seconds": round(sum(e["seconds"] for e in result.log), 1),
+                         "data_seconds": round(data_seconds, 1),
                          "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch "
                                     f"{torch.__version__}, mammoscreen {__version__}"},
             "data": {"generator": "mammoscreen.data.synth.generate_exams", "scale": SYNTH_SCALE,
@@ -168,13 +172,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def model_card_markdown(card: dict) -> str:
     h, v, t = card["heldout_metrics"], card["validation_metrics"], card["training"]
-    d = card["data"]
+    d, g = card["data"], card["gmic_config"]
     return f"""# gmic_demo — GMIC trained on synthetic mammograms
 
 **{card['statement']}**
 
 - weights: `{card['weights']}` ({card['size_bytes']} bytes), sha256 `{card['sha256']}`, licence {card['license']}
-- architecture: {card['architecture']}; input window {card['gmic_config']['input_size']}, top-t {card['gmic_config']['percent_t']}
+- architecture: {card['architecture']}; input window {g['input_size']}, top-t {g['percent_t']}
 - data: `{d['generator']}` at scale {d['scale']}; train seed {d['train']['seed']} ({d['train']['exams']} exams),
   validation seed {d['validation']['seed']} ({d['validation']['exams']} exams), held-out seed {d['heldout']['seed']}
   ({d['heldout']['exams']} exams)

@@ -21,6 +21,7 @@ registry's ``saliency_maps``: GMIC, ``gmic_demo``, GLAM) against the masks: ``OU
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -69,7 +70,7 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
     keys the exam list has; empty: none); ``bins``: their bins (see ``evaluate --bins``).
     """
     from .evaluate import compare_models, evaluate_predictions
-    from .evaluate.reports import format_comparison, write_comparison, write_evaluation
+    from .evaluate.result_files import format_comparison, write_comparison, write_evaluation
 
     output_dir = Path(output_dir)
     outcome = RunEvaluation()
@@ -105,8 +106,8 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
     if keys:
         log(f"subgroups by {', '.join(keys)}")
         for name in list(outcome.evaluations):
-            _subgroups(outcome, name, lambda: _evaluate_subgroups(files[name], exam_list, keys, bins, n_bootstrap, seed,
-                                                                  name), output_dir / name / EVALUATION_DIR, log)
+            analyse = partial(_evaluate_subgroups, files[name], exam_list, keys, bins, n_bootstrap, seed, name)
+            _subgroups(outcome, name, analyse, output_dir / name / EVALUATION_DIR, log)
 
     names = list(outcome.evaluations)
     if len(names) >= 2:
@@ -147,7 +148,7 @@ def _evaluate_subgroups(csv_path, exam_list, keys, bins, n_bootstrap, seed, name
 def _subgroups(outcome: RunEvaluation, name: str, analyse: Callable[[], object], directory: Path,
                log: Callable[[str], None]) -> None:
     """Run one subgroup analysis and write it; a failure is reported and the run carries on."""
-    from .evaluate.subgroup_reports import write_subgroups
+    from .evaluate.subgroup_files import write_subgroups
 
     try:
         evaluation = analyse()

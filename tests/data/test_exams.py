@@ -95,12 +95,16 @@ def test_plain_containers_and_numpy_scalars_are_accepted():
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: d[0].__setitem__("L-CC", "a_L-CC"), "exam 0, key 'L-CC': expected a list of image names, got the string"),
+    (lambda d: d[0].__setitem__("L-CC", "a_L-CC"),
+     "exam 0, key 'L-CC': expected a list of image names, got the string"),
     (lambda d: d[0].__setitem__("horizontal_flip", "no"), "exam 0, key 'horizontal_flip'"),
-    (lambda d: d[1]["cancer_label"].__setitem__("left_malignant", 2), r"exam 1, key 'cancer_label'\['left_malignant'\]"),
-    (lambda d: d[1]["best_center"].__setitem__("L-CC", [(1, 2)]), r"exam 1, key 'best_center'\['L-CC'\]: expected a list with one entry per image \(2\)"),
+    (lambda d: d[1]["cancer_label"].__setitem__("left_malignant", 2),
+     r"exam 1, key 'cancer_label'\['left_malignant'\]"),
+    (lambda d: d[1]["best_center"].__setitem__("L-CC", [(1, 2)]),
+     r"exam 1, key 'best_center'\['L-CC'\]: expected a list with one entry per image \(2\)"),
     (lambda d: d[0]["best_center"].pop("R-MLO"), "exam 0, key 'best_center': no entry for view 'R-MLO'"),
-    (lambda d: d[0]["window_location"].__setitem__("L-CC", [(1, 2, 3)]), r"exam 0, key 'window_location'\['L-CC'\]\[0\]: expected a sequence of 4"),
+    (lambda d: d[0]["window_location"].__setitem__("L-CC", [(1, 2, 3)]),
+     r"exam 0, key 'window_location'\['L-CC'\]\[0\]: expected a sequence of 4"),
     (lambda d: d[0]["best_center"].__setitem__("L-CC", [(1.5, 2)]), "expected an integer, got 1.5"),
 ])
 def test_structure_errors_name_the_exam_and_key(mutate, message):

@@ -87,8 +87,9 @@ def test_operating_point_replicates_equal_point_estimates_on_resampled_data():
         idx = np.repeat(np.arange(150), row)
         if y[idx].min() == y[idx].max():
             continue
-        assert result.replicates["sensitivity_at_specificity_0.9"][k] == m.sensitivity_at_specificity(y[idx], s[idx], 0.9)
-        assert result.replicates["specificity_at_sensitivity_0.8"][k] == m.specificity_at_sensitivity(y[idx], s[idx], 0.8)
+        replicates = result.replicates
+        assert replicates["sensitivity_at_specificity_0.9"][k] == m.sensitivity_at_specificity(y[idx], s[idx], 0.9)
+        assert replicates["specificity_at_sensitivity_0.8"][k] == m.specificity_at_sensitivity(y[idx], s[idx], 0.8)
         k += 1
     assert k == result.n_used
 

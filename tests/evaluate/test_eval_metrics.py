@@ -181,7 +181,8 @@ def test_operating_point_at_sensitivity_reports_the_threshold_that_gives_it():
             called = s >= got.threshold
             assert called[y == 1].mean() == pytest.approx(got.sensitivity, abs=1e-15)
             assert (~called[y == 0]).mean() == pytest.approx(got.specificity, abs=1e-15)
-            assert m.sensitivity_at_specificity(y, s, target) == m.operating_point_at_specificity(y, s, target).sensitivity
+            point = m.operating_point_at_specificity(y, s, target)
+            assert m.sensitivity_at_specificity(y, s, target) == point.sensitivity
     with pytest.raises(EvaluationInputError, match="^sensitivity must lie between 0 and 1, got 1.5$"):
         m.specificity_at_sensitivity([0, 1], [0.1, 0.9], 1.5)
 

@@ -38,7 +38,7 @@ def van_dyke(van_dyke_file):
 
 @pytest.fixture(scope="module")
 def figures(van_dyke):
-    return obuchowski_rockette(van_dyke).figures
+    return obuchowski_rockette(van_dyke).to_dict()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,17 +173,18 @@ def test_jackknife_covariance_equals_leave_one_out_loop(van_dyke):
     flat = leave_one_out_aucs(van_dyke.truth, van_dyke.scores.reshape(t * r, c))
     dev = flat - flat.mean(axis=0)
     expected = (c - 1) / c * dev.T @ dev
-    np.testing.assert_allclose(auc_covariance(van_dyke, "jackknife").reshape(t * r, t * r), expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(auc_covariance(van_dyke, "jackknife").reshape(t * r, t * r), expected, rtol=0,
+                               atol=1e-15)
 
 
 def test_delong_covariance_option(van_dyke):
     t, r, c = van_dyke.scores.shape
     _, expected = delong_covariance(van_dyke.truth, van_dyke.scores.reshape(t * r, c))
     np.testing.assert_allclose(auc_covariance(van_dyke, "delong").reshape(t * r, t * r), expected, rtol=0, atol=1e-16)
-    result = obuchowski_rockette(van_dyke, covariance="delong").figures
+    result = obuchowski_rockette(van_dyke, covariance="delong").to_dict()
     assert result["covariance_method"] == "delong" and "dbm_variance_components" not in result
     # the two estimators agree closely on this data (jackknife is slightly larger)
-    jack = obuchowski_rockette(van_dyke).figures["or_variance_components"]["Var(Error)"]
+    jack = obuchowski_rockette(van_dyke).to_dict()["or_variance_components"]["Var(Error)"]
     assert 0.9 < result["or_variance_components"]["Var(Error)"] / jack <= 1.0
     with pytest.raises(EvaluationInputError, match="covariance must be one of"):
         auc_covariance(van_dyke, "bootstrap")
@@ -203,7 +204,7 @@ def test_tidy_csv_gives_the_same_analysis(van_dyke, figures, tmp_path):
     frame = _long_frame(van_dyke).sample(frac=1, random_state=0)  # any row order
     frame.to_csv(tmp_path / "vd.csv", index=False)
     data = read_mrmc_csv(tmp_path / "vd.csv")
-    again = obuchowski_rockette(data.select(modalities=["0", "1"], readers=["0", "1", "2", "3", "4"])).figures
+    again = obuchowski_rockette(data.select(modalities=["0", "1"], readers=["0", "1", "2", "3", "4"])).to_dict()
     assert again["rrrc"]["differences"][0]["ci_low"] == pytest.approx(figures["rrrc"]["differences"][0]["ci_low"],
                                                                      abs=1e-15)
     assert again["or_variance_components"] == pytest.approx(figures["or_variance_components"], abs=1e-15)
@@ -269,7 +270,7 @@ def hillis_by_hand(truth, readers, ai):
 
 def test_ai_versus_readers_by_hand(van_dyke):
     readers, ai = van_dyke.scores[0, 1:], van_dyke.scores[0, 0]  # reader '0' plays the model
-    result = ai_versus_readers(van_dyke.truth, readers, ai).figures
+    result = ai_versus_readers(van_dyke.truth, readers, ai).to_dict()
     mean_d, se, ddf = hillis_by_hand(van_dyke.truth, readers, ai)
     rrrc = result["rrrc"]
     assert rrrc["difference"] == pytest.approx(mean_d, abs=1e-14)
@@ -282,7 +283,7 @@ def test_ai_versus_readers_by_hand(van_dyke):
 def test_uninformative_model_reduces_to_the_readers_single_modality_analysis(van_dyke):
     """A constant model has AUC 0.5 and no case variance, so only the readers' RRRC uncertainty remains."""
     ai = np.zeros(len(van_dyke.cases))
-    result = ai_versus_readers(van_dyke.truth, van_dyke.scores[0], ai).figures
+    result = ai_versus_readers(van_dyke.truth, van_dyke.scores[0], ai).to_dict()
     assert result["ai_auc"] == 0.5
     assert_printed(0.5 - result["rrrc"]["difference"], "0.89703704")
     assert_printed(result["rrrc"]["standard_error"], "0.03317360")  # Van Dyke treatment 1, RRRC
@@ -293,7 +294,7 @@ def test_non_inferiority_margin(van_dyke):
     readers, ai = van_dyke.scores[1, 1:], van_dyke.scores[1, 0]
     p_values = []
     for margin in (0.01, 0.05, 0.1):
-        ni = ai_versus_readers(van_dyke.truth, readers, ai, margin=margin).figures["non_inferiority"]
+        ni = ai_versus_readers(van_dyke.truth, readers, ai, margin=margin).to_dict()["non_inferiority"]
         p_values.append(ni["p_value"])
         assert ni["non_inferior"] == (ni["one_sided_lower_bound"] > -margin)
     assert p_values[0] > p_values[1] > p_values[2]
@@ -305,11 +306,11 @@ def test_non_inferiority_margin(van_dyke):
 
 def test_ai_on_the_released_reader_study(reader_study_file):
     result, ai = analyse_mrmc_file(reader_study_file, ai="AI_GMIC_top5_POM", margin=0.05, hybrid_with="GMIC_top5")
-    figures = result.figures
+    figures = result.to_dict()
     assert figures["data"]["modalities"] == ["readers", "hybrid"] and len(figures["data"]["readers"]) == 14
     assert round(figures["modality_means"]["readers"], 3) == 0.779  # README: readers' mean AUROC
     assert round(figures["modality_means"]["hybrid"], 3) == 0.887  # README: hybrid with GMIC top-5
-    gmic = ai["readers"].figures
+    gmic = ai["readers"].to_dict()
     assert round(gmic["ai_auc"], 3) == 0.881
     assert gmic["rrrc"]["difference"] == pytest.approx(gmic["ai_auc"] - gmic["mean_reader_auc"], abs=1e-15)
 
@@ -344,7 +345,8 @@ def test_three_modalities_components_by_explicit_loops():
     t, r, c = 3, 4, 60
     truth = (np.arange(c) % 3 == 0).astype(np.int8)
     case_effect = rng.normal(size=c) + 1.2 * truth
-    scores = np.round(case_effect + rng.normal(scale=0.8, size=(t, r, c)) + 0.3 * np.arange(t)[:, None, None] * truth, 1)
+    effect = 0.3 * np.arange(t)[:, None, None] * truth
+    scores = np.round(case_effect + rng.normal(scale=0.8, size=(t, r, c)) + effect, 1)
     frame = pd.DataFrame([(f"r{j}", f"c{k}", f"m{i}", scores[i, j, k], truth[k])
                           for i in range(t) for j in range(r) for k in range(c)],
                          columns=["reader", "case", "modality", "score", "truth"])
@@ -359,11 +361,49 @@ def test_three_modalities_components_by_explicit_loops():
                     key = {(True, True): "Var(Error)", (False, True): "Cov1", (True, False): "Cov2",
                            (False, False): "Cov3"}[(i == i2, j == j2)]
                     groups[key].append(cov[i, j, i2, j2])
+    fields = {"Var(Error)": "var_error", "Cov1": "cov1", "Cov2": "cov2", "Cov3": "cov3"}
     for key, values in groups.items():
-        assert result.figures["or_variance_components"][key] == pytest.approx(np.mean(values), abs=1e-15)
-    figures = result.figures
-    assert len(figures["rrrc"]["differences"]) == 3 and len(figures["frrc"]["per_reader"]) == 3 * r
+        assert getattr(result.or_variance_components, fields[key]) == pytest.approx(np.mean(values), abs=1e-15)
+        assert result.to_dict()["or_variance_components"][key] == getattr(result.or_variance_components, fields[key])
+    assert len(result.rrrc.test.differences) == 3 and len(result.frrc.per_reader) == 3 * r
     ms_t = r * np.var(result.aucs.mean(axis=1), ddof=1)
-    assert figures["anova"]["MS(T)"] == pytest.approx(ms_t, rel=1e-12)
-    assert figures["rrrc"]["df_numerator"] == 2 and 0 <= figures["rrrc"]["p_value"] <= 1
-    assert figures["frrc"]["chi2"] == pytest.approx(2 * ms_t / figures["frrc"]["error_term"], rel=1e-12)
+    assert result.anova.ms_t == pytest.approx(ms_t, rel=1e-12)
+    assert result.rrrc.test.df_numerator == 2 and 0 <= result.rrrc.test.p_value <= 1
+    assert result.frrc.test.chi2 == pytest.approx(2 * ms_t / result.frrc.test.error_term, rel=1e-12)
+
+
+def test_typed_results_are_what_the_file_holds(van_dyke):
+    """The typed fields and mrmc.json's nested dictionaries are one set of numbers: each field named in the
+    file under the literature's name, nothing in the file that is not a field."""
+    result = obuchowski_rockette(van_dyke)
+    figures = result.to_dict()
+    assert figures["rrrc"]["F"] == result.rrrc.test.F and figures["rrrc"]["error_term"] == result.rrrc.test.error_term
+    first = result.rrrc.test.differences[0]
+    assert figures["rrrc"]["differences"][0] == {
+        "modalities": ["0", "1"], "difference": first.difference, "standard_error": first.standard_error,
+        "df": first.df, "t": first.statistic, "p_value": first.p_value, "ci_low": first.ci_low,
+        "ci_high": first.ci_high}
+    assert figures["frrc"]["differences"][0]["z"] == result.frrc.test.differences[0].statistic
+    assert "error_term" not in figures["rrfc"] and figures["rrfc"]["F"] == result.rrfc.test.F
+    assert figures["anova"]["MS(T*R)"] == result.anova.ms_tr and figures["anova"]["df(T*R)"] == 4
+    assert figures["dbm_variance_components"]["Var(T*R*C)+Var(Error)"] == result.dbm_variance_components.var_trc_error
+    assert figures["frrc"]["single_modality"]["0"] == {
+        "auc": result.frrc.single_modality["0"].auc, "standard_error": result.frrc.single_modality["0"].standard_error,
+        "ci_low": result.frrc.single_modality["0"].ci_low, "ci_high": result.frrc.single_modality["0"].ci_high,
+        "Var(Error)": result.per_modality_components["0"].var_error, "Cov2": result.per_modality_components["0"].cov2}
+    assert figures["modality_means"] == result.modality_means and figures["auc"] == result.auc
+
+
+def test_designs_without_a_test_leave_it_out(van_dyke):
+    one_reader = obuchowski_rockette(van_dyke.select(readers=["0"]))
+    assert one_reader.rrrc is None and one_reader.rrfc is None and one_reader.anova.ms_tr is None
+    assert one_reader.or_variance_components.var_r is None and one_reader.dbm_variance_components is None
+    figures = one_reader.to_dict()
+    assert "rrrc" not in figures and "rrfc" not in figures and figures["dbm_variance_components"] == {}
+    assert list(figures["or_variance_components"]) == ["Var(Error)", "Cov1", "Cov2", "Cov3"]
+    one_modality = obuchowski_rockette(van_dyke.select(modalities=["1"]), covariance="delong")
+    assert one_modality.rrrc.test is None and one_modality.frrc.test is None and one_modality.frrc.per_reader is None
+    figures = one_modality.to_dict()
+    assert "F" not in figures["rrrc"] and "per_reader" not in figures["frrc"]
+    assert "dbm_variance_components" not in figures
+    assert list(figures["or_variance_components"]) == ["Var(R)", "Var(Error)", "Cov1", "Cov2", "Cov3"]

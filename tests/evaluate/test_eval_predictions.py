@@ -13,7 +13,8 @@ from sklearn.utils import resample
 from mammoscreen.cli import main
 from mammoscreen.data.exams import VIEWS, Exam, load_exam_list, save_exam_list
 from mammoscreen.evaluate import evaluate_predictions
-from mammoscreen.evaluate.io import breast_level_data, read_predictions
+from mammoscreen.evaluate.io import read_predictions
+from mammoscreen.evaluate.levels import breast_level_data
 from mammoscreen.evaluate.validation import EvaluationInputError
 from mammoscreen.core.files import sha256_file
 
@@ -180,7 +181,8 @@ def _write(tmp_path, text, name="bad.csv"):
     ("image_index,malignant_pred\n0_L-CC,0.1\n", r"missing column\(s\) 'malignant_label'"),
     ("foo,bar\n1,2\n", "missing column.*'image_index'.*breast-level files need"),
     ("image_index,malignant_pred,malignant_label\na,0.1,0\nb,nan,1\n", "'malignant_pred' has NaN on CSV line 3"),
-    ("image_index,malignant_pred,malignant_label\na,0.1,0\nb,,1\n", "'malignant_pred' has an empty value on CSV line 3"),
+    ("image_index,malignant_pred,malignant_label\na,0.1,0\nb,,1\n",
+     "'malignant_pred' has an empty value on CSV line 3"),
     ("image_index,malignant_pred,malignant_label\na,inf,0\nb,0.2,1\n", "has an infinite value .* line 2"),
     ("image_index,malignant_pred,malignant_label\na,0.1,0\nb,high,1\n", "not a number \\('high'\\)"),
     ("image_index,malignant_pred,malignant_label\na,0.1,0\nb,0.2,2\n", "labels 0 and 1, but has 2 on CSV line 3"),
@@ -275,7 +277,8 @@ def test_evaluate_command_writes_outputs(tmp_path, capsys):
     assert summary["version"]
     breast = summary["levels"]["breast"]
     assert breast["bootstrap_replicates"]["malignant"]["used"] <= 200
-    assert breast["metrics"]["auroc"]["ci_low"] <= breast["metrics"]["auroc"]["value"] <= breast["metrics"]["auroc"]["ci_high"]
+    auroc = breast["metrics"]["auroc"]
+    assert auroc["ci_low"] <= auroc["value"] <= auroc["ci_high"]
     api = evaluate_predictions(csv_path, exam_path, n_bootstrap=200, seed=3)
     assert breast["metrics"]["auroc"]["ci_high"] == api.levels["breast"].metrics["auroc"].ci_high
     for level in ("image", "breast"):

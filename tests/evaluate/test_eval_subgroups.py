@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mammoscreen.evaluate.compare import delong_test
+from mammoscreen.evaluate.delong import delong_test
 from mammoscreen.evaluate.metrics import (
     operating_point_at_recall_rate,
     operating_point_at_sensitivity,

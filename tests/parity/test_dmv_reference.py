@@ -324,7 +324,7 @@ def test_nyu_model_heatmap_channels_of_the_input(nyu_heatmaps, reference_dir, ex
     official = np.load(reference_dir / "nyu_model" / "image_heatmaps" / f"exam{exam}.npz")
     for sample in prepared.samples:
         key = sample.view.replace("-", "_")
-        mirror = lambda a: flip_to_face_right(a, sample.view, "NO")  # noqa: E731 - maps are in original orientation
+        mirror = lambda a, view=sample.view: flip_to_face_right(a, view, "NO")  # noqa: E731 - maps: original orientation
         image = mirror(prepared.images[sample.name]).astype(np.float32)
         heatmaps = tuple(mirror(prediction.maps[f"heatmap_{kind}_{sample.name}"]) for kind in ("benign", "malignant"))
         window = window_input(image, heatmaps, sample.geometry, sample.view)
@@ -438,7 +438,7 @@ def test_nyu_model_single_heatmaps_match_the_official_ones(single_heatmaps_run, 
         assert_summary_close(_summary(ours[f"heatmap_{kind}"], official["summary_positions_saved"]),
                              official[f"hm_saved_summary_{kind}"], f"{name} {kind}")
     full = {"0_R-CC": ("nyu_model_single/image_heatmaps/full_0_R-CC.npz", "heatmap_{}_saved"),
-            "0_L-CC": ("nyu_model/heatmaps/full_0_L-CC.npz", "heatmap_{}")}.get(name)  # README: 0_L-CC's are nyu_model's
+            "0_L-CC": ("nyu_model/heatmaps/full_0_L-CC.npz", "heatmap_{}")}.get(name)  # README: 0_L-CC: nyu_model's
     if full is not None:
         maps = np.load(reference_dir / full[0])
         for kind in ("benign", "malignant"):

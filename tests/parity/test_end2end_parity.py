@@ -118,7 +118,8 @@ def test_intermediate_activations_match(reference_dir, ref, network, name):
     assert (1, *x.shape, 3) == tuple(reference["input_shape"])
     x64 = x.astype(np.float64)
     for stat in ("mean", "std", "min", "max"):
-        assert float(getattr(np, stat)(x64)) == pytest.approx(float(reference[f"input_{stat}"]), rel=1e-6, abs=1e-6), stat
+        expected = float(reference[f"input_{stat}"])
+        assert float(getattr(np, stat)(x64)) == pytest.approx(expected, rel=1e-6, abs=1e-6), stat
     captured: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
         probabilities = model(torch.from_numpy(x)[None], capture=set(stages.values()), captured=captured)

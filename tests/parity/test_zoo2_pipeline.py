@@ -40,7 +40,8 @@ def test_gmic_end2end_and_frcnn_cad_in_one_run(reference_dir, tmp_path, tmp_path
     exam_list = tmp_path / "exam.pkl"
     exam_list.write_bytes(pickle.dumps([exam], protocol=4))
     out = tmp_path / "run"
-    requests = [ModelRequest("gmic", gmic_checkpoint, "1"), ModelRequest("end2end", end2end_weights(reference_dir, root)),
+    requests = [ModelRequest("gmic", gmic_checkpoint, "1"),
+                ModelRequest("end2end", end2end_weights(reference_dir, root)),
                 ModelRequest("frcnn_cad", frcnn_weights(reference_dir, root))]
     result = run_pipeline(reference_dir / "images", exam_list, out, requests,
                           options=PredictOptions(device="cpu", progress=False), log=lambda m: None)

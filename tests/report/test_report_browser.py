@@ -87,6 +87,7 @@ def test_probe_notices_failed_loads(tmp_path):
     assert any("broken images" in line for line in console)
 
 
+@pytest.mark.slow  # a real browser on the two-model run
 def test_report_renders_in_chromium(report_run, tmp_path):
     run_dir, dataset, _ = report_run
     page = build_report(run_dir, tmp_path / "report.html", segmentation_dir=dataset / "segmentation",

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -279,6 +278,32 @@ def test_approximate_heatmaps_are_flagged(report_run, tmp_path, report):
     (run_dir / "run_summary.json").write_text(json.dumps(summary))
     text = build_report(run_dir).read_text()
     assert f"Approximate arithmetic, not the official numbers: {MODELS[1]}: heatmaps in bfloat16" in text
+
+
+HOSTILE = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>&amp;'"
+
+
+def test_every_value_from_the_run_is_escaped(report_run, tmp_path):
+    """Text from run_summary.json, the title and the localisation file reaches the page as text: the templates
+    autoescape it, so no element or attribute of the page comes from the run's files."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(report_run[0], run_dir)
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    summary["run"]["command"] = ["mammoscreen", "run", HOSTILE]
+    summary["run"]["finished"] = HOSTILE
+    summary["models"][0]["variant"] = HOSTILE
+    summary["models"].append({"model": "skipped_model", "status": "skipped", "reason": HOSTILE})
+    (run_dir / "run_summary.json").write_text(json.dumps(summary))
+    localization = json.loads((run_dir / MODELS[0] / "localization" / "localization.json").read_text())
+    localization["seed"] = HOSTILE
+    (run_dir / MODELS[0] / "localization" / "localization.json").write_text(json.dumps(localization))
+    text = build_report(run_dir, title=HOSTILE).read_text()
+    page = Page(text)
+    assert "<script" not in text and "onerror=alert(2)>" not in text and not page.all("img", src="x")
+    assert [a for _, a in page.elements if "onerror" in a] == []
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;&amp;amp;&#39;"
+    assert text.count(escaped) >= 6  # title, heading, variant, reason, command, finished, seed
+    assert page.tables[""][1][2] == HOSTILE  # the variant cell reads back as the original text
 
 
 def test_bad_input_errors_name_the_file(tmp_path):

@@ -6,7 +6,6 @@ import csv
 import json
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -125,7 +124,8 @@ def test_fine_tuning_starts_from_the_given_checkpoint(micro_split, micro_config,
     torch.manual_seed(123)
     start = GMIC(micro_config).state_dict()
     torch.save(start, tmp_path / "start.p")  # a plain state dict, as the official files
-    result = _train(micro_split, tmp_path / "ft", _options(micro_config, epochs=1, lr=0.0, init=str(tmp_path / "start.p")))
+    options = _options(micro_config, epochs=1, lr=0.0, init=str(tmp_path / "start.p"))
+    result = _train(micro_split, tmp_path / "ft", options)
     tuned = _weights(result.last_model)
     for key in ("ds_net.first_conv.weight", "fusion_dnn.weight", "mil_attn_w.weight"):
         assert torch.equal(tuned[key], start[key])  # lr 0: the parameters stay those of the checkpoint

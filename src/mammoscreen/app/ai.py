@@ -59,7 +59,8 @@ def _models(run_dir: Path) -> list[str]:
 
 def load_ai_run(run_dir: str | Path, exams: Sequence[Exam], model: str | None = None) -> AIRun:
     """Per-breast scores of every exam of ``exams`` from a run of the same exam list."""
-    from ..evaluate.io import breast_level_data, read_predictions
+    from ..evaluate.io import read_predictions
+    from ..evaluate.levels import breast_level_data
 
     model_dir = find_model(Path(run_dir), model)
     try:
@@ -87,7 +88,8 @@ def overlay_for_image(ai: AIRun, image_name: str, rows: int, cols: int) -> np.nd
 
     None when the run has no map for this image. Raises ValueError for a map that does not fit the image.
     """
-    from ..explain.localize import map_to_window, read_map_file, window_to_original
+    from ..explain.localize.geometry import map_to_window, window_to_original
+    from ..explain.localize.map_files import read_map_file
 
     if ai.maps_dir is None:
         return None

@@ -26,7 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from .. import __version__
 from ..evaluate.mrmc import MRMCData, ai_versus_readers, obuchowski_rockette
 from ..evaluate.readers import evaluate_reader_study
-from ..evaluate.reports import format_mrmc, write_mrmc, write_reader_study
+from ..evaluate.result_files import format_mrmc, write_mrmc, write_reader_study
 from ..evaluate.validation import EvaluationInputError
 from ..core.files import write_text_atomic
 from . import audit

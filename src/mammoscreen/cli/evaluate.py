@@ -127,7 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "mrmc", help="multi-reader multi-case ROC analysis (Obuchowski-Rockette, Hillis ddf)",
         description="Obuchowski-Rockette MRMC analysis of the empirical AUC with Hillis's degrees of freedom: random "
-                    "readers and cases (RRRC), fixed readers (FRRC), fixed cases (RRFC), OR and DBM variance components; "
+                    "readers and cases (RRRC), fixed readers (FRRC), fixed cases (RRFC), OR and DBM variance "
+                    "components; "
                     "optionally a standalone model against the readers (1T-RRRC) with a non-inferiority margin. "
                     "Input: iMRMC .imrmc, a tidy CSV reader,case,modality,score,truth, or a reader-study table "
                     "(results.pkl layout; the readers form one modality).")
@@ -142,14 +143,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ai", help="standalone model to compare with the readers: a reader ID of the MRMC file, or a "
                                 "model column of a reader-study table (e.g. AI_GMIC_top5_POM)")
     p.add_argument("--margin", type=_fraction, help="non-inferiority margin for --ai, on the AUC scale (e.g. 0.05)")
-    p.add_argument("--hybrid", metavar="MODEL", help="reader-study tables: add modality 'hybrid' = (reader + MODEL) / 2")
+    p.add_argument("--hybrid", metavar="MODEL",
+                   help="reader-study tables: add modality 'hybrid' = (reader + MODEL) / 2")
     p.set_defaults(handler=run_mrmc)
 
 
 @_user_errors
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate.predictions import evaluate_predictions
-    from ..evaluate.reports import format_evaluation, write_evaluation
+    from ..evaluate.result_files import format_evaluation, write_evaluation
 
     result = evaluate_predictions(args.predictions, args.exam_list, level=args.level, n_bootstrap=args.bootstrap,
                                   seed=args.seed, confidence=args.confidence, strict=args.strict)
@@ -171,7 +173,7 @@ def _operating_points(args: argparse.Namespace, default: tuple[str, ...] = ("spe
 
 
 def _write_subgroups(subgroups, output_dir: Path) -> list[Path]:
-    from ..evaluate.subgroup_reports import format_subgroups, write_subgroups
+    from ..evaluate.subgroup_files import format_subgroups, write_subgroups
 
     paths = write_subgroups(subgroups, output_dir)
     sys.stdout.write("\n" + format_subgroups(subgroups))
@@ -181,7 +183,7 @@ def _write_subgroups(subgroups, output_dir: Path) -> list[Path]:
 @_user_errors
 def run_compare(args: argparse.Namespace) -> int:
     from ..evaluate.compare import compare_models
-    from ..evaluate.reports import format_comparison, write_comparison
+    from ..evaluate.result_files import format_comparison, write_comparison
 
     result = compare_models(args.predictions, args.names, args.exam_list, level=args.level,
                             n_bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence,
@@ -203,7 +205,7 @@ def run_compare(args: argparse.Namespace) -> int:
 @_user_errors
 def run_reader_study(args: argparse.Namespace) -> int:
     from ..evaluate.readers import evaluate_reader_study
-    from ..evaluate.reports import format_reader_study, write_reader_study
+    from ..evaluate.result_files import format_reader_study, write_reader_study
 
     result = evaluate_reader_study(args.file, readers=args.readers, models=args.models,
                                    hybrid_models=args.hybrid_models, n_bootstrap=args.bootstrap, seed=args.seed,
@@ -230,7 +232,7 @@ def run_reader_study(args: argparse.Namespace) -> int:
 @_user_errors
 def run_mrmc(args: argparse.Namespace) -> int:
     from ..evaluate.mrmc import analyse_mrmc_file
-    from ..evaluate.reports import format_mrmc, write_mrmc
+    from ..evaluate.result_files import format_mrmc, write_mrmc
 
     if args.margin is not None and args.ai is None:
         raise UserError("--margin needs --ai (the model to test for non-inferiority)")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-
 import sys
+from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV, write_failures_csv, write_warnings_csv
 from ..data.exams import load_exam_list

@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="validation metric that picks best_model.p (default: mean AUROC of both classes)")
     p.add_argument("--workers", type=int_range(0, 256), default=0,
                    help="data-loader processes (default 0: in the main process)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir after the last finished epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --output-dir after the last finished epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_train)
 

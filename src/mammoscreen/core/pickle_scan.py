@@ -67,6 +67,7 @@ def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_fo
     position = start
     memo_entries = 0
     track = globals_found is not None
+    collected: set[str] = globals_found if globals_found is not None else set()  # filled only when tracking
     strings: dict[int, str] = {}  # memo index -> string (module and class names of STACK_GLOBAL)
     recent: list[str | None] = [None, None]  # the values the last two pushes left, when they were strings
     while position < size:
@@ -105,7 +106,7 @@ def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_fo
                     pushed = strings.get(unpack_from("<B" if fixed == 1 else "<I", data, position)[0])
                 elif name == "STACK_GLOBAL":
                     found = f"{recent[-2]}.{recent[-1]}" if None not in recent else "?"
-                    globals_found.add(found)
+                    collected.add(found)
                 elif name == "FRAME" or name == "PROTO":
                     position += fixed
                     continue
@@ -133,7 +134,7 @@ def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_fo
                 continue
             if track:
                 if name in ("GLOBAL", "INST"):
-                    globals_found.add(".".join(line.decode("latin-1") for line in lines))
+                    collected.add(".".join(line.decode("latin-1") for line in lines))
                 elif name == "GET":
                     pushed = strings.get(int(lines[0])) if lines[0].strip().isdigit() else None
         else:
@@ -253,7 +254,7 @@ def tree_scan(data: bytes, source: str = "pickle") -> bool:
                 memo_entries += 1
                 last_text = last
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                depth, length = memo[argument]
+                depth, length = memo[argument]  # type: ignore[index]  # the GET opcodes always carry one
                 if depth:
                     shared = True  # a container reaching the stack twice: measure the result instead
                 stack.append(depth)

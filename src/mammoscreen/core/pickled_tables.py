@@ -16,7 +16,7 @@ Layouts understood: pandas >= 1.4 (``BlockManager(blocks, axes)`` with ``_unpick
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -143,7 +143,7 @@ def _array_from(shape: Any, dtype: Any, fortran: Any, raw: Any, where: str) -> n
         raise TableError(f"{where}: arrays of dtype {dtype!r} are not accepted; {TABLE_CONTENTS}")
     count = int(np.prod(shape, dtype=np.int64))
     limits = get_limits()
-    order = "F" if fortran else "C"
+    order: Literal["C", "F"] = "F" if fortran else "C"
     if dtype.kind == "O":
         if count > limits.max_items:
             raise UnsafePickleError(f"{where}: an object array of {count:,} elements ({limit_message('max_items')})")

@@ -45,6 +45,8 @@ class SafeCallable:
     ``__dict__``, ``__setattr__`` refused), so one file cannot change how the next one is loaded."""
 
     __slots__ = ("_function", "_name")
+    _function: Callable[..., Any]
+    _name: str
 
     def __init__(self, function: Callable[..., Any], name: str):
         object.__setattr__(self, "_function", function)

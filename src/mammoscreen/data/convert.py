@@ -188,7 +188,8 @@ def plan_exams(sources: Sequence[DicomSource]) -> list[PlannedExam]:
         label = exam_label(uid)
         images: dict[str, list[PlannedImage]] = {view: [] for view in VIEWS}
         for view in VIEWS:
-            in_view = sorted((s for s in members if s.view == view), key=lambda s: (s.instance_number, s.sop_uid, s.path))
+            in_view = sorted((s for s in members if s.view == view),
+                             key=lambda s: (s.instance_number, s.sop_uid, s.path))
             for j, source in enumerate(in_view):
                 name = f"{label}_{view}" if j == 0 else f"{label}_{view}_{j + 1}"
                 images[view].append(PlannedImage(name, source, source.path in mirror_set))

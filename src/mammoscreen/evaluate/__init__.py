@@ -4,7 +4,7 @@ Array-level functions follow ``sklearn.metrics`` (``roc_auc``, ``auprc_trapezoid
 ``average_precision``, ``bootstrap_metrics``, ``delong_test``, ``subgroup_metrics`` ...); file-level
 functions return result objects (``evaluate_predictions``, ``compare_models``, ``evaluate_reader_study``,
 ``evaluate_subgroups``, ``obuchowski_rockette``) whose ``to_dict()`` is what the commands write, and
-:mod:`.reports` / :mod:`.subgroup_reports` / :mod:`.plots` turn them into files.
+:mod:`.result_files` / :mod:`.subgroup_files` / :mod:`.plots` turn them into files.
 
 Names are imported on first use, so that ``mammoscreen evaluate`` does not pay for the
 statistics modules (scipy) that only ``compare`` and ``mrmc`` need.
@@ -28,9 +28,14 @@ _EXPORTS = {
     "bootstrap": (
         "BootstrapResult", "bootstrap_counts", "bootstrap_metrics", "percentile_interval",
     ),
+    "delong": (
+        "DeLongTest", "delong_covariance", "delong_test",
+    ),
     "compare": (
-        "DeLongTest", "delong_covariance", "delong_test", "paired_bootstrap_difference", "ComparisonResult",
-        "compare_scores", "compare_models",
+        "paired_bootstrap_difference", "ComparisonResult", "compare_scores", "compare_models",
+    ),
+    "levels": (
+        "LevelData", "image_level_data", "breast_level_data",
     ),
     "predictions": (
         "MetricEstimate", "LevelResult", "EvaluationResult", "evaluate_level", "evaluate_predictions",

@@ -205,7 +205,7 @@ def run_bootstrap(problems: Sequence[BootstrapProblem], n_replicates: int = DEFA
             for name, per in columns.items():
                 collected[k].setdefault(name, []).append(np.stack(per, axis=1))
     results = []
-    for k, problem in enumerate(problems):
+    for k in range(len(problems)):
         replicates = {name: np.concatenate(blocks, axis=0) for name, blocks in collected[k].items()}
         result = BootstrapResult(replicates, n_replicates, n_valid[k], n_replicates - n_valid[k], confidence)
         results.append(result)

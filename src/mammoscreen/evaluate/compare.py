@@ -1,24 +1,16 @@
 """Comparing models on the same cases: paired DeLong tests, paired bootstrap, operating points.
 
-DeLong, DeLong & Clarke-Pearson (1988) estimate the covariance of correlated AUROCs from the
-structural components of the Mann-Whitney statistic. Here they are computed with the fast midrank
-algorithm of Sun & Xu (2014): with midranks of each positive among the positives (``T_X``), of each
-negative among the negatives (``T_Y``) and of every case among all cases (``T_Z``), the components
-are ``V10 = (T_Z - T_X) / n`` for positives and ``V01 = 1 - (T_Z - T_Y) / m`` for negatives (m
-positives, n negatives), and ``Cov(AUC) = S10 / m + S01 / n`` with S10, S01 their sample
-covariance matrices across models. Cost O(k (m + n) log(m + n)) for k models instead of O(k m n).
+The DeLong kernel (structural components, covariance, paired test) is in :mod:`.delong`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 from ..data.exams import Exam
 from .bootstrap import (
@@ -30,7 +22,9 @@ from .bootstrap import (
     percentile_interval,
     run_bootstrap,
 )
-from .io import LevelData, breast_level_data, image_level_data, read_predictions, resolve_exam_list
+from .delong import DeLongTest, delong_covariance, delong_from_covariance
+from .io import read_predictions, resolve_exam_list
+from .levels import LevelData, breast_level_data, image_level_data
 from .metrics import (
     brier_score,
     calibration_curve,
@@ -42,102 +36,12 @@ from .predictions import MetricEstimate
 from .validation import EvaluationInputError, check_binary_problem, check_fraction
 
 __all__ = [
-    "delong_components", "delong_covariance", "DeLongTest", "delong_test", "paired_bootstrap_difference",
-    "OperatingPointEstimate", "ModelSummary", "PairComparison", "ComparisonResult", "compare_scores",
-    "compare_models", "DEFAULT_SPECIFICITIES", "DEFAULT_SENSITIVITIES",
+    "paired_bootstrap_difference", "OperatingPointEstimate", "ModelSummary", "PairComparison", "ComparisonResult",
+    "compare_scores", "compare_models", "DEFAULT_SPECIFICITIES", "DEFAULT_SENSITIVITIES",
 ]
 
 DEFAULT_SPECIFICITIES = (0.9, 0.95)
 DEFAULT_SENSITIVITIES = (0.8, 0.9)
-
-
-def delong_components(y_true: np.ndarray, y_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """AUROCs and DeLong structural components of each row of ``y_scores`` (already validated).
-
-    Returns (auc of shape (k,), V10 of shape (k, m) over positives, V01 of shape (k, n) over negatives).
-    """
-    positive = y_true == 1
-    m = int(positive.sum())
-    n = y_true.size - m
-    pos_scores = y_scores[:, positive]
-    neg_scores = y_scores[:, ~positive]
-    rank_all = stats.rankdata(np.concatenate([pos_scores, neg_scores], axis=1), axis=1)
-    rank_pos = stats.rankdata(pos_scores, axis=1)
-    rank_neg = stats.rankdata(neg_scores, axis=1)
-    # A positive's rank among all cases minus its rank among positives = negatives it beats (ties 1/2).
-    v10 = (rank_all[:, :m] - rank_pos) / n
-    v01 = 1.0 - (rank_all[:, m:] - rank_neg) / m
-    auc = v10.mean(axis=1)
-    return auc, v10, v01
-
-
-def delong_covariance(y_true: Any, y_scores: Any) -> tuple[np.ndarray, np.ndarray]:
-    """AUROCs of several models on the same cases and DeLong's estimate of their covariance.
-
-    Parameters
-    ----------
-    y_true : array of shape (n,), labels 0/1 with both classes present.
-    y_scores : array of shape (k, n), one row of scores per model.
-
-    Returns
-    -------
-    auc : array of shape (k,).
-    covariance : array of shape (k, k).
-    """
-    y, s = check_binary_problem(y_true, np.atleast_2d(y_scores), score_ndim=2)
-    auc, v10, v01 = delong_components(y, s)
-    m, n = v10.shape[1], v01.shape[1]
-    s10 = np.atleast_2d(np.cov(v10)) if m > 1 else np.zeros((s.shape[0], s.shape[0]))
-    s01 = np.atleast_2d(np.cov(v01)) if n > 1 else np.zeros((s.shape[0], s.shape[0]))
-    return auc, s10 / m + s01 / n
-
-
-@dataclass(frozen=True)
-class DeLongTest:
-    """Paired DeLong test of AUROC(a) - AUROC(b) = 0, with a normal-theory CI of the difference."""
-
-    auc_a: float
-    auc_b: float
-    difference: float
-    standard_error: float
-    z: float
-    p_value: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def delong_test(y_true: Any, score_a: Any, score_b: Any, confidence: float = 0.95) -> DeLongTest:
-    """Paired DeLong test comparing two models' AUROCs on the same cases (two-sided).
-
-    Parameters
-    ----------
-    y_true : array of shape (n,), labels 0/1 with both classes present.
-    score_a, score_b : arrays of shape (n,), the two models' scores for the same cases.
-    confidence : coverage of the CI of the difference.
-    """
-    confidence = check_fraction(confidence, "confidence")
-    auc, cov = delong_covariance(y_true, np.vstack([np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)]))
-    return _delong_from_covariance(auc, cov, 0, 1, confidence)
-
-
-def _delong_from_covariance(auc: np.ndarray, cov: np.ndarray, a: int, b: int, confidence: float) -> DeLongTest:
-    difference = float(auc[a] - auc[b])
-    variance = float(cov[a, a] + cov[b, b] - 2 * cov[a, b])
-    se = math.sqrt(max(variance, 0.0))
-    if se > 0:
-        z = difference / se
-        p = float(2 * stats.norm.sf(abs(z)))
-    else:
-        # Identical rankings: no variance and no difference.
-        z = 0.0 if difference == 0 else math.copysign(math.inf, difference)
-        p = 1.0 if difference == 0 else 0.0
-    half = float(stats.norm.ppf(0.5 + confidence / 2)) * se
-    return DeLongTest(float(auc[a]), float(auc[b]), difference, se, float(z), p, difference - half, difference + half,
-                      confidence)
 
 
 def paired_bootstrap_difference(y_true: Any, score_a: Any, score_b: Any, n_replicates: int = DEFAULT_REPLICATES,
@@ -302,7 +206,7 @@ def compare_scores(y_true: Any, scores: Mapping[str, Any], *, n_bootstrap: int =
                                        brier, calibration)
 
     auc, cov = delong_covariance(y, s)
-    pairs = [PairComparison(names[a], names[b], _delong_from_covariance(auc, cov, a, b, confidence),
+    pairs = [PairComparison(names[a], names[b], delong_from_covariance(auc, cov, a, b, confidence),
                             MetricEstimate(float(auc[a] - auc[b])))
              for a, b in combinations(range(len(names)), 2)]
 
@@ -329,7 +233,8 @@ def compare_scores(y_true: Any, scores: Mapping[str, Any], *, n_bootstrap: int =
             for pair in pairs:
                 values = result.replicates["auroc"]
                 diff = values[:, index[pair.model_a]] - values[:, index[pair.model_b]]
-                pair.bootstrap_difference.ci_low, pair.bootstrap_difference.ci_high = percentile_interval(diff, confidence)
+                low, high = percentile_interval(diff, confidence)
+                pair.bootstrap_difference.ci_low, pair.bootstrap_difference.ci_high = low, high
     seed_value = seed if not isinstance(seed, np.random.RandomState) else None
     return ComparisonResult(level, int(y.size), int(y.sum()), summaries, pairs, int(n_bootstrap), seed_value,
                             confidence, bootstrap_summary, y, {name: s[k] for k, name in enumerate(names)}, notes=notes)
@@ -352,8 +257,8 @@ def _align(reference: LevelData, other: LevelData, name: str, reference_name: st
         if missing or extra:
             raise EvaluationInputError(
                 f"{name} and {reference_name} do not cover the same cases at this level ({len(missing)} of "
-                f"{reference_name}'s cases missing from {name}, e.g. {missing[:3]}; {max(extra, 0)} extra); models can only "
-                "be compared on the same cases")
+                f"{reference_name}'s cases missing from {name}, e.g. {missing[:3]}; {max(extra, 0)} extra); models can "
+                "only be compared on the same cases")
         order = np.array([position[case] for case in reference.case_names])
     labels = other.y_true[order]
     differ = np.flatnonzero(labels != reference.y_true)
@@ -391,7 +296,8 @@ def compare_models(predictions: Sequence[str | os.PathLike], names: Sequence[str
             names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
     names = list(names)
     if len(names) != len(predictions):
-        raise EvaluationInputError(f"got {len(names)} names for {len(predictions)} prediction files; give one name per file")
+        raise EvaluationInputError(f"got {len(names)} names for {len(predictions)} prediction files; give one name "
+                                   "per file")
     if len(set(names)) < len(names):
         raise EvaluationInputError(f"model names must be unique, got {names}")
     exams, exam_path = resolve_exam_list(exam_list)

@@ -92,7 +92,8 @@ def reader_study_roc_figure(y_true: np.ndarray, readers: Mapping[str, np.ndarray
     figure, axes = _new_figure(title, "False positive rate (1 - specificity)", "True positive rate (sensitivity)",
                                size=(6.0, 6.0))
     axes.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
-    mean_auc = float(np.mean([ranking_metrics(y_true, score)["auroc"] for score in readers.values()])) if readers else 0.0
+    mean_auc = (float(np.mean([ranking_metrics(y_true, score)["auroc"] for score in readers.values()])) if readers
+                else 0.0)
     for k, score in enumerate(readers.values()):
         fpr, tpr, _ = roc_curve(y_true, score)
         label = f"readers ({len(readers)}; mean AUROC {mean_auc:.3f})" if k == 0 else None
@@ -162,7 +163,7 @@ def forest_figure(analysis, metric: str = "auroc", predictors: Sequence[str] | N
         tick_labels.append(f"{text or group}{size}" if key == "" else f"   {group}{size}")
     axes.set_yticks(range(len(layout)))
     axes.set_yticklabels(tick_labels, fontsize="small")
-    for tick, (key, group, _) in zip(axes.get_yticklabels(), layout):
+    for tick, (_, group, _) in zip(axes.get_yticklabels(), layout):
         if not group:
             tick.set_fontweight("bold")
     axes.set_ylim(len(layout) - 0.5, -0.6)

@@ -26,7 +26,8 @@ from .bootstrap import (
     as_random_state,
     run_bootstrap,
 )
-from .io import LevelData, breast_level_data, image_level_data, read_predictions, resolve_exam_list
+from .io import read_predictions, resolve_exam_list
+from .levels import LevelData, breast_level_data, image_level_data
 from .labels import check_label_agreement
 from .metrics import ranking_metrics
 from .validation import EvaluationInputError, check_binary_problem, check_fraction

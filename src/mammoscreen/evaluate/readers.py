@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .bootstrap import DEFAULT_REPLICATES, MIN_CASES_FOR_BOOTSTRAP, RANKING_METRICS, BootstrapProblem, percentile_interval, run_bootstrap
+from .bootstrap import (DEFAULT_REPLICATES, MIN_CASES_FOR_BOOTSTRAP, RANKING_METRICS, BootstrapProblem,
+                        percentile_interval, run_bootstrap)
 from .io import read_reader_study
 from .metrics import ranking_metrics
 from .predictions import MetricEstimate
@@ -57,7 +58,8 @@ def split_reader_study_columns(frame: pd.DataFrame, readers: Sequence[str] | Non
                 try:
                     matched = [c for c in columns if re.fullmatch(pattern, c)]
                 except re.error as e:
-                    raise EvaluationInputError(f"{what} pattern {pattern!r} is not a valid regular expression: {e}") from None
+                    raise EvaluationInputError(f"{what} pattern {pattern!r} is not a valid regular expression: "
+                                               f"{e}") from None
             if not matched:
                 raise EvaluationInputError(f"{source}: no column matches {what} {pattern!r}; columns: {columns}")
             chosen.extend(c for c in matched if c not in chosen)
@@ -232,7 +234,8 @@ def evaluate_reader_study(study: str | os.PathLike | pd.DataFrame, *, readers: S
                 for k, model in enumerate(hybrid_names):
                     block = values[:, k * len(names_r):(k + 1) * len(names_r)]
                     h = hybrids[model]
-                    h["mean_auroc"].ci_low, h["mean_auroc"].ci_high = percentile_interval(block.mean(axis=1), confidence)
+                    low, high = percentile_interval(block.mean(axis=1), confidence)
+                    h["mean_auroc"].ci_low, h["mean_auroc"].ci_high = low, high
                     for j, reader in enumerate(names_r):
                         est = h["per_reader_auroc"][reader]
                         est.ci_low, est.ci_high = percentile_interval(block[:, j], confidence)

@@ -27,7 +27,8 @@ from ..data.exam_metadata import breast_value, image_value, metadata_keys
 from ..data.exams import Exam
 from ..core.files import sha256_file
 from .bootstrap import DEFAULT_REPLICATES
-from .io import LevelData, breast_level_data, image_level_data, read_predictions, resolve_exam_list
+from .io import read_predictions, resolve_exam_list
+from .levels import LevelData, breast_level_data, image_level_data
 from .subgroups import (
     DEFAULT_OPERATING_POINTS,
     MIN_POSITIVES_FOR_INTERVAL,

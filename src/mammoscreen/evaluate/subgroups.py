@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ._subgroup_engine import (
+from ._subgroup_replicates import (
     AT_THRESHOLD,
     RANKING,
     CaseGroup,
@@ -476,7 +476,7 @@ def _paired_delong(y: np.ndarray, models: Mapping[str, np.ndarray], groups: list
     """DeLong test of each pair of models within each subgroup (the same cases: paired)."""
     from itertools import combinations
 
-    from .compare import _delong_from_covariance, delong_covariance
+    from .delong import delong_covariance, delong_from_covariance
 
     names = list(models)
     matrix = np.vstack([models[name] for name in names])
@@ -487,7 +487,7 @@ def _paired_delong(y: np.ndarray, models: Mapping[str, np.ndarray], groups: list
             continue
         auc, covariance = delong_covariance(labels, matrix[:, group.cases])
         for a, b in combinations(range(len(names)), 2):
-            test = _delong_from_covariance(auc, covariance, a, b, confidence)
+            test = delong_from_covariance(auc, covariance, a, b, confidence)
             out.append({"level": level, "key": group.key, "group": group.label, "model_a": names[a],
                         "model_b": names[b], **test.to_dict()})
     return out

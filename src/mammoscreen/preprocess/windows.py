@@ -216,7 +216,7 @@ def align_to_window(array: np.ndarray, view: str, horizontal_flip: str, geometry
 @dataclass(frozen=True)
 class ImageOrigin:
     """Where a cropped image came from: what a window-aligned map needs, besides its :class:`WindowGeometry`,
-    to be mapped back onto the original image (``explain/localize.py``)."""
+    to be mapped back onto the original image (``explain/localize/``)."""
 
     view: str
     horizontal_flip: str

@@ -25,7 +25,7 @@ EVALUATION_DIR = "evaluation"
 COMPARISON_DIR = "comparison"
 VISUALIZATION_DIR = "visualization"
 LOCALIZATION_DIR = "localization"
-SUBGROUPS_JSON = "subgroups.json"  # as evaluate.subgroup_reports.SUBGROUPS_JSON
+SUBGROUPS_JSON = "subgroups.json"  # as evaluate.subgroup_files.SUBGROUPS_JSON
 CROPPED_EXAM_LIST = Path("cropped_images") / "cropped_exam_list.pkl"
 
 

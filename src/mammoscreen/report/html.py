@@ -8,17 +8,19 @@ script. Missing inputs (no labels, no figures, no localisation) become a short n
 
 from __future__ import annotations
 
-import html
 import math
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from string import Template
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from ..core.files import write_text_atomic
 from ..core.paths import name_path, name_problem
+from .blocks import (Block, Code, Gallery, GalleryItem, Hash, Heading, Image, KeyValues, Note, OutlineLegend, Plots,
+                     Section, Table, TruthMissing)
 from .collect import ModelRun, ReportInputError, RunContents, collect_run
 from .images import data_uri, figure_thumbnail, outlined_mammogram
 
@@ -39,39 +41,8 @@ METRIC_COLUMNS = (("auroc", "AUROC"), ("auprc_trapezoid", "AUPRC (trapezoidal)")
 DEFAULT_INTENDED_USE = "Research only. Not a medical device; not for clinical use."
 
 
-class Raw(str):
-    """HTML that is already escaped (everything else is escaped when inserted)."""
-
-
-def _e(value: Any) -> str:
-    return value if isinstance(value, Raw) else html.escape("-" if value is None else str(value))
-
-
-def _table(header: Sequence[Any], rows: Iterable[Sequence[Any]], numeric_from: int | None = None,
-           css: str = "") -> Raw:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = []
-        for k, cell in enumerate(row):
-            cls = ' class="num"' if numeric_from is not None and k >= numeric_from else ""
-            cells.append(f"<td{cls}>{_e(cell)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    cls = f' class="{css}"' if css else ""
-    return Raw(f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-
-def _key_values(rows: Iterable[tuple[str, Any]]) -> Raw:
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    return Raw(f'<table class="kv"><tbody>{body}</tbody></table>')
-
-
-def _note(text: str) -> Raw:
-    return Raw(f'<p class="note">{_e(text)}</p>')
-
-
-def _code(text: Any) -> Raw:
-    return Raw(f"<code>{_e(text)}</code>")
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -90,28 +61,18 @@ def _estimate(estimate: dict[str, Any] | None, digits: int = 3) -> str:
     return text
 
 
-def _img(uri: str, alt: str, css: str = "") -> Raw:
-    cls = f' class="{css}"' if css else ""
-    return Raw(f'<img{cls} src="{uri}" alt="{_e(alt)}">')
-
-
-def _file_image(path: Path, alt: str) -> Raw | None:
+def _file_image(path: Path, alt: str) -> Image | None:
     """An evaluation figure embedded: the SVG next to the PNG when there is one (sharp when zoomed)."""
     svg = path.with_suffix(".svg")
     if svg.is_file():
-        return _img(data_uri(svg.read_bytes(), "image/svg+xml"), alt)
+        return Image(data_uri(svg.read_bytes(), "image/svg+xml"), alt)
     if path.is_file():
-        return _img(data_uri(path.read_bytes(), "image/png"), alt)
+        return Image(data_uri(path.read_bytes(), "image/png"), alt)
     return None
 
 
-def _plots(items: Sequence[tuple[Raw, str]]) -> Raw:
-    figures = "".join(f"<figure>{image}<figcaption>{_e(caption)}</figcaption></figure>" for image, caption in items)
-    return Raw(f'<div class="plots">{figures}</div>')
-
-
-def _section(section_id: str, title: str, parts: Sequence[str]) -> str:
-    return f'<section id="{section_id}"><h2>{_e(title)}</h2>\n' + "\n".join(parts) + "\n</section>"
+def _section(section_id: str, parts: Sequence[Block]) -> Section:
+    return Section(section_id, dict(SECTIONS)[section_id], list(parts))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,93 +95,77 @@ def _has_subgroups(contents: RunContents) -> bool:
                 or any("subgroups" in m.notes for m in contents.models) or "comparison subgroups" in contents.notes)
 
 
-def _sections(contents: RunContents) -> list[tuple[str, str]]:
-    return [(sid, name) for sid, name in SECTIONS if sid != "subgroups" or _has_subgroups(contents)]
-
-
-def _header(contents: RunContents, title: str, generated: str) -> str:
-    models = ", ".join(m.name for m in contents.models if m.done) or "none"
-    uses = " ".join(_intended_uses(contents))
-    return (f'<header class="top"><h1>{_e(title)}</h1>'
-            f'<p class="sub">Models: {_e(models)} &middot; run directory {_code(contents.run_dir)} &middot; '
-            f"report generated {_e(generated)}</p>"
-            f'<p class="intended-use"><strong>Intended use.</strong> {_e(uses)}</p></header>\n'
-            '<nav class="toc">' + "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name in _sections(contents))
-            + "</nav>")
-
-
-def _provenance(contents: RunContents, report_environment: dict[str, Any]) -> str:
+def _provenance(contents: RunContents, report_environment: dict[str, Any]) -> Section:
     run = contents.run
-    parts = ["<h3>Models</h3>"]
+    parts: list[Block] = [Heading("Models")]
     rows = []
     for m in contents.models:
         status = "ran" if m.done else f"skipped: {m.entry.get('reason') or 'no reason recorded'}"
-        rows.append([_code(m.name), _model_field(m, "title"), m.entry.get("variant"), status,
+        rows.append([Code(m.name), _model_field(m, "title"), m.entry.get("variant"), status,
                      m.entry.get("output_level"), _model_field(m, "paper"), _model_field(m, "license"),
                      _model_field(m, "intended_use")])
-    parts.append(_table(["model", "title", "variant", "status", "output", "paper", "licence", "intended use"], rows))
+    parts.append(Table(["model", "title", "variant", "status", "output", "paper", "licence", "intended use"], rows))
     approximate = [f"{m.name}: heatmaps in {precision}" for m in contents.models
                    if (precision := (m.entry.get("provenance") or {}).get("heatmap_precision", "float32")) != "float32"]
     if approximate:
-        parts.append(_note(f"Approximate arithmetic, not the official numbers: {'; '.join(approximate)} "
-                           "(see docs/models/nyu_model.md#speed)."))
+        parts.append(Note(f"Approximate arithmetic, not the official numbers: {'; '.join(approximate)} "
+                          "(see docs/models/nyu_model.md#speed)."))
 
-    parts.append("<h3>Weights</h3>")
-    rows = [[_code(m.name), _code(w.path), Raw(f'<span class="hash">{_e(w.sha256)}</span>'), w.source]
-            for m in contents.models for w in m.weights]
+    parts.append(Heading("Weights"))
+    rows = [[Code(m.name), Code(w.path), Hash(w.sha256), w.source] for m in contents.models for w in m.weights]
     missing = [m.name for m in contents.models if m.done and not m.weights]
     if rows:
-        parts.append(_table(["model", "file", "sha256", "source"], rows, css="weights"))
+        parts.append(Table(["model", "file", "sha256", "source"], rows, css="weights"))
     if missing:
-        parts.append(_note(f"weight files not recorded for: {', '.join(missing)}"))
+        parts.append(Note(f"weight files not recorded for: {', '.join(missing)}"))
 
-    parts.append("<h3>Data</h3>")
+    parts.append(Heading("Data"))
     failures = run.get("failures") or {}
     per_model = ", ".join(f"{m.name}: {m.entry.get('n_predictions', 0)} predictions, "
                           f"{m.entry.get('n_failed', 0)} failed" for m in contents.models if m.done)
-    parts.append(_key_values([
-        ("images", _code(run.get("images", "not recorded"))),
-        ("exam list", _code(run.get("exam_list", "not recorded"))),
-        ("exam list sha256", Raw(f'<span class="hash">{_e(run.get("exam_list_sha256", "not recorded"))}</span>')),
+    parts.append(KeyValues([
+        ("images", Code(run.get("images", "not recorded"))),
+        ("exam list", Code(run.get("exam_list", "not recorded"))),
+        ("exam list sha256", Hash(run.get("exam_list_sha256", "not recorded"))),
         ("exams / images", f"{run.get('n_exams', '-')} / {run.get('n_images', '-')}"),
-        ("labels used", _code(contents.exam_list) if contents.exam_list else "none found"),
-        ("segmentations", _code(run["segmentations"]) if run.get("segmentations") else "none given to the run"),
+        ("labels used", Code(contents.exam_list) if contents.exam_list else "none found"),
+        ("segmentations", Code(run["segmentations"]) if run.get("segmentations") else "none given to the run"),
         ("failures by stage", ", ".join(f"{k}: {v}" for k, v in failures.items() if v) or "none"),
         ("predictions", per_model or "none"),
     ]))
 
-    parts.append("<h3>Software and run</h3>")
+    parts.append(Heading("Software and run"))
     env = run.get("environment") or {}
     keys = ("mammoscreen", "python", "torch", "numpy", "platform")
     rows = [[k, env.get(k, "not recorded"), report_environment.get(k)] for k in keys]
-    parts.append(_table(["", "when the run was made", "when this report was built"], rows))
+    parts.append(Table(["", "when the run was made", "when this report was built"], rows))
     command = run.get("command")
-    parts.append(_key_values([
+    parts.append(KeyValues([
         ("run finished", run.get("finished", "not recorded")),
-        ("command", _code(" ".join(command)) if command else "not recorded (run from Python)"),
+        ("command", Code(" ".join(command)) if command else "not recorded (run from Python)"),
     ]))
-    return _section("provenance", "Provenance", parts)
+    return _section("provenance", parts)
 
 
-def _warnings(contents: RunContents) -> str:
+def _warnings(contents: RunContents) -> Section:
     """Implausible inputs (warnings.csv) and everything that failed (failures.csv), image by image."""
-    parts = []
+    parts: list[Block] = []
     if contents.warnings:
-        parts.append(_note(f"{len(contents.warnings)} input(s) do not look like the mammograms the models expect; "
-                           "they were predicted, but check them before trusting their scores."))
-        parts.append(_table(["stage", "image", "warning"],
-                            [[w.stage, _code(w.name), w.message] for w in contents.warnings]))
+        parts.append(Note(f"{len(contents.warnings)} input(s) do not look like the mammograms the models expect; "
+                          "they were predicted, but check them before trusting their scores."))
+        parts.append(Table(["stage", "image", "warning"],
+                           [[w.stage, Code(w.name), w.message] for w in contents.warnings]))
     else:
-        parts.append(_note("No input warnings: every image passed the plausibility checks."))
+        parts.append(Note("No input warnings: every image passed the plausibility checks."))
     if contents.failures:
         io = sum(f.io_error for f in contents.failures)
-        parts.append("<h3>Failures</h3>")
+        parts.append(Heading("Failures"))
         if io:
-            parts.append(_note(f"{io} failure(s) were I/O errors (disk full, read-only): the run is incomplete; "
-                               "re-run the same command after fixing the cause."))
-        parts.append(_table(["stage", "item", "kind", "reason"],
-                            [[f.stage, _code(f.name), f.kind, f.reason] for f in contents.failures]))
-    return _section("warnings", "Warnings", parts)
+            parts.append(Note(f"{io} failure(s) were I/O errors (disk full, read-only): the run is incomplete; "
+                              "re-run the same command after fixing the cause."))
+        parts.append(Table(["stage", "item", "kind", "reason"],
+                           [[f.stage, Code(f.name), f.kind, f.reason] for f in contents.failures]))
+    return _section("warnings", parts)
 
 
 def _ci_note(metrics: dict[str, Any]) -> str:
@@ -231,8 +176,8 @@ def _ci_note(metrics: dict[str, Any]) -> str:
             f"{boot['replicates']} replicates, seed {boot.get('seed')}")
 
 
-def _metrics(contents: RunContents) -> str:
-    parts: list[str] = []
+def _metrics(contents: RunContents) -> Section:
+    parts: list[Block] = []
     rows, notes, ci_notes = [], [], []
     for m in contents.models:
         if m.metrics is None:
@@ -242,32 +187,32 @@ def _metrics(contents: RunContents) -> str:
         ci_notes.append(f"{m.name}: {_ci_note(m.metrics)}")
         for level, values in (m.metrics.get("levels") or {}).items():
             metric_values = values.get("metrics") or {}
-            rows.append([_code(m.name), level, values.get("n_cases"), values.get("n_positive")]
+            rows.append([Code(m.name), level, values.get("n_cases"), values.get("n_positive")]
                         + [_estimate(metric_values.get(key)) for key, _ in METRIC_COLUMNS])
     if rows:
-        parts.append(_table(["model", "level", "cases", "malignant"] + [f"{label} (95% CI)" for _, label in
-                                                                        METRIC_COLUMNS], rows, numeric_from=2,
-                            css="metrics"))
-        parts += [_note(n) for n in ci_notes]
-        parts.append(_note("AUPRC (trapezoidal) is the meta-repository's AUPRC; average precision is the step-wise "
-                           "area. Breast level: image scores averaged per breast."))
+        parts.append(Table(["model", "level", "cases", "malignant"] + [f"{label} (95% CI)" for _, label in
+                                                                       METRIC_COLUMNS], rows, numeric_from=2,
+                           css="metrics"))
+        parts += [Note(n) for n in ci_notes]
+        parts.append(Note("AUPRC (trapezoidal) is the meta-repository's AUPRC; average precision is the step-wise "
+                          "area. Breast level: image scores averaged per breast."))
     else:
-        parts.append(_note("No evaluation results: the run was not evaluated (no labels in the exam list, or "
-                           "--no-evaluate)."))
-    parts += [_note(n) for n in notes]
+        parts.append(Note("No evaluation results: the run was not evaluated (no labels in the exam list, or "
+                          "--no-evaluate)."))
+    parts += [Note(n) for n in notes]
     if contents.comparison:
-        parts.append(_comparison(contents.comparison))
-    return _section("metrics", "Metrics", parts)
+        parts += _comparison(contents.comparison)
+    return _section("metrics", parts)
 
 
-def _comparison(comparison: dict[str, Any]) -> Raw:
+def _comparison(comparison: dict[str, Any]) -> list[Block]:
     level = comparison.get("level", "breast")
-    parts = [f'<h3 id="comparison">Model comparison ({_e(level)} level, {_e(comparison.get("n_cases"))} cases, '
-             f'{_e(comparison.get("n_positive"))} malignant)</h3>']
-    rows = [[_code(name), _estimate((model.get("metrics") or {}).get("auroc")),
+    parts: list[Block] = [Heading(f"Model comparison ({level} level, {_text(comparison.get('n_cases'))} cases, "
+                                  f"{_text(comparison.get('n_positive'))} malignant)", id="comparison")]
+    rows = [[Code(name), _estimate((model.get("metrics") or {}).get("auroc")),
              _estimate((model.get("metrics") or {}).get("auprc_trapezoid")), _number(model.get("brier_score"), 4)]
             for name, model in (comparison.get("models") or {}).items()]
-    parts.append(_table(["model", "AUROC (95% CI)", "AUPRC (95% CI)", "Brier score"], rows, numeric_from=1))
+    parts.append(Table(["model", "AUROC (95% CI)", "AUPRC (95% CI)", "Brier score"], rows, numeric_from=1))
     pairs = comparison.get("pairs") or []
     if pairs:
         rows = []
@@ -280,13 +225,13 @@ def _comparison(comparison: dict[str, Any]) -> Raw:
                          "-" if p is None else ("<0.0001" if p < 1e-4 else f"{p:.4f}"),
                          f"{_number(delong.get('ci_low'), 4)} to {_number(delong.get('ci_high'), 4)}",
                          "-" if boot[0] is None else f"{_number(boot[0], 4)} to {_number(boot[1], 4)}"])
-        parts.append(_table(["pair", "AUROC difference", "DeLong p", "DeLong 95% CI", "paired bootstrap 95% CI"],
-                            rows, numeric_from=1))
-    return Raw("\n".join(parts))
+        parts.append(Table(["pair", "AUROC difference", "DeLong p", "DeLong 95% CI", "paired bootstrap 95% CI"],
+                           rows, numeric_from=1))
+    return parts
 
 
-def _curves(contents: RunContents) -> str:
-    parts: list[str] = []
+def _curves(contents: RunContents) -> Section:
+    parts: list[Block] = []
     for m in contents.models:
         if m.metrics is None or m.evaluation_dir is None:
             continue
@@ -297,27 +242,27 @@ def _curves(contents: RunContents) -> str:
                 if image is not None:
                     items.append((image, f"{m.name}, {level} level, {'ROC' if kind == 'roc_curve' else 'PR'}"))
         if items:
-            parts += [f"<h3>{_e(m.name)}</h3>", _plots(items)]
+            parts += [Heading(m.name), Plots(items)]
     if contents.comparison_dir is not None:
         items = [(image, caption) for stem, caption in (("roc_curves", "ROC curves of the models"),
                                                        ("pr_curves", "PR curves of the models"))
                  if (image := _file_image(contents.comparison_dir / f"{stem}.png", caption)) is not None]
         if items:
-            parts += ["<h3>All models</h3>", _plots(items)]
+            parts += [Heading("All models"), Plots(items)]
     if not parts:
-        parts.append(_note("No curves: the run was not evaluated (they need labels)."))
-    return _section("curves", "ROC and PR curves", parts)
+        parts.append(Note("No curves: the run was not evaluated (they need labels)."))
+    return _section("curves", parts)
 
 
-def _calibration(contents: RunContents) -> str:
+def _calibration(contents: RunContents) -> Section:
     from ..evaluate.metrics import brier_score, expected_calibration_error
     from ..evaluate.plots import calibration_figure, figure_bytes
     from ..evaluate.validation import EvaluationInputError
 
-    parts: list[str] = [_note(f"Malignancy probability against the observed malignant fraction in "
-                              f"{CALIBRATION_BINS} equal-width bins. Brier score: mean squared error of the "
-                              "probability (lower is better); ECE: expected calibration error, the bins' "
-                              "count-weighted mean gap between observed fraction and mean probability.")]
+    parts: list[Block] = [Note(f"Malignancy probability against the observed malignant fraction in "
+                             f"{CALIBRATION_BINS} equal-width bins. Brier score: mean squared error of the "
+                             "probability (lower is better); ECE: expected calibration error, the bins' "
+                             "count-weighted mean gap between observed fraction and mean probability.")]
     rows, items, notes = [], [], []
     for m in contents.models:
         if not m.done:
@@ -333,21 +278,21 @@ def _calibration(contents: RunContents) -> str:
             except EvaluationInputError as error:
                 notes.append(f"{m.name}, {level} level: not probabilities ({error})")
                 continue
-            rows.append([_code(m.name), level, scores.y_true.size, int(np.sum(scores.y_true)),
+            rows.append([Code(m.name), level, scores.y_true.size, int(np.sum(scores.y_true)),
                          _number(brier, 4), _number(ece, 4)])
             curves[f"{level} level"] = (scores.y_true, scores.y_score)
         if curves:
             svg = figure_bytes(calibration_figure(curves, n_bins=CALIBRATION_BINS,
                                                   title=f"Reliability diagram, {m.name}"), "svg")
-            items.append((_img(data_uri(svg, "image/svg+xml"), f"reliability diagram of {m.name}"), m.name))
+            items.append((Image(data_uri(svg, "image/svg+xml"), f"reliability diagram of {m.name}"), m.name))
     if rows:
-        parts.append(_table(["model", "level", "cases", "malignant", "Brier score", "ECE"], rows, numeric_from=2,
-                            css="calibration"))
-        parts.append(_plots(items))
+        parts.append(Table(["model", "level", "cases", "malignant", "Brier score", "ECE"], rows, numeric_from=2,
+                           css="calibration"))
+        parts.append(Plots(items))
     else:
-        parts.append(_note("No calibration: it needs the labels of the exam list."))
-    parts += [_note(n) for n in notes]
-    return _section("calibration", "Calibration", parts)
+        parts.append(Note("No calibration: it needs the labels of the exam list."))
+    parts += [Note(n) for n in notes]
+    return _section("calibration", parts)
 
 
 def _p_value(value: Any) -> str:
@@ -362,7 +307,7 @@ def _difference(row: dict[str, Any] | None) -> str:
     return (f"{row['difference']:+.3f} ({row['difference_ci_low']:+.3f} to {row['difference_ci_high']:+.3f})")
 
 
-def _subgroup_level(analysis: dict[str, Any], directory: Path, figures: dict[str, Any], title: str) -> list[str]:
+def _subgroup_level(analysis: dict[str, Any], directory: Path, figures: dict[str, Any], title: str) -> list[Block]:
     """Table, tests and figures of one level of a subgroups.json."""
     rows = [r for r in analysis.get("rows") or [] if isinstance(r, dict)]
     index = {(r.get("key"), r.get("group"), r.get("predictor"), r.get("metric"), r.get("operating_point")): r
@@ -371,7 +316,7 @@ def _subgroup_level(analysis: dict[str, Any], directory: Path, figures: dict[str
     predictors = [p for p in dict.fromkeys(r.get("predictor") for r in rows) if p not in readers]
     order = [("", "all")] + [(g.get("key"), label) for g in analysis.get("groupings") or []
                              for label in g.get("groups") or []]
-    parts = [f"<h4>{_e(title)}</h4>"]
+    parts: list[Block] = [Heading(title, 4)]
     for predictor in predictors:
         rule = next((r.get("operating_point") for r in rows if r.get("predictor") == predictor
                      and r.get("operating_point")), None)
@@ -392,17 +337,17 @@ def _subgroup_level(analysis: dict[str, Any], directory: Path, figures: dict[str
             header += [f"sensitivity at {rule}", f"specificity at {rule}"]
         header += ["AUROC \u2212 all (95% CI)", "p"]
         if len(predictors) > 1:
-            parts.append(f"<h5>{_e(predictor)}</h5>")
-        parts.append(_table(header, table, numeric_from=1, css="subgroups"))
+            parts.append(Heading(predictor, 5))
+        parts.append(Table(header, table, numeric_from=1, css="subgroups"))
         tests = [h for h in analysis.get("heterogeneity") or [] if h.get("predictor") == predictor
                  and h.get("metric") == "auroc"]
         if tests:
-            parts.append(_note("Heterogeneity of AUROC across subgroups (bootstrap Wald test): " + "; ".join(
+            parts.append(Note("Heterogeneity of AUROC across subgroups (bootstrap Wald test): " + "; ".join(
                 f"{h.get('key')}: chi\u00b2 = {_number(h.get('statistic'), 2)}, df = {h.get('df')}, "
                 f"p = {_p_value(h.get('p_value'))}" for h in tests)))
     paired = analysis.get("paired_delong") or []
     if paired:
-        parts.append(_table(["subgroup", "pair", "AUROC difference", "DeLong 95% CI", "p"],
+        parts.append(Table(["subgroup", "pair", "AUROC difference", "DeLong 95% CI", "p"],
                             [[f"{d.get('key')} {d.get('group')}".strip(),
                               f"{d.get('model_a')} \u2212 {d.get('model_b')}",
                               _number(d.get("difference"), 4),
@@ -418,26 +363,26 @@ def _subgroup_level(analysis: dict[str, Any], directory: Path, figures: dict[str
             if image is not None:
                 items.append((image, f"ROC by {key}, {predictor}, {title}"))
     if items:
-        parts.append(_plots(items))
+        parts.append(Plots(items))
     return parts
 
 
-def _subgroup_block(data: dict[str, Any], directory: Path) -> list[str]:
-    parts: list[str] = []
+def _subgroup_block(data: dict[str, Any], directory: Path) -> list[Block]:
+    parts: list[Block] = []
     figures = data.get("figures") or {}
     for level, analysis in (data.get("levels") or {}).items():
         if isinstance(analysis, dict):
             parts += _subgroup_level(analysis, directory, figures.get(level) or {}, f"{level} level")
     warnings = list(dict.fromkeys(str(w) for w in data.get("warnings") or []))
     shown = warnings[:MAX_SUBGROUP_WARNINGS]
-    parts += [_note(f"Warning: {w}") for w in shown]
+    parts += [Note(f"Warning: {w}") for w in shown]
     if len(warnings) > len(shown):
-        parts.append(_note(f"... and {len(warnings) - len(shown)} more warnings in subgroups.json"))
+        parts.append(Note(f"... and {len(warnings) - len(shown)} more warnings in subgroups.json"))
     return parts
 
 
-def _subgroups(contents: RunContents) -> str:
-    parts: list[str] = [_note(
+def _subgroups(contents: RunContents) -> Section:
+    parts: list[Block] = [Note(
         "Each subgroup's metrics with percentile bootstrap CIs (replicates resample exams of the whole set; a "
         "subgroup is evaluated on its cases in each replicate). Sensitivity and specificity are at a threshold "
         "chosen on the whole set and applied to every subgroup, as a deployed model would be. 'AUROC \u2212 all': "
@@ -445,30 +390,30 @@ def _subgroups(contents: RunContents) -> str:
         "comparisons: with many subgroups some p-values are small by chance, and a difference may come from the "
         "cases (e.g. harder cancers in dense breasts) rather than from the model.")]
     if contents.metadata_keys:
-        parts.append(_note(f"Metadata in the exam list: {', '.join(contents.metadata_keys)}."))
+        parts.append(Note(f"Metadata in the exam list: {', '.join(contents.metadata_keys)}."))
     shown = False
     for m in contents.models:
         if m.subgroups:
-            parts.append(f"<h3>{_e(m.name)}</h3>")
+            parts.append(Heading(m.name))
             parts += _subgroup_block(m.subgroups, m.evaluation_dir or m.directory)
             shown = True
         elif m.done and "subgroups" in m.notes:
-            parts.append(_note(f"{m.name}: {m.notes['subgroups']}"))
+            parts.append(Note(f"{m.name}: {m.notes['subgroups']}"))
     if contents.comparison_subgroups and contents.comparison_dir is not None:
-        parts.append("<h3>All models</h3>")
+        parts.append(Heading("All models"))
         parts += _subgroup_block(contents.comparison_subgroups, contents.comparison_dir)
         shown = True
     elif "comparison subgroups" in contents.notes:
-        parts.append(_note(f"comparison: {contents.notes['comparison subgroups']}"))
+        parts.append(Note(f"comparison: {contents.notes['comparison subgroups']}"))
     if not shown:
-        parts.append(_note("No subgroup analysis in this run: run 'mammoscreen evaluate --by density,age --predictions "
-                           "RUN/MODEL/predictions.csv --exam-list RUN/cropped_images/cropped_exam_list.pkl "
-                           "--output-dir RUN/MODEL/evaluation' and build the report again."))
-    return _section("subgroups", "Subgroups", parts)
+        parts.append(Note("No subgroup analysis in this run: run 'mammoscreen evaluate --by density,age --predictions "
+                          "RUN/MODEL/predictions.csv --exam-list RUN/cropped_images/cropped_exam_list.pkl "
+                          "--output-dir RUN/MODEL/evaluation' and build the report again."))
+    return _section("subgroups", parts)
 
 
-def _localization(contents: RunContents) -> str:
-    parts: list[str] = []
+def _localization(contents: RunContents) -> Section:
+    parts: list[Block] = []
     rows, notes = [], []
     for m in contents.models:
         if m.localization is None:
@@ -476,35 +421,35 @@ def _localization(contents: RunContents) -> str:
                 notes.append(f"{m.name}: {m.notes['localization']}")
             continue
         for name, values in (m.localization.get("classes") or {}).items():
-            rows.append([_code(m.name), name, values.get("n_images"), _number(values.get("threshold"), 3),
+            rows.append([Code(m.name), name, values.get("n_images"), _number(values.get("threshold"), 3),
                          _estimate(values.get("dice")), _estimate(values.get("pointing_game"))])
         notes.append(f"{m.name}: {m.localization.get('n_bootstrap', '-')} bootstrap replicates over images, "
                      f"seed {m.localization.get('seed', '-')}")
     if rows:
-        parts.append(_note("Dice: overlap of the thresholded saliency map with the lesion masks; pointing game: "
-                           "share of images whose saliency maximum lies inside a lesion."))
-        parts.append(_table(["model", "class", "images", "threshold", "Dice (95% CI)", "pointing game (95% CI)"],
-                            rows, numeric_from=2, css="localization"))
+        parts.append(Note("Dice: overlap of the thresholded saliency map with the lesion masks; pointing game: "
+                          "share of images whose saliency maximum lies inside a lesion."))
+        parts.append(Table(["model", "class", "images", "threshold", "Dice (95% CI)", "pointing game (95% CI)"],
+                           rows, numeric_from=2, css="localization"))
     else:
-        parts.append(_note("No localisation results in this run."))
-    parts += [_note(n) for n in notes]
-    return _section("localization", "Localisation", parts)
+        parts.append(Note("No localisation results in this run."))
+    parts += [Note(n) for n in notes]
+    return _section("localization", parts)
 
 
 # ----------------------------------------------------------------------------------------------
 # gallery
 # ----------------------------------------------------------------------------------------------
 
-def _truth_label(row: dict[str, Any]) -> Raw:
+def _truth_label(row: dict[str, Any]) -> list[str] | None:
+    """The lesion kinds of an image's labels: [] for no lesion, None when the labels are unknown."""
     def flag(column: str) -> bool | None:
         value = row.get(column)
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else bool(value)
 
     malignant, benign = flag("malignant_label"), flag("benign_label")
     if malignant is None and benign is None:
-        return Raw("label unknown")
-    kinds = [f'<span class="label-{k}">{k}</span>' for k, v in (("malignant", malignant), ("benign", benign)) if v]
-    return Raw(" + ".join(kinds) if kinds else "no lesion")
+        return None
+    return [k for k, v in (("malignant", malignant), ("benign", benign)) if v]
 
 
 def _gallery_rows(model: ModelRun) -> list[tuple[str, dict[str, Any]]]:
@@ -535,7 +480,7 @@ def _localization_by_image(model: ModelRun) -> dict[str, str]:
     return {k: "; ".join(v) for k, v in out.items()}
 
 
-def _truth_image(name: str, contents: RunContents, segmentation_dir: Path | None) -> Raw | None:
+def _truth_image(name: str, contents: RunContents, segmentation_dir: Path | None) -> Image | TruthMissing | None:
     if segmentation_dir is None:
         return None
     if name_problem(name) is not None:  # names come from prediction files: never a path
@@ -551,52 +496,45 @@ def _truth_image(name: str, contents: RunContents, segmentation_dir: Path | None
     try:
         jpeg = outlined_mammogram(image_file, masks, TRUTH_HEIGHT)
     except (ValueError, OSError) as e:  # one unusable mask costs its outline, not the report
-        return Raw(f'<p class="note truth-missing">ground-truth outline not drawn: {_e(e)}</p>')
-    return _img(data_uri(jpeg, "image/jpeg"), f"{name} with the ground-truth outline", "truth-img")
+        return TruthMissing(str(e))
+    return Image(data_uri(jpeg, "image/jpeg"), f"{name} with the ground-truth outline", "truth-img")
 
 
-def _gallery(contents: RunContents, segmentation_dir: Path | None, max_gallery: int, figure_width: int) -> str:
-    parts: list[str] = []
+def _gallery(contents: RunContents, segmentation_dir: Path | None, max_gallery: int, figure_width: int) -> Section:
+    parts: list[Block] = []
     figure_has_outline = bool(contents.run.get("segmentations"))
     if figure_has_outline:
-        parts.append(_note("Ground truth: drawn in each figure's first panel (the run had the lesion masks)."))
+        parts.append(Note("Ground truth: drawn in each figure's first panel (the run had the lesion masks)."))
     elif segmentation_dir is not None:
-        parts.append(Raw('<p class="note">Ground truth: outlined on the original mammogram at the left of each '
-                         'figure (<span class="swatch-malignant">&#9632; malignant</span>, '
-                         '<span class="swatch-benign">&#9632; benign</span>).</p>'))
+        parts.append(OutlineLegend())
     else:
-        parts.append(_note("No ground-truth outlines: the run had no lesion masks; pass the masks directory "
-                           "(--segmentations) to the report to draw them."))
+        parts.append(Note("No ground-truth outlines: the run had no lesion masks; pass the masks directory "
+                          "(--segmentations) to the report to draw them."))
     shown_any = False
     for m in contents.models:
         if not m.done:
             continue
         if not m.figures:
-            parts.append(_note(f"{m.name}: {m.notes.get('gallery', 'no figures')}"))
+            parts.append(Note(f"{m.name}: {m.notes.get('gallery', 'no figures')}"))
             continue
         rows = _gallery_rows(m)
         localisation = _localization_by_image(m)
-        parts.append(f'<h3 id="gallery-{_e(m.name)}">{_e(m.name)}: {min(len(rows), max_gallery)} of {len(rows)} '
-                     "figures, highest malignant score first</h3>")
+        parts.append(Heading(f"{m.name}: {min(len(rows), max_gallery)} of {len(rows)} figures, highest malignant "
+                             "score first", id=f"gallery-{m.name}"))
         items = []
         for rank, (name, row) in enumerate(rows[:max_gallery], start=1):
-            thumbnail = _img(data_uri(figure_thumbnail(m.figures[name], figure_width), "image/jpeg"),
-                             f"explanation figure of {name}", "figure-img")
+            thumbnail = Image(data_uri(figure_thumbnail(m.figures[name], figure_width), "image/jpeg"),
+                              f"explanation figure of {name}", "figure-img")
             truth = None if figure_has_outline else _truth_image(name, contents, segmentation_dir)
-            scores = " &middot; ".join(f"{_e(label)} {_e(_number(row.get(column), 3))}" for column, label in
-                                       (("malignant_pred", "malignant"), ("benign_pred", "benign")) if column in row)
-            extra = f" &middot; {_e(localisation[name])}" if name in localisation else ""
-            malignant = row.get("malignant_pred")
-            items.append(
-                f'<figure class="gallery-item" data-image="{_e(name)}" data-malignant="{_e(malignant)}">'
-                f'<div class="images">{truth or ""}<label class="zoom"><input type="checkbox">{thumbnail}</label></div>'
-                f'<figcaption><span class="rank">#{rank}</span> <strong>{_e(name)}</strong> &middot; {scores} '
-                f"&middot; ground truth: {_truth_label(row)}{extra}</figcaption></figure>")
-        parts.append('<div class="gallery">' + "\n".join(items) + "</div>")
+            scores = [(label, _number(row.get(column), 3)) for column, label in
+                      (("malignant_pred", "malignant"), ("benign_pred", "benign")) if column in row]
+            items.append(GalleryItem(rank, name, row.get("malignant_pred"), thumbnail, truth, scores,
+                                     _truth_label(row), localisation.get(name)))
+        parts.append(Gallery(items))
         shown_any = True
     if not shown_any and not any(m.done and not m.figures for m in contents.models):
-        parts.append(_note("No figures in this run."))
-    return _section("gallery", "Gallery", parts)
+        parts.append(Note("No figures in this run."))
+    return _section("gallery", parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -605,6 +543,19 @@ def _gallery(contents: RunContents, segmentation_dir: Path | None, max_gallery: 
 
 def _resource(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _templates() -> Environment:
+    # Autoescaping everywhere (the reader application renders the same way); StrictUndefined so that a name
+    # missing from a block fails the build instead of printing nothing.
+    env = Environment(loader=PackageLoader("mammoscreen.report", "templates"),
+                      autoescape=select_autoescape(default=True), undefined=StrictUndefined, trim_blocks=True,
+                      lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["dash"] = lambda value: "-" if value is None else value
+    env.tests["code"] = lambda value: isinstance(value, Code)
+    env.tests["hash"] = lambda value: isinstance(value, Hash)
+    return env
 
 
 def render_report(contents: RunContents, *, title: str | None = None, segmentation_dir: str | Path | None = None,
@@ -620,24 +571,21 @@ def render_report(contents: RunContents, *, title: str | None = None, segmentati
                                "holding <image>_benign.png / <image>_malignant.png masks")
     generated = utc_timestamp()
     title = title or f"mammoscreen report: {contents.run_dir.resolve().name}"
-    body = "\n".join([
-        _header(contents, title, generated),
-        "<main>",
+    sections = [
         _provenance(contents, software_versions()),
         _warnings(contents),
         _metrics(contents),
         _curves(contents),
         _calibration(contents),
-        _subgroups(contents) if _has_subgroups(contents) else "",
+        *([_subgroups(contents)] if _has_subgroups(contents) else []),
         _localization(contents),
         _gallery(contents, None if segmentation_dir is None else Path(segmentation_dir), int(max_gallery),
                  figure_width),
-        "</main>",
-        f"<footer>Made by mammoscreen {_e(__version__)} on {_e(generated)}. Everything on this page is embedded "
-        "in this one file; it needs no network.</footer>",
-    ])
-    return Template(_resource("page.html")).substitute(title=_e(title), style=_resource("report.css"), body=body,
-                                                         version=_e(__version__))
+    ]
+    return _templates().get_template("report.html").render(
+        title=title, version=__version__, generated=generated, style=_resource("report.css"), sections=sections,
+        models=", ".join(m.name for m in contents.models if m.done) or "none", run_dir=contents.run_dir,
+        intended_use=" ".join(_intended_uses(contents)))
 
 
 def build_report(run_dir: str | Path, output_path: str | Path | None = None, *, title: str | None = None,

@@ -256,7 +256,7 @@ def _initial_model(options: TrainOptions, config: GMICConfig) -> GMIC:
 
 def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
                val_exams: Sequence[Exam] | str | Path, output_dir: str | Path,
-               options: TrainOptions = TrainOptions(), *, resume: bool = False,
+               options: TrainOptions = TrainOptions(), *, resume: bool = False,  # noqa: B008 - never mutated
                val_images_dir: str | Path | None = None,
                on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train GMIC on cropped images with ``best_center`` for the config's window; see the module docstring.
@@ -297,7 +297,8 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
     device = resolve_device(options.device)
     autocast, use_scaler = _autocast_factory(device, options.amp)
     settings = {**options.settings(), "config": config.to_dict(),
-                "train_exam_list": train_id, "val_exam_list": val_id, "images": str(images_dir.resolve()), "val_images": str(val_images_dir.resolve()),
+                "train_exam_list": train_id, "val_exam_list": val_id, "images": str(images_dir.resolve()),
+                "val_images": str(val_images_dir.resolve()),
                 "augmentation_noise": list(noise)}
 
     model = _initial_model(options, config).to(device)
@@ -403,7 +404,8 @@ def _fmt(value: float | None) -> str:
     return "undefined" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def _write_logs(output_dir: Path, log: Sequence[dict[str, Any]], settings: dict[str, Any], best_epoch: int | None) -> None:
+def _write_logs(output_dir: Path, log: Sequence[dict[str, Any]], settings: dict[str, Any],
+                best_epoch: int | None) -> None:
     write_text_atomic(output_dir / LOG_CSV, _csv_text(log))
     write_json_atomic(output_dir / LOG_JSON, {"settings": {**settings, "config_name": config_name(GMICConfig.from_dict(
         settings["config"]))}, "best_epoch": best_epoch, "epochs": list(log)})

@@ -69,7 +69,8 @@ def cc_shape(rng: np.random.Generator, height: int, width: int) -> BreastShape:
     bottom = nipple_row + height * rng.uniform(0.30, 0.40)
     power = rng.uniform(1.8, 2.6)
     rows = np.arange(height, dtype=np.float64)
-    t = np.where(rows < nipple_row, (nipple_row - rows) / (nipple_row - top), (rows - nipple_row) / (bottom - nipple_row))
+    t = np.where(rows < nipple_row, (nipple_row - rows) / (nipple_row - top),
+                 (rows - nipple_row) / (bottom - nipple_row))
     edge = depth * np.clip(1 - np.abs(t) ** power, 0, None) ** (1 / power)
     edge *= 1 + _wobble(rng, rows / height, 0.03)
     return BreastShape(edge, (float(nipple_row), float(edge.max())), None)

@@ -176,7 +176,8 @@ def render_view(rng: np.random.Generator, view: str, tissue: TissueParams, lesio
         bbox = None
         if rows.size:
             top, left = item["slices"][0].start, item["slices"][1].start
-            bbox = [top + int(rows.min()), top + int(rows.max()) + 1, left + int(cols.min()), left + int(cols.max()) + 1]
+            bbox = [top + int(rows.min()), top + int(rows.max()) + 1,
+                    left + int(cols.min()), left + int(cols.max()) + 1]
         if view_side(view) == "R":  # mirrored below
             col = width - 1 - col
             if bbox is not None:

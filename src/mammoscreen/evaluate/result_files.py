@@ -16,7 +16,7 @@ from .predictions import METRIC_LABELS, EvaluationResult, MetricEstimate
 
 if TYPE_CHECKING:  # imported for annotations only: writing one kind of result needs no other module
     from .compare import ComparisonResult
-    from .mrmc import AIVersusReadersResult, MRMCResult
+    from .mrmc.results import AIVersusReadersResult, ModalityDifference, MRMCResult, SingleModality
     from .readers import ReaderStudyResult
 
 __all__ = ["json_safe", "format_table", "format_evaluation", "write_evaluation", "format_comparison",
@@ -92,8 +92,8 @@ def format_evaluation(result: EvaluationResult) -> str:
     names = ["auroc", "auprc_trapezoid", "average_precision"]
     if any("benign_auroc" in level.metrics for level in result.levels.values()):
         names.append("benign_auroc")
-    header = ["level", "cases", "malignant"] + [f"{METRIC_LABELS[n]} (95% CI)" if result.n_bootstrap else METRIC_LABELS[n]
-                                               for n in names]
+    header = ["level", "cases", "malignant"] + [f"{METRIC_LABELS[n]} (95% CI)" if result.n_bootstrap
+                                               else METRIC_LABELS[n] for n in names]
     if result.confidence != 0.95 and result.n_bootstrap:
         header = [h.replace("95%", f"{result.confidence:.0%}") for h in header]
     rows = [[name, level.n_cases, level.n_positive] + [_fmt(level.metrics.get(n)) for n in names]
@@ -165,7 +165,8 @@ def format_comparison(result: ComparisonResult) -> str:
         rows = [[name] + [_operating_cell(e) for e in model.sensitivity_at_specificity.values()]
                 + [_operating_cell(e) for e in model.specificity_at_sensitivity.values()]
                 for name, model in result.models.items()]
-        lines += ["", "Operating points (thresholds chosen on these cases, no interpolation):", format_table(header, rows)]
+        lines += ["", "Operating points (thresholds chosen on these cases, no interpolation):",
+                  format_table(header, rows)]
     if result.pairs:
         rows = []
         for pair in result.pairs:
@@ -221,7 +222,8 @@ def format_reader_study(result: ReaderStudyResult) -> str:
                   format_table(["hybrid", "mean AUROC" + ci], rows)]
     used = result.bootstrap["used"] if result.bootstrap else None
     lines += ["", _ci_note(result.n_bootstrap, result.seed, result.confidence, used)
-              + (f" Resampling unit: {'exam (case_ID)' if result.resample == 'case' else 'row'}." if result.n_bootstrap else "")]
+              + (f" Resampling unit: {'exam (case_ID)' if result.resample == 'case' else 'row'}."
+                 if result.n_bootstrap else "")]
     lines += [f"Note: {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
 
@@ -243,114 +245,126 @@ def write_reader_study(result: ReaderStudyResult, output_dir: str | os.PathLike)
 # mrmc
 # ----------------------------------------------------------------------------------------------
 
-def _difference_rows(rows: list[dict[str, Any]], statistic: str, with_df: bool = True) -> list[list[str]]:
+def _difference_rows(rows: Sequence[ModalityDifference], with_df: bool = True) -> list[list[str]]:
     out = []
     for row in rows:
-        cells = [f"{row['modalities'][0]} - {row['modalities'][1]}", f"{row['difference']:+.8f}",
-                 f"{row['standard_error']:.8f}"]
+        cells = [f"{row.modalities[0]} - {row.modalities[1]}", f"{row.difference:+.8f}", f"{row.standard_error:.8f}"]
         if with_df:
-            cells.append(_number(row["df"], 2))
-        cells += [f"{row[statistic]:.2f}", _p(row["p_value"]), f"({row['ci_low']:.8f}, {row['ci_high']:.8f})"]
+            cells.append(_number(row.df, 2))
+        cells += [f"{row.statistic:.2f}", _p(row.p_value), f"({row.ci_low:.8f}, {row.ci_high:.8f})"]
         out.append(cells)
     return out
 
 
+def _interval(s: SingleModality) -> str:
+    return f"({s.ci_low:.8f}, {s.ci_high:.8f})"
+
+
+def _format_or(result: MRMCResult) -> list[str]:
+    from .mrmc.results import FIGURE_OF_MERIT
+
+    data = result.data
+    pct = f"{result.confidence:.0%}"
+    auc, means = result.auc, result.modality_means
+    lines = ["OBUCHOWSKI-ROCKETTE MRMC ANALYSIS (Hillis denominator degrees of freedom)",
+             f"Data: {data.source}", f"Modalities: {len(data.modalities)}  Readers: {len(data.readers)}  "
+             f"Cases: {len(data.cases)} ({data.n_normal} normal, {data.n_abnormal} abnormal)",
+             f"Figure of merit: {FIGURE_OF_MERIT}; covariance: {result.covariance_method}", "",
+             "AUC by reader and modality:"]
+    header = ["reader", *data.modalities]
+    rows = [[rd] + [f"{auc[m][rd]:.8f}" for m in data.modalities] for rd in data.readers]
+    rows.append(["mean"] + [f"{means[m]:.8f}" for m in data.modalities])
+    lines += [format_table(header, rows), ""]
+    anova = result.anova
+    lines.append("ANOVA of the AUCs:")
+    squares = (("MS(T)", anova.ms_t, anova.df_t), ("MS(R)", anova.ms_r, anova.df_r),
+               ("MS(T*R)", anova.ms_tr, anova.df_tr))
+    rows = [[name, _number(value, 8), df] for name, value, df in squares if value is not None]
+    lines += [format_table(["source", "mean square", "df"], rows)]
+    lines.append("Reader mean square per modality: " + ", ".join(
+        f"{m} {_number(v, 8)}" for m, v in anova.ms_r_per_modality.items()))
+    lines += ["", "OR variance components:",
+              format_table(["component", "estimate"],
+                           [[k, _number(v, 8)] for k, v in result.or_variance_components.to_dict().items()])]
+    if result.dbm_variance_components is not None:
+        lines += ["", "DBM variance components (jackknife pseudovalues):",
+                  format_table(["component", "estimate"],
+                               [[k, _number(v, 8)] for k, v in result.dbm_variance_components.to_dict().items()])]
+    if result.rrrc is not None:
+        rrrc = result.rrrc
+        lines += ["", "RANDOM READERS AND RANDOM CASES (RRRC)"]
+        if rrrc.test is not None:
+            test = rrrc.test
+            lines += [f"F = {test.F:.4f}, df = ({test.df_numerator}, {_number(test.df_denominator, 2)}), "
+                      f"p = {_p(test.p_value)}; error term MS(T*R) + r max(Cov2 - Cov3, 0) = {test.error_term:.8f}",
+                      format_table(["difference", "estimate", "SE", "df", "t", "p", f"{pct} CI"],
+                                   _difference_rows(test.differences))]
+        lines += ["Single modality:", format_table(
+            ["modality", "AUC", "SE", "df", f"{pct} CI", "MS(R)", "Cov2"],
+            [[m, f"{s.auc:.8f}", f"{s.standard_error:.8f}", _number(s.df, 2), _interval(s), _number(s.ms_r, 8),
+              _number(s.cov2, 8)] for m, s in rrrc.single_modality.items()])]
+    frrc = result.frrc
+    lines += ["", "FIXED READERS AND RANDOM CASES (FRRC)"]
+    if frrc.test is not None:
+        lines += [f"X2 = {frrc.test.chi2:.5f}, df = {frrc.test.df}, p = {_p(frrc.test.p_value)}",
+                  format_table(["difference", "estimate", "SE", "z", "p", f"{pct} CI"],
+                               _difference_rows(frrc.test.differences, with_df=False))]
+    lines += ["Single modality:", format_table(
+        ["modality", "AUC", "SE", f"{pct} CI", "Var(Error)", "Cov2"],
+        [[m, f"{s.auc:.8f}", f"{s.standard_error:.8f}", _interval(s), _number(s.var_error, 8), _number(s.cov2, 8)]
+         for m, s in frrc.single_modality.items()])]
+    if frrc.per_reader:
+        lines += ["Each reader's modality difference:", format_table(
+            ["reader", "difference", "estimate", "SE", "z", "p", f"{pct} CI"],
+            [[row.reader, f"{row.modalities[0]} - {row.modalities[1]}", f"{row.difference:+.8f}",
+              f"{row.standard_error:.8f}", f"{row.z:.2f}", _p(row.p_value), f"({row.ci_low:.8f}, {row.ci_high:.8f})"]
+             for row in frrc.per_reader])]
+        lines += ["Reader components:", format_table(
+            ["reader", "Var(Error)", "Cov1"],
+            [[rd, _number(c.var_error, 8), _number(c.cov1, 8)] for rd, c in result.per_reader_components.items()])]
+    if result.rrfc is not None:
+        rrfc = result.rrfc
+        lines += ["", "RANDOM READERS AND FIXED CASES (RRFC)"]
+        if rrfc.test is not None:
+            test = rrfc.test
+            lines += [f"F = {test.F:.4f}, df = ({test.df_numerator}, {test.df_denominator}), p = {_p(test.p_value)}",
+                      format_table(["difference", "estimate", "SE", "df", "t", "p", f"{pct} CI"],
+                                   _difference_rows(test.differences))]
+        lines += ["Single modality:", format_table(
+            ["modality", "AUC", "SE", "df", f"{pct} CI"],
+            [[m, f"{s.auc:.8f}", f"{s.standard_error:.8f}", s.df, _interval(s)]
+             for m, s in rrfc.single_modality.items()])]
+    lines += [f"Note: {n}" for n in result.notes or []]
+    return lines
+
+
+def _format_ai(modality: str, a: AIVersusReadersResult, several: bool) -> list[str]:
+    pct = f"{a.confidence:.0%}"
+    where = f", modality {modality}" if several else ""
+    lines = ["", f"{a.ai} VERSUS READERS{where} (single modality; 1T-RRRC, model fixed)",
+             f"AUC {a.ai}: {a.ai_auc:.8f}; mean reader AUC: {a.mean_reader_auc:.8f} "
+             f"({len(a.reader_aucs)} readers); covariance: {a.covariance_method}",
+             format_table(["analysis", f"AUC({a.ai}) - readers", "SE", "df", "t", "p", f"{pct} CI"],
+                          [[name, f"{x.difference:+.8f}", f"{x.standard_error:.8f}", _number(x.df, 2), f"{x.t:.2f}",
+                            _p(x.p_value), f"({x.ci_low:.8f}, {x.ci_high:.8f})"]
+                           for name, x in (("RRRC", a.rrrc), ("RRFC", a.rrfc))]),
+             "Components of the differences: " + ", ".join(f"{k} {_number(v, 8)}"
+                                                           for k, v in a.variance_components.to_dict().items())]
+    ni = a.non_inferiority
+    if ni is not None:
+        lines.append(f"Non-inferiority, margin {ni.margin:g}: {ni.hypothesis}; t = {ni.t:.3f}, "
+                     f"df = {_number(ni.df, 2)}, one-sided p = {_p(ni.p_value)}, lower bound "
+                     f"{ni.one_sided_lower_bound:+.4f} -> "
+                     + ("non-inferior" if ni.non_inferior else "non-inferiority not shown")
+                     + f" at alpha {ni.alpha:.3g}")
+    return lines
+
+
 def format_mrmc(result: MRMCResult | None, ai: dict[str, AIVersusReadersResult] | None = None) -> str:
     """A readable report of the OR analysis (and the AI-versus-readers comparison when given)."""
-    lines: list[str] = []
-    if result is not None:
-        f = result.figures
-        data = f["data"]
-        pct = f"{result.confidence:.0%}"
-        lines += ["OBUCHOWSKI-ROCKETTE MRMC ANALYSIS (Hillis denominator degrees of freedom)",
-                  f"Data: {data['source']}", f"Modalities: {len(data['modalities'])}  Readers: {len(data['readers'])}  "
-                  f"Cases: {data['n_cases']} ({data['n_normal']} normal, {data['n_abnormal']} abnormal)",
-                  f"Figure of merit: {f['figure_of_merit']}; covariance: {f['covariance_method']}", "",
-                  "AUC by reader and modality:"]
-        header = ["reader"] + data["modalities"]
-        rows = [[rd] + [f"{f['auc'][m][rd]:.8f}" for m in data["modalities"]] for rd in data["readers"]]
-        rows.append(["mean"] + [f"{f['modality_means'][m]:.8f}" for m in data["modalities"]])
-        lines += [format_table(header, rows), ""]
-        anova = f["anova"]
-        lines.append("ANOVA of the AUCs:")
-        rows = [[k, _number(anova[k], 8), anova.get(f"df({k[3:-1]})", "")] for k in ("MS(T)", "MS(R)", "MS(T*R)")
-                if k in anova]
-        lines += [format_table(["source", "mean square", "df"], rows)]
-        lines.append("Reader mean square per modality: " + ", ".join(
-            f"{m} {_number(v, 8)}" for m, v in anova["MS(R) per modality"].items()))
-        lines += ["", "OR variance components:",
-                  format_table(["component", "estimate"], [[k, _number(v, 8)] for k, v in f["or_variance_components"].items()])]
-        if f.get("dbm_variance_components"):
-            lines += ["", "DBM variance components (jackknife pseudovalues):",
-                      format_table(["component", "estimate"],
-                                   [[k, _number(v, 8)] for k, v in f["dbm_variance_components"].items()])]
-        if "rrrc" in f:
-            rrrc = f["rrrc"]
-            lines += ["", "RANDOM READERS AND RANDOM CASES (RRRC)"]
-            if "F" in rrrc:
-                lines += [f"F = {rrrc['F']:.4f}, df = ({rrrc['df_numerator']}, {_number(rrrc['df_denominator'], 2)}), "
-                          f"p = {_p(rrrc['p_value'])}; error term MS(T*R) + r max(Cov2 - Cov3, 0) = "
-                          f"{rrrc['error_term']:.8f}",
-                          format_table(["difference", "estimate", "SE", "df", "t", "p", f"{pct} CI"],
-                                       _difference_rows(rrrc["differences"], "t"))]
-            lines += ["Single modality:", format_table(
-                ["modality", "AUC", "SE", "df", f"{pct} CI", "MS(R)", "Cov2"],
-                [[m, f"{s['auc']:.8f}", f"{s['standard_error']:.8f}", _number(s["df"], 2),
-                  f"({s['ci_low']:.8f}, {s['ci_high']:.8f})", _number(s["MS(R)"], 8), _number(s["Cov2"], 8)]
-                 for m, s in rrrc["single_modality"].items()])]
-        frrc = f["frrc"]
-        lines += ["", "FIXED READERS AND RANDOM CASES (FRRC)"]
-        if "chi2" in frrc:
-            lines += [f"X2 = {frrc['chi2']:.5f}, df = {frrc['df']}, p = {_p(frrc['p_value'])}",
-                      format_table(["difference", "estimate", "SE", "z", "p", f"{pct} CI"],
-                                   _difference_rows(frrc["differences"], "z", with_df=False))]
-        lines += ["Single modality:", format_table(
-            ["modality", "AUC", "SE", f"{pct} CI", "Var(Error)", "Cov2"],
-            [[m, f"{s['auc']:.8f}", f"{s['standard_error']:.8f}", f"({s['ci_low']:.8f}, {s['ci_high']:.8f})",
-              _number(s["Var(Error)"], 8), _number(s["Cov2"], 8)] for m, s in frrc["single_modality"].items()])]
-        if frrc.get("per_reader"):
-            lines += ["Each reader's modality difference:", format_table(
-                ["reader", "difference", "estimate", "SE", "z", "p", f"{pct} CI"],
-                [[row["reader"], f"{row['modalities'][0]} - {row['modalities'][1]}", f"{row['difference']:+.8f}",
-                  f"{row['standard_error']:.8f}", f"{row['z']:.2f}", _p(row["p_value"]),
-                  f"({row['ci_low']:.8f}, {row['ci_high']:.8f})"] for row in frrc["per_reader"]])]
-            lines += ["Reader components:", format_table(
-                ["reader", "Var(Error)", "Cov1"],
-                [[rd, _number(c["Var(Error)"], 8), _number(c["Cov1"], 8)] for rd, c in f["per_reader_components"].items()])]
-        if "rrfc" in f:
-            rrfc = f["rrfc"]
-            lines += ["", "RANDOM READERS AND FIXED CASES (RRFC)"]
-            if "F" in rrfc:
-                lines += [f"F = {rrfc['F']:.4f}, df = ({rrfc['df_numerator']}, {rrfc['df_denominator']}), "
-                          f"p = {_p(rrfc['p_value'])}",
-                          format_table(["difference", "estimate", "SE", "df", "t", "p", f"{pct} CI"],
-                                       _difference_rows(rrfc["differences"], "t"))]
-            lines += ["Single modality:", format_table(
-                ["modality", "AUC", "SE", "df", f"{pct} CI"],
-                [[m, f"{s['auc']:.8f}", f"{s['standard_error']:.8f}", s["df"], f"({s['ci_low']:.8f}, {s['ci_high']:.8f})"]
-                 for m, s in rrfc["single_modality"].items()])]
-        lines += [f"Note: {n}" for n in f["notes"]]
+    lines: list[str] = _format_or(result) if result is not None else []
     for modality, one in (ai or {}).items():
-        a = one.figures
-        rrrc = a["rrrc"]
-        pct = f"{a['confidence']:.0%}"
-        where = f", modality {modality}" if len(ai) > 1 else ""
-        lines += ["", f"{a['ai']} VERSUS READERS{where} (single modality; 1T-RRRC, model fixed)",
-                  f"AUC {a['ai']}: {a['ai_auc']:.8f}; mean reader AUC: {a['mean_reader_auc']:.8f} "
-                  f"({len(a['reader_aucs'])} readers); covariance: {a['covariance_method']}",
-                  format_table(["analysis", f"AUC({a['ai']}) - readers", "SE", "df", "t", "p", f"{pct} CI"],
-                               [[name, f"{x['difference']:+.8f}", f"{x['standard_error']:.8f}", _number(x["df"], 2),
-                                 f"{x['t']:.2f}", _p(x["p_value"]), f"({x['ci_low']:.8f}, {x['ci_high']:.8f})"]
-                                for name, x in (("RRRC", rrrc), ("RRFC", a["rrfc"]))]),
-                  "Components of the differences: " + ", ".join(f"{k} {_number(v, 8)}"
-                                                                for k, v in a["variance_components"].items())]
-        if "non_inferiority" in a:
-            ni = a["non_inferiority"]
-            lines.append(f"Non-inferiority, margin {ni['margin']:g}: {ni['hypothesis']}; t = {ni['t']:.3f}, "
-                         f"df = {_number(ni['df'], 2)}, one-sided p = {_p(ni['p_value'])}, lower bound "
-                         f"{ni['one_sided_lower_bound']:+.4f} -> "
-                         + ("non-inferior" if ni["non_inferior"] else "non-inferiority not shown")
-                         + f" at alpha {ni['alpha']:.3g}")
+        lines += _format_ai(modality, one, len(ai or {}) > 1)
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

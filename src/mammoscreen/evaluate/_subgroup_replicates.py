@@ -246,5 +246,5 @@ def run(engine: Engine, n_bootstrap: int, random_state, clustered: bool) -> tupl
 
 def add_mean(values: Values, members: list[int], into: int) -> None:
     """Predictor ``into``: the mean over the predictors ``members``, replicate by replicate."""
-    for (g, p, metric, op) in [k for k in values if k[1] == members[0]]:
+    for (g, _, metric, op) in [k for k in values if k[1] == members[0]]:
         values[g, into, metric, op] = np.mean([values[g, m, metric, op] for m in members], axis=0)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import write_json_atomic, write_text_atomic
-from .reports import format_table, json_safe
+from .result_files import format_table, json_safe
 from .subgroup_evaluation import SubgroupEvaluation
 from .subgroups import MISSING, OVERALL, SubgroupAnalysis, SubgroupRow
 
