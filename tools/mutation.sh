@@ -30,7 +30,7 @@ windows    | preprocess/windows.py | tests/preprocess/test_windows.py
 localize   | explain/localize.py   | tests/explain/test_localize.py tests/explain/test_localize_glam.py tests/explain/test_localize_mask_frames.py
 exams      | data/exams.py         | tests/data/test_exams.py tests/data/test_exams_validation.py tests/data/test_exam_metadata.py tests/fuzz/test_fuzz_exam_lists.py
 safepickle | core/safepickle.py    | tests/core/test_safepickle.py tests/core/test_safepickle_callables.py tests/fuzz/test_fuzz_pickles.py tests/data/test_exams.py
-picklescan | core/pickle_scan.py   | tests/core/test_safepickle.py tests/core/test_safepickle_callables.py tests/fuzz/test_fuzz_pickles.py tests/data/test_exams.py
+picklescan | core/pickle_scan.py   | tests/core/test_pickle_scan.py tests/core/test_safepickle.py tests/core/test_safepickle_callables.py tests/fuzz/test_fuzz_pickles.py tests/data/test_exams.py
 EOF
 )
 
