@@ -25,7 +25,7 @@ gmic       | models/gmic.py        | tests/models/test_gmic.py
 losses     | train/losses.py       | tests/train/test_losses_and_labels.py tests/train/test_learning.py
 loop       | train/loop.py         | tests/train/test_training.py tests/train/test_learning.py
 crop       | preprocess/crop.py    | tests/preprocess/test_crop.py
-centers    | preprocess/centers.py | tests/preprocess/test_centers.py
+centers    | preprocess/centers.py | tests/preprocess/test_centers.py tests/preprocess/test_centers_stage.py
 windows    | preprocess/windows.py | tests/preprocess/test_windows.py tests/preprocess/test_windows_geometry.py
 localize   | explain/localize.py   | tests/explain/test_localize.py tests/explain/test_localize_glam.py tests/explain/test_localize_mask_frames.py
 exams      | data/exams.py         | tests/data/test_exams.py tests/data/test_exams_validation.py tests/data/test_exam_metadata.py tests/fuzz/test_fuzz_exam_lists.py
