@@ -45,7 +45,7 @@ def test_each_centre_is_found_on_the_image_facing_right_with_its_angle_window(tm
         expected = optimal_center(image, record.view, record.metadata["rightmost_points"][1],
                                   record.metadata["bottommost_points"][0], WINDOWS[record.angle])
         assert record.metadata["best_center"] == expected
-    # the mirrored images give other centres than the stored ones would (the flip matters in this data)
+    # some images are mirrored before the search, with either flip convention
     assert any(r.flip for r in iter_images(centred))
 
 
