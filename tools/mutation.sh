@@ -24,7 +24,7 @@ mrmc       | evaluate/mrmc.py      | tests/evaluate/test_eval_mrmc.py
 gmic       | models/gmic.py        | tests/models/test_gmic.py
 losses     | train/losses.py       | tests/train/test_losses_and_labels.py tests/train/test_learning.py
 loop       | train/loop.py         | tests/train/test_training.py tests/train/test_learning.py
-crop       | preprocess/crop.py    | tests/preprocess/test_crop.py
+crop       | preprocess/crop.py    | tests/preprocess/test_crop.py tests/preprocess/test_crop_points.py
 centers    | preprocess/centers.py | tests/preprocess/test_centers.py tests/preprocess/test_centers_stage.py
 windows    | preprocess/windows.py | tests/preprocess/test_windows.py tests/preprocess/test_windows_geometry.py
 localize   | explain/localize.py   | tests/explain/test_localize.py tests/explain/test_localize_glam.py tests/explain/test_localize_mask_frames.py
