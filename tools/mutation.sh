@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 MODULES=$(cat <<'EOF'
 metrics    | evaluate/metrics.py   | tests/evaluate/test_eval_metrics.py
 ranking    | evaluate/_ranking.py  | tests/evaluate/test_eval_metrics.py tests/evaluate/test_eval_bootstrap.py tests/evaluate/test_eval_compare.py
-bootstrap  | evaluate/bootstrap.py | tests/evaluate/test_eval_bootstrap.py
+bootstrap  | evaluate/bootstrap.py | tests/evaluate/test_eval_bootstrap.py tests/evaluate/test_eval_bootstrap_api.py
 compare    | evaluate/compare.py   | tests/evaluate/test_eval_compare.py
 mrmc       | evaluate/mrmc.py      | tests/evaluate/test_eval_mrmc.py
 gmic       | models/gmic.py        | tests/models/test_gmic.py
