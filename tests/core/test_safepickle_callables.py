@@ -132,7 +132,8 @@ def test_bytearray_is_built_from_its_contents_only():
     for args, shown in [((10,), "int"), ((b"ab", "latin-1"), "bytes, str"), (("ab",), "str"), (("ab", 5), "str, int"),
                         (("ab", "latin-1", "strict"), "str, str, str")]:
         message = refused(bytearray, *args, match="never a length")
-        assert message.startswith(f"x.pkl: bytearray({shown}) in pickle: a bytearray is pickled with its contents")
+        assert message == (f"x.pkl: bytearray({shown}) in pickle: a bytearray is pickled with its contents, never a "
+                           "length (a length would allocate memory the file does not contain)")
 
 
 @pytest.mark.parametrize("kind", [list, tuple, dict, set, frozenset, bytes])
@@ -272,6 +273,9 @@ def test_the_structure_limits_are_each_enforced_at_their_value():
     with limits_override(max_depth=1):
         with pytest.raises(UnsafePickleError, match=r"^s\.pkl: nested more than 1 levels deep \(limit max_depth=1"):
             check_structure(data, "s.pkl")
+    with limits_override(max_items=2, max_file_bytes=20):  # 2 elements (not more than 2), 25 bytes: the bytes
+        with pytest.raises(UnsafePickleError, match=r"^pickle: its strings expand to more than 20 bytes"):
+            check_structure(["x" * 25])
     shared = [["x" * 10]] * 3  # 10 string bytes held once, expanded three times
     with limits_override(max_file_bytes=29):
         with pytest.raises(UnsafePickleError, match="strings expand to more than 29 bytes"):
