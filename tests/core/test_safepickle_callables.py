@@ -276,6 +276,19 @@ def test_the_structure_limits_are_each_enforced_at_their_value():
     with limits_override(max_items=2, max_file_bytes=20):  # 2 elements (not more than 2), 25 bytes: the bytes
         with pytest.raises(UnsafePickleError, match=r"^pickle: its strings expand to more than 20 bytes"):
             check_structure(["x" * 25])
+    # a single list of scalars: the limit is checked as its elements are counted (nothing follows to catch it)
+    with limits_override(max_items=5):
+        assert check_structure(["a"] * 4) == (1, 5)
+        with pytest.raises(UnsafePickleError, match=r"^r\.pkl: expands to more than 5 elements"):
+            check_structure(["a"] * 5, "r.pkl")
+    with limits_override(max_file_bytes=24):
+        assert check_structure([1, 2.5, None]) == (1, 4)  # 8 bytes for each number (and None)
+        with pytest.raises(UnsafePickleError, match=r"^r\.pkl: its strings expand to more than 24 bytes"):
+            check_structure([1, 2, 3, True], "r.pkl")
+    with limits_override(max_file_bytes=6):
+        assert check_structure(["abc", b"def"]) == (1, 3)
+        with pytest.raises(UnsafePickleError, match="more than 6 bytes"):
+            check_structure(["abc", b"defg"])
     shared = [["x" * 10]] * 3  # 10 string bytes held once, expanded three times
     with limits_override(max_file_bytes=29):
         with pytest.raises(UnsafePickleError, match="strings expand to more than 29 bytes"):
