@@ -167,6 +167,11 @@ def test_python_2_names_are_mapped_before_the_allow_list():
         safe_loads(b"ccopy_reg\n_reconstructor\n(tR.", source="y.pkl")
 
 
+def test_python_2_strings_are_read_as_latin_1():
+    assert safe_loads(b"S'caf\\xe9'\np0\n.") == "caf\xe9"  # a Python 2 str holding the byte 0xE9
+    assert safe_loads(b"\x80\x02U\x04caf\xe9q\x00.") == "caf\xe9"  # SHORT_BINSTRING
+
+
 def test_an_unknown_global_is_refused_with_what_is_accepted():
     with pytest.raises(UnsafePickleError) as error:
         safe_loads(b"\x80\x02cnumpy\nndarray\n.", source="z.pkl")
@@ -285,6 +290,10 @@ def test_the_structure_limits_are_each_enforced_at_their_value():
         assert check_structure([1, 2.5, None]) == (1, 4)  # 8 bytes for each number (and None)
         with pytest.raises(UnsafePickleError, match=r"^r\.pkl: its strings expand to more than 24 bytes"):
             check_structure([1, 2, 3, True], "r.pkl")
+    with limits_override(max_items=5):  # the same for leaves of other types (numpy scalars), at the limit
+        assert check_structure([np.float32(1)] * 4) == (1, 5)
+        with pytest.raises(UnsafePickleError, match="more than 5 elements"):
+            check_structure([np.float32(1)] * 5)
     with limits_override(max_file_bytes=6):
         assert check_structure(["abc", b"def"]) == (1, 3)
         with pytest.raises(UnsafePickleError, match="more than 6 bytes"):
@@ -309,6 +318,8 @@ def test_a_cycle_is_refused_wherever_it_closes():
         safe_loads(pickle.dumps(outer))
     itself: list = []
     itself.append(itself)
+    with pytest.raises(UnsafePickleError, match="holds itself"):
+        check_structure([[1], itself])  # a cycle below the root
     with limits_override(max_depth=1):  # found as a cycle at the root, before any nesting is counted
         with pytest.raises(UnsafePickleError, match="holds itself"):
             check_structure(itself)
