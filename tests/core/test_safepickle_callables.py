@@ -194,6 +194,21 @@ def test_unpickle_scans_unless_told_the_scan_ran():
     assert unpickle(skipping, source="m.pkl", scanned=True) == []  # the C unpickler itself accepts it
 
 
+def test_what_the_unpickler_raises_becomes_one_named_refusal():
+    with pytest.raises(MalformedPickleError, match=r"^pickle: not a readable pickle \(UnpicklingError: "):
+        unpickle(b"\x80\x02]q\x00(", scanned=True)  # truncated, given to the unpickler unscanned
+    from unittest import mock
+
+    from mammoscreen.core import safepickle
+
+    for raised, message in [(RecursionError, r"^d\.pkl: nested too deeply to load \(limit max_depth=100; raise it "
+                                             r"with MAMMOSCREEN_MAX_DEPTH"),
+                            (MemoryError, r"^d\.pkl: loading it would exhaust the memory$")]:
+        with mock.patch.object(safepickle._RestrictedUnpickler, "load", side_effect=raised):
+            with pytest.raises(UnsafePickleError, match=message):
+                unpickle(pickle.dumps([1]), source="d.pkl")
+
+
 def test_the_file_size_limit_applies_to_bytes_and_to_open_files(tmp_path):
     data = pickle.dumps("x" * 100)
     with limits_override(max_file_bytes=len(data) - 1):
