@@ -322,6 +322,15 @@ def test_the_structure_limits_are_each_enforced_at_their_value():
             check_structure(shared)  # 1 + 3 * 2 = 7
 
 
+def test_shared_containers_are_measured_after_loading_under_the_files_name():
+    shared = [list(range(10))] * 10  # the scan cannot vouch for it: the loaded object is walked
+    with limits_override(max_items=110):
+        with pytest.raises(UnsafePickleError, match=r"^s\.pkl: expands to more than 110 elements"):
+            safe_loads(pickle.dumps(shared), source="s.pkl")
+    with limits_override(max_items=111):
+        assert safe_loads(pickle.dumps(shared), source="s.pkl") == shared
+
+
 def test_a_cycle_is_refused_wherever_it_closes():
     inner: list = [1]
     outer = [[inner], 2]
