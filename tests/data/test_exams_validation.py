@@ -117,6 +117,7 @@ def test_image_names_must_be_plain_file_names():
     message = error_of(exam(**{"R-CC": [long_name]}))
     assert f"image name {(long_name[:77] + '...')!r} is not" in message  # shown cut to 80 characters
     assert f"image name {('c/' + 'd' * 78)!r} is not" in error_of(exam(**{"R-CC": ["c/" + "d" * 78]}))
+    assert f"image name {('c/' + 'd' * 75 + '...')!r} is not" in error_of(exam(**{"R-CC": ["c/" + "d" * 79]}))
 
 
 def test_an_unknown_view_key_without_images_says_none():
@@ -156,6 +157,39 @@ def test_values_are_normalised_to_plain_python():
     assert loaded.extra == {"note": 0.5, "nested": {"a": [1, (2,)]}}
     assert type(loaded.extra["note"]) is float and type(loaded.extra["nested"]["a"][1][0]) is int
     assert loaded.horizontal_flip == "NO"
+
+
+def test_nested_coordinates_are_checked_at_every_level():
+    points = {"L-CC": [((1,), 2)], "R-CC": [((1, 2), 3)], "R-MLO": [((1, 2), 3)]}
+    assert error_of(exam(rightmost_points=points)) == (
+        "list.pkl: exam 3, key 'rightmost_points'['L-CC'][0]: expected a sequence of 2 values, got (1,)")
+    points["L-CC"] = [((1, 2.5), 3)]
+    assert error_of(exam(rightmost_points=points)) == (
+        "list.pkl: exam 3, key 'rightmost_points'['L-CC'][0]: expected an integer, got 2.5")
+    points["L-CC"] = [([1, np.int16(2)], 3.0)]
+    assert exam_from_dict(exam(rightmost_points=points)).image_metadata["rightmost_points"]["L-CC"] == [((1, 2), 3)]
+
+
+def test_records_of_an_exam_built_in_python():
+    built = Exam(images={"R-MLO": ["x", "y"]}, horizontal_flip="YES",
+                 image_metadata={"best_center": {"R-MLO": [(1, 2), (3, 4)]}})  # no other view keys at all
+    records = list(iter_images([built, built]))
+    assert [(r.exam_index, r.view, r.index_in_view, r.name) for r in records] == [
+        (0, "R-MLO", 0, "x"), (0, "R-MLO", 1, "y"), (1, "R-MLO", 0, "x"), (1, "R-MLO", 1, "y")]
+    assert [r.metadata for r in records[:2]] == [{"best_center": (1, 2)}, {"best_center": (3, 4)}]
+    out = add_image_metadata([built], {"y": {"note": 1}})
+    assert out[0].images == {"L-CC": [], "R-CC": [], "L-MLO": [], "R-MLO": ["y"]}
+    assert out[0].image_metadata["best_center"] == {"R-MLO": [(3, 4)]}  # views it never had stay absent
+
+
+def test_adding_metadata_keeps_labels_flip_and_extra_keys():
+    raw = exam(best_center={"L-CC": [(1, 2)], "R-CC": [(3, 4)], "R-MLO": [(5, 6)]}, note="kept")
+    (before,) = exams_from_data([raw])
+    (after,) = add_image_metadata([before], {"l_cc": {"x": 1}, "r_cc": {"x": 2}, "r_mlo": {"x": 3}})
+    assert after.cancer_label == before.cancer_label and after.horizontal_flip == "NO"
+    assert after.extra == {"note": "kept"} and after.extra is not before.extra
+    assert after.image_metadata["best_center"] == {"L-CC": [(1, 2)], "R-CC": [(3, 4)], "R-MLO": [(5, 6)]}
+    assert after.image_metadata["x"] == {"L-CC": [1], "R-CC": [2], "L-MLO": [], "R-MLO": [3]}
 
 
 def test_an_exam_with_only_labels_or_a_flip_is_accepted():
