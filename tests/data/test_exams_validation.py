@@ -67,8 +67,10 @@ def test_to_dict_writes_the_nyu_format():
     assert written == {"horizontal_flip": "YES", "L-CC": ["a"], "R-CC": ["b"], "L-MLO": [], "R-MLO": [],
                        "L-CC_benign_seg": ["s"], "best_center": {"L-CC": [(1, 2)], "R-CC": [(3, 4)]}}
     assert "cancer_label" not in written and "metadata" not in written
-    with pytest.raises(ExamListError, match=r"^exam with images \['a', 'b'\]: "):
-        Exam(images={"L-CC": ["a"], "R-CC": ["b"]}, metadata={"images": {"c": {"density": "A"}}}).to_dict()
+    with pytest.raises(ExamListError) as error:
+        Exam(images={"L-CC": ["a", "b", "c"], "R-CC": ["d", "e"]}, metadata={"images": {"z": {"density": "A"}}}).to_dict()
+    assert str(error.value) == ("exam with images ['a', 'b', 'c', 'd']: metadata['images']: 'z' is not an image of this "
+                                "exam (its images: ['a', 'b', 'c', 'd', 'e'])")  # the first four images name the exam
 
 
 # ---------------------------------------------------------------------------------------------- refusals
@@ -259,6 +261,17 @@ def test_load_errors_say_what_is_wrong_with_which_file(tmp_path):
         load_exam_list(_write(tmp_path / "truncated.pkl", pickle.dumps([exam()])[:-5]))
     with pytest.raises(ExamListError, match=r"^/.*number\.json: expected a list of exam dicts, got int$"):
         load_exam_list(_write(tmp_path / "number.json", b"5"))
+
+
+@pytest.mark.parametrize("suffix, loader, kind", [(".json", "load_json", "json"), (".pkl", "load_pickle", "pickle")])
+def test_any_other_loader_error_is_one_line_naming_the_file(tmp_path, suffix, loader, kind):
+    from unittest import mock
+
+    path = _write(tmp_path / f"list{suffix}", b"[]")
+    with mock.patch(f"mammoscreen.data.exams.{loader}", side_effect=ValueError("odd")):
+        with pytest.raises(ExamListError) as error:
+            load_exam_list(path)
+    assert str(error.value) == f"{path}: not a readable {kind} file (ValueError: odd)"
 
 
 def _write(path, data):
