@@ -220,6 +220,21 @@ def test_add_image_metadata_needs_every_key_for_every_kept_image():
         add_image_metadata(exams, {"l_cc": {"best_center": 5}})
 
 
+def test_defaults_name_the_first_exam_of_an_exam_list_and_refuse_unknown_views():
+    with pytest.raises(ExamListError, match=r"^exam list: exam 0, key 'L-CC': expected a list of image names"):
+        exam_from_dict({"L-CC": 5})
+    with pytest.raises(ExamListError, match=r"^exam list: exam 0, key 'LCC': not a view mammoscreen knows"):
+        exams_from_data([exam(LCC=["x"])])
+
+
+def test_one_warning_lists_every_image_left_out_and_points_at_the_caller():
+    with pytest.warns(UserWarning) as caught:
+        exams_from_data([exam(LCC=["x"], RCC=["y", "z"])], source="s.pkl", ignore_unknown_views=True)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert str(caught[0].message) == ("s.pkl: leaving out the images of unknown view keys (--ignore-unknown-views): "
+                                      "exam 0 'LCC': x; exam 0 'RCC': y, z")
+
+
 def test_exams_from_data_needs_a_list():
     with pytest.raises(ExamListError, match=r"^src: expected a list of exam dicts, got str$"):
         exams_from_data("exams", source="src")
@@ -227,6 +242,8 @@ def test_exams_from_data_needs_a_list():
                                             r"'R-CC'\]\); wrap it in a list$"):
         exams_from_data({"R-CC": [], "L-CC": []}, source="src")
     assert exams_from_data(()) == [] and len(exams_from_data((exam(),))) == 1
+    with pytest.raises(ExamListError, match=r"got a single dict \(keys \['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'\]\); "):
+        exams_from_data({k: 1 for k in "ihgfedcba"})  # sorted, the first eight
     with pytest.raises(ExamListError, match=r"^exam list: exam 1: expected a dict"):
         exams_from_data([exam(), 5])
 
