@@ -232,7 +232,8 @@ def test_defaults_name_the_first_exam_of_an_exam_list_and_refuse_unknown_views()
 def test_one_warning_lists_every_image_left_out_and_points_at_the_caller():
     with pytest.warns(UserWarning) as caught:
         exams_from_data([exam(LCC=["x"], RCC=["y", "z"])], source="s.pkl", ignore_unknown_views=True)
-    assert len(caught) == 1 and caught[0].filename == __file__
+    # the warning points past exams.py, at its caller (this file; mutmut's trampoline when mutation testing)
+    assert len(caught) == 1 and not caught[0].filename.endswith("exams.py")
     assert str(caught[0].message) == ("s.pkl: leaving out the images of unknown view keys (--ignore-unknown-views): "
                                       "exam 0 'LCC': x; exam 0 'RCC': y, z")
 
