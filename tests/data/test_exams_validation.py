@@ -141,6 +141,10 @@ def test_metadata_of_images_left_out_goes_with_them():
     raw = exam(**{"L-XCCL": ["x"]}, metadata={"age": 50, "images": {"x": {"density": "A"}, "l_cc": {"density": "B"}}})
     loaded = exam_from_dict(raw, ignore_unknown_views=True)
     assert loaded.metadata == {"age": 50, "images": {"l_cc": {"density": "B"}}}
+    without_images = exam_from_dict(exam(**{"L-XCCL": ["x"]}, metadata={"age": 50}), ignore_unknown_views=True)
+    assert without_images.metadata == {"age": 50}
+    with pytest.raises(ExamListError, match=r"^exam list: exam 0, key 'metadata'"):
+        exam_from_dict(exam(**{"L-XCCL": ["x"]}, metadata=["age", 50]), ignore_unknown_views=True)
 
 
 # ---------------------------------------------------------------------------------------------- normalisation
