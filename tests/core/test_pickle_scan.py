@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import collections
 import pickle
+import pickletools
 import struct
 
 import pytest
 
 from mammoscreen.core.limits import limits_override
-from mammoscreen.core.pickle_scan import MalformedPickleError, UnsafePickleError, scan_opcodes, tree_scan
+from mammoscreen.core.pickle_scan import (MalformedPickleError, UnsafePickleError, _opcode_table, scan_opcodes,
+                                          tree_scan)
 
 SCANS = [scan_opcodes, tree_scan]
 
@@ -22,6 +24,27 @@ def refusal(scan, data, kind=UnsafePickleError):
 
 
 # ---------------------------------------------------------------------------------------------- scan_opcodes
+
+def test_the_opcode_table_reads_arguments_as_the_pickle_format_defines_them():
+    table = _opcode_table()  # byte -> (name, how the argument is read, fixed size or number of lines)
+    assert len(table) == len(pickletools.opcodes) == 68
+    assert table[ord(".")] == ("STOP", 0, 0) and table[ord("]")] == ("EMPTY_LIST", 0, 0)
+    assert table[ord("K")] == ("BININT1", 0, 1) and table[ord("J")] == ("BININT", 0, 4)
+    assert table[ord("q")] == ("BINPUT", 0, 1) and table[ord("r")] == ("LONG_BINPUT", 0, 4)
+    assert table[0x95] == ("FRAME", 0, 8) and table[0x80] == ("PROTO", 0, 1)
+    assert table[ord("c")] == ("GLOBAL", pickletools.UP_TO_NEWLINE, 2)  # module and name: two lines
+    assert table[ord("i")] == ("INST", pickletools.UP_TO_NEWLINE, 2)
+    assert table[ord("p")] == ("PUT", pickletools.UP_TO_NEWLINE, 1) and table[ord("I")] == ("INT", -1, 1)
+    assert table[ord("X")] == ("BINUNICODE", pickletools.TAKEN_FROM_ARGUMENT4U, 1)
+    assert table[ord("U")] == ("SHORT_BINSTRING", pickletools.TAKEN_FROM_ARGUMENT1, 1)
+    assert table[0x8E] == ("BINBYTES8", pickletools.TAKEN_FROM_ARGUMENT8U, 1)
+
+
+def test_the_default_source_is_pickle():
+    for scan in SCANS:
+        with pytest.raises(MalformedPickleError, match=r"^pickle: not a readable pickle \(unknown opcode"):
+            scan(b"\x80\x02\xff.")
+
 
 def test_the_scan_returns_the_position_after_stop():
     first, second = pickle.dumps([1, "a"], protocol=2), pickle.dumps({"b": 2}, protocol=4)
@@ -43,6 +66,9 @@ def test_memo_indices_may_not_skip_ahead(scan):
     assert refusal(scan, b"(lp1\n.").startswith("s.pkl: memo index 1 at byte 2 skips ahead of the 0 entries")
     assert refusal(scan, b"(lp-1\n.").startswith("s.pkl: memo index -1 at byte 2 skips ahead")
     assert refusal(scan, b"(lpx\n.", MalformedPickleError) == "s.pkl: not a readable pickle (bad memo index at byte 2)"
+    assert refusal(scan, b"(lp0\np2\n.").startswith("s.pkl: memo index 2 at byte 5 skips ahead of the 1 entries")
+    assert refusal(scan, b"\x80\x02]q\x01").startswith("s.pkl: memo index 1 at byte 3")  # its byte is the last
+    assert refusal(scan, b"\x80\x02]q", MalformedPickleError).endswith("(truncated: no STOP opcode)")  # no index
     for fine in (b"\x80\x02]q\x00]q\x01e.", b"(lp0\n(lp1\na.", b"\x80\x04]\x94]\x94a.",
                  b"\x80\x02]q\x00]r\x01\x00\x00\x00a."):
         scan(fine)  # the next index (or any earlier one) is what picklers write
@@ -55,6 +81,13 @@ def test_a_frame_longer_than_the_file_is_refused(scan):
     scan(framed)
     too_long = b"\x80\x04\x95" + struct.pack("<Q", len(body) + 100) + body
     assert refusal(scan, too_long) == "s.pkl: frame at byte 2 declares 103 bytes, more than the file holds"
+    assert refusal(scan, b"\x80\x04\x95" + struct.pack("<Q", len(body) + 9) + body).startswith(
+        "s.pkl: frame at byte 2 declares 12 bytes")
+    assert refusal(scan, b"\x80\x04\x95" + struct.pack("<Q", 100)) == (
+        "s.pkl: frame at byte 2 declares 100 bytes, more than the file holds")  # nothing after the length
+    assert refusal(scan, b"\x80\x04\x95" + struct.pack("<Q", 2 ** 64 - 1) + body) == (
+        "s.pkl: frame at byte 2 declares 18,446,744,073,709,551,615 bytes, more than the file holds")
+    assert refusal(scan, b"\x80\x04\x95\x01\x00", MalformedPickleError).endswith("(truncated: no STOP opcode)")
     huge = b"\x80\x04\x95" + struct.pack("<Q", 10 ** 12) + body
     assert refusal(scan, huge) == "s.pkl: frame at byte 2 declares 1,000,000,000,000 bytes, more than the file holds"
 
@@ -73,7 +106,7 @@ def test_malformed_streams_are_named_with_the_byte(scan):
 
 def test_the_scan_skips_arguments_of_every_width():
     # Strings whose bytes look like opcodes (a STOP, an unknown opcode) must be skipped, not read as opcodes.
-    for value in [".\xff" * 3, b".\xff" * 200, "." * 70_000, b"." * 300, bytearray(b".\xff"), 2 ** 100, -(2 ** 2000),
+    for value in ["", b"", ".\xff" * 3, b".\xff" * 200, "." * 70_000, b"." * 300, bytearray(b".\xff"), 2 ** 100, -(2 ** 2000),
                   1.5, 255, 65535, 2 ** 31, [None, True, False]]:
         for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
             data = pickle.dumps([value, "end"], protocol=protocol)
@@ -107,6 +140,21 @@ def test_the_scan_lists_the_globals_a_pickle_names():
     assert globals_of(b"\x80\x04\x8c\x02osh\x07\x8c\x01x\x93.") == {"?"}  # recalled entry never stored
     assert globals_of(b"\x80\x04\x8c\x02os\x94\x8c\x01x\x94\x95" + struct.pack("<Q", 3) + b"h\x01.") == set()
     assert globals_of(pickle.dumps({"a": [1, "b"]}, protocol=4)) == set()
+
+
+def test_the_names_a_global_is_built_from_are_the_last_two_pushes():
+    # PROTO and FRAME push nothing: a name on either side of them still counts; any other opcode in between does
+    assert globals_of(b"\x80\x04\x8c\x02os\x80\x04\x8c\x06system\x93.") == {"os.system"}
+    frame = b"\x95" + struct.pack("<Q", 10)
+    assert globals_of(b"\x80\x04\x8c\x02os" + frame + b"\x8c\x06system\x93.") == {"os.system"}
+    assert globals_of(b"\x80\x04\x8c\x02osK\x01\x8c\x06system\x93.") == {"?"}
+    # names that are not UTF-8 (a Python 2 str) are shown with replacement characters
+    assert globals_of(b"\x80\x02U\x02\xe9\xe9U\x01x\x93.") == {"\ufffd\ufffd.x"}
+    # LONG_BINGET reads four bytes: memo entry 256 and 257
+    many = b"\x80\x04" + b"\x8c\x01a\x94" * 256 + b"\x8c\x02os\x94\x8c\x04path\x94"
+    assert globals_of(many + b"j\x00\x01\x00\x00j\x01\x01\x00\x00\x93.") == {"os.path"}
+    with pytest.raises(MalformedPickleError, match=r"truncated: no STOP opcode"):
+        globals_of(b"\x80\x04\x8c\x02os\x94h")  # BINGET without its index
 
 
 def test_memo_entries_other_than_strings_are_not_taken_for_names():
@@ -180,7 +228,7 @@ def test_depth_is_simulated_through_every_building_opcode():
     deep = {"APPEND": b"]]a", "APPENDS": b"](]e", "SETITEM": b"}K\x01]s", "SETITEMS": b"}(K\x01]u",
             "LIST": b"(]l", "TUPLE": b"(]t", "DICT": b"(K\x01]d", "TUPLE1": b"]\x85", "TUPLE2": b"K\x01]\x86",
             "TUPLE3": b"K\x01K\x02]\x87", "FROZENSET": b"(]\x91", "ADDITEMS": b"\x8f(]\x90",
-            "SETITEM key": b"}]K\x01s"}
+            "SETITEM key": b"}]K\x01s", "LIST of nothing": b"](la"}
     for name, body in deep.items():
         data = b"\x80\x04" + body + b"."
         with limits_override(max_depth=2):
