@@ -211,6 +211,22 @@ def test_the_vouching_respects_each_limit_at_its_value():
         assert len(many) <= 70 and tree_scan(many) is False
 
 
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_text_bytes_and_pushes_are_counted_in_every_protocol(protocol):
+    texts = pickle.dumps(["abcdefghij", "klmnopqrst"], protocol=protocol)  # 20 bytes of text, 3 pushes
+    with limits_override(max_file_bytes=20, max_items=3):
+        assert tree_scan(texts) is True
+    with limits_override(max_file_bytes=19):
+        assert tree_scan(texts) is False
+    with limits_override(max_items=2):
+        assert tree_scan(texts) is False
+    four = pickle.dumps(["a", "b", "c", "d"], protocol=protocol)  # 5 pushes
+    with limits_override(max_items=5):
+        assert tree_scan(four) is True
+    with limits_override(max_items=4):
+        assert tree_scan(four) is False
+
+
 @pytest.mark.parametrize("data", [
     b"\x80\x02]K\x01K\x02\x86.",  # two items left on the stack
     b"\x80\x02a.",  # APPEND without a list
