@@ -227,6 +227,33 @@ def test_text_bytes_and_pushes_are_counted_in_every_protocol(protocol):
         assert tree_scan(four) is False
 
 
+def test_recalled_strings_count_their_bytes_and_recalled_numbers_none():
+    # [5, 5, 'a'] with the 5 memoized right after its push (BINPUT), or after a MARK: 1 byte of text
+    for data in (b"\x80\x02](K\x05q\x00h\x00X\x01\x00\x00\x00ae.", b"\x80\x02](K\x05(q\x001h\x00X\x01\x00\x00\x00ae."):
+        with limits_override(max_file_bytes=1):
+            assert tree_scan(data) is True
+    # 'a' memoized twice (entries 0 and 1), then recalled from entry 1 (BINGET) or 0 (LONG_BINGET): 2 bytes
+    for data in (b"\x80\x02](X\x01\x00\x00\x00aq\x00q\x01h\x01e.", b"\x80\x02](X\x01\x00\x00\x00aq\x00q\x01j\x00\x00\x00\x00e."):
+        with limits_override(max_file_bytes=2):
+            assert tree_scan(data) is True
+        with limits_override(max_file_bytes=1):
+            assert tree_scan(data) is False
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):  # one string, recalled twice: 4 pushes
+        thrice = pickle.dumps(["x"] * 3, protocol=protocol)
+        with limits_override(max_items=4):
+            assert tree_scan(thrice) is True
+        with limits_override(max_items=3):
+            assert tree_scan(thrice) is False
+
+
+def test_a_dict_keeps_the_depth_of_its_earlier_items():
+    data = pickle.dumps({"a": [[1]], "b": 1}, protocol=0)  # SETITEM per item: the second is shallower
+    with limits_override(max_depth=3):
+        assert tree_scan(data) is True
+    with limits_override(max_depth=2):
+        assert tree_scan(data) is False
+
+
 @pytest.mark.parametrize("data", [
     b"\x80\x02]K\x01K\x02\x86.",  # two items left on the stack
     b"\x80\x02a.",  # APPEND without a list
