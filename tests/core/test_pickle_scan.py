@@ -246,6 +246,15 @@ def test_recalled_strings_count_their_bytes_and_recalled_numbers_none():
             assert tree_scan(thrice) is False
 
 
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_lists_and_tuples_built_from_the_stack_count_once(protocol):
+    data = pickle.dumps([(1, 2)], protocol=protocol)  # list, 1, 2, tuple: 4 pushes (LIST/TUPLE or TUPLE2)
+    with limits_override(max_items=4):
+        assert tree_scan(data) is True
+    with limits_override(max_items=3):
+        assert tree_scan(data) is False
+
+
 def test_a_dict_keeps_the_depth_of_its_earlier_items():
     data = pickle.dumps({"a": [[1]], "b": 1}, protocol=0)  # SETITEM per item: the second is shallower
     with limits_override(max_depth=3):
