@@ -153,6 +153,9 @@ def test_the_names_a_global_is_built_from_are_the_last_two_pushes():
     # LONG_BINGET reads four bytes: memo entry 256 and 257
     many = b"\x80\x04" + b"\x8c\x01a\x94" * 256 + b"\x8c\x02os\x94\x8c\x04path\x94"
     assert globals_of(many + b"j\x00\x01\x00\x00j\x01\x01\x00\x00\x93.") == {"os.path"}
+    # BINGET reads one unsigned byte: entries 128 and 129
+    above = b"\x80\x04" + b"\x8c\x01a\x94" * 128 + b"\x8c\x02os\x94\x8c\x04path\x94"
+    assert globals_of(above + b"h\x80h\x81\x93.") == {"os.path"}
     with pytest.raises(MalformedPickleError, match=r"truncated: no STOP opcode"):
         globals_of(b"\x80\x04\x8c\x02os\x94h")  # BINGET without its index
 
