@@ -258,6 +258,14 @@ def test_lists_and_tuples_built_from_the_stack_count_once(protocol):
         assert tree_scan(data) is False
 
 
+def test_newobj_stack_global_and_dup_are_followed():
+    assert tree_scan(b"\x80\x02cbuiltins\nlist\n)\x81.") is True  # list() by NEWOBJ
+    assert tree_scan(b"\x80\x04]\x8c\x08builtins\x8c\x04list\x93)Ra.") is True  # [list()]
+    bare_global = b"\x80\x04]\x8c\x08builtins\x8c\x04list\x93a."  # [list]: a global is a scalar
+    with limits_override(max_depth=1):
+        assert tree_scan(bare_global) is True
+
+
 def test_a_dict_keeps_the_depth_of_its_earlier_items():
     data = pickle.dumps({"a": [[1]], "b": 1}, protocol=0)  # SETITEM per item: the second is shallower
     with limits_override(max_depth=3):
