@@ -58,8 +58,9 @@ def test_the_scan_returns_the_position_after_stop():
 @pytest.mark.parametrize("scan", SCANS)
 def test_memo_indices_may_not_skip_ahead(scan):
     # BINPUT: the first entry must be 0; LONG_BINPUT; PUT (text); MEMOIZE numbers itself.
-    assert refusal(scan, b"\x80\x02]q\x01.") == ("s.pkl: memo index 1 at byte 3 skips ahead of the 0 entries defined so "
-                                                 "far; a pickler never writes that")
+    assert refusal(scan, b"\x80\x02]q\x01.") == (
+        "s.pkl: memo index 1 at byte 3 skips ahead of the 0 entries defined so "
+        "far; a pickler never writes that")
     assert refusal(scan, b"\x80\x02]q\x00]q\x02.").startswith("s.pkl: memo index 2 at byte 6 skips ahead of the 1 ")
     assert refusal(scan, b"\x80\x02]r" + struct.pack("<I", 2 ** 32 - 1) + b".").startswith(
         "s.pkl: memo index 4294967295 at byte 3 skips ahead of the 0 entries")
@@ -96,7 +97,8 @@ def test_a_frame_longer_than_the_file_is_refused(scan):
 def test_malformed_streams_are_named_with_the_byte(scan):
     assert refusal(scan, b"\x80\x02\xff.", MalformedPickleError) == ("s.pkl: not a readable pickle (unknown opcode "
                                                                      "b'\\xff' at byte 2)")
-    assert refusal(scan, b"\x80\x02]", MalformedPickleError) == "s.pkl: not a readable pickle (truncated: no STOP opcode)"
+    assert refusal(scan, b"\x80\x02]", MalformedPickleError) == \
+        "s.pkl: not a readable pickle (truncated: no STOP opcode)"
     assert refusal(scan, b"(I12", MalformedPickleError) == "s.pkl: not a readable pickle (truncated at byte 1)"
     assert refusal(scan, b"\x80\x02X\x05\x00", MalformedPickleError).endswith("(truncated: no STOP opcode)")
     assert refusal(scan, b"\x80\x02T" + struct.pack("<i", -1) + b".", MalformedPickleError) == (
@@ -106,7 +108,8 @@ def test_malformed_streams_are_named_with_the_byte(scan):
 
 def test_the_scan_skips_arguments_of_every_width():
     # Strings whose bytes look like opcodes (a STOP, an unknown opcode) must be skipped, not read as opcodes.
-    for value in ["", b"", ".\xff" * 3, b".\xff" * 200, "." * 70_000, b"." * 300, bytearray(b".\xff"), 2 ** 100, -(2 ** 2000),
+    for value in ["", b"", ".\xff" * 3, b".\xff" * 200, "." * 70_000,
+              b"." * 300, bytearray(b".\xff"), 2 ** 100, -(2 ** 2000),
                   1.5, 255, 65535, 2 ** 31, [None, True, False]]:
         for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
             data = pickle.dumps([value, "end"], protocol=protocol)
@@ -236,7 +239,8 @@ def test_recalled_strings_count_their_bytes_and_recalled_numbers_none():
         with limits_override(max_file_bytes=1):
             assert tree_scan(data) is True
     # 'a' memoized twice (entries 0 and 1), then recalled from entry 1 (BINGET) or 0 (LONG_BINGET): 2 bytes
-    for data in (b"\x80\x02](X\x01\x00\x00\x00aq\x00q\x01h\x01e.", b"\x80\x02](X\x01\x00\x00\x00aq\x00q\x01j\x00\x00\x00\x00e."):
+    for data in (b"\x80\x02](X\x01\x00\x00\x00aq\x00q\x01h\x01e.",
+                 b"\x80\x02](X\x01\x00\x00\x00aq\x00q\x01j\x00\x00\x00\x00e."):
         with limits_override(max_file_bytes=2):
             assert tree_scan(data) is True
         with limits_override(max_file_bytes=1):

@@ -107,7 +107,8 @@ def test_a_numpy_scalar_needs_a_numeric_dtype_object():
     # fields (a union view of an int32).
     from mammoscreen.core.safepickle import _numpy_scalar
 
-    for dtype in (np.dtype("O"), np.dtype((np.int32, {"low": (np.int16, 0), "high": (np.int16, 2)})), np.dtype(("<i2", (2,)))):
+    for dtype in (np.dtype("O"),
+                  np.dtype((np.int32, {"low": (np.int16, 0), "high": (np.int16, 2)})), np.dtype(("<i2", (2,)))):
         with pytest.raises(UnsafePickleError, match="is not a plain numeric type"):
             _numpy_scalar(dtype, b"\x00" * dtype.itemsize)
 

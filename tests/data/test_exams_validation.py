@@ -68,17 +68,21 @@ def test_to_dict_writes_the_nyu_format():
                        "L-CC_benign_seg": ["s"], "best_center": {"L-CC": [(1, 2)], "R-CC": [(3, 4)]}}
     assert "cancer_label" not in written and "metadata" not in written
     with pytest.raises(ExamListError) as error:
-        Exam(images={"L-CC": ["a", "b", "c"], "R-CC": ["d", "e"]}, metadata={"images": {"z": {"density": "A"}}}).to_dict()
-    assert str(error.value) == ("exam with images ['a', 'b', 'c', 'd']: metadata['images']: 'z' is not an image of this "
-                                "exam (its images: ['a', 'b', 'c', 'd', 'e'])")  # the first four images name the exam
+        Exam(images={"L-CC": ["a", "b", "c"], "R-CC": ["d", "e"]},
+             metadata={"images": {"z": {"density": "A"}}}).to_dict()
+    assert str(error.value) == (
+        "exam with images ['a', 'b', 'c', 'd']: metadata['images']: 'z' is not an image of this "
+        "exam (its images: ['a', 'b', 'c', 'd', 'e'])")  # the first four images name the exam
 
 
 # ---------------------------------------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("raw, message", [
     (["not", "a", "dict"], "list.pkl: exam 3: expected a dict, got list"),
-    (exam(**{"L-CC": ["a", 5]}), "list.pkl: exam 3, key 'L-CC': expected a list of image names (strings), got ['a', 5]"),
-    (exam(**{"R-CC": ["a", ""]}), "list.pkl: exam 3, key 'R-CC': expected a list of image names (strings), got ['a', '']"),
+    (exam(**{"L-CC": ["a", 5]}),
+     "list.pkl: exam 3, key 'L-CC': expected a list of image names (strings), got ['a', 5]"),
+    (exam(**{"R-CC": ["a", ""]}),
+     "list.pkl: exam 3, key 'R-CC': expected a list of image names (strings), got ['a', '']"),
     (exam(**{"R-MLO": None}), "list.pkl: exam 3, key 'R-MLO': expected a list of image names (strings), got None"),
     (exam(**{"L-MLO": "x"}), "list.pkl: exam 3, key 'L-MLO': expected a list of image names, got the string 'x'"),
     ({"something": 1}, "list.pkl: exam 3: none of the keys L-CC, R-CC, L-MLO, R-MLO is present - is this an exam "

@@ -128,8 +128,8 @@ def test_several_problems_share_one_set_of_replicates():
     y2 = 1 - y1
     s = rng.random((2, 40))
     together = run_bootstrap([BootstrapProblem(y1, s), BootstrapProblem(y2, s[:1], metrics=("auroc",))], 30, 7)
-    alone = [run_bootstrap([BootstrapProblem(y1, s)], 30, 7)[0], run_bootstrap([BootstrapProblem(y2, s[:1],
-                                                                                                  ("auroc",))], 30, 7)[0]]
+    alone = [run_bootstrap([BootstrapProblem(y1, s)], 30, 7)[0],
+             run_bootstrap([BootstrapProblem(y2, s[:1], ("auroc",))], 30, 7)[0]]
     for got, expected in zip(together, alone):
         assert set(got.replicates) == set(expected.replicates) and got.n_used == expected.n_used
         for name in got.replicates:
