@@ -12,9 +12,8 @@ from figures import check_detection_figure, check_input_figure
 from testutils import synthetic_breast
 from mammoscreen.data.exams import load_exam_list
 from mammoscreen.data.images import read_png, write_png
-from mammoscreen.models.end2end_predictor import (DEFAULT_MEAN_PIXEL_INTENSITY, MEAN_PIXEL_INTENSITY, VARIANT_FILES,
-                                                  preprocess_end2end, resolve_mean_pixel_intensity)
-from mammoscreen.models.frcnn_predictor import FRCNNPredictor, to_8bit_bgr
+from mammoscreen.models.end2end.predictor import DEFAULT_MEAN_PIXEL_INTENSITY, MEAN_PIXEL_INTENSITY, VARIANT_FILES, preprocess_end2end, resolve_mean_pixel_intensity
+from mammoscreen.models.frcnn_cad.predictor import FRCNNPredictor, to_8bit_bgr
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
 from mammoscreen.pipeline import ModelRequest, run_pipeline

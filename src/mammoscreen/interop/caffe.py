@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .weights import WeightsError
+from ..core.checkpoints import WeightsError
 
 
 class CaffeModelError(WeightsError):

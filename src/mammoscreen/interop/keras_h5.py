@@ -27,7 +27,7 @@ import numpy as np
 from ..core.hdf5 import H5Reader, HDF5InputError
 from ..core.limits import InputLimitError
 from ..core.safejson import JSONInputError, loads_json
-from .weights import WeightsError
+from ..core.checkpoints import WeightsError
 
 MODEL_CLASSES = ("Model", "Functional", "Sequential")
 

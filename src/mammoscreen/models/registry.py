@@ -3,7 +3,7 @@
 A :class:`ModelSpec` says everything the pipeline and the evaluator need to know about a model without
 special-casing it by name: its input (windows per view, whether it needs the NYU crop and centres), its
 output level (image or breast), its prediction columns, its weight files with their sha256, licence and
-paper. Adding a model means adding one module with an ``nn.Module`` and one :func:`register_model` call.
+paper. Adding a model means adding one package under ``models/`` whose import calls :func:`register_model`.
 
 The registry never ships third-party weights: it records where the official files are published so
 that :mod:`mammoscreen.models.weights` can find, download and verify them.
@@ -12,7 +12,9 @@ that :mod:`mammoscreen.models.weights` can find, download and verify them.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .interfaces import ExamPredictor, Predictor
@@ -77,21 +79,22 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-# Modules whose import registers the built-in models (one per model family).
-BUILTIN_MODEL_MODULES = [
-    "mammoscreen.models.gmic_predictor",
-    "mammoscreen.models.gmic_demo",
-    "mammoscreen.models.end2end_predictor",
-    "mammoscreen.models.frcnn_predictor",
-    "mammoscreen.models.glam_predictor",
-    "mammoscreen.models.dmv_predictor",
-]
+# Folders of models/ that are not models.
+NOT_MODELS = ("layers",)
+
+
+def builtin_model_packages() -> list[str]:
+    """The model packages shipped with mammoscreen: every folder of models/ but ``NOT_MODELS`` (one per model
+    family; importing one registers its models)."""
+    folder = Path(__file__).parent
+    return [f"{__package__}.{info.name}" for info in sorted(pkgutil.iter_modules([str(folder)]), key=lambda i: i.name)
+            if info.ispkg and info.name not in NOT_MODELS]
 
 
 def _load_builtin_models() -> None:
-    # Importing the model modules registers them; done lazily so that importing the registry is cheap.
-    for module in BUILTIN_MODEL_MODULES:
-        importlib.import_module(module)
+    # Importing the model packages registers them; done lazily so that importing the registry is cheap.
+    for package in builtin_model_packages():
+        importlib.import_module(package)
 
 
 def get_model_spec(name: str) -> ModelSpec:

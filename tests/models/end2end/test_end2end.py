@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from mammoscreen.models.end2end import load_end2end, same_padding
-from mammoscreen.models.keras_h5 import KerasFileError, read_keras_h5
+from mammoscreen.models.end2end.modeling import load_end2end
+from mammoscreen.interop.keras_h5 import KerasFileError, read_keras_h5
 from zoo2_files import (conv, input_layer, keras_weights, layer, model_config, node, write_keras_h5,
                         write_tiny_end2end)
 
@@ -70,14 +70,6 @@ def tiny_file(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------------------------- tests
-
-
-def test_same_padding_is_tensorflows_rule():
-    assert same_padding(36, 1, 2) == (0, 0)  # 1x1 stride 2 on an even size: no padding
-    assert same_padding(7, 3, 2) == (1, 1)
-    assert same_padding(8, 3, 2) == (0, 1)  # odd total: the extra goes after (bottom/right)
-    assert same_padding(10, 3, 1) == (1, 1)
-    assert same_padding(9, 4, 1) == (1, 2)
 
 
 def test_reader_finds_the_nested_graph_and_weights_by_layer(tiny_file):

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mammoscreen.models.gmic import (GMIC, GMICConfig, crop_patches, retrieve_roi_locations,
-                                     saliency_to_input_coordinates, top_t_percent_pooling)
-from mammoscreen.models.gmic_predictor import load_gmic
+from mammoscreen.models.gmic.modeling import GMIC, GMICConfig, crop_patches, retrieve_roi_locations, saliency_to_input_coordinates, top_t_percent_pooling
+from mammoscreen.models.gmic.predictor import load_gmic
 from mammoscreen.models.weights import UnexpectedKeysWarning, WeightsError, load_state_dict_into
 
 TINY = GMICConfig(input_size=(256, 192), num_patches=3, patch_size=(64, 64), global_channels=4,

@@ -7,20 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mammoscreen.models.densenet import (DenseNet, SamePadConv2d, SamePadMaxPool2d, densenet121, fuse_densenet,
-                                         same_padding)
-
-
-@pytest.mark.parametrize("size, kernel, stride, expected", [
-    (256, 7, 2, (2, 3)),  # stem convolution of a patch: torchvision would pad (3, 3)
-    (128, 3, 2, (0, 1)),  # stem max-pool: torchvision would pad (1, 1)
-    (64, 3, 1, (1, 1)),
-    (64, 1, 1, (0, 0)),
-    (255, 7, 2, (3, 3)),  # odd size: k - size % s = 6
-    (9, 3, 4, (1, 1)),    # 9 % 4 = 1 -> 2
-])
-def test_same_padding_follows_tensorflow(size, kernel, stride, expected):
-    assert same_padding(size, kernel, stride) == expected
+from mammoscreen.models.layers.densenet import DenseNet, SamePadConv2d, SamePadMaxPool2d, densenet121, fuse_densenet
 
 
 def test_same_pad_layers_pad_with_zeros_before_the_operation():

@@ -12,9 +12,8 @@ import torch
 
 from mammoscreen.data.exams import Exam
 from mammoscreen.data.images import write_png
-from mammoscreen.models.glam import (GLAM, GLAMConfig, high_resolution_saliency, paste_local_maps,
-                                     top_k_pooling_over_crops)
-from mammoscreen.models.glam_predictor import build_glam_predictor, load_glam
+from mammoscreen.models.nyu_glam.modeling import GLAM, GLAMConfig, high_resolution_saliency, paste_local_maps, top_k_pooling_over_crops
+from mammoscreen.models.nyu_glam.predictor import build_glam_predictor, load_glam
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import UnexpectedKeysWarning, WeightsError
 from mammoscreen.engine import PredictOptions, predict_images
@@ -178,7 +177,7 @@ def test_checkpoint_round_trip_and_unused_official_key(tmp_path, small_model, sm
 
 
 def test_a_gmic_checkpoint_is_refused_with_a_clear_message(tmp_path):
-    from mammoscreen.models.gmic import GMIC, GMICConfig
+    from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
 
     path = tmp_path / "gmic.p"
     torch.save(GMIC(GMICConfig(global_channels=4, local_channels=8)).state_dict(), path)

@@ -10,10 +10,8 @@ import torch.nn.functional as F
 from mammoscreen.cli import main
 from mammoscreen.data import exams_from_data
 from mammoscreen.data.exams import VIEWS
-from mammoscreen.models.dmv import LABELS, ImageWiseDMV, ViewWiseDMV, dmv_resnet22
-from mammoscreen.models.dmv_predictor import (IMAGE_HEATMAPS, ImageWiseDMVPredictor, ViewWiseDMVPredictor,
-                                              build_nyu_model, build_nyu_model_single, load_image_wise,
-                                              load_view_wise)
+from mammoscreen.models.nyu_model.modeling import LABELS, ImageWiseDMV, ViewWiseDMV, dmv_resnet22
+from mammoscreen.models.nyu_model.predictor import IMAGE_HEATMAPS, ImageWiseDMVPredictor, ViewWiseDMVPredictor, build_nyu_model, build_nyu_model_single, load_image_wise, load_view_wise
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
 
@@ -187,7 +185,7 @@ def test_heatmaps_variant_end_to_end_on_generated_data(tmp_path, capsys):
     """predict with --heatmaps on synthetic crops: CSV layout, maps, 16-bit heatmap PNGs in original orientation."""
     from mammoscreen.data import read_png, write_png
     from mammoscreen.data.exams import exams_to_data
-    from mammoscreen.models.densenet import densenet121
+    from mammoscreen.models.layers.densenet import densenet121
     from testutils import synthetic_breast
 
     torch.manual_seed(3)

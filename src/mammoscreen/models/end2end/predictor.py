@@ -22,15 +22,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data.exams import ImageRecord
-from ..data.images import image_path, read_mammogram
-from ..core.files import sha256_file
-from ..core.device import full_fp32, resolve_device
-from .interfaces import ImagePrediction, Predictor
-from ..preprocess.magick import auto_level, magick_resize
-from .end2end import End2EndClassifier, load_end2end
-from .registry import ModelSpec, WeightFile, register_model
-from .weights import WeightsError, resolve_weight_path
+from ...data.exams import ImageRecord
+from ...data.images import image_path, read_mammogram
+from ...core.files import sha256_file
+from ...core.device import full_fp32, resolve_device
+from ..interfaces import ImagePrediction, Predictor
+from ...preprocess.magick import auto_level, magick_resize
+from .modeling import End2EndClassifier, load_end2end
+from ..registry import ModelSpec, WeightFile, register_model
+from ..weights import WeightsError, resolve_weight_path
 
 INPUT_SIZE = (1152, 896)
 """(rows, cols) every image is resized to."""
@@ -150,7 +150,7 @@ class End2EndPredictor(Predictor):
 
     def visualize(self, record: ImageRecord, prepared: End2EndInput, prediction: ImagePrediction,
                   segmentations: Path | None, path: Path) -> None:
-        from ..explain.detections import input_figure
+        from ...explain.detections import input_figure
 
         input_figure(prepared.x, path, title=f"{record.name}   end2end ({self.variant})   "
                                              f"malignant {prediction.values['malignant_pred']:.3f}")

@@ -307,7 +307,7 @@ class FasterRCNNVGG16(nn.Module):
 def frcnn_from_caffe(layers: dict, config: ProposalConfig = ProposalConfig(),
                      source: str = "caffemodel") -> FasterRCNNVGG16:
     """A :class:`FasterRCNNVGG16` with the weights of a parsed caffemodel (``{name: CaffeLayer}``), in eval mode."""
-    from .weights import WeightsError, load_state_dict_into
+    from ..weights import WeightsError, load_state_dict_into
 
     names = [n for stage in VGG16_CONVS for n in stage]
     module_names = names + ["rpn_conv", "rpn_cls_score", "rpn_bbox_pred", "fc6", "fc7", "cls_score", "bbox_pred"]
@@ -344,7 +344,7 @@ def frcnn_from_caffe(layers: dict, config: ProposalConfig = ProposalConfig(),
 
 def load_frcnn(path, config: ProposalConfig = ProposalConfig()) -> FasterRCNNVGG16:
     """Load the official ``vgg16_frcnn_cad.caffemodel`` (or one of the same topology)."""
-    from .caffemodel import read_caffemodel
+    from ...interop.caffe import read_caffemodel
 
     _, layers = read_caffemodel(path)
     return frcnn_from_caffe(layers, config, str(path))

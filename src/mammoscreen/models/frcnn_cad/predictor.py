@@ -7,7 +7,7 @@ py-faster-rcnn's ``im_detect`` runs it:
 2. float32 minus the BGR pixel means (102.9801, 115.9465, 122.7717);
 3. resized with bilinear interpolation (OpenCV) by ``scale = 1700 / min(H, W)``, or ``2100 / max(H, W)``
    when the long side would exceed 2100 px;
-4. the network (:mod:`mammoscreen.models.frcnn`): 300 proposals with [background, benign, malignant]
+4. the network (:mod:`mammoscreen.models.frcnn_cad.modeling`): 300 proposals with [background, benign, malignant]
    probabilities and per-class box deltas;
 5. per class, the regressed boxes in original-image pixels, clipped, and non-maximum suppression at
    IoU 0.1; ``malignant_pred`` is the highest malignant probability among the detections (which is the
@@ -28,15 +28,15 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.exams import ImageRecord
-from ..data.images import image_path, read_mammogram, read_png
-from ..core.files import sha256_file
-from ..core.device import full_fp32, resolve_device
-from .interfaces import ImagePrediction, Predictor
-from .frcnn import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
-from ..core.paths import name_path
-from .registry import ModelSpec, WeightFile, register_model
-from .weights import resolve_weight_path
+from ...data.exams import ImageRecord
+from ...data.images import image_path, read_mammogram, read_png
+from ...core.files import sha256_file
+from ...core.device import full_fp32, resolve_device
+from ..interfaces import ImagePrediction, Predictor
+from .modeling import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
+from ...core.paths import name_path
+from ..registry import ModelSpec, WeightFile, register_model
+from ..weights import resolve_weight_path
 
 PIXEL_MEANS_BGR = np.array([102.9801, 115.9465, 122.7717])
 """py-faster-rcnn's ``cfg.PIXEL_MEANS`` (float64, B, G, R)."""
@@ -154,7 +154,7 @@ class FRCNNPredictor(Predictor):
 
     def visualize(self, record: ImageRecord, prepared: FRCNNInput, prediction: ImagePrediction,
                   segmentations: Path | None, path: Path) -> None:
-        from ..explain.detections import detection_figure
+        from ...explain.detections import detection_figure
 
         masks = {}
         if segmentations is not None:

@@ -16,18 +16,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data.exams import ImageRecord
-from ..data.images import image_path, read_mammogram, read_png
-from ..core.files import sha256_file
-from ..core.device import resolve_device
-from .interfaces import ImagePrediction, Predictor
-from ..preprocess.centers import GMIC_WINDOWS
-from ..preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,
-                                  flip_to_face_right, placement_arrays, standardize, window_geometry)
-from .gmic import GMIC, PERCENT_T, GMICConfig
-from ..core.paths import name_path
-from .registry import ModelSpec, WeightFile, register_model
-from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
+from ...data.exams import ImageRecord
+from ...data.images import image_path, read_mammogram, read_png
+from ...core.files import sha256_file
+from ...core.device import resolve_device
+from ..interfaces import ImagePrediction, Predictor
+from ...preprocess.centers import GMIC_WINDOWS
+from ...preprocess.windows import ImageOrigin, WindowGeometry, align_to_window, extract_window, flip_to_face_right, placement_arrays, standardize, window_geometry
+from .sidecar import read_sidecar_config, sidecar_path
+from .modeling import GMIC, PERCENT_T, GMICConfig
+from ...core.paths import name_path
+from ..registry import ModelSpec, WeightFile, register_model
+from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 
 ENSEMBLE = "ensemble"
 
@@ -38,8 +38,6 @@ def load_gmic(path: str | Path, percent_t: float | None = None, config: GMICConf
     A checkpoint written by ``mammoscreen train`` has a sidecar ``<name>.json`` recording its architecture
     (and top-t%); when present it takes the place of ``config`` and ``percent_t``.
     """
-    from ..train.checkpoint import read_sidecar_config, sidecar_path
-
     trained = read_sidecar_config(path)
     if trained is not None:
         config = trained
@@ -130,7 +128,7 @@ class GMICPredictor(Predictor):
 
     def visualize(self, record: ImageRecord, prepared: GMICInput, prediction: ImagePrediction,
                   segmentations: Path | None, path: Path) -> None:
-        from ..explain.visualize import gmic_figure
+        from ...explain.visualize import gmic_figure
 
         masks = {}
         for kind in ("benign", "malignant"):

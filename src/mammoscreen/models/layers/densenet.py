@@ -22,22 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """(before, after) padding of one axis in TensorFlow's "SAME" mode."""
-    if size % stride == 0:
-        total = max(kernel - stride, 0)
-    else:
-        total = max(kernel - size % stride, 0)
-    return total // 2, total - total // 2
-
-
-def _pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
-    top, bottom = same_padding(x.shape[2], kernel[0], stride[0])
-    left, right = same_padding(x.shape[3], kernel[1], stride[1])
-    if top == bottom == left == right == 0:
-        return x
-    return F.pad(x, (left, right, top, bottom))
+from .padding import pad_same, same_padding
 
 
 class SamePadConv2d(nn.Conv2d):
@@ -47,7 +32,7 @@ class SamePadConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(_pad_same(x, self.kernel_size, self.stride))
+        return super().forward(pad_same(x, self.kernel_size, self.stride))
 
 
 class SamePadMaxPool2d(nn.MaxPool2d):
@@ -58,7 +43,7 @@ class SamePadMaxPool2d(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size, self.stride
-        return super().forward(_pad_same(x, (k, k), (s, s)))
+        return super().forward(pad_same(x, (k, k), (s, s)))
 
 
 class DenseLayer(nn.Module):

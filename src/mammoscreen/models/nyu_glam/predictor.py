@@ -20,18 +20,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data.exams import ImageRecord
-from ..data.images import image_path, read_mammogram, read_png
-from ..core.files import sha256_file
-from ..core.device import resolve_device
-from .interfaces import ImagePrediction, Predictor
-from ..preprocess.centers import GMIC_WINDOWS
-from ..preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,
-                                  flip_to_face_right, placement_arrays, standardize, window_geometry)
-from .glam import GLAM, UNUSED_CHECKPOINT_KEYS, GLAMConfig, high_resolution_saliency
-from ..core.paths import name_path
-from .registry import ModelSpec, WeightFile, register_model
-from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
+from ...data.exams import ImageRecord
+from ...data.images import image_path, read_mammogram, read_png
+from ...core.files import sha256_file
+from ...core.device import resolve_device
+from ..interfaces import ImagePrediction, Predictor
+from ...preprocess.centers import GMIC_WINDOWS
+from ...preprocess.windows import ImageOrigin, WindowGeometry, align_to_window, extract_window, flip_to_face_right, placement_arrays, standardize, window_geometry
+from .modeling import GLAM, UNUSED_CHECKPOINT_KEYS, GLAMConfig, high_resolution_saliency
+from ...core.paths import name_path
+from ..registry import ModelSpec, WeightFile, register_model
+from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 
 SALIENCY_STRIDE = 4
 """The high-resolution saliency map is stored every 4th pixel (736x480): lossless for the published model."""
@@ -135,7 +134,7 @@ class GLAMPredictor(Predictor):
 
     def visualize(self, record: ImageRecord, prepared: GLAMInput, prediction: ImagePrediction,
                   segmentations: Path | None, path: Path) -> None:
-        from ..explain.glam_figure import glam_figure
+        from ...explain.glam_figure import glam_figure
 
         masks: dict[str, np.ndarray | None] = {"benign": None, "malignant": None}
         if segmentations is not None:

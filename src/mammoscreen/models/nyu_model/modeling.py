@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.exams import VIEWS, view_angle
-from .blocks import ResNetV2
+from ...data.exams import VIEWS, view_angle
+from ..layers.resnet import ResNetV2
 
 LABELS = ("left_benign", "right_benign", "left_malignant", "right_malignant")
 """Rows of the view-wise heads, in the official order (also the breast-level CSV columns)."""

@@ -27,8 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..memory import keep_freed_memory
-from .densenet import DenseNet, FusedDenseNet, fuse_densenet
+from ...memory import keep_freed_memory
+from ..layers.densenet import DenseNet, FusedDenseNet, fuse_densenet
 
 PATCH_SIZE = 256
 PATCH_STRIDE = 70
@@ -167,7 +167,7 @@ class Heatmaps:
 class PatchClassifier:
     """Runs the DenseNet patch classifier over patch grids; see the module docstring.
 
-    ``fast=True`` (default) uses :class:`~mammoscreen.models.densenet.FusedDenseNet`, skips the network
+    ``fast=True`` (default) uses :class:`~mammoscreen.models.layers.densenet.FusedDenseNet`, skips the network
     for patches lying entirely in the zero background (they are all the same standardised constant: one
     is classified and its output reused) and batches patches of several images together. ``fast=False``
     runs the reference network one official batch (100 patches) at a time, for comparisons.

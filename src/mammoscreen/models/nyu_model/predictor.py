@@ -18,7 +18,7 @@ other images of the view are not predicted; ``every_image=True`` predicts all); 
 ``RandomState(seed)``, so all images share the same draws.
 
 Image+heatmaps variants add the benign and malignant patch-classifier heatmaps
-(:mod:`mammoscreen.models.heatmaps`) as input channels 2 and 3, cut by the same window (resized together
+(:mod:`mammoscreen.models.nyu_model.patch_heatmaps`) as input channels 2 and 3, cut by the same window (resized together
 with the image) and not standardised. nyu_model computes them on the mirrored image with one
 :mod:`random` stream for the run; nyu_model_single on the unmirrored image (the official single-image
 stage is given only the view angle, so right views are not mirrored for the patches) with
@@ -35,19 +35,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views, view_angle
-from ..data.images import image_path, read_mammogram, write_png
-from ..core.files import sha256_file
-from ..memory import keep_freed_memory
-from ..core.device import full_fp32, resolve_device
-from .interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predictor
-from ..preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
-from .densenet import DenseNet, densenet121
-from .dmv import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
-from .heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
-from .registry import ModelSpec, WeightFile, register_model
-from ..core.paths import output_path
-from .weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
+from ...data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views, view_angle
+from ...data.images import image_path, read_mammogram, write_png
+from ...core.files import sha256_file
+from ...memory import keep_freed_memory
+from ...core.device import full_fp32, resolve_device
+from ..interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predictor
+from ...preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
+from ..layers.densenet import DenseNet, densenet121
+from .modeling import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
+from .patch_heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
+from ..registry import ModelSpec, WeightFile, register_model
+from ...core.paths import output_path
+from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 
 IMAGE_ONLY = "image_only"
 IMAGE_HEATMAPS = "image_heatmaps"
@@ -531,7 +531,7 @@ def build_nyu_model(weights: str | Path, variant: str | None = None, device: str
     """A nyu_model predictor. ``weights``: checkpoint file, directory with the official file names, 'official'.
 
     ``heatmap_precision``: ``float32`` (official numbers) or the opt-in approximation ``bfloat16`` (see
-    :func:`~mammoscreen.models.heatmaps.heatmap_dtype`).
+    :func:`~mammoscreen.models.nyu_model.patch_heatmaps.heatmap_dtype`).
     """
     seed, epochs, heatmap_batch_size = int(seed), int(epochs), int(heatmap_batch_size)
     fast_heatmaps = _as_bool(fast_heatmaps)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .gmic_predictor import GMICPredictor, load_gmic
-from .registry import ModelSpec, WeightFile, register_model
-from .weights import resolve_weight_path
+from ..gmic.predictor import GMICPredictor, load_gmic
+from ..registry import ModelSpec, WeightFile, register_model
+from ..weights import resolve_weight_path
 
 DEMO_WEIGHTS = "gmic_demo_synthetic.pt"
 DEMO_SHA256 = "18005dbccd4e62b3d58c399698d1cc9f17b5f7bd6873cac8bea0c70f3c17a14a"
