@@ -47,8 +47,9 @@ class ModelOptions:
     def resolve_variant(self, spec: Any, variant: str | None) -> str:
         """The variant to build: ``variant`` (default: the model's), which must be one of ``spec.variants``."""
         variant = str(variant or spec.default_variant)
-        if variant not in spec.variants:
-            raise ValueError(f"unknown {spec.name} variant {variant!r}; choose one of {', '.join(spec.variants)}")
+        allowed = spec.variants or tuple(spec.weights)  # a model that lists no variants has one per weight file
+        if variant not in allowed:
+            raise ValueError(f"unknown {spec.name} variant {variant!r}; choose one of {', '.join(allowed)}")
         return variant
 
     def to_dict(self) -> dict[str, Any]:

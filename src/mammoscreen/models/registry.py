@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .interfaces import ExamPredictor, Predictor
+from .options import ModelOptions
+from .preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class WeightFile:
     size: int | None = None
     license: str = ""
     bundled: bool = False  # shipped inside the package (models/pretrained/), used when no weights are given
+    config: Mapping[str, Any] = field(default_factory=dict)  # model configuration these weights need (percent_t)
+    preprocessing: Preprocessing | None = None  # what they expect of an image (None: the model's, ModelSpec)
 
 
 @dataclass(frozen=True)
@@ -42,15 +46,19 @@ class ModelSpec:
     license: str
     output_level: str  # "image" or "breast"
     prediction_columns: tuple[str, ...]  # e.g. ("benign_pred", "malignant_pred")
-    input_description: str
-    needs_crop: bool = True
-    center_windows: Mapping[str, tuple[int, int]] | None = None  # view angle -> (rows, cols)
+    input_description: str = ""  # generated from ``preprocessing`` when that is given
+    needs_crop: bool = True  # from ``preprocessing`` when that is given
+    center_windows: Mapping[str, tuple[int, int]] | None = None  # view angle -> (rows, cols); from ``preprocessing``
     weights: Mapping[str, WeightFile] = field(default_factory=dict)  # variant -> file
     default_variant: str | None = None
     variants: tuple[str, ...] = ()  # all accepted variants (may include combinations such as 'ensemble')
     intended_use: str = "Research only. Not a medical device; not for clinical use."
-    # Builds a predictor: (weights path or directory, variant, device, options) -> Predictor.
+    # Loads a predictor: (resolved weight files of the variant, variant, device, options) -> Predictor; called by
+    # mammoscreen.models.factory.build_predictor, which validates, resolves and downloads the weights first.
     build: Callable[..., Predictor | ExamPredictor] | None = None
+    options: type[ModelOptions] = ModelOptions  # the model's options (none by default)
+    preprocessing: Preprocessing | None = None  # what its weights expect of an image
+    weights_page: str | None = None  # where the weights are published when they cannot be downloaded directly
     extra: Mapping[str, Any] = field(default_factory=dict)
     # Row order of views within an exam in predictions.csv when the official script differs from the NYU
     # order (L-CC, R-CC, L-MLO, R-MLO), e.g. the meta-repository's end2end/frcnn_cad: L-CC, L-MLO, R-CC, R-MLO.
@@ -58,6 +66,19 @@ class ModelSpec:
     # Its --save-maps files hold window-aligned saliency maps that 'mammoscreen localize' reads (GMIC and GLAM
     # layouts, explain/localize.py): 'mammoscreen run --segmentations --save-maps' localises them.
     saliency_maps: bool = False
+
+    def __post_init__(self) -> None:
+        if self.preprocessing is not None:  # one source of truth: the pipeline's fields follow the record
+            object.__setattr__(self, "needs_crop", self.preprocessing.crop)
+            object.__setattr__(self, "center_windows", self.preprocessing.windows)
+            if not self.input_description:
+                object.__setattr__(self, "input_description", self.preprocessing.describe())
+
+    def weight_keys(self, variant: str) -> list[str]:
+        """The weight files a variant loads: its own, or (a combination such as GMIC's 'ensemble') every variant's."""
+        if variant in self.weights:
+            return [variant]
+        return [v for v in self.variants if v in self.weights]
 
     def weight_file(self, variant: str | None = None) -> WeightFile:
         variant = variant or self.default_variant

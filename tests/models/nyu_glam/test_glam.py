@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.data.exams import Exam
 from mammoscreen.data.images import write_png
 from mammoscreen.models.nyu_glam.modeling import GLAM, GLAMConfig, high_resolution_saliency, paste_local_maps, top_k_pooling_over_crops
@@ -196,7 +197,7 @@ def test_registry_entry():
     assert "non-commercial" in spec.license and "MIDL" in spec.paper
     assert dict(spec.center_windows) == {"CC": (2944, 1920), "MLO": (2944, 1920)}
     with pytest.raises(ValueError, match="model_joint, model_sep"):
-        spec.build("unused", "model_3")
+        build_predictor(PredictorRequest(spec.name, "unused", "model_3"))
 
 
 def test_predictor_in_the_engine_writes_csv_maps_figure_and_skips_a_bad_image(tmp_path, small_model):

@@ -29,8 +29,9 @@ from ...core.device import full_fp32, resolve_device
 from ..interfaces import ImagePrediction, Predictor
 from ...preprocess.magick import auto_level, magick_resize
 from .modeling import End2EndClassifier, load_end2end
+from ..options import ModelOptions
+from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
-from ..weights import WeightsError, resolve_weight_path
 
 INPUT_SIZE = (1152, 896)
 """(rows, cols) every image is resized to."""
@@ -156,24 +157,40 @@ class End2EndPredictor(Predictor):
                                              f"malignant {prediction.values['malignant_pred']:.3f}")
 
 
+@dataclass(frozen=True)
+class End2EndOptions(ModelOptions):
+    """end2end's option: the mean pixel intensity subtracted from the input, a number or a dataset name of
+    :data:`MEAN_PIXEL_INTENSITY` (default 44.4, as the meta-repository)."""
+
+    mean_pixel_intensity: float | str | None = None
+
+    def __post_init__(self) -> None:
+        resolve_mean_pixel_intensity(self.mean_pixel_intensity)  # an unknown dataset name is an error now
+
+
+def _load_end2end_predictor(paths: Sequence[Path], variant: str, device: str,
+                            options: End2EndOptions) -> End2EndPredictor:
+    return End2EndPredictor(load_end2end(paths[0], fold_batchnorm=True), paths[0], variant, device,
+                            options.mean_pixel_intensity)
+
+
 def build_end2end_predictor(weights: str | Path, variant: str | None = None, device: str = "auto",
                             mean_pixel_intensity: float | str | None = None,
                             allow_download: bool = True) -> End2EndPredictor:
-    """An end2end predictor for ``variant`` (see :data:`VARIANT_FILES`).
+    """An end2end predictor for ``variant`` (see :data:`VARIANT_FILES`; :func:`~mammoscreen.models.build_predictor`).
 
     ``weights`` is the ``.h5`` file, a directory holding the official file name, or 'official' (the
-    cache; the files cannot be downloaded automatically from Google Drive). ``mean_pixel_intensity`` is
-    a number or a dataset name from :data:`MEAN_PIXEL_INTENSITY` (default 44.4, as the meta-repository).
+    cache; the files cannot be downloaded automatically from Google Drive).
     """
-    variant = str(variant or END2END_SPEC.default_variant)
-    if variant not in VARIANT_FILES:
-        raise ValueError(f"unknown end2end variant {variant!r}; choose one of {', '.join(VARIANT_FILES)}")
-    try:
-        path = resolve_weight_path(END2END_SPEC, weights, variant, allow_download=allow_download)
-    except WeightsError as e:
-        raise WeightsError(f"{e} The end2end files are published at {WEIGHTS_PAGE}") from None
-    return End2EndPredictor(load_end2end(path, fold_batchnorm=True), path, variant, device, mean_pixel_intensity)
+    from ..factory import PredictorRequest, build_predictor
 
+    return build_predictor(PredictorRequest("end2end", weights, variant, device,  # type: ignore[return-value]
+                                            {"mean_pixel_intensity": mean_pixel_intensity}, allow_download))
+
+
+PREPROCESSING = Preprocessing(source="original", resize=INPUT_SIZE, standardisation=(
+    f"as x*{RESCALE_FACTOR} - mean pixel intensity ({DEFAULT_MEAN_PIXEL_INTENSITY} by default)"),
+    notes="ImageMagick auto-level first, Lanczos resize ignoring the aspect ratio, same image in every channel")
 
 END2END_SPEC = register_model(ModelSpec(
     name="end2end",
@@ -185,12 +202,14 @@ END2END_SPEC = register_model(ModelSpec(
     prediction_columns=("malignant_pred",),
     input_description=("original 16-bit PNG, ImageMagick auto-level, resized to 896x1152 (Lanczos, aspect ratio "
                        "ignored), x*0.003891 - mean pixel intensity (44.4 by default), same image in every channel"),
-    needs_crop=False,
-    center_windows=None,
-    weights={v: WeightFile(f, None, None, None, WEIGHTS_LICENSE) for v, f in VARIANT_FILES.items()},
+    preprocessing=PREPROCESSING,
+    weights={v: WeightFile(f, None, None, None, WEIGHTS_LICENSE, preprocessing=PREPROCESSING)
+             for v, f in VARIANT_FILES.items()},
+    weights_page=WEIGHTS_PAGE,
+    options=End2EndOptions,
     default_variant="ddsm_resnet50",
     variants=tuple(VARIANT_FILES),
-    build=build_end2end_predictor,
+    build=_load_end2end_predictor,
     csv_view_order=("L-CC", "L-MLO", "R-CC", "R-MLO"),
     extra={"weights_page": WEIGHTS_PAGE, "mean_pixel_intensity": dict(MEAN_PIXEL_INTENSITY),
            "default_mean_pixel_intensity": DEFAULT_MEAN_PIXEL_INTENSITY, "rescale_factor": RESCALE_FACTOR,

@@ -35,8 +35,9 @@ from ...core.device import full_fp32, resolve_device
 from ..interfaces import ImagePrediction, Predictor
 from .modeling import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
 from ...core.paths import name_path
+from ..options import ModelOptions
+from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
-from ..weights import resolve_weight_path
 
 PIXEL_MEANS_BGR = np.array([102.9801, 115.9465, 122.7717])
 """py-faster-rcnn's ``cfg.PIXEL_MEANS`` (float64, B, G, R)."""
@@ -165,14 +166,22 @@ class FRCNNPredictor(Predictor):
                          title=f"{record.name}   frcnn_cad   malignant {prediction.values['malignant_pred']:.3f}")
 
 
+def _load_frcnn_predictor(paths: Sequence[Path], variant: str, device: str, options: ModelOptions) -> FRCNNPredictor:
+    return FRCNNPredictor(load_frcnn(paths[0]), paths[0], device)
+
+
 def build_frcnn_predictor(weights: str | Path, variant: str | None = None, device: str = "auto",
                           allow_download: bool = True) -> FRCNNPredictor:
     """A frcnn_cad predictor; ``weights`` is the caffemodel, a directory holding it, or 'official'."""
-    variant = str(variant or FRCNN_SPEC.default_variant)
-    if variant not in FRCNN_SPEC.variants:
-        raise ValueError(f"unknown frcnn_cad variant {variant!r}; the only one is 'vgg16'")
-    path = resolve_weight_path(FRCNN_SPEC, weights, variant, allow_download=allow_download)
-    return FRCNNPredictor(load_frcnn(path), path, device)
+    from ..factory import PredictorRequest, build_predictor
+
+    return build_predictor(PredictorRequest("frcnn_cad", weights, variant, device,  # type: ignore[return-value]
+                                            allow_download=allow_download))
+
+
+PREPROCESSING = Preprocessing(source="original", standardisation="minus the VGG pixel means (B,G,R)",
+                              notes=f"scaled to 8 bits by its maximum, grey in B,G,R, resized (bilinear) so the short "
+                                    f"side is {TEST_SCALE} px or the long side at most {TEST_MAX_SIZE} px")
 
 
 FRCNN_SPEC = register_model(ModelSpec(
@@ -185,12 +194,12 @@ FRCNN_SPEC = register_model(ModelSpec(
     prediction_columns=("malignant_pred",),
     input_description=("original 16-bit PNG scaled to 8 bits by its maximum, grey in B,G,R minus the VGG pixel "
                        "means, resized (bilinear) so the short side is 1700 px or the long side at most 2100 px"),
-    needs_crop=False,
-    center_windows=None,
-    weights={"vgg16": WeightFile("vgg16_frcnn_cad.caffemodel", WEIGHTS_URL, None, None, WEIGHTS_LICENSE)},
+    preprocessing=PREPROCESSING,
+    weights={"vgg16": WeightFile("vgg16_frcnn_cad.caffemodel", WEIGHTS_URL, None, None, WEIGHTS_LICENSE,
+                                 preprocessing=PREPROCESSING)},
     default_variant="vgg16",
     variants=("vgg16",),
-    build=build_frcnn_predictor,
+    build=_load_frcnn_predictor,
     csv_view_order=("L-CC", "L-MLO", "R-CC", "R-MLO"),
     extra={"classes": CLASSES, "test_scale": TEST_SCALE, "test_max_size": TEST_MAX_SIZE,
            "detection_nms_threshold": DETECTION_NMS_THRESHOLD, "weights_format": "Caffe binary NetParameter",

@@ -31,10 +31,6 @@ from ..layers.roi_patches import (crop_patches, retrieve_roi_locations, saliency
 from ..layers.resnet import ResNetV1, ResNetV2, resnet_v2_output_size
 from ..config_checks import ConfigError, check_fraction, check_input_size, check_int, check_ints, check_size_within
 
-PERCENT_T = {1: 0.02, 2: 0.03, 3: 0.03, 4: 0.05, 5: 0.10}
-"""Top-t% of each official checkpoint ``sample_model_<i>.p``."""
-
-
 @dataclass(frozen=True)
 class GMICConfig:
     """Architecture and inference settings of a GMIC model.
@@ -190,4 +186,4 @@ class GMIC(nn.Module):
         return GMICOutput(y_fusion, y_global, y_local, saliency, locations.to(x.device), attention, patches)
 
 
-__all__ = ["GMIC", "GMICConfig", "GMICOutput", "PERCENT_T"]
+__all__ = ["GMIC", "GMICConfig", "GMICOutput"]

@@ -21,13 +21,14 @@ from ...data.images import image_path, read_mammogram, read_png
 from ...core.files import sha256_file
 from ...core.device import resolve_device
 from ..interfaces import ImagePrediction, Predictor
-from ...preprocess.centers import GMIC_WINDOWS
 from ...preprocess.windows import ImageOrigin, WindowGeometry, align_to_window, extract_window, flip_to_face_right, placement_arrays, standardize, window_geometry
 from .sidecar import read_sidecar_config, sidecar_path
-from .modeling import GMIC, PERCENT_T, GMICConfig
+from .modeling import GMIC, GMICConfig
 from ...core.paths import name_path
+from ..options import ModelOptions
+from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
-from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
+from ..weights import WeightsError, load_checkpoint, load_state_dict_into
 
 ENSEMBLE = "ensemble"
 
@@ -147,24 +148,32 @@ class GMICPredictor(Predictor):
                     title=f"{record.name}   benign {v['benign_pred']:.3f}   malignant {v['malignant_pred']:.3f}")
 
 
+@dataclass(frozen=True)
+class GMICOptions(ModelOptions):
+    """GMIC's options: the architecture of the checkpoint (the published one by default; from Python only)."""
+
+    config: GMICConfig = GMICConfig()
+
+
+def _load_gmic_predictor(paths: Sequence[Path], variant: str, device: str, options: GMICOptions) -> GMICPredictor:
+    # Each official checkpoint has its own top-t% (its weight record's configuration).
+    keys = GMIC_SPEC.weight_keys(variant)
+    models = [load_gmic(p, GMIC_SPEC.weights[k].config["percent_t"], options.config) for p, k in zip(paths, keys)]
+    return GMICPredictor(models, paths, variant, device)
+
+
 def build_gmic_predictor(weights: str | Path, variant: str | None = None, device: str = "auto",
                          config: GMICConfig = GMICConfig(), allow_download: bool = True) -> GMICPredictor:
-    """A GMIC predictor for ``variant`` '1'-'5' or 'ensemble'.
+    """A GMIC predictor for ``variant`` '1'-'5' or 'ensemble' (:func:`~mammoscreen.models.build_predictor`).
 
     ``weights`` is a checkpoint file, a directory holding ``sample_model_<i>.p``, or 'official'.
     ``config`` is the architecture of the checkpoint (the published one by default); the top-t% of the
-    official variants is set from :data:`PERCENT_T`.
+    official variants comes from their weight records.
     """
-    variant = str(variant or GMIC_SPEC.default_variant)
-    if variant not in GMIC_SPEC.variants:
-        raise ValueError(f"unknown GMIC model index {variant!r}; choose one of {', '.join(GMIC_SPEC.variants)}")
-    indices = [1, 2, 3, 4, 5] if variant == ENSEMBLE else [int(variant)]
-    if variant == ENSEMBLE and Path(weights).is_file():
-        raise ValueError("the ensemble needs all five checkpoints: pass a directory holding sample_model_1.p ... "
-                         "sample_model_5.p (or --weights official)")
-    paths = [resolve_weight_path(GMIC_SPEC, weights, str(i), allow_download=allow_download) for i in indices]
-    models = [load_gmic(p, PERCENT_T[i], config) for p, i in zip(paths, indices)]
-    return GMICPredictor(models, paths, variant, device)
+    from ..factory import PredictorRequest, build_predictor
+
+    return build_predictor(PredictorRequest("gmic", weights, variant, device, {"config": config},  # type: ignore
+                                            allow_download))
 
 
 _LFS = "https://github.com/nyukat/GMIC/raw/master/models/"
@@ -177,6 +186,12 @@ _SHA256 = {
 }
 _WEIGHTS_LICENSE = "AGPL-3.0 (released in the nyukat/GMIC repository)"
 
+PERCENT_T = {1: 0.02, 2: 0.03, 3: 0.03, 4: 0.05, 5: 0.10}  # top-t% of each official checkpoint sample_model_<i>.p
+
+GMIC_WINDOW = (2944, 1920)  # rows, cols; the same for every view
+PREPROCESSING = Preprocessing(source="cropped", windows={"CC": GMIC_WINDOW, "MLO": GMIC_WINDOW}, flip="face right",
+                              standardisation="per image")
+
 GMIC_SPEC = register_model(ModelSpec(
     name="gmic",
     title="GMIC-ResNet-18: globally-aware multiple instance classifier",
@@ -185,15 +200,14 @@ GMIC_SPEC = register_model(ModelSpec(
     license=_WEIGHTS_LICENSE,
     output_level="image",
     prediction_columns=("benign_pred", "malignant_pred"),
-    input_description=("cropped 16-bit PNG, breast mirrored to face right, 2944x1920 window around best_center, "
-                       "standardised per image"),
-    needs_crop=True,
-    center_windows=GMIC_WINDOWS,
+    preprocessing=PREPROCESSING,
     weights={str(i): WeightFile(f"sample_model_{i}.p", _LFS + f"sample_model_{i}.p", _SHA256[i], 60740040,
-                                _WEIGHTS_LICENSE) for i in range(1, 6)},
+                                _WEIGHTS_LICENSE, config={"percent_t": PERCENT_T[i]}, preprocessing=PREPROCESSING)
+             for i in range(1, 6)},
     default_variant="1",
     variants=("1", "2", "3", "4", "5", ENSEMBLE),
-    build=build_gmic_predictor,
+    build=_load_gmic_predictor,
+    options=GMICOptions,
     saliency_maps=True,
     extra={"percent_t": dict(PERCENT_T), "saliency_size": (46, 30), "num_patches": 6, "patch_size": (256, 256)},
 ))

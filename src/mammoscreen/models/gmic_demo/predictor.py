@@ -13,10 +13,12 @@ architecture is read from the model card, which doubles as the weights' sidecar.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from ..gmic.predictor import GMICPredictor, load_gmic
+from ..options import ModelOptions
+from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
-from ..weights import resolve_weight_path
 
 DEMO_WEIGHTS = "gmic_demo_synthetic.pt"
 DEMO_SHA256 = "18005dbccd4e62b3d58c399698d1cc9f17b5f7bd6873cac8bea0c70f3c17a14a"
@@ -24,17 +26,23 @@ DEMO_SIZE = 2559635
 DEMO_VARIANT = "demo"
 DEMO_WINDOW = (736, 480)  # the input size of the gmic-demo config
 INTENDED_USE = "Demonstration on synthetic data only - not for clinical use."
+PREPROCESSING = Preprocessing(source="cropped", windows={"CC": DEMO_WINDOW, "MLO": DEMO_WINDOW}, flip="face right",
+                              standardisation="per image")
+
+
+def _load_gmic_demo_predictor(paths: Sequence[Path], variant: str, device: str,
+                              options: ModelOptions) -> GMICPredictor:
+    # The architecture comes from the model card beside the weights (it doubles as their sidecar).
+    return GMICPredictor([load_gmic(paths[0])], paths, variant, device, spec=GMIC_DEMO_SPEC)
 
 
 def build_gmic_demo_predictor(weights: str | Path | None = None, variant: str | None = None,
                               device: str = "auto") -> GMICPredictor:
     """The demo model's predictor. ``weights`` None or 'official' means the bundled file (sha256-verified);
     a path loads another checkpoint of the same architecture (with its sidecar)."""
-    variant = str(variant or DEMO_VARIANT)
-    if variant != DEMO_VARIANT:
-        raise ValueError(f"gmic_demo has one variant, {DEMO_VARIANT!r}; got {variant!r}")
-    path = resolve_weight_path(GMIC_DEMO_SPEC, weights, variant)
-    return GMICPredictor([load_gmic(path)], [path], variant, device, spec=GMIC_DEMO_SPEC)
+    from ..factory import PredictorRequest, build_predictor
+
+    return build_predictor(PredictorRequest("gmic_demo", weights, variant, device))  # type: ignore[return-value]
 
 
 def load_gmic_demo(device: str = "cpu"):
@@ -50,15 +58,13 @@ GMIC_DEMO_SPEC = register_model(ModelSpec(
     license="MIT",
     output_level="image",
     prediction_columns=("benign_pred", "malignant_pred"),
-    input_description=("cropped 16-bit PNG, breast mirrored to face right, 736x480 window around best_center, "
-                       "standardised per image"),
-    needs_crop=True,
-    center_windows={"CC": DEMO_WINDOW, "MLO": DEMO_WINDOW},
-    weights={DEMO_VARIANT: WeightFile(DEMO_WEIGHTS, None, DEMO_SHA256, DEMO_SIZE, "MIT", bundled=True)},
+    preprocessing=PREPROCESSING,
+    weights={DEMO_VARIANT: WeightFile(DEMO_WEIGHTS, None, DEMO_SHA256, DEMO_SIZE, "MIT", bundled=True,
+                                      preprocessing=PREPROCESSING)},
     default_variant=DEMO_VARIANT,
     variants=(DEMO_VARIANT,),
     intended_use=INTENDED_USE,
-    build=build_gmic_demo_predictor,
+    build=_load_gmic_demo_predictor,
     saliency_maps=True,
     extra={"config_name": "gmic-demo", "model_card": "gmic_demo_synthetic.json", "synthetic_data_only": True},
 ))

@@ -25,12 +25,13 @@ from ...data.images import image_path, read_mammogram, read_png
 from ...core.files import sha256_file
 from ...core.device import resolve_device
 from ..interfaces import ImagePrediction, Predictor
-from ...preprocess.centers import GMIC_WINDOWS
 from ...preprocess.windows import ImageOrigin, WindowGeometry, align_to_window, extract_window, flip_to_face_right, placement_arrays, standardize, window_geometry
 from .modeling import GLAM, UNUSED_CHECKPOINT_KEYS, GLAMConfig, high_resolution_saliency
 from ...core.paths import name_path
+from ..options import ModelOptions
+from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
-from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
+from ..weights import WeightsError, load_checkpoint, load_state_dict_into
 
 SALIENCY_STRIDE = 4
 """The high-resolution saliency map is stored every 4th pixel (736x480): lossless for the published model."""
@@ -150,21 +151,37 @@ class GLAMPredictor(Predictor):
                     title=f"{record.name}   benign {v['benign_pred']:.3f}   malignant {v['malignant_pred']:.3f}")
 
 
+@dataclass(frozen=True)
+class GLAMOptions(ModelOptions):
+    """GLAM's options: ``seed`` of the window's random draws (as the official loader; at test time the noise is
+    zero, so it does not change the result) and the checkpoint's architecture (from Python only)."""
+
+    seed: int = 0
+    config: GLAMConfig = GLAMConfig()
+
+
+def _load_glam_predictor(paths: Sequence[Path], variant: str, device: str, options: GLAMOptions) -> GLAMPredictor:
+    return GLAMPredictor(load_glam(paths[0], options.config), paths[0], variant, device, seed=options.seed)
+
+
 def build_glam_predictor(weights: str | Path, variant: str | None = None, device: str = "auto",
                          config: GLAMConfig = GLAMConfig(), seed: int = 0,
                          allow_download: bool = True) -> GLAMPredictor:
-    """A GLAM predictor for ``variant`` 'model_joint' (default) or 'model_sep'.
+    """A GLAM predictor for ``variant`` 'model_joint' (default) or 'model_sep'
+    (:func:`~mammoscreen.models.build_predictor`).
 
     ``weights`` is a checkpoint file, a directory holding ``model_joint.ckpt`` / ``model_sep.ckpt``, or
-    'official'. ``seed`` seeds the window's random draws as the official loader does; at test time the
-    noise is zero, so it does not change the result.
+    'official'.
     """
-    variant = str(variant or GLAM_SPEC.default_variant)
-    if variant not in GLAM_SPEC.variants:
-        raise ValueError(f"unknown GLAM model {variant!r}; choose one of {', '.join(GLAM_SPEC.variants)}")
-    path = resolve_weight_path(GLAM_SPEC, weights, variant, allow_download=allow_download)
-    return GLAMPredictor(load_glam(path, config), path, variant, device, seed=seed)
+    from ..factory import PredictorRequest, build_predictor
 
+    return build_predictor(PredictorRequest("nyu_glam", weights, variant, device,  # type: ignore[return-value]
+                                            {"config": config, "seed": seed}, allow_download))
+
+
+GLAM_WINDOW = (2944, 1920)  # rows, cols; GMIC's window, the same for every view
+PREPROCESSING = Preprocessing(source="cropped", windows={"CC": GLAM_WINDOW, "MLO": GLAM_WINDOW}, flip="face right",
+                              standardisation="per image")
 
 _REPOSITORY = "https://github.com/nyukat/GLAM/raw/master/models/"
 _WEIGHTS_LICENSE = ("non-commercial research use only (GLAM pretrained weights, nyukat/GLAM; "
@@ -181,15 +198,15 @@ GLAM_SPEC = register_model(ModelSpec(
     prediction_columns=("benign_pred", "malignant_pred"),
     input_description=("cropped 16-bit PNG, breast mirrored to face right, 2944x1920 window around best_center, "
                        "standardised per image; reported prediction = global branch (y_global)"),
-    needs_crop=True,
-    center_windows=GMIC_WINDOWS,
+    preprocessing=PREPROCESSING,
+    options=GLAMOptions,
     # The checkpoints live in the repository's models/ folder; no checksums are published, so a
     # download is not verified (the sha256 of the file used is recorded in every run's provenance).
     weights={variant: WeightFile(f"{variant}.ckpt", _REPOSITORY + f"{variant}.ckpt", None, None, _WEIGHTS_LICENSE)
              for variant in ("model_joint", "model_sep")},
     default_variant="model_joint",
     variants=("model_joint", "model_sep"),
-    build=build_glam_predictor,
+    build=_load_glam_predictor,
     saliency_maps=True,
     extra={"saliency_size": (184, 120), "crop_size": (512, 512), "num_crops": 1, "percent_k": 0.03,
            "reported_prediction": "y_global", "saliency_map_stride": SALIENCY_STRIDE,

@@ -45,6 +45,8 @@ from ...preprocess.windows import WindowGeometry, extract_window, flip_to_face_r
 from ..layers.densenet import DenseNet, densenet121
 from .modeling import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
 from .patch_heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
+from ..options import ModelOptions
+from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
 from ...core.paths import output_path
 from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
@@ -481,20 +483,6 @@ class ImageWiseDMVPredictor(Predictor):
 # Building from the registry
 # ----------------------------------------------------------------------------------------------
 
-def _resolve_variant(spec: ModelSpec, variant: str | None, patch_weights: Any) -> str:
-    if variant is None:
-        variant = IMAGE_HEATMAPS if patch_weights is not None else IMAGE_ONLY
-    variant = {"image": IMAGE_ONLY, "image+heatmaps": IMAGE_HEATMAPS, "heatmaps": IMAGE_HEATMAPS}.get(variant, variant)
-    if variant not in spec.variants:
-        raise ValueError(f"unknown {spec.name} variant {variant!r}; choose {' or '.join(spec.variants)}")
-    if variant == IMAGE_HEATMAPS and patch_weights is None:
-        raise ValueError(f"the image+heatmaps {spec.name} needs the patch classifier: pass --patch-weights "
-                         "(sample_patch_model.p, a directory holding it, or 'official')")
-    if variant == IMAGE_ONLY and patch_weights is not None:
-        raise ValueError("--patch-weights is used only by the image+heatmaps variant (add --heatmaps)")
-    return variant
-
-
 def _heatmap_settings(spec: ModelSpec, patch_weights: Any, device: torch.device, batch_size: int, fast: bool,
                       png_dir: str | Path | None, allow_download: bool, precision: str = "float32"
                       ) -> _HeatmapSettings:
@@ -503,16 +491,6 @@ def _heatmap_settings(spec: ModelSpec, patch_weights: Any, device: torch.device,
     classifier = PatchClassifier(load_patch_classifier(path), device, batch_size=batch_size, fast=fast,
                                  precision=precision)
     return _HeatmapSettings(classifier, path, sha256_file(path), Path(png_dir) if png_dir is not None else None)
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(f"expected a yes/no value, got {value!r}")
-    return bool(value)
 
 
 def _check_channels(model: torch.nn.Module, variant: str, path: Path) -> None:
@@ -524,52 +502,92 @@ def _check_channels(model: torch.nn.Module, variant: str, path: Path) -> None:
                            f"{expected}; {hint}")
 
 
-def build_nyu_model(weights: str | Path, variant: str | None = None, device: str = "auto", *,
-                    patch_weights: str | Path | None = None, seed: int = 0, epochs: int = 1,
-                    heatmap_batch_size: int = 32, fast_heatmaps: bool = True, heatmap_png_dir: str | Path | None = None,
-                    heatmap_precision: str = "float32", allow_download: bool = True) -> ViewWiseDMVPredictor:
-    """A nyu_model predictor. ``weights``: checkpoint file, directory with the official file names, 'official'.
+@dataclass(frozen=True)
+class DMVOptions(ModelOptions):
+    """Options of nyu_model (and nyu_model_single, which adds ``every_image``).
 
-    ``heatmap_precision``: ``float32`` (official numbers) or the opt-in approximation ``bfloat16`` (see
+    ``patch_weights`` (the patch classifier: file, directory or 'official') selects the image+heatmaps
+    variant; ``seed`` and ``epochs`` the random input windows (and heatmap patch grids); ``heatmap_precision``
+    ``float32`` (official numbers) or the opt-in approximation ``bfloat16`` (see
     :func:`~mammoscreen.models.nyu_model.patch_heatmaps.heatmap_dtype`).
     """
-    seed, epochs, heatmap_batch_size = int(seed), int(epochs), int(heatmap_batch_size)
-    fast_heatmaps = _as_bool(fast_heatmaps)
-    variant = _resolve_variant(NYU_MODEL_SPEC, variant, patch_weights)
-    path = resolve_weight_path(NYU_MODEL_SPEC, weights, variant, allow_download=allow_download)
-    model = load_view_wise(path)
-    _check_channels(model, variant, path)
+
+    patch_weights: str | Path | None = None
+    seed: int = 0
+    epochs: int = 1
+    heatmap_batch_size: int = 32
+    fast_heatmaps: bool = True
+    heatmap_png_dir: Path | None = None
+    heatmap_precision: str = "float32"
+
+    def resolve_variant(self, spec: Any, variant: str | None) -> str:
+        if variant is None:
+            variant = IMAGE_HEATMAPS if self.patch_weights is not None else IMAGE_ONLY
+        variant = {"image": IMAGE_ONLY, "image+heatmaps": IMAGE_HEATMAPS, "heatmaps": IMAGE_HEATMAPS}.get(variant,
+                                                                                                        variant)
+        if variant not in spec.variants:
+            raise ValueError(f"unknown {spec.name} variant {variant!r}; choose {' or '.join(spec.variants)}")
+        if variant == IMAGE_HEATMAPS and self.patch_weights is None:
+            raise ValueError(f"the image+heatmaps {spec.name} needs the patch classifier: pass --patch-weights "
+                             "(sample_patch_model.p, a directory holding it, or 'official')")
+        if variant == IMAGE_ONLY and self.patch_weights is not None:
+            raise ValueError("--patch-weights is used only by the image+heatmaps variant (add --heatmaps)")
+        if variant != IMAGE_HEATMAPS and self.heatmap_precision != "float32":
+            raise ValueError("--heatmap-precision applies only to the image+heatmaps variant (add --heatmaps)")
+        return variant
+
+
+@dataclass(frozen=True)
+class DMVSingleOptions(DMVOptions):
+    """nyu_model_single's options: those of nyu_model, and ``every_image`` (predict every image of a view, not
+    one drawn at random as the official script does)."""
+
+    every_image: bool = False
+
+
+def _heatmaps_of(spec: ModelSpec, variant: str, device: torch.device, options: DMVOptions,
+                 allow_download: bool) -> _HeatmapSettings | None:
+    if variant != IMAGE_HEATMAPS:
+        return None
+    return _heatmap_settings(spec, options.patch_weights, device, options.heatmap_batch_size, options.fast_heatmaps,
+                             options.heatmap_png_dir, allow_download, options.heatmap_precision)
+
+
+def _load_nyu_model(paths: Sequence[Path], variant: str, device: str, options: DMVOptions) -> ViewWiseDMVPredictor:
+    model = load_view_wise(paths[0])
+    _check_channels(model, variant, paths[0])
     dev = resolve_device(device)
-    heatmaps = None
-    if variant != IMAGE_HEATMAPS and heatmap_precision != "float32":
-        raise ValueError("--heatmap-precision applies only to the image+heatmaps variant (add --heatmaps)")
-    if variant == IMAGE_HEATMAPS:
-        heatmaps = _heatmap_settings(NYU_MODEL_SPEC, patch_weights, dev, heatmap_batch_size, fast_heatmaps,
-                                     heatmap_png_dir, allow_download, heatmap_precision)
-    return ViewWiseDMVPredictor(model, path, variant, dev, seed, epochs, heatmaps)
+    heatmaps = _heatmaps_of(NYU_MODEL_SPEC, variant, dev, options, allow_download=True)
+    return ViewWiseDMVPredictor(model, paths[0], variant, dev, options.seed, options.epochs, heatmaps)
+
+
+def _load_nyu_model_single(paths: Sequence[Path], variant: str, device: str,
+                           options: DMVSingleOptions) -> ImageWiseDMVPredictor:
+    model = load_image_wise(paths[0])
+    _check_channels(model, variant, paths[0])
+    dev = resolve_device(device)
+    heatmaps = _heatmaps_of(NYU_MODEL_SINGLE_SPEC, variant, dev, options, allow_download=True)
+    return ImageWiseDMVPredictor(model, paths[0], variant, dev, options.seed, options.epochs, heatmaps,
+                                 options.every_image)
+
+
+def build_nyu_model(weights: str | Path, variant: str | None = None, device: str = "auto", *,
+                    allow_download: bool = True, **options: Any) -> ViewWiseDMVPredictor:
+    """A nyu_model predictor (:func:`~mammoscreen.models.build_predictor`; ``options``: :class:`DMVOptions`).
+    ``weights``: checkpoint file, directory with the official file names, 'official'."""
+    from ..factory import PredictorRequest, build_predictor
+
+    return build_predictor(PredictorRequest("nyu_model", weights, variant, device, options,  # type: ignore
+                                            allow_download))
 
 
 def build_nyu_model_single(weights: str | Path, variant: str | None = None, device: str = "auto", *,
-                           patch_weights: str | Path | None = None, seed: int = 0, epochs: int = 1,
-                           every_image: bool = False, heatmap_batch_size: int = 32, fast_heatmaps: bool = True,
-                           heatmap_png_dir: str | Path | None = None, heatmap_precision: str = "float32",
-                           allow_download: bool = True) -> ImageWiseDMVPredictor:
-    """A nyu_model_single predictor (arguments as :func:`build_nyu_model`)."""
-    seed, epochs, heatmap_batch_size = int(seed), int(epochs), int(heatmap_batch_size)
-    fast_heatmaps = _as_bool(fast_heatmaps)
-    every_image = _as_bool(every_image)
-    variant = _resolve_variant(NYU_MODEL_SINGLE_SPEC, variant, patch_weights)
-    path = resolve_weight_path(NYU_MODEL_SINGLE_SPEC, weights, variant, allow_download=allow_download)
-    model = load_image_wise(path)
-    _check_channels(model, variant, path)
-    dev = resolve_device(device)
-    heatmaps = None
-    if variant != IMAGE_HEATMAPS and heatmap_precision != "float32":
-        raise ValueError("--heatmap-precision applies only to the image+heatmaps variant (add --heatmaps)")
-    if variant == IMAGE_HEATMAPS:
-        heatmaps = _heatmap_settings(NYU_MODEL_SINGLE_SPEC, patch_weights, dev, heatmap_batch_size, fast_heatmaps,
-                                     heatmap_png_dir, allow_download, heatmap_precision)
-    return ImageWiseDMVPredictor(model, path, variant, dev, seed, epochs, heatmaps, every_image)
+                           allow_download: bool = True, **options: Any) -> ImageWiseDMVPredictor:
+    """A nyu_model_single predictor (arguments as :func:`build_nyu_model`; ``options``: :class:`DMVSingleOptions`)."""
+    from ..factory import PredictorRequest, build_predictor
+
+    return build_predictor(PredictorRequest("nyu_model_single", weights, variant, device, options,  # type: ignore
+                                            allow_download))
 
 
 _MODELS_URL = "https://github.com/nyukat/breast_cancer_classifier/raw/master/models/"
@@ -581,6 +599,11 @@ _INPUT = ("cropped 16-bit PNGs, mirrored to face right; a window of CC 2677x1942
           "with the official seeded position and size noise, resized back bicubically, standardised; "
           "+ benign and malignant patch-classifier heatmaps for the image+heatmaps variant")
 
+PREPROCESSING = Preprocessing(source="cropped", windows=DMV_WINDOWS, flip="face right",
+                              standardisation="per image",
+                              augmentation=f"window position noise up to {MAX_CROP_NOISE} px and size noise up to "
+                                           f"{MAX_CROP_SIZE_NOISE} px, drawn as the official script", seed=0)
+
 NYU_MODEL_SPEC = register_model(ModelSpec(
     name="nyu_model",
     title="DMV-CNN, view-wise four-view model (breast level)",
@@ -589,8 +612,8 @@ NYU_MODEL_SPEC = register_model(ModelSpec(
     output_level="breast",
     prediction_columns=LABELS,
     input_description="all four views of an exam: " + _INPUT,
-    needs_crop=True,
-    center_windows=DMV_WINDOWS,
+    preprocessing=PREPROCESSING,
+    options=DMVOptions,
     weights={IMAGE_ONLY: WeightFile("sample_image_model.p", _MODELS_URL + "sample_image_model.p", None, None,
                                     _LICENSE),
              IMAGE_HEATMAPS: WeightFile("sample_imageheatmaps_model.p", _MODELS_URL + "sample_imageheatmaps_model.p",
@@ -598,7 +621,7 @@ NYU_MODEL_SPEC = register_model(ModelSpec(
              PATCH_CLASSIFIER: _PATCH_FILE},
     default_variant=IMAGE_ONLY,
     variants=(IMAGE_ONLY, IMAGE_HEATMAPS),
-    build=build_nyu_model,
+    build=_load_nyu_model,
     extra={"seed": 0, "epochs": 1, "max_crop_noise": MAX_CROP_NOISE, "max_crop_size_noise": MAX_CROP_SIZE_NOISE,
            "patch_size": 256, "patch_stride": 70},
 ))
@@ -611,8 +634,8 @@ NYU_MODEL_SINGLE_SPEC = register_model(ModelSpec(
     output_level="image",
     prediction_columns=("malignant_pred",),
     input_description="one image at a time: " + _INPUT,
-    needs_crop=True,
-    center_windows=DMV_WINDOWS,
+    preprocessing=PREPROCESSING,
+    options=DMVSingleOptions,
     weights={IMAGE_ONLY: WeightFile("ImageOnly__ModeImage_weights.p", _MODELS_URL + "ImageOnly__ModeImage_weights.p",
                                     None, None, _LICENSE),
              IMAGE_HEATMAPS: WeightFile("ImageHeatmaps__ModeImage_weights.p",
@@ -620,12 +643,12 @@ NYU_MODEL_SINGLE_SPEC = register_model(ModelSpec(
              PATCH_CLASSIFIER: _PATCH_FILE},
     default_variant=IMAGE_ONLY,
     variants=(IMAGE_ONLY, IMAGE_HEATMAPS),
-    build=build_nyu_model_single,
+    build=_load_nyu_model_single,
     csv_view_order=SINGLE_VIEW_ORDER,
     # The meta-repository writes this model's CSV with pandas' index: ",image_index,malignant_pred,malignant_label".
     extra={"seed": 0, "epochs": 1, "csv_index_column": True, "max_crop_noise": MAX_CROP_NOISE,
            "max_crop_size_noise": MAX_CROP_SIZE_NOISE, "patch_size": 256, "patch_stride": 70},
 ))
 
-__all__ = ["ViewWiseDMVPredictor", "ImageWiseDMVPredictor", "build_nyu_model", "build_nyu_model_single",
+__all__ = ["ViewWiseDMVPredictor", "ImageWiseDMVPredictor", "build_nyu_model", "build_nyu_model_single", "DMVOptions", "DMVSingleOptions",
            "load_view_wise", "load_image_wise", "load_patch_classifier", "NYU_MODEL_SPEC", "NYU_MODEL_SINGLE_SPEC"]
