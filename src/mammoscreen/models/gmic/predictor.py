@@ -16,19 +16,28 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ...core.device import resolve_device
+from ...core.files import sha256_file
+from ...core.paths import name_path
 from ...data.exams import ImageRecord
 from ...data.images import image_path, read_mammogram, read_png
-from ...core.files import sha256_file
-from ...core.device import resolve_device
+from ...preprocess.windows import (
+    ImageOrigin,
+    WindowGeometry,
+    align_to_window,
+    extract_window,
+    flip_to_face_right,
+    placement_arrays,
+    standardize,
+    window_geometry,
+)
 from ..interfaces import ImagePrediction, Predictor
-from ...preprocess.windows import ImageOrigin, WindowGeometry, align_to_window, extract_window, flip_to_face_right, placement_arrays, standardize, window_geometry
-from .sidecar import read_sidecar_config, sidecar_path
-from .modeling import GMIC, GMICConfig
-from ...core.paths import name_path
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
 from ..weights import WeightsError, load_checkpoint, load_state_dict_into
+from .modeling import GMIC, GMICConfig
+from .sidecar import read_sidecar_config, sidecar_path
 
 ENSEMBLE = "ensemble"
 
