@@ -92,22 +92,22 @@ def _input_channels(state: dict[str, torch.Tensor], path: Path) -> int:
     return int(state[key].shape[1])
 
 
-def load_view_wise(path: str | Path) -> ViewWiseDMV:
-    """The view-wise DMV-CNN (nyu_model) from an official checkpoint, in eval mode."""
+def _load_dmv(path: str | Path, network: type[ViewWiseDMV] | type[ImageWiseDMV]) -> Any:
     path = Path(path)
     state = _wrapped_state_dict(path)
-    model = ViewWiseDMV(_input_channels(state, path))
+    model = network(_input_channels(state, path))
     load_state_dict_into(model, state, source=str(path))
     return model.eval()
+
+
+def load_view_wise(path: str | Path) -> ViewWiseDMV:
+    """The view-wise DMV-CNN (nyu_model) from an official checkpoint, in eval mode."""
+    return _load_dmv(path, ViewWiseDMV)
 
 
 def load_image_wise(path: str | Path) -> ImageWiseDMV:
     """The four-head image-wise DMV-CNN (nyu_model_single) from an official checkpoint, in eval mode."""
-    path = Path(path)
-    state = _wrapped_state_dict(path)
-    model = ImageWiseDMV(_input_channels(state, path))
-    load_state_dict_into(model, state, source=str(path))
-    return model.eval()
+    return _load_dmv(path, ImageWiseDMV)
 
 
 def load_patch_classifier(path: str | Path) -> DenseNet:
