@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mammoscreen.models.factory import PredictorRequest, build_predictor
 
 REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow  # runs a benchmark script end to end
 
 
 def test_zoo_benchmark_measures_the_bundled_demo_model(reference_dir, tmp_path):
