@@ -7,8 +7,19 @@ import sys
 from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV
-from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, non_negative_int,
-                     output_dir, positive_int, report_failures, report_warnings, weights_source)
+from .common import (
+    SEED,
+    add_quiet_option,
+    add_workers_option,
+    existing_dir,
+    existing_file,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    report_failures,
+    report_warnings,
+    weights_source,
+)
 
 WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official file names, or 'official' "
                 "(cache/download). With several models give each its own as MODEL=PATH (repeat the option); "
@@ -24,7 +35,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="model variant, e.g. GMIC 1-5 or 'ensemble' (default 1), GLAM model_joint or model_sep; "
                         "with several models MODEL=VARIANT")
     p.add_argument("--model-option", dest="model_options", action="append", default=[], metavar="KEY=VALUE",
-                   help="model-specific setting passed to the builder of every model that takes it, e.g. "
+                   help="model-specific setting given to every model whose options declare it, e.g. "
                         "mean_pixel_intensity=nyu for end2end (see docs/models/<model>.md); repeatable")
     p.add_argument("--allow-unverified", action="store_true",
                    help="with 'official' weights, also download files published without a sha256 (GLAM, DMV-CNN); "
@@ -74,10 +85,8 @@ def _build_options(args: argparse.Namespace, spec, variant: str | None, model_ou
     With ``strict`` an option the model does not take is an error; otherwise (several models in one
     run) it is simply not passed to this model.
     """
-    import inspect
-
     options: dict = {}
-    accepted = inspect.signature(spec.build).parameters
+    accepted = spec.options.names()
     if args.heatmaps and "patch_weights" in accepted:
         if variant not in (None, "image_heatmaps"):
             raise ValueError(f"--heatmaps contradicts --variant {variant}")
@@ -107,7 +116,7 @@ def _build_options(args: argparse.Namespace, spec, variant: str | None, model_ou
 
 
 def _options(args: argparse.Namespace):
-    from ..predict import PredictOptions
+    from ..engine import PredictOptions
 
     if args.segmentations is not None and not args.segmentations.is_dir():
         raise FileNotFoundError(f"segmentation directory not found: {args.segmentations}")
@@ -164,12 +173,8 @@ def _parse_model_options(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _builder_options(spec) -> list[str]:
-    """Keyword options a model's builder accepts (besides the ones every builder has)."""
-    import inspect
-
-    accepted = [name for name, p in inspect.signature(spec.build).parameters.items()
-                if p.kind == p.KEYWORD_ONLY or (p.kind == p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)]
-    return [name for name in accepted if name not in ("device", "variant", "allow_download")]
+    """The options a model declares (its ModelOptions dataclass)."""
+    return list(spec.options.names())
 
 
 def _check_model_options(options: dict[str, str], specs) -> None:
@@ -205,9 +210,10 @@ def _requests(args: argparse.Namespace, names: list[str]):
 
 def run_predict(args: argparse.Namespace) -> int:
     from ..data.exams import load_exam_list
+    from ..engine import run_prediction
+    from ..models.factory import PredictorRequest, build_predictor
     from ..models.registry import get_model_spec
     from ..models.weights import WeightsError, weights_problem
-    from ..predict import run_prediction
 
     request = _requests(args, [args.model or "gmic"])[0]
     spec = get_model_spec(request.name)
@@ -219,7 +225,7 @@ def run_predict(args: argparse.Namespace) -> int:
     model_options = _parse_model_options(args)
     _check_model_options(model_options, [spec])
     variant, build_options = _build_options(args, spec, request.variant, args.output_dir)
-    predictor = spec.build(request.weights, variant, device=options.device, **build_options)
+    predictor = build_predictor(PredictorRequest(spec.name, request.weights, variant, options.device, build_options))
     provenance = predictor.provenance()
     print(f"{spec.name} variant {provenance.get('variant', '-')} on {getattr(predictor, 'device', '')}")
     if provenance.get("heatmap_precision", "float32") != "float32":

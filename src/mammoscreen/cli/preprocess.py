@@ -8,8 +8,17 @@ from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV, write_failures_csv, write_warnings_csv
 from ..data.exams import load_exam_list
-from .common import (add_quiet_option, add_workers_option, existing_dir, existing_file, int_range, output_dir,
-                     output_file, report_failures, report_warnings)
+from .common import (
+    add_quiet_option,
+    add_workers_option,
+    existing_dir,
+    existing_file,
+    int_range,
+    output_dir,
+    output_file,
+    report_failures,
+    report_warnings,
+)
 
 # A side of a mammogram or model window, in pixels (validate calls more than 10,000 implausible).
 SIDE = int_range(1, 10000)
@@ -69,7 +78,7 @@ def _finish(command: str, report, total: int, directory: Path, done_message: str
 
 
 def run_crop(args: argparse.Namespace) -> int:
-    from ..batch import StageReport
+    from ..core.stages import StageReport
     from ..preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
@@ -82,7 +91,7 @@ def run_crop(args: argparse.Namespace) -> int:
 
 
 def run_centers(args: argparse.Namespace) -> int:
-    from ..batch import StageReport
+    from ..core.stages import StageReport
     from ..preprocess.centers import centers_dataset
 
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)

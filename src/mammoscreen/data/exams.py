@@ -40,8 +40,8 @@ from ..core.paths import name_problem
 from ..core.safejson import JSONInputError, load_json
 from ..core.safepickle import MalformedPickleError, UnsafePickleError, load_pickle
 from .exam_metadata import METADATA_KEY, MetadataError, check_metadata, restrict_metadata
+from .views import VIEWS
 
-VIEWS: tuple[str, ...] = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 """The four standard screening views, in the official processing order."""
 
 LABEL_KEYS: tuple[str, ...] = ("left_benign", "right_benign", "left_malignant", "right_malignant")
@@ -176,6 +176,11 @@ class ImageRecord:
     def flip(self) -> bool:
         """Whether the stored image must be mirrored to face right."""
         return needs_flip(self.view, self.horizontal_flip)
+
+
+def missing_views(exam: Exam, required: Sequence[str]) -> list[str]:
+    """The required views for which ``exam`` lists no image."""
+    return [view for view in required if not exam.images.get(view)]
 
 
 def iter_images(exams: Sequence[Exam]) -> Iterator[ImageRecord]:
