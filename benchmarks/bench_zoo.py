@@ -159,7 +159,8 @@ def worker(task: dict) -> dict:
 
     from mammoscreen.data.exams import iter_images, load_exam_list
     from mammoscreen.models.registry import get_model_spec
-    from mammoscreen.predict import ExamPredictor, PredictOptions, run_prediction
+    from mammoscreen.models.interfaces import ExamPredictor
+    from mammoscreen.engine import PredictOptions, run_prediction
 
     spec = get_model_spec(task["model"])
     baseline_rss = _rss_mb()

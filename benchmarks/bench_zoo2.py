@@ -58,7 +58,7 @@ def worker(task: dict) -> dict:
         return baseline(task)
     from mammoscreen.data.exams import Exam, load_exam_list
     from mammoscreen.models.registry import get_model_spec
-    from mammoscreen.predict import PredictOptions, predict_images
+    from mammoscreen.engine import PredictOptions, predict_images
 
     spec = get_model_spec(task["model"])
     rss_before = peak_rss_mb()

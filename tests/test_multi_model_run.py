@@ -17,7 +17,8 @@ from mammoscreen.models import registry
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import WeightsError, load_checkpoint, resolve_weight_path
 from mammoscreen.pipeline import ModelRequest, model_requests, run_pipeline, split_model_names
-from mammoscreen.predict import ImagePrediction, PredictOptions, Predictor
+from mammoscreen.models.interfaces import ImagePrediction, Predictor
+from mammoscreen.engine import PredictOptions
 
 
 class ConstantPredictor(Predictor):

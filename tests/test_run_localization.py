@@ -19,7 +19,7 @@ from mammoscreen.models.glam import GLAM, GLAMConfig
 from mammoscreen.models.gmic import GMIC, GMICConfig
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.predict import PredictOptions
+from mammoscreen.engine import PredictOptions
 from mammoscreen.run_evaluation import LOCALIZATION_DIR, localize_run
 from testutils import lesion_images
 

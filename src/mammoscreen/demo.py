@@ -94,7 +94,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     from .explain.localize import localize_maps
     from .core.files import write_json_atomic
     from .pipeline import ModelRequest, run_pipeline
-    from .predict import PredictOptions
+    from .engine import PredictOptions
     from .report import build_report
     from .run_evaluation import evaluate_run
 

@@ -40,15 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .batch import Failure, InputWarning, StageReport, describe_error
+from .core.stages import Failure, InputWarning, StageReport, describe_error
 from .core.files import sha256_file, write_json_atomic
 from .core.lock import OutputLockError, output_lock
 from .core.paths import ensure_output_dir, output_path
 from .core.stages import FAILURES_CSV, WARNINGS_CSV, read_failures_csv, write_failures_csv, write_warnings_csv
 from .data.exams import Exam, load_exam_list
+from .models.factory import PredictorRequest, build_predictor
 from .models.registry import ModelSpec, get_model_spec
 from .models.weights import WeightsError, unverified_downloads, weights_problem
-from .predict import PredictionRun, PredictOptions, run_prediction
+from .engine import PredictionRun, PredictOptions, run_prediction
 
 CROPPED_DIR = "cropped_images"
 RUN_SUMMARY = "run_summary.json"
@@ -325,8 +326,8 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
             model_exams, model_images = exams, images_dir
         log(f"[{position}/{len(runnable)}] {spec.name} ({request.variant or spec.default_variant})")
         try:
-            predictor = spec.build(request.weights, request.variant, device=options.device,
-                                   **_options_accepted_by(spec.build, request.build_options))
+            predictor = build_predictor(PredictorRequest(spec.name, request.weights, request.variant, options.device,
+                                                         _options_accepted_by(spec.build, request.build_options)))
         except (WeightsError, FileNotFoundError) as e:
             outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "skipped",
                                                str(e))

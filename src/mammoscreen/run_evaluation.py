@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .batch import Failure, describe_error, is_io_error
+from .core.stages import Failure, describe_error, is_io_error
 from .core.paths import output_path
 from .data.exams import load_exam_list
 from .pipeline import RunResult
@@ -193,7 +193,7 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
     single unusable maps files are skipped inside :func:`~mammoscreen.explain.localize.localize_maps`.
     """
     from .explain.localize import localize_maps
-    from .predict import MAPS_DIR
+    from .engine.outputs import MAPS_DIR
 
     output_dir = Path(output_dir)
     outcome = RunLocalization()

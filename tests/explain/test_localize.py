@@ -221,7 +221,7 @@ def predicted(tmp_path_factory):
     from mammoscreen.data.synth.render import SynthOptions
     from mammoscreen.models.gmic import GMIC, GMICConfig
     from mammoscreen.models.gmic_predictor import build_gmic_predictor
-    from mammoscreen.predict import PredictOptions, predict_images
+    from mammoscreen.engine import PredictOptions, predict_images
     from mammoscreen.preprocess.centers import centers_dataset
     from mammoscreen.preprocess.crop import crop_dataset
 

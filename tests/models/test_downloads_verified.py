@@ -15,7 +15,8 @@ from mammoscreen.models import registry, weights
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import WeightsError, download, official_weights_path, url_problem, weights_problem
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.predict import ImagePrediction, PredictOptions, Predictor
+from mammoscreen.models.interfaces import ImagePrediction, Predictor
+from mammoscreen.engine import PredictOptions
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

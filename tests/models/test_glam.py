@@ -17,7 +17,7 @@ from mammoscreen.models.glam import (GLAM, GLAMConfig, high_resolution_saliency,
 from mammoscreen.models.glam_predictor import build_glam_predictor, load_glam
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import UnexpectedKeysWarning, WeightsError
-from mammoscreen.predict import PredictOptions, predict_images
+from mammoscreen.engine import PredictOptions, predict_images
 
 # A GLAM small enough for a CPU test: 256x128 input -> 16x8 finest saliency grid (stride 16, as the
 # published model), 64x64 crops -> a 4x4 window on that grid and a 16x16 local map.

@@ -18,7 +18,7 @@ from mammoscreen.models.frcnn_predictor import FRCNNPredictor, to_8bit_bgr
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.predict import PredictOptions, predict_images
+from mammoscreen.engine import PredictOptions, predict_images
 from zoo2_files import write_tiny_end2end, write_tiny_frcnn
 
 OFFICIAL_ORDER = ["e0_L-CC", "e0_L-MLO", "e0_R-CC", "e0_R-MLO", "e1_L-CC", "e1_R-CC"]

@@ -26,7 +26,7 @@ from mammoscreen.cli import main
 from mammoscreen.data import load_exam_list, read_png
 from mammoscreen.models.dmv_predictor import (build_nyu_model, build_nyu_model_single, load_image_wise,
                                               load_patch_classifier, load_view_wise)
-from mammoscreen.predict import PredictOptions, predict_images
+from mammoscreen.engine import PredictOptions, predict_images
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from mammoscreen.data.images import read_png
 from mammoscreen.models.end2end import load_end2end
 from mammoscreen.models.end2end_predictor import preprocess_end2end
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.predict import PredictOptions
+from mammoscreen.engine import PredictOptions
 from mammoscreen.preprocess.magick import auto_level, magick_resize
 from zoo2_reference import END2END_FILE, IMAGES, end2end_weights, model_reference_dir
 

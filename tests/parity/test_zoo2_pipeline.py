@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.predict import PredictOptions
+from mammoscreen.engine import PredictOptions
 from zoo2_reference import end2end_weights, frcnn_weights, model_reference_dir
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow,

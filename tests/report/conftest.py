@@ -21,7 +21,8 @@ from mammoscreen.core.files import sha256_file
 from mammoscreen.models import registry
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import resolve_weight_path
-from mammoscreen.predict import ImagePrediction, PredictOptions, Predictor
+from mammoscreen.models.interfaces import ImagePrediction, Predictor
+from mammoscreen.engine import PredictOptions
 
 MODELS = ("standin_alpha", "standin_beta")
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..batch import Failure, InputWarning
+from ..core.stages import Failure, InputWarning
 
 # Argument types that check ranges and paths while parsing, so that a bad value is refused at the door in
 # argparse's terms (exit status 2, "mammoscreen CMD: error: argument --X: ...") instead of failing every image.

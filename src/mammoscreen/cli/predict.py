@@ -107,7 +107,7 @@ def _build_options(args: argparse.Namespace, spec, variant: str | None, model_ou
 
 
 def _options(args: argparse.Namespace):
-    from ..predict import PredictOptions
+    from ..engine import PredictOptions
 
     if args.segmentations is not None and not args.segmentations.is_dir():
         raise FileNotFoundError(f"segmentation directory not found: {args.segmentations}")
@@ -207,7 +207,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..data.exams import load_exam_list
     from ..models.registry import get_model_spec
     from ..models.weights import WeightsError, weights_problem
-    from ..predict import run_prediction
+    from ..engine import run_prediction
+    from ..models.factory import PredictorRequest, build_predictor
 
     request = _requests(args, [args.model or "gmic"])[0]
     spec = get_model_spec(request.name)
@@ -219,7 +220,7 @@ def run_predict(args: argparse.Namespace) -> int:
     model_options = _parse_model_options(args)
     _check_model_options(model_options, [spec])
     variant, build_options = _build_options(args, spec, request.variant, args.output_dir)
-    predictor = spec.build(request.weights, variant, device=options.device, **build_options)
+    predictor = build_predictor(PredictorRequest(spec.name, request.weights, variant, options.device, build_options))
     provenance = predictor.provenance()
     print(f"{spec.name} variant {provenance.get('variant', '-')} on {getattr(predictor, 'device', '')}")
     if provenance.get("heatmap_precision", "float32") != "float32":

@@ -69,7 +69,7 @@ def _finish(command: str, report, total: int, directory: Path, done_message: str
 
 
 def run_crop(args: argparse.Namespace) -> int:
-    from ..batch import StageReport
+    from ..core.stages import StageReport
     from ..preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
@@ -82,7 +82,7 @@ def run_crop(args: argparse.Namespace) -> int:
 
 
 def run_centers(args: argparse.Namespace) -> int:
-    from ..batch import StageReport
+    from ..core.stages import StageReport
     from ..preprocess.centers import centers_dataset
 
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)

@@ -27,7 +27,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..batch import Failure, map_images
+from ..core.stages import Failure
+from ..core.parallel_map import map_images
 from ..core.files import write_json_atomic, write_text_atomic
 from ..core.journal import Journal
 from ..core.paths import output_path

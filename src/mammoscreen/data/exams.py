@@ -178,6 +178,11 @@ class ImageRecord:
         return needs_flip(self.view, self.horizontal_flip)
 
 
+def missing_views(exam: Exam, required: Sequence[str]) -> list[str]:
+    """The required views for which ``exam`` lists no image."""
+    return [view for view in required if not exam.images.get(view)]
+
+
 def iter_images(exams: Sequence[Exam]) -> Iterator[ImageRecord]:
     """All images in the official order: exam by exam, views L-CC, R-CC, L-MLO, R-MLO."""
     for exam_index, exam in enumerate(exams):

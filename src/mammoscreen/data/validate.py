@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..batch import map_images
+from ..core.parallel_map import map_images
 from .exam_metadata import KeyCoverage, metadata_coverage
 from .exams import LABEL_KEYS, VIEWS, Exam, ExamListError, iter_images, load_exam_list, needs_flip
 from .images import ImageFileError, image_path, read_png

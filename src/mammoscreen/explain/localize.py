@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..batch import Failure, describe_error
+from ..core.stages import Failure, describe_error
 from ..core.archives import load_npz
 from ..core.limits import InputLimitError
 from ..core.paths import check_name, name_path

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.exams import VIEWS, Exam, ImageRecord, iter_images, view_angle
+from ..data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views, view_angle
 from ..data.images import image_path, read_mammogram, write_png
 from ..core.files import sha256_file
 from ..memory import keep_freed_memory
-from ..predict import (ExamPrediction, ExamPredictor, ImagePrediction, Predictor, full_fp32, missing_views,
-                       resolve_device)
+from ..core.device import full_fp32, resolve_device
+from .interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predictor
 from ..preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
 from .densenet import DenseNet, densenet121
 from .dmv import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV

@@ -25,7 +25,8 @@ import torch
 from ..data.exams import ImageRecord
 from ..data.images import image_path, read_mammogram
 from ..core.files import sha256_file
-from ..predict import ImagePrediction, Predictor, full_fp32, resolve_device
+from ..core.device import full_fp32, resolve_device
+from .interfaces import ImagePrediction, Predictor
 from ..preprocess.magick import auto_level, magick_resize
 from .end2end import End2EndClassifier, load_end2end
 from .registry import ModelSpec, WeightFile, register_model

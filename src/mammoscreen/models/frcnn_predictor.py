@@ -31,7 +31,8 @@ import torch
 from ..data.exams import ImageRecord
 from ..data.images import image_path, read_mammogram, read_png
 from ..core.files import sha256_file
-from ..predict import ImagePrediction, Predictor, full_fp32, resolve_device
+from ..core.device import full_fp32, resolve_device
+from .interfaces import ImagePrediction, Predictor
 from .frcnn import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
 from ..core.paths import name_path
 from .registry import ModelSpec, WeightFile, register_model

@@ -19,7 +19,8 @@ import torch
 from ..data.exams import ImageRecord
 from ..data.images import image_path, read_mammogram, read_png
 from ..core.files import sha256_file
-from ..predict import ImagePrediction, Predictor, resolve_device
+from ..core.device import resolve_device
+from .interfaces import ImagePrediction, Predictor
 from ..preprocess.centers import GMIC_WINDOWS
 from ..preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,
                                   flip_to_face_right, placement_arrays, standardize, window_geometry)

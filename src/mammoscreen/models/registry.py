@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..predict import Predictor
+from .interfaces import ExamPredictor, Predictor
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class ModelSpec:
     variants: tuple[str, ...] = ()  # all accepted variants (may include combinations such as 'ensemble')
     intended_use: str = "Research only. Not a medical device; not for clinical use."
     # Builds a predictor: (weights path or directory, variant, device, options) -> Predictor.
-    build: Callable[..., "Predictor"] | None = None
+    build: Callable[..., Predictor | ExamPredictor] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     # Row order of views within an exam in predictions.csv when the official script differs from the NYU
     # order (L-CC, R-CC, L-MLO, R-MLO), e.g. the meta-repository's end2end/frcnn_cad: L-CC, L-MLO, R-CC, R-MLO.

@@ -22,7 +22,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..batch import Failure, StageReport, map_images
+from ..core.stages import Failure, StageReport
+from ..core.parallel_map import map_images
 from ..core.journal import Journal
 from ..core.lock import output_lock
 from ..data.exams import (Exam, ExamListError, add_image_metadata, iter_images, save_exam_list_if_changed,

@@ -29,7 +29,8 @@ from typing import Literal, Sequence
 import cv2
 import numpy as np
 
-from ..batch import Failure, InputWarning, StageReport, map_images
+from ..core.stages import Failure, InputWarning, StageReport
+from ..core.parallel_map import map_images
 from ..core.journal import Journal
 from ..core.lock import output_lock
 from ..core.paths import ensure_output_dir, output_path

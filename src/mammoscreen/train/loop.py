@@ -35,7 +35,7 @@ from ..data.exams import Exam, load_exam_list
 from ..evaluate.metrics import roc_auc
 from ..core.files import sha256_file, write_json_atomic, write_text_atomic
 from ..models.gmic import GMIC, GMICConfig
-from ..predict import resolve_device
+from ..core.device import resolve_device
 from .checkpoint import load_initial_weights, save_gmic_weights, save_torch_atomic
 from .configs import augmentation_noise, config_name
 from .data import GMICImages, LabelledImage, labelled_images

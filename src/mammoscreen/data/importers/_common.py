@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ...batch import Failure, map_images
+from ...core.stages import Failure
+from ...core.parallel_map import map_images
 from ...core.files import write_text_atomic
 from ...core.journal import Journal
 from ...core.paths import output_path

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...batch import map_images
+from ...core.parallel_map import map_images
 from ...core.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 from ...core.journal import Journal
 from ...core.paths import UnsafePathError, ensure_output_dir, name_problem, output_path

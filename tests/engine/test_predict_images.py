@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from mammoscreen.data import exams_from_data, read_png, write_png
+from mammoscreen.engine import PredictOptions, predict_images
+from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.models.registry import ModelSpec
-from mammoscreen.predict import ImagePrediction, PredictOptions, Predictor, predict_images, resolve_device
 
 SPEC = ModelSpec(name="mean-intensity", title="test model", paper="-", license="-", output_level="image",
                  prediction_columns=("benign_pred", "malignant_pred"), input_description="any PNG")
@@ -104,17 +105,6 @@ def test_duplicate_image_names_are_refused(tmp_path):
     images, exams = make_data(tmp_path, [{"L-CC": "same"}, {"L-CC": "same"}])
     with pytest.raises(ValueError, match="more than once"):
         predict_images(MeanIntensity(), exams, images, tmp_path / "out", PredictOptions(progress=False))
-
-
-def test_device_names():
-    assert resolve_device("cpu").type == "cpu"
-    with pytest.raises(ValueError, match="unknown device|unsupported device"):
-        resolve_device("gpu0")
-    import torch
-
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda:0")
 
 
 def test_a_changed_input_image_is_predicted_again(tmp_path):

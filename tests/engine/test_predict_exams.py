@@ -11,9 +11,9 @@ import pytest
 
 from mammoscreen.data import exams_from_data, read_png, write_png
 from mammoscreen.data.exams import VIEWS
+from mammoscreen.engine import PredictOptions, predict_exams, predict_images, run_prediction
+from mammoscreen.models.interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predictor
 from mammoscreen.models.registry import ModelSpec
-from mammoscreen.predict import (ExamPrediction, ExamPredictor, ImagePrediction, PredictOptions, Predictor,
-                                 predict_exams, predict_images, run_prediction)
 
 COLUMNS = ("left_benign", "right_benign", "left_malignant", "right_malignant")
 EXAM_SPEC = ModelSpec(name="exam-means", title="test", paper="-", license="-", output_level="breast",

@@ -15,10 +15,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from .core.journal import MISSING, Journal, file_state
-from .core.stages import Failure, InputWarning, StageReport, describe_error, is_io_error
-
-__all__ = ["Failure", "InputWarning", "StageReport", "describe_error", "is_io_error", "map_images"]
+from .journal import MISSING, Journal, file_state
+from .stages import Failure, StageReport, describe_error
 
 
 def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str], *,

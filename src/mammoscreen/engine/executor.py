@@ -1,0 +1,61 @@
+"""Executors: how the work units of a run are run. The engine gives units and takes outcomes in any order.
+
+An executor implements :class:`Executor`. :class:`LocalExecutor` runs them in this process; a distributed
+executor builds its own predictors on its workers from the predictor's :class:`PredictorRequest`
+(:func:`mammoscreen.models.factory.request_of`) and runs the same :class:`~mammoscreen.engine.work.UnitRunner`
+there, so journal, outputs and CSV stay the engine's and are identical whichever executor ran the units.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+from ..models.interfaces import ExamPredictor, Predictor
+from .work import Job, UnitFailure, UnitOutcome, UnitRunner, WorkUnit
+
+
+class Executor(Protocol):
+    """Runs work units: one :class:`UnitResult` or :class:`UnitFailure` per unit, in any order."""
+
+    def run(self, predictor: Predictor | ExamPredictor, job: Job, units: Sequence[WorkUnit]) -> Iterator[UnitOutcome]:
+        """Run every unit of ``units`` for ``job``; ``predictor`` is the one the engine was given."""
+        ...
+
+
+class LocalExecutor:
+    """Runs the units in this process with the engine's predictor: while the model runs on one batch, the
+    next units are loaded and preprocessed in a background thread (``2 * batch_size`` in flight)."""
+
+    def run(self, predictor: Predictor | ExamPredictor, job: Job, units: Sequence[WorkUnit]) -> Iterator[UnitOutcome]:
+        if not units:
+            return
+        runner = UnitRunner(predictor, job)
+        batch: list[tuple[WorkUnit, Any, list]] = []
+        for unit, future in prefetch(runner.load, units, depth=max(2, 2 * job.batch_size)):
+            try:
+                batch.append((unit, *future.result()))
+            except Exception as error:
+                yield UnitFailure(unit, error)
+            if len(batch) >= job.batch_size:
+                yield from runner.run(batch)
+                batch = []
+        if batch:
+            yield from runner.run(batch)
+
+
+def prefetch(call: Callable[[Any], Any], items: Sequence[Any], depth: int) -> Iterator[tuple[Any, Future]]:
+    """Yield (item, future of call(item)) in order, keeping ``depth`` calls in flight in one thread."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-loader") as pool:
+        pending: deque[tuple[Any, Future]] = deque()
+        it = iter(items)
+        for item in it:
+            pending.append((item, pool.submit(call, item)))
+            if len(pending) >= depth:
+                break
+        while pending:
+            yield pending.popleft()
+            item = next(it, None)
+            if item is not None:
+                pending.append((item, pool.submit(call, item)))
