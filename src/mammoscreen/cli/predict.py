@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV
+from ..engine.choice import open_engine
+from .engine import add_engine_options, engine_choice
 from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, non_negative_int,
                      output_dir, positive_int, report_failures, report_warnings, weights_source)
 
@@ -124,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--exam-list", required=True, type=existing_file, help="exam list with best_center (data.pkl)")
     p.add_argument("--output-dir", required=True, type=output_dir)
     _add_model_options(p)
+    add_engine_options(p)
     p.set_defaults(handler=run_predict)
 
     p = subparsers.add_parser(
@@ -149,6 +152,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "
                         "(a model whose weights are missing is reported and skipped)")
     add_workers_option(p)
+    add_engine_options(p)
     p.set_defaults(handler=run_run)
 
 
@@ -225,7 +229,12 @@ def run_predict(args: argparse.Namespace) -> int:
     print(f"{spec.name} variant {provenance.get('variant', '-')} on {getattr(predictor, 'device', '')}")
     if provenance.get("heatmap_precision", "float32") != "float32":
         print(f"heatmaps in {provenance['heatmap_precision']}: approximate, not the official numbers")
-    run = run_prediction(predictor, exams, args.images, args.output_dir, options)
+    with open_engine(engine_choice(args)) as engine:
+        if engine.executor is not None:
+            options.executor = engine.executor
+        run = run_prediction(predictor, exams, args.images, args.output_dir, options)
+        engine.note_stage(spec.name)
+    _print_engine(engine)
     report_failures(run.failures, len(run.rows) + len(run.failures),
                     "exams" if spec.output_level == "breast" else "images")
     if run.csv_written:
@@ -250,9 +259,11 @@ def run_run(args: argparse.Namespace) -> int:
     for request, spec in zip(requests, specs):
         request.variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
         request.build_options.update(options)
-    result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
-                          options=_options(args), command=getattr(args, "command_line", None),
-                          ignore_unknown_views=args.ignore_unknown_views)
+    with open_engine(engine_choice(args)) as engine:
+        result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
+                              options=_options(args), command=getattr(args, "command_line", None),
+                              ignore_unknown_views=args.ignore_unknown_views, engine=engine)
+    _print_engine(engine)
     for stage, failures in result.failures.items():
         outcome = result.outcomes.get(stage)
         if failures and outcome is not None and outcome.run is not None:
@@ -292,6 +303,15 @@ def run_run(args: argparse.Namespace) -> int:
               f"{args.output_dir / FAILURES_CSV})", file=sys.stderr)
         return 1
     return 1 if result.skipped else 0
+
+
+def _print_engine(engine) -> None:
+    """Where a Ray run's work ran: nodes and images per node of each stage."""
+    for stage, record in engine.stages.items():
+        nodes = record.get("nodes", {})
+        shown = ", ".join(f"{node[:8]} {count}" for node, count in nodes.items())
+        lost = f"; {record['workers_lost']} worker(s) lost and replaced" if record.get("workers_lost") else ""
+        print(f"{stage}: ran on {len(nodes)} Ray node(s) ({shown}){lost}")
 
 
 def incomplete_advice(failures) -> str:

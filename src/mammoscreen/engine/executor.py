@@ -31,18 +31,24 @@ class LocalExecutor:
     def run(self, predictor: Predictor | ExamPredictor, job: Job, units: Sequence[WorkUnit]) -> Iterator[UnitOutcome]:
         if not units:
             return
-        runner = UnitRunner(predictor, job)
-        batch: list[tuple[WorkUnit, Any, list]] = []
-        for unit, future in prefetch(runner.load, units, depth=max(2, 2 * job.batch_size)):
-            try:
-                batch.append((unit, *future.result()))
-            except Exception as error:
-                yield UnitFailure(unit, error)
-            if len(batch) >= job.batch_size:
-                yield from runner.run(batch)
-                batch = []
-        if batch:
+        yield from run_units(UnitRunner(predictor, job), units)
+
+
+def run_units(runner: UnitRunner, units: Sequence[WorkUnit]) -> Iterator[UnitOutcome]:
+    """Load ``units`` in a background thread (``2 * batch_size`` ahead) while ``runner`` predicts them in batches
+    of ``batch_size``: the loop of every executor, wherever its runner lives (this process, a Ray actor)."""
+    batch_size = runner.job.batch_size
+    batch: list[tuple[WorkUnit, Any, list]] = []
+    for unit, future in prefetch(runner.load, units, depth=max(2, 2 * batch_size)):
+        try:
+            batch.append((unit, *future.result()))
+        except Exception as error:
+            yield UnitFailure(unit, error)
+        if len(batch) >= batch_size:
             yield from runner.run(batch)
+            batch = []
+    if batch:
+        yield from runner.run(batch)
 
 
 def prefetch(call: Callable[[Any], Any], items: Sequence[Any], depth: int) -> Iterator[tuple[Any, Future]]:

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 
 from ...core.stages import describe_error
 from ...models.factory import build_predictor, request_of
-from ..executor import run_loaded
+from ..executor import run_units
 from ..work import Job, UnitFailure, UnitOutcome, UnitResult, UnitRunner, WorkUnit
 from .session import RaySettings, import_ray
 
@@ -65,8 +65,7 @@ class ModelWorker:
         return self.node, self.error
 
     def process(self, units: Sequence[WorkUnit]) -> tuple[str, list[UnitOutcome]]:
-        outcomes = run_loaded(self.runner, units, self.runner.job.batch_size)
-        return self.node, [_portable(o) for o in outcomes]
+        return self.node, [_portable(o) for o in run_units(self.runner, units)]
 
 
 @dataclass
