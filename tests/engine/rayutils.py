@@ -16,6 +16,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+# Before Ray is imported anywhere: node addresses on the loopback interface (read once, at import), and no
+# token for these throw-away clusters that only this machine can reach.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
 OBJECT_STORE = 100 * 1024 * 1024  # per node: results travel one batch at a time
 
 # Fields of run_summary.json that may differ between a local and a Ray run of the same command: when it
@@ -30,8 +35,6 @@ def local_cluster(nodes: int = 1, cpus_per_node: int = 1) -> Iterator[object]:
     import ray
     from ray.cluster_utils import Cluster
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # node addresses on the loopback interface
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away cluster reachable only from here
     args = {"num_cpus": cpus_per_node, "object_store_memory": OBJECT_STORE}
     cluster = Cluster(initialize_head=True, head_node_args={**args, "include_dashboard": False})
     try:
@@ -59,8 +62,9 @@ def run_mammoscreen(args: Sequence[str], timeout: float = 600, **kwargs) -> subp
     return done
 
 
-def summary_without_engine(path: Path) -> dict:
-    summary = json.loads(path.read_text())
+def summary_without_engine(path: Path, output_dir: Path) -> dict:
+    """run_summary.json without the engine's fields, the output directory's own path written as OUTPUT."""
+    summary = json.loads(path.read_text().replace(json.dumps(str(output_dir))[1:-1], "OUTPUT"))
     for field in ENGINE_PROVENANCE_FIELDS:
         summary["run"].pop(field, None)
     return summary
@@ -69,7 +73,7 @@ def summary_without_engine(path: Path) -> dict:
 def assert_same_outputs(local: Path, other: Path) -> list[str]:
     """Every output file of ``other`` equals ``local``'s: CSV, PNG and exam lists (.pkl) byte for byte,
     maps array for array (``np.array_equal``, same keys and dtypes), run_summary.json but for
-    :data:`ENGINE_PROVENANCE_FIELDS`. Journals and locks (states of files, PIDs) are not outputs.
+    :data:`ENGINE_PROVENANCE_FIELDS` (and the output directory's own path, which the summary names). Journals and locks (states of files, PIDs) are not outputs.
     Returns the files compared."""
     def files(root: Path) -> set[str]:
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
@@ -84,7 +88,7 @@ def assert_same_outputs(local: Path, other: Path) -> list[str]:
                 for key in x.files:
                     assert x[key].dtype == y[key].dtype and np.array_equal(x[key], y[key]), (name, key)
         elif name.endswith("run_summary.json"):
-            assert summary_without_engine(a) == summary_without_engine(b), name
+            assert summary_without_engine(a, local) == summary_without_engine(b, other), name
         else:
             assert a.read_bytes() == b.read_bytes(), name
     return sorted(names)

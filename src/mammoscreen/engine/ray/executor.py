@@ -51,9 +51,13 @@ def _portable(outcome: UnitOutcome) -> UnitOutcome:
 class ModelWorker:
     """A Ray actor: one predictor and one runner for one engine run (see :class:`RayExecutor`)."""
 
-    def __init__(self, request: Any, job: Job):
+    def __init__(self, request: Any, job: Job, threads: int):
         import ray
+        import torch
 
+        # Ray gives an actor as many threads as CPUs it asked for; float sums over another number of threads
+        # round differently (GLAM's maps change in the last bits), so use the driver's number.
+        torch.set_num_threads(threads)
         self.node = ray.get_runtime_context().get_node_id()
         self.error: str | None = None
         try:
@@ -87,6 +91,12 @@ class RunRecord:
                 "nodes": dict(sorted(Counter(self.ran_on.values()).items())), "ran_on": dict(self.ran_on)}
 
 
+def _driver_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 class RayExecutor:
     """Runs the engine's work units on a pool of Ray actors (an :class:`~mammoscreen.engine.executor.Executor`).
 
@@ -109,6 +119,7 @@ class RayExecutor:
             return
         ray = import_ray()
         request = request_of(predictor)
+        threads = self.settings.threads_per_worker or _driver_threads()
         actor_class = ray.remote(ModelWorker).options(
             num_cpus=self.settings.cpus_per_worker, num_gpus=self.settings.gpus_per_worker,
             max_restarts=0, scheduling_strategy="SPREAD")
@@ -120,7 +131,7 @@ class RayExecutor:
         starting: list[Any] = []
 
         def start_actor() -> None:
-            actor = actor_class.remote(request, job)
+            actor = actor_class.remote(request, job, threads)
             starting.append(actor)
             pending[actor.ready.remote()] = (READY, actor, None)
 

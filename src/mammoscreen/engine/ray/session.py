@@ -16,13 +16,17 @@ class RaySettings:
     ``'auto'`` joins the cluster this machine belongs to (``ray start``); ``'ray://host:10001'`` connects
     through Ray Client; ``'host:6379'`` to a head node's GCS. ``num_workers``: model actors (and
     concurrent preprocessing tasks); None: one per CPU the cluster has (each GPU worker takes
-    ``gpus_per_worker`` GPUs, fractions share a GPU).
+    ``gpus_per_worker`` GPUs, fractions share a GPU). ``threads_per_worker``: PyTorch threads of each model
+    worker; None: as many as this (the driver's) process uses, which keeps the arithmetic - and so every
+    map - bit-identical to a local run on this machine (a float sum over another number of threads rounds
+    differently in the last bits). Set it to the workers' CPUs for speed when that identity does not matter.
     """
 
     address: str | None = None
     num_workers: int | None = None
     gpus_per_worker: float = 0.0
     cpus_per_worker: float = 1.0
+    threads_per_worker: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_workers is not None and self.num_workers < 1:
@@ -65,7 +69,8 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     if settings.address:
         ray.init(address=settings.address, **common)
     else:
-        ray.init(num_cpus=_local_cpus(settings), num_gpus=None, include_dashboard=False, **common,
+        # A single-machine instance listens on the loopback interface only.
+        ray.init(num_cpus=_local_cpus(settings), include_dashboard=False, _node_ip_address="127.0.0.1", **common,
                  object_store_memory=_local_object_store())
     try:
         yield ray
