@@ -36,7 +36,7 @@ from mammoscreen import __version__  # noqa: E402
 from mammoscreen.data import iter_images, load_exam_list, read_png  # noqa: E402
 from mammoscreen.data.images import encode_png  # noqa: E402
 from mammoscreen.explain.visualize import gmic_figure  # noqa: E402
-from mammoscreen.models.gmic_predictor import load_gmic  # noqa: E402
+from mammoscreen.models.gmic.predictor import load_gmic  # noqa: E402
 from mammoscreen.pipeline import ModelRequest, run_pipeline  # noqa: E402
 from mammoscreen.engine import PredictOptions, write_predictions_csv  # noqa: E402
 from mammoscreen.preprocess.centers import optimal_center  # noqa: E402

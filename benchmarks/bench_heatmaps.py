@@ -9,7 +9,7 @@ patches of an exam as float64 arrays, stacked to three channels in batches of 10
 ``torch.FloatTensor`` (which keeps the NHWC-permuted layout), the reference DenseNet-121 (one
 ``torch.cat`` of all earlier features per dense layer, explicit "SAME" padding, separate BatchNorm and
 ReLU), softmax, then the float32 averaging loop, with the default allocator. ``ours`` is
-:class:`mammoscreen.models.heatmaps.PatchClassifier` (fused network, background patches classified once, malloc tuned by
+:class:`mammoscreen.models.nyu_model.patch_heatmaps.PatchClassifier` (fused network, background patches classified once, malloc tuned by
 :mod:`mammoscreen.memory`). ``--allocator-ablation`` adds the baseline with the malloc tuning and ours
 without it, to show how much of the difference is the allocator. All run on the same images and
 patch grids (exam 0's official grids: ``random.seed(0)`` once for the run), each in its own process (so
@@ -66,7 +66,7 @@ def _build_reference_checkpoint(reference: Path, manifest: str, out: Path) -> Pa
 def _exam_images(reference: Path, names: list[str]):
     """Cropped images (oriented as nyu_model takes its patches: right views mirrored) and their official grids."""
     from mammoscreen.data.images import read_png
-    from mammoscreen.models.heatmaps import plan_patch_grids
+    from mammoscreen.models.nyu_model.patch_heatmaps import plan_patch_grids
 
     images = []
     for name in names:
@@ -102,9 +102,8 @@ def official_style_probabilities(model, images64, grids, batch_size: int = 100) 
 def heatmap_worker(args: argparse.Namespace) -> dict:
     import torch
 
-    from mammoscreen.models.dmv_predictor import load_patch_classifier
-    from mammoscreen.models.heatmaps import (BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier, accumulate_heatmap,
-                                             standardize_float64)
+    from mammoscreen.models.nyu_model.predictor import load_patch_classifier
+    from mammoscreen.models.nyu_model.patch_heatmaps import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier, accumulate_heatmap, standardize_float64
 
     torch.set_num_threads(args.threads)
     names = args.images.split(",")
@@ -139,7 +138,7 @@ def heatmap_worker(args: argparse.Namespace) -> dict:
 
 def _classified_patches(classifier, images, grids) -> int:
     """Patches that go through the network (background patches are classified once per image)."""
-    from mammoscreen.models.heatmaps import _background_patches, standardize_float64
+    from mammoscreen.models.nyu_model.patch_heatmaps import _background_patches, standardize_float64
 
     total = 0
     for image, grid in zip(images, grids):
@@ -152,7 +151,7 @@ def roofline_worker(args: argparse.Namespace) -> dict:
     """This machine's matmul GFLOP/s (float32, bfloat16) and the fused patch network's FLOPs per patch."""
     import torch
 
-    from mammoscreen.models.densenet import densenet121, fuse_densenet
+    from mammoscreen.models.layers.densenet import densenet121, fuse_densenet
 
     torch.set_num_threads(args.threads)
     result: dict = {"kind": "roofline"}
@@ -193,7 +192,7 @@ def dmv_worker(args: argparse.Namespace) -> dict:
     import torch
 
     from mammoscreen.data import load_exam_list
-    from mammoscreen.models.dmv_predictor import build_nyu_model, load_image_wise, load_view_wise, to_batch
+    from mammoscreen.models.nyu_model.predictor import build_nyu_model, load_image_wise, load_view_wise, to_batch
 
     torch.set_num_threads(args.threads)
     out = Path(args.output).parent

@@ -158,6 +158,7 @@ def worker(task: dict) -> dict:
         return _baseline(task)
 
     from mammoscreen.data.exams import iter_images, load_exam_list
+    from mammoscreen.models.factory import PredictorRequest, build_predictor
     from mammoscreen.models.registry import get_model_spec
     from mammoscreen.models.interfaces import ExamPredictor
     from mammoscreen.engine import PredictOptions, run_prediction
@@ -165,7 +166,8 @@ def worker(task: dict) -> dict:
     spec = get_model_spec(task["model"])
     baseline_rss = _rss_mb()
     t0 = time.perf_counter()
-    predictor = spec.build(task["weights"], task["variant"], device=task["device"], **task.get("build_options", {}))
+    predictor = build_predictor(PredictorRequest(spec.name, task["weights"], task["variant"], task["device"],
+                                                 task.get("build_options", {})))
     build_seconds = time.perf_counter() - t0
     modules = _find_modules(predictor)
     exam_level = isinstance(predictor, ExamPredictor)
@@ -261,7 +263,7 @@ def _baseline(task: dict) -> dict:
     import torch
     from torch import nn
 
-    from mammoscreen.models.blocks import ResNetV1
+    from mammoscreen.models.layers.resnet import ResNetV1
 
     class ResNet34Classifier(nn.Module):
         def __init__(self):

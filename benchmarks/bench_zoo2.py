@@ -57,13 +57,14 @@ def worker(task: dict) -> dict:
     if task["kind"] == "baseline":
         return baseline(task)
     from mammoscreen.data.exams import Exam, load_exam_list
+    from mammoscreen.models.factory import PredictorRequest, build_predictor
     from mammoscreen.models.registry import get_model_spec
     from mammoscreen.engine import PredictOptions, predict_images
 
     spec = get_model_spec(task["model"])
     rss_before = peak_rss_mb()
     start = time.perf_counter()
-    predictor = spec.build(task["weights"], None, device=task["device"])
+    predictor = build_predictor(PredictorRequest(spec.name, task["weights"], None, task["device"]))
     build_seconds = time.perf_counter() - start
     timers = {"prepare": 0.0, "predict_batch": 0.0}
     for name in timers:
@@ -102,7 +103,7 @@ def baseline(task: dict) -> dict:
     """Plain ResNet-34 (torchvision layout) on one 2944x1920 image, median of ``repeat`` forwards."""
     import torch
 
-    from mammoscreen.models.blocks import ResNetV1
+    from mammoscreen.models.layers.resnet import ResNetV1
 
     model = ResNetV1(64, (3, 4, 6, 3), in_channels=3).eval()
     x = torch.randn(1, 3, 2944, 1920)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.models.registry import get_model_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ def test_zoo_benchmark_measures_the_bundled_demo_model(reference_dir, tmp_path):
     rows = json.loads(out.read_text())
     assert len(rows) == 1 and "error" not in rows[0], rows
     row = rows[0]
-    predictor = get_model_spec("gmic_demo").build("official", None, device="cpu")
+    predictor = build_predictor(PredictorRequest("gmic_demo", "official", None, "cpu"))
     expected = sum(p.numel() for model in predictor.models for p in model.parameters())
     assert row["model"] == "gmic_demo" and row["params"] == expected
     assert row["images"] >= 1 and row["failed"] == 0

@@ -7,6 +7,7 @@ without model forwards (the real models run together in tests/parity/test_glam_p
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ import pytest
 from mammoscreen.cli import main
 from mammoscreen.data.exams import Exam, save_exam_list
 from mammoscreen.models import registry
+from mammoscreen.models.options import ModelOptions
 from mammoscreen.models.registry import ModelSpec, WeightFile
-from mammoscreen.models.weights import WeightsError, load_checkpoint, resolve_weight_path
+from mammoscreen.models.weights import WeightsError, load_checkpoint
 from mammoscreen.pipeline import ModelRequest, model_requests, run_pipeline, split_model_names
 from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.engine import PredictOptions
@@ -35,9 +37,9 @@ class ConstantPredictor(Predictor):
 
 
 def make_spec(name):
-    def build(weights, variant=None, device="auto"):
+    def build(paths, variant, device, options):  # the factory has resolved the weight file
         spec = registry.get_model_spec(name)
-        path = resolve_weight_path(spec, weights, variant)
+        path = paths[0]
         if path.read_text() == "corrupt":
             load_checkpoint(path)  # raises WeightsError, as for a real damaged checkpoint
         return ConstantPredictor(spec, float(path.read_text()))
@@ -191,11 +193,16 @@ def test_build_options_reach_only_the_models_that_take_them(standins, dataset, t
     received = {}
     spec_b = registry._REGISTRY["fake_b"]
 
-    def build_with_offset(weights, variant=None, device="auto", offset=0.0):
-        received["offset"] = offset
-        return ConstantPredictor(spec_b, float((Path(weights) / "fake_b.txt").read_text()) + offset)
+    @dataclass(frozen=True)
+    class OffsetOptions(ModelOptions):
+        offset: float = 0.0
 
-    monkeypatch.setitem(registry._REGISTRY, "fake_b", ModelSpec(**{**vars(spec_b), "build": build_with_offset}))
+    def build_with_offset(paths, variant, device, options):
+        received["offset"] = options.offset
+        return ConstantPredictor(spec_b, float(paths[0].read_text()) + options.offset)
+
+    monkeypatch.setitem(registry._REGISTRY, "fake_b", ModelSpec(**{**vars(spec_b), "build": build_with_offset,
+                                                                  "options": OffsetOptions}))
     result = run_pipeline(images, exam_list, tmp_path / "out",
                           model_requests(["fake_a", "fake_b"], [str(weights)], build_options={"offset": 0.125}),
                           options=QUIET, log=lambda m: None)

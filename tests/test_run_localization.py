@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mammoscreen.data.images import read_png
-from mammoscreen.models.glam import GLAM, GLAMConfig
-from mammoscreen.models.gmic import GMIC, GMICConfig
+from mammoscreen.models.nyu_glam.modeling import GLAM, GLAMConfig
+from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.pipeline import ModelRequest, run_pipeline
 from mammoscreen.engine import PredictOptions

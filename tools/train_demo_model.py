@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mammoscreen import __version__
     from mammoscreen.core.files import sha256_file, write_json_atomic, write_text_atomic
-    from mammoscreen.models.gmic_predictor import GMICPredictor, load_gmic
+    from mammoscreen.models.gmic.predictor import GMICPredictor, load_gmic
     from mammoscreen.train import TrainOptions, train_gmic
     from mammoscreen.train.configs import GMIC_TINY, augmentation_noise, config_name
     from mammoscreen.train.demo import SYNTH_SCALE, heldout_metrics, synthetic_split

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -109,7 +108,7 @@ def model_requests(names: Sequence[str], weights: Sequence[str] = (), variants: 
     directory holding the official file names of the models, 'official' (cache / download), or - with
     a single model - a checkpoint file. ``variants`` are ``MODEL=VARIANT``, or a plain value when only
     one model runs. A model left without weights gets ``weights=None`` and is reported and skipped by
-    :func:`run_pipeline`. ``build_options`` go to every model whose builder accepts them (by name).
+    :func:`run_pipeline`. ``build_options`` go to every model whose options declare them (by name).
     """
     names = list(names)
     assigned_weights, default_weights = _per_model(weights, names, "weights")
@@ -338,7 +337,7 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
         log(f"[{position}/{len(runnable)}] {spec.name} ({request.variant or spec.default_variant})")
         try:
             predictor = build_predictor(PredictorRequest(spec.name, request.weights, request.variant, options.device,
-                                                         _options_accepted_by(spec.build, request.build_options)))
+                                                         _options_taken_by(spec, request.build_options)))
         except (WeightsError, FileNotFoundError) as e:
             outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "skipped",
                                                str(e))
@@ -429,13 +428,11 @@ def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], option
             "environment": software_versions()}
 
 
-def _options_accepted_by(build: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
-    """The build options a model's builder takes: options for other models (e.g. a heatmap setting when
-    GMIC and a heatmap model run together) are not passed to it."""
-    parameters = inspect.signature(build).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return dict(options)
-    return {k: v for k, v in options.items() if k in parameters}
+def _options_taken_by(spec: ModelSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """The options this model declares: options for other models (e.g. a heatmap setting when GMIC and a heatmap
+    model run together) are not passed to it."""
+    names = spec.options.names()
+    return {k: v for k, v in options.items() if k in names}
 
 
 def _empty_cuda_cache() -> None:

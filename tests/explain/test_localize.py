@@ -219,8 +219,8 @@ def predicted(tmp_path_factory):
     """Two synthetic exams, cropped, centred and predicted by a random tiny GMIC with saved maps."""
     from mammoscreen.data.synth.generate import generate_exams
     from mammoscreen.data.synth.render import SynthOptions
-    from mammoscreen.models.gmic import GMIC, GMICConfig
-    from mammoscreen.models.gmic_predictor import build_gmic_predictor
+    from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
+    from mammoscreen.models.gmic.predictor import build_gmic_predictor
     from mammoscreen.engine import PredictOptions, predict_images
     from mammoscreen.preprocess.centers import centers_dataset
     from mammoscreen.preprocess.crop import crop_dataset

@@ -113,10 +113,8 @@ def test_the_sha256_of_an_unverified_download_is_in_the_run_summary(server, tmp_
     (root / "toy.p").write_text("0.5")
     monkeypatch.setenv("MAMMOSCREEN_HOME", str(tmp_path / "cache"))
 
-    def build(weights_arg, variant=None, device="auto"):
-        spec = registry.get_model_spec("download_toy")
-        path = weights.resolve_weight_path(spec, weights_arg, variant)
-        return _Constant(spec, float(path.read_text()))
+    def build(paths, variant, device, options):  # the factory has found (and downloaded) the weight file
+        return _Constant(registry.get_model_spec("download_toy"), float(paths[0].read_text()))
 
     spec = ModelSpec(name="download_toy", title="toy", paper="-", license="-", output_level="image",
                      prediction_columns=("malignant_pred",), input_description="-", needs_crop=False,

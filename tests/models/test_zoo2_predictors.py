@@ -10,11 +10,11 @@ import pytest
 
 from figures import check_detection_figure, check_input_figure
 from testutils import synthetic_breast
+from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.data.exams import load_exam_list
 from mammoscreen.data.images import read_png, write_png
-from mammoscreen.models.end2end_predictor import (DEFAULT_MEAN_PIXEL_INTENSITY, MEAN_PIXEL_INTENSITY, VARIANT_FILES,
-                                                  preprocess_end2end, resolve_mean_pixel_intensity)
-from mammoscreen.models.frcnn_predictor import FRCNNPredictor, to_8bit_bgr
+from mammoscreen.models.end2end.predictor import DEFAULT_MEAN_PIXEL_INTENSITY, MEAN_PIXEL_INTENSITY, VARIANT_FILES, preprocess_end2end, resolve_mean_pixel_intensity
+from mammoscreen.models.frcnn_cad.predictor import FRCNNPredictor, to_8bit_bgr
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
 from mammoscreen.pipeline import ModelRequest, run_pipeline
@@ -79,11 +79,11 @@ def test_mean_pixel_intensity_option():
 
 def test_missing_weights_name_the_file_and_where_to_get_it(tmp_path):
     with pytest.raises(WeightsError, match=r"ddsm_vgg16_s10_512x1\.h5.*drive\.google\.com"):
-        get_model_spec("end2end").build(tmp_path, "ddsm_vgg16", device="cpu")
+        build_predictor(PredictorRequest("end2end", tmp_path, "ddsm_vgg16", "cpu"))
     with pytest.raises(ValueError, match="unknown end2end variant"):
-        get_model_spec("end2end").build(tmp_path, "resnet", device="cpu")
+        build_predictor(PredictorRequest("end2end", tmp_path, "resnet", "cpu"))
     with pytest.raises(WeightsError, match="vgg16_frcnn_cad.caffemodel"):
-        get_model_spec("frcnn_cad").build(tmp_path, None, device="cpu")
+        build_predictor(PredictorRequest("frcnn_cad", tmp_path, None, "cpu"))
 
 
 def test_end2end_predictions_in_official_order_with_a_bad_image_skipped(dataset, tmp_path):
@@ -92,7 +92,8 @@ def test_end2end_predictions_in_official_order_with_a_bad_image_skipped(dataset,
     for p in dataset["images"].iterdir():
         (images / p.name).write_bytes(p.read_bytes())
     write_png(images / "e0_R-CC.png", np.zeros((240, 160), np.uint16))  # blank
-    predictor = get_model_spec("end2end").build(dataset["weights"], None, device="cpu", mean_pixel_intensity="ddsm")
+    predictor = build_predictor(PredictorRequest("end2end", dataset["weights"], None, "cpu",
+                                                 {"mean_pixel_intensity": "ddsm"}))
     assert predictor.provenance()["mean_pixel_intensity"] == 52.18
     run = predict_images(predictor, load_exam_list(dataset["exam_list"]), images, tmp_path / "out",
                          PredictOptions(device="cpu", batch_size=2, save_maps=True, visualize=True, progress=False))
@@ -110,8 +111,8 @@ def test_end2end_predictions_in_official_order_with_a_bad_image_skipped(dataset,
 
 
 def test_frcnn_detections_in_maps_and_figure(dataset, tmp_path):
-    predictor = get_model_spec("frcnn_cad").build(dataset["weights"] / "vgg16_frcnn_cad.caffemodel", None,
-                                                  device="cpu")
+    predictor = build_predictor(PredictorRequest("frcnn_cad", dataset["weights"] / "vgg16_frcnn_cad.caffemodel", None,
+                                                 "cpu"))
     run = predict_images(predictor, load_exam_list(dataset["small_exam_list"]), dataset["images"], tmp_path / "out",
                          PredictOptions(device="cpu", save_maps=True, visualize=True, progress=False))
     assert not run.failures and [r["image_index"] for r in run.rows] == ["e1_L-CC", "e1_R-CC"]

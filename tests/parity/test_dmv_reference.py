@@ -24,8 +24,7 @@ import pytest
 from testutils import split_original_shape
 from mammoscreen.cli import main
 from mammoscreen.data import load_exam_list, read_png
-from mammoscreen.models.dmv_predictor import (build_nyu_model, build_nyu_model_single, load_image_wise,
-                                              load_patch_classifier, load_view_wise)
+from mammoscreen.models.nyu_model.predictor import build_nyu_model, build_nyu_model_single, load_image_wise, load_patch_classifier, load_view_wise
 from mammoscreen.engine import PredictOptions, predict_images
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
@@ -317,7 +316,7 @@ def test_nyu_model_image_heatmaps_csv_rows_are_the_official_ones(nyu_heatmaps, r
 
 @pytest.mark.parametrize("exam", [0, 1])
 def test_nyu_model_heatmap_channels_of_the_input(nyu_heatmaps, reference_dir, exam):
-    from mammoscreen.models.dmv_predictor import window_input
+    from mammoscreen.models.nyu_model.predictor import window_input
     from mammoscreen.preprocess.windows import flip_to_face_right
 
     prepared, prediction = nyu_heatmaps[1][exam]

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mammoscreen.data.images import read_png
-from mammoscreen.models.end2end import load_end2end
-from mammoscreen.models.end2end_predictor import preprocess_end2end
+from mammoscreen.models.end2end.modeling import load_end2end
+from mammoscreen.models.end2end.predictor import preprocess_end2end
 from mammoscreen.pipeline import ModelRequest, run_pipeline
 from mammoscreen.engine import PredictOptions
 from mammoscreen.preprocess.magick import auto_level, magick_resize

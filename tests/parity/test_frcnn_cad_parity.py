@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from mammoscreen.data.images import read_png
-from mammoscreen.models.frcnn import FasterRCNNVGG16, load_frcnn
-from mammoscreen.models.frcnn_predictor import image_scale, network_input, to_8bit_bgr
+from mammoscreen.models.frcnn_cad.modeling import FasterRCNNVGG16, load_frcnn
+from mammoscreen.models.frcnn_cad.predictor import image_scale, network_input, to_8bit_bgr
 from mammoscreen.pipeline import ModelRequest, run_pipeline
 from mammoscreen.engine import PredictOptions
 from zoo2_reference import FRCNN_FILE, IMAGES, frcnn_weights, model_reference_dir

@@ -20,8 +20,8 @@ import torch
 from figures import check_glam_figure
 from mammoscreen.cli import main
 from mammoscreen.data.exams import iter_images, load_exam_list
-from mammoscreen.models.gmic import crop_patches
-from mammoscreen.models.glam_predictor import build_glam_predictor
+from mammoscreen.models.gmic.modeling import crop_patches
+from mammoscreen.models.nyu_glam.predictor import build_glam_predictor
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:.*shared_rep_filter:UserWarning")]

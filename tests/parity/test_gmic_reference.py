@@ -19,8 +19,8 @@ from testutils import split_original_shape
 from mammoscreen.cli import main
 from mammoscreen.data import load_exam_list, read_png
 from mammoscreen.data.exams import iter_images
-from mammoscreen.models.gmic import crop_patches
-from mammoscreen.models.gmic_predictor import build_gmic_predictor, load_gmic
+from mammoscreen.models.gmic.modeling import crop_patches
+from mammoscreen.models.gmic.predictor import build_gmic_predictor, load_gmic
 from mammoscreen.preprocess.windows import model_input
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]

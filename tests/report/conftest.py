@@ -20,7 +20,6 @@ from mammoscreen.data.images import image_path, read_png
 from mammoscreen.core.files import sha256_file
 from mammoscreen.models import registry
 from mammoscreen.models.registry import ModelSpec, WeightFile
-from mammoscreen.models.weights import resolve_weight_path
 from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.engine import PredictOptions
 
@@ -59,9 +58,8 @@ class LabelFollowingPredictor(Predictor):
 
 
 def _spec(name: str, strength: float) -> ModelSpec:
-    def build(weights, variant=None, device="auto"):
-        spec = registry.get_model_spec(name)
-        return LabelFollowingPredictor(spec, resolve_weight_path(spec, weights, variant), strength)
+    def build(paths, variant, device, options):  # the factory has resolved the weight file
+        return LabelFollowingPredictor(registry.get_model_spec(name), paths[0], strength)
 
     return ModelSpec(name=name, title=f"Stand-in {name}", paper="Nobody et al., A stand-in model (2026)",
                      license="test-only", output_level="image", prediction_columns=("benign_pred", "malignant_pred"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mammoscreen.models.gmic import GMICConfig
+from mammoscreen.models.gmic.modeling import GMICConfig
 
 # A GMIC small enough to train an epoch on a dozen images in about a second.
 MICRO = GMICConfig(input_size=(256, 160), percent_t=0.1, num_patches=2, patch_size=(32, 32), global_channels=4,

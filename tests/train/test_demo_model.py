@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.core.files import sha256_file
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import PRETRAINED_DIR, WeightsError
@@ -49,13 +50,13 @@ def test_a_replaced_demo_file_is_refused(monkeypatch, tmp_path):
     fake.write_bytes(b"not the weights")
     monkeypatch.setattr(weights, "PRETRAINED_DIR", tmp_path)
     with pytest.raises(WeightsError, match="does not match the registered sha256"):
-        get_model_spec("gmic_demo").build(None, device="cpu")
+        build_predictor(PredictorRequest("gmic_demo", None, device="cpu"))
 
 
 def test_demo_model_on_heldout_synthetic_exams(heldout):
     from mammoscreen.train.demo import heldout_metrics
 
-    predictor = get_model_spec("gmic_demo").build(None, device="cpu")
+    predictor = build_predictor(PredictorRequest("gmic_demo", None, device="cpu"))
     assert predictor.config.input_size == (736, 480)
     metrics = heldout_metrics(predictor, heldout)
     print(metrics)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from mammoscreen.models.gmic import GMIC
+from mammoscreen.models.gmic.modeling import GMIC
 from mammoscreen.train import TrainOptions, train_gmic
 from mammoscreen.train.configs import augmentation_noise
 from mammoscreen.train.data import GMICImages, labelled_images

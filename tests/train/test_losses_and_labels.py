@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mammoscreen.data.exams import Exam, ExamListError, ImageRecord
-from mammoscreen.models.gmic import GMICOutput
+from mammoscreen.models.gmic.modeling import GMICOutput
 from mammoscreen.train.configs import GMIC_TINY, augmentation_noise, config_by_name, config_name
 from mammoscreen.train.data import LabelledImage, gmic_input, image_labels, labelled_images
 from mammoscreen.train.losses import gmic_loss

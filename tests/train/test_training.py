@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mammoscreen.data.exams import Exam, ExamListError, save_exam_list
-from mammoscreen.models.gmic import GMIC, GMICConfig
+from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
 from mammoscreen.models.weights import WeightsError
 from mammoscreen.train import TrainOptions, train_gmic
 from mammoscreen.train.loop import LOG_COLUMNS, TIMING_COLUMNS, TrainingError
@@ -79,7 +79,7 @@ def test_same_seed_same_weights_and_resume_after_interruption_matches(micro_spli
 
 def test_checkpoint_has_the_official_layout_and_loads_through_predict(micro_split, micro_config, tmp_path):
     from mammoscreen.cli import main
-    from mammoscreen.models.gmic_predictor import build_gmic_predictor
+    from mammoscreen.models.gmic.predictor import build_gmic_predictor
 
     result = _train(micro_split, tmp_path / "run", _options(micro_config, epochs=1))
     state = _weights(result.best_model)

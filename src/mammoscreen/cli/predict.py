@@ -76,10 +76,8 @@ def _build_options(args: argparse.Namespace, spec, variant: str | None, model_ou
     With ``strict`` an option the model does not take is an error; otherwise (several models in one
     run) it is simply not passed to this model.
     """
-    import inspect
-
     options: dict = {}
-    accepted = inspect.signature(spec.build).parameters
+    accepted = spec.options.names()
     if args.heatmaps and "patch_weights" in accepted:
         if variant not in (None, "image_heatmaps"):
             raise ValueError(f"--heatmaps contradicts --variant {variant}")
@@ -168,12 +166,8 @@ def _parse_model_options(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _builder_options(spec) -> list[str]:
-    """Keyword options a model's builder accepts (besides the ones every builder has)."""
-    import inspect
-
-    accepted = [name for name, p in inspect.signature(spec.build).parameters.items()
-                if p.kind == p.KEYWORD_ONLY or (p.kind == p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)]
-    return [name for name in accepted if name not in ("device", "variant", "allow_download")]
+    """The options a model declares (its ModelOptions dataclass)."""
+    return list(spec.options.names())
 
 
 def _check_model_options(options: dict[str, str], specs) -> None:

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .views import VIEWS
+
 METADATA_KEY = "metadata"
 """Key of the metadata in an exam dict (pickle and JSON alike)."""
 
@@ -229,8 +231,6 @@ def is_number(value: Any) -> bool:
 
 def metadata_coverage(exams: Sequence[Any]) -> list[KeyCoverage]:
     """Per key: exams and images that have it, and its values (image counts) or numeric range."""
-    from .exams import VIEWS
-
     out = []
     for key in metadata_keys(exams):
         n_exams = 0

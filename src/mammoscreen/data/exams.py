@@ -39,9 +39,9 @@ from ..core.limits import InputLimitError
 from ..core.paths import name_problem
 from ..core.safejson import JSONInputError, load_json
 from ..core.safepickle import MalformedPickleError, UnsafePickleError, load_pickle
+from .views import VIEWS
 from .exam_metadata import METADATA_KEY, MetadataError, check_metadata, restrict_metadata
 
-VIEWS: tuple[str, ...] = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 """The four standard screening views, in the official processing order."""
 
 LABEL_KEYS: tuple[str, ...] = ("left_benign", "right_benign", "left_malignant", "right_malignant")

@@ -3,7 +3,7 @@
 A :class:`ModelSpec` says everything the pipeline and the evaluator need to know about a model without
 special-casing it by name: its input (windows per view, whether it needs the NYU crop and centres), its
 output level (image or breast), its prediction columns, its weight files with their sha256, licence and
-paper. Adding a model means adding one module with an ``nn.Module`` and one :func:`register_model` call.
+paper. Adding a model means adding one package under ``models/`` whose import calls :func:`register_model`.
 
 The registry never ships third-party weights: it records where the official files are published so
 that :mod:`mammoscreen.models.weights` can find, download and verify them.
@@ -12,10 +12,14 @@ that :mod:`mammoscreen.models.weights` can find, download and verify them.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .interfaces import ExamPredictor, Predictor
+from .options import ModelOptions
+from .preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class WeightFile:
     size: int | None = None
     license: str = ""
     bundled: bool = False  # shipped inside the package (models/pretrained/), used when no weights are given
+    config: Mapping[str, Any] = field(default_factory=dict)  # model configuration these weights need (percent_t)
+    preprocessing: Preprocessing | None = None  # what they expect of an image (None: the model's, ModelSpec)
 
 
 @dataclass(frozen=True)
@@ -40,15 +46,19 @@ class ModelSpec:
     license: str
     output_level: str  # "image" or "breast"
     prediction_columns: tuple[str, ...]  # e.g. ("benign_pred", "malignant_pred")
-    input_description: str
-    needs_crop: bool = True
-    center_windows: Mapping[str, tuple[int, int]] | None = None  # view angle -> (rows, cols)
+    input_description: str = ""  # generated from ``preprocessing`` when that is given
+    needs_crop: bool = True  # from ``preprocessing`` when that is given
+    center_windows: Mapping[str, tuple[int, int]] | None = None  # view angle -> (rows, cols); from ``preprocessing``
     weights: Mapping[str, WeightFile] = field(default_factory=dict)  # variant -> file
     default_variant: str | None = None
     variants: tuple[str, ...] = ()  # all accepted variants (may include combinations such as 'ensemble')
     intended_use: str = "Research only. Not a medical device; not for clinical use."
-    # Builds a predictor: (weights path or directory, variant, device, options) -> Predictor.
+    # Loads a predictor: (resolved weight files of the variant, variant, device, options) -> Predictor; called by
+    # mammoscreen.models.factory.build_predictor, which validates, resolves and downloads the weights first.
     build: Callable[..., Predictor | ExamPredictor] | None = None
+    options: type[ModelOptions] = ModelOptions  # the model's options (none by default)
+    preprocessing: Preprocessing | None = None  # what its weights expect of an image
+    weights_page: str | None = None  # where the weights are published when they cannot be downloaded directly
     extra: Mapping[str, Any] = field(default_factory=dict)
     # Row order of views within an exam in predictions.csv when the official script differs from the NYU
     # order (L-CC, R-CC, L-MLO, R-MLO), e.g. the meta-repository's end2end/frcnn_cad: L-CC, L-MLO, R-CC, R-MLO.
@@ -56,6 +66,19 @@ class ModelSpec:
     # Its --save-maps files hold window-aligned saliency maps that 'mammoscreen localize' reads (GMIC and GLAM
     # layouts, explain/localize.py): 'mammoscreen run --segmentations --save-maps' localises them.
     saliency_maps: bool = False
+
+    def __post_init__(self) -> None:
+        if self.preprocessing is not None:  # one source of truth: the pipeline's fields follow the record
+            object.__setattr__(self, "needs_crop", self.preprocessing.crop)
+            object.__setattr__(self, "center_windows", self.preprocessing.windows)
+            if not self.input_description:
+                object.__setattr__(self, "input_description", self.preprocessing.describe())
+
+    def weight_keys(self, variant: str) -> list[str]:
+        """The weight files a variant loads: its own, or (a combination such as GMIC's 'ensemble') every variant's."""
+        if variant in self.weights:
+            return [variant]
+        return [v for v in self.variants if v in self.weights]
 
     def weight_file(self, variant: str | None = None) -> WeightFile:
         variant = variant or self.default_variant
@@ -77,21 +100,22 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-# Modules whose import registers the built-in models (one per model family).
-BUILTIN_MODEL_MODULES = [
-    "mammoscreen.models.gmic_predictor",
-    "mammoscreen.models.gmic_demo",
-    "mammoscreen.models.end2end_predictor",
-    "mammoscreen.models.frcnn_predictor",
-    "mammoscreen.models.glam_predictor",
-    "mammoscreen.models.dmv_predictor",
-]
+# Folders of models/ that are not models.
+NOT_MODELS = ("layers",)
+
+
+def builtin_model_packages() -> list[str]:
+    """The model packages shipped with mammoscreen: every folder of models/ but ``NOT_MODELS`` (one per model
+    family; importing one registers its models)."""
+    folder = Path(__file__).parent
+    return [f"{__package__}.{info.name}" for info in sorted(pkgutil.iter_modules([str(folder)]), key=lambda i: i.name)
+            if info.ispkg and info.name not in NOT_MODELS]
 
 
 def _load_builtin_models() -> None:
-    # Importing the model modules registers them; done lazily so that importing the registry is cheap.
-    for module in BUILTIN_MODEL_MODULES:
-        importlib.import_module(module)
+    # Importing the model packages registers them; done lazily so that importing the registry is cheap.
+    for package in builtin_model_packages():
+        importlib.import_module(package)
 
 
 def get_model_spec(name: str) -> ModelSpec:

@@ -24,25 +24,21 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Callable
 
-from ..core.checkpoints import CheckpointError, load_torch, state_dict_problem
+from ..core.checkpoints import (
+    UnexpectedKeysWarning,
+    WeightsError,
+    check_finite_parameters,
+    load_checkpoint,
+    load_state_dict_into,
+)
 from ..core.files import sha256_file
 from .registry import ModelSpec, WeightFile
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from torch import nn
-
-
-class WeightsError(RuntimeError):
-    """Weights are missing, corrupt or do not fit the model."""
-
-
-class UnexpectedKeysWarning(UserWarning):
-    """A checkpoint holds parameters the model does not use (they are ignored)."""
+    pass
 
 
 def cache_dir() -> Path:
@@ -290,58 +286,6 @@ def weights_problem(spec: ModelSpec, weights: str | Path | None, variant: str | 
         return (f"{spec.name} {variant} needs {len(files)} weight files ({', '.join(wf.filename for wf in files)}): "
                 "pass a directory holding them, or 'official'")
     return None
-
-
-def load_checkpoint(path: str | Path) -> Any:
-    """``torch.load`` a checkpoint on the CPU without executing pickled code (:func:`core.checkpoints.load_torch`)."""
-    try:
-        return load_torch(path)
-    except CheckpointError as e:
-        raise WeightsError(str(e)) from None
-
-
-def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load parameters strictly by name: a missing or misshapen key is an error, an extra key a warning."""
-    import torch
-
-    problem = state_dict_problem(state_dict)
-    if problem is not None:
-        raise WeightsError(f"{source}: {problem}")
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise WeightsError(f"{source}: {len(missing)} parameters of {type(model).__name__} are missing ({shown}); "
-                           "is this a checkpoint of this model?")
-    for key, tensor in expected.items():
-        value = state_dict[key]
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(tensor.shape):
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise WeightsError(f"{source}: parameter {key} has shape {shape}, the model expects {tuple(tensor.shape)}")
-    unexpected = [k for k in state_dict if k not in expected]
-    if unexpected:
-        warnings.warn(f"{source}: ignoring {len(unexpected)} unused parameter(s): {', '.join(unexpected[:5])}",
-                      UnexpectedKeysWarning, stacklevel=2)
-    model.load_state_dict({k: state_dict[k] for k in expected}, strict=True)
-    check_finite_parameters(model, source)
-
-
-def check_finite_parameters(model: nn.Module, source: str = "checkpoint") -> None:
-    """:class:`WeightsError` if a loaded parameter or buffer holds NaN or infinite values (also values that
-    overflowed when the checkpoint's numbers were converted to the model's precision): such a model
-    would give scores that are not numbers."""
-    import torch
-
-    bad = []
-    for key, tensor in model.state_dict().items():
-        if tensor.is_floating_point() or tensor.is_complex():
-            count = int((~torch.isfinite(tensor)).sum())
-            if count:
-                bad.append(f"{key} ({count} of {tensor.numel()})")
-    if bad:
-        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise WeightsError(f"{source}: non-finite values (NaN or infinity) in {len(bad)} parameter(s): {shown}; the "
-                           "checkpoint is corrupt or its training diverged")
 
 
 __all__ = ["PRETRAINED_DIR", "bundled_weights_path", "WeightFile", "WeightsError", "UnexpectedKeysWarning", "cache_dir",

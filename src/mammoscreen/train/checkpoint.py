@@ -3,7 +3,7 @@
 ``best_model.p`` holds exactly the parameter names of the official ``sample_model_<i>.p`` files, so it
 loads with ``torch.load(weights_only=True)`` like them. ``best_model.json`` beside it (same name, suffix
 ``.json``) records the architecture, which is how
-:func:`mammoscreen.models.gmic_predictor.load_gmic` rebuilds a model that is not the published size.
+:func:`mammoscreen.models.gmic.predictor.load_gmic` rebuilds a model that is not the published size.
 """
 
 from __future__ import annotations
@@ -14,19 +14,10 @@ from typing import Any, Mapping
 import torch
 
 from ..core.files import atomic_write, write_json_atomic
-from ..core.safejson import JSONInputError, load_json
-from ..models.config_checks import ConfigError
-from ..models.gmic import GMIC, GMICConfig
+from ..models.gmic.modeling import GMIC
 from ..models.weights import WeightsError, load_checkpoint, load_state_dict_into
+from ..models.gmic.sidecar import SIDECAR_KEY, sidecar_path
 from .configs import config_name
-
-SIDECAR_KEY = "gmic_config"
-
-
-def sidecar_path(weights: str | Path) -> Path:
-    """``OUT/best_model.p`` -> ``OUT/best_model.json``."""
-    return Path(weights).with_suffix(".json")
-
 
 def save_torch_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` that never leaves a half-written file behind."""
@@ -42,27 +33,6 @@ def save_gmic_weights(model: GMIC, path: str | Path, extra: Mapping[str, Any] | 
                SIDECAR_KEY: model.config.to_dict(), **(extra or {})}
     write_json_atomic(sidecar_path(path), sidecar)
     return Path(path)
-
-
-def read_sidecar_config(weights: str | Path) -> GMICConfig | None:
-    """The architecture recorded beside a weights file, or None if there is no sidecar."""
-    path = sidecar_path(weights)
-    if not path.is_file():
-        return None
-    try:
-        data = load_json(path)
-    except JSONInputError as e:
-        raise WeightsError(f"{e}; the sidecar beside the weights must hold '{SIDECAR_KEY}' with the architecture "
-                           "the weights were trained with") from None
-    if not isinstance(data, dict) or not isinstance(data.get(SIDECAR_KEY), dict):
-        raise WeightsError(f"{path}: not a GMIC config sidecar; it must hold '{SIDECAR_KEY}' with the architecture "
-                           "the weights were trained with")
-    try:
-        return GMICConfig.from_dict(data[SIDECAR_KEY])
-    except ConfigError as e:
-        raise WeightsError(f"{path}: {SIDECAR_KEY}: {e}") from None
-    except TypeError as e:  # a field of the wrong kind that the range checks do not reach
-        raise WeightsError(f"{path}: {SIDECAR_KEY} is not a valid GMIC config ({e})") from None
 
 
 def load_initial_weights(model: GMIC, path: str | Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..models.gmic import GMICConfig
+from ..models.gmic.modeling import GMICConfig
 
 OFFICIAL = GMICConfig()
 

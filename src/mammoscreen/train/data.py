@@ -6,7 +6,7 @@ Exam lists given to training are cropped exam lists with ``best_center`` for the
 Training inputs follow the official data pipeline: mirror the image so the breast faces right, take
 the window around ``best_center`` with random position and size noise (resized back to the input
 size), and standardise it. Validation inputs use the same steps without noise, exactly as
-:class:`~mammoscreen.models.gmic_predictor.GMICPredictor` prepares them.
+:class:`~mammoscreen.models.gmic.predictor.GMICPredictor` prepares them.
 
 The noise of image ``i`` in epoch ``e`` is drawn from its own generator seeded with (seed, epoch, i),
 so it does not depend on the batch order, the number of loader workers, or where a run was resumed.

@@ -18,7 +18,7 @@ from ..core.paths import name_path
 from ..data.exams import Exam, iter_images
 from ..data.images import read_png
 from ..evaluate.metrics import roc_auc
-from ..models.gmic import GMICConfig
+from ..models.gmic.modeling import GMICConfig
 
 SYNTH_SCALE = 0.25
 """Image scale of the demo data: 832x640 images (the smallest the crop handles well)."""

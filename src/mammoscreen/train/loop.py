@@ -34,7 +34,7 @@ from ..core.checkpoints import CheckpointError, load_torch
 from ..data.exams import Exam, load_exam_list
 from ..evaluate.metrics import roc_auc
 from ..core.files import sha256_file, write_json_atomic, write_text_atomic
-from ..models.gmic import GMIC, GMICConfig
+from ..models.gmic.modeling import GMIC, GMICConfig
 from ..core.device import resolve_device
 from .checkpoint import load_initial_weights, save_gmic_weights, save_torch_atomic
 from .configs import augmentation_noise, config_name
@@ -246,7 +246,7 @@ def _initial_model(options: TrainOptions, config: GMICConfig) -> GMIC:
         return model
     path: str | Path = options.init
     if str(options.init) == "official":
-        from ..models.gmic_predictor import GMIC_SPEC
+        from ..models.gmic.predictor import GMIC_SPEC
         from ..models.weights import resolve_weight_path
 
         path = resolve_weight_path(GMIC_SPEC, "official", "1")

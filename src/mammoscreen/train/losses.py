@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..models.gmic import GMICOutput
+from ..models.gmic.modeling import GMICOutput
 
 # The model outputs probabilities; clamping keeps log() finite when a sigmoid saturates in float32.
 _EPS = 1e-7
