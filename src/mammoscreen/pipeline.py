@@ -417,7 +417,7 @@ def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], option
             "exam_list_sha256": sha256_file(exam_list), "n_exams": len(exams),
             "n_images": sum(1 for _ in iter_images(exams)),
             "segmentations": None if options.segmentations is None else str(Path(options.segmentations).resolve()),
-            "visualize": options.visualize, "save_maps": options.save_maps,
+            "visualize": options.visualize, "save_maps": options.save_maps, "precision": options.precision,
             "failures": {stage: len(found) for stage, found in result.failures.items()},
             "incomplete": result.incomplete, "warnings": len(result.warnings),
             "stages": {name: {"images": r.total, "reused": r.reused, "computed": r.computed,

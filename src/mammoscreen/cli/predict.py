@@ -33,6 +33,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "the sha256 they had is printed and recorded in run_summary.json so they can be pinned")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="arithmetic of the forward pass: fp32 (default: the official numbers) or bf16/fp16 autocast "
+                        "(faster on GPUs, approximate; recorded in run_summary.json, see docs/scale-out.md#gpus)")
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
     p.add_argument("--visualize", action="store_true", help="write visualization/<image>.png")
     p.add_argument("--segmentations", type=existing_dir, default=None,
@@ -112,7 +115,8 @@ def _options(args: argparse.Namespace):
     if args.segmentations is not None and not args.segmentations.is_dir():
         raise FileNotFoundError(f"segmentation directory not found: {args.segmentations}")
     return PredictOptions(device=args.device, batch_size=args.batch_size, save_maps=args.save_maps,
-                          visualize=args.visualize, segmentations=args.segmentations, progress=not args.quiet)
+                          visualize=args.visualize, segmentations=args.segmentations, progress=not args.quiet,
+                          precision=args.precision)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

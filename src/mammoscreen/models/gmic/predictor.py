@@ -19,7 +19,7 @@ import torch
 from ...data.exams import ImageRecord
 from ...data.images import image_path, read_mammogram, read_png
 from ...core.files import sha256_file
-from ...core.device import resolve_device
+from ...core.device import batch_to_device, for_device, resolve_device
 from ..interfaces import ImagePrediction, Predictor
 from ...preprocess.windows import ImageOrigin, WindowGeometry, align_to_window, extract_window, flip_to_face_right, placement_arrays, standardize, window_geometry
 from .sidecar import read_sidecar_config, sidecar_path
@@ -77,7 +77,7 @@ class GMICPredictor(Predictor):
                  device: str | torch.device = "auto", spec: ModelSpec | None = None):
         self.spec = spec or GMIC_SPEC  # another registry entry (gmic_demo) may use the same predictor
         self.device = resolve_device(device)
-        self.models = [m.to(self.device).eval() for m in models]
+        self.models = [for_device(m, self.device) for m in models]
         self.weight_paths = list(weight_paths)
         self.variant = variant
         self.config = self.models[0].config
@@ -102,7 +102,7 @@ class GMICPredictor(Predictor):
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[GMICInput]) -> list[ImagePrediction]:
-        x = torch.from_numpy(np.stack([p.window for p in prepared]))[:, None].to(self.device)
+        x = batch_to_device(np.stack([p.window for p in prepared])[:, None], self.device)
         outputs = [model(x) for model in self.models]
         first = outputs[0]
         fused = torch.stack([o.y_fusion for o in outputs]).float().cpu().numpy()
