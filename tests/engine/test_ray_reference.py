@@ -83,3 +83,24 @@ def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, tmp
     assert predicted_on == set(nodes), engine["stages"]  # both nodes ran model forwards
     assert sorted(engine["stages"]["gmic"]["ran_on"]) == ["0_L-CC", "0_L-MLO", "0_R-CC", "0_R-MLO"]
     assert set(engine["stages"]["crop"]["nodes"]) <= set(nodes)
+
+
+def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, reference_weights, tmp_path):
+    """nyu_model_single, end2end and frcnn_cad (the image-level models the two-node test does not run) on the
+    two CC views of the reference exam, at full size: one Ray worker must give the local run's files, maps
+    included. gmic_demo, the last registered model, is covered with 2 workers by test_ray_faults.py."""
+    with open(reference_dir / "exam_list_before_cropping.pkl", "rb") as f:  # the reference data's own list
+        exam = {k: v for k, v in pickle.load(f)[0].items() if not k.endswith("_seg")}
+    exam.update({"L-MLO": [], "R-MLO": []})
+    exam_list = tmp_path / "exam_list.pkl"
+    exam_list.write_bytes(pickle.dumps([exam], protocol=4))
+    command = ["run", "--models", "nyu_model_single,end2end,frcnn_cad", "--images", reference_dir / "images",
+               "--exam-list", exam_list, "--weights", reference_weights, "--device", "cpu", "--save-maps",
+               "--no-evaluate", "--quiet", "--workers", "1"]
+    run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
+    with local_cluster(nodes=1, cpus_per_node=1) as cluster:
+        run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
+                         "--num-workers", "1"])
+    compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    for model in ("nyu_model_single", "end2end", "frcnn_cad"):
+        assert f"{model}/predictions.csv" in compared and any(n.startswith(f"{model}/maps/") for n in compared)

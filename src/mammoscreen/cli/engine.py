@@ -45,3 +45,12 @@ def engine_choice(args: argparse.Namespace):
     from ..engine.ray.session import RaySettings
 
     return EngineChoice("ray", RaySettings(args.address, args.num_workers, args.gpus_per_worker))
+
+
+def print_engine(engine) -> None:
+    """Where a Ray run's work ran: nodes and images per node of each stage."""
+    for stage, record in engine.stages.items():
+        nodes = record.get("nodes", {})
+        shown = ", ".join(f"{node[:8]} {count}" for node, count in nodes.items())
+        lost = f"; {record['workers_lost']} worker(s) lost and replaced" if record.get("workers_lost") else ""
+        print(f"{stage}: ran on {len(nodes)} Ray node(s) ({shown}){lost}")

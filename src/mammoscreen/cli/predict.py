@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV
 from ..engine.choice import open_engine
-from .engine import add_engine_options, engine_choice
+from .engine import add_engine_options, engine_choice, print_engine
 from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, non_negative_int,
                      output_dir, positive_int, report_failures, report_warnings, weights_source)
 
@@ -212,6 +212,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..engine import run_prediction
     from ..models.factory import PredictorRequest, build_predictor
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     request = _requests(args, [args.model or "gmic"])[0]
     spec = get_model_spec(request.name)
     problem = weights_problem(spec, request.weights, request.variant)
@@ -227,12 +228,12 @@ def run_predict(args: argparse.Namespace) -> int:
     print(f"{spec.name} variant {provenance.get('variant', '-')} on {getattr(predictor, 'device', '')}")
     if provenance.get("heatmap_precision", "float32") != "float32":
         print(f"heatmaps in {provenance['heatmap_precision']}: approximate, not the official numbers")
-    with open_engine(engine_choice(args)) as engine:
+    with open_engine(choice) as engine:
         if engine.executor is not None:
             options.executor = engine.executor
         run = run_prediction(predictor, exams, args.images, args.output_dir, options)
         engine.note_stage(spec.name)
-    _print_engine(engine)
+    print_engine(engine)
     report_failures(run.failures, len(run.rows) + len(run.failures),
                     "exams" if spec.output_level == "breast" else "images")
     if run.csv_written:
@@ -247,6 +248,7 @@ def run_run(args: argparse.Namespace) -> int:
     from ..models.registry import get_model_spec
     from ..pipeline import run_pipeline
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     names = ([args.model] if args.model else []) + list(args.models)
     requests = _requests(args, names or ["gmic"])
     specs = [get_model_spec(r.name) for r in requests]
@@ -257,11 +259,11 @@ def run_run(args: argparse.Namespace) -> int:
     for request, spec in zip(requests, specs):
         request.variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
         request.build_options.update(options)
-    with open_engine(engine_choice(args)) as engine:
+    with open_engine(choice) as engine:
         result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
                               options=_options(args), command=getattr(args, "command_line", None),
                               ignore_unknown_views=args.ignore_unknown_views, engine=engine)
-    _print_engine(engine)
+    print_engine(engine)
     for stage, failures in result.failures.items():
         outcome = result.outcomes.get(stage)
         if failures and outcome is not None and outcome.run is not None:
@@ -301,15 +303,6 @@ def run_run(args: argparse.Namespace) -> int:
               f"{args.output_dir / FAILURES_CSV})", file=sys.stderr)
         return 1
     return 1 if result.skipped else 0
-
-
-def _print_engine(engine) -> None:
-    """Where a Ray run's work ran: nodes and images per node of each stage."""
-    for stage, record in engine.stages.items():
-        nodes = record.get("nodes", {})
-        shown = ", ".join(f"{node[:8]} {count}" for node, count in nodes.items())
-        lost = f"; {record['workers_lost']} worker(s) lost and replaced" if record.get("workers_lost") else ""
-        print(f"{stage}: ran on {len(nodes)} Ray node(s) ({shown}){lost}")
 
 
 def incomplete_advice(failures) -> str:

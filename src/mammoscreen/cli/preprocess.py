@@ -13,7 +13,7 @@ from .common import (add_quiet_option, add_workers_option, existing_dir, existin
 
 # A side of a mammogram or model window, in pixels (validate calls more than 10,000 implausible).
 from ..engine.choice import open_engine
-from .engine import add_engine_options, engine_choice
+from .engine import add_engine_options, engine_choice, print_engine
 
 SIDE = int_range(1, 10000)
 IGNORE_UNKNOWN_VIEWS_HELP = ("leave out (with a warning naming them) the images of exam-list keys that look like "
@@ -77,12 +77,15 @@ def run_crop(args: argparse.Namespace) -> int:
     from ..core.stages import StageReport
     from ..preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
     report = StageReport("crop")
-    with open_engine(engine_choice(args)) as engine:
+    with open_engine(choice) as engine:
         crop_dataset(args.images, exams, args.output_dir, workers=engine.stage_workers(args.workers),
                      iterations=args.iterations, buffer_size=args.buffer_size, progress=not args.quiet,
                      report=report, pool=engine.pool)
+        engine.note_stage("crop")
+    print_engine(engine)
     done = report.reused + report.computed
     return _finish("crop", report, report.total, args.output_dir,
                    f"cropped {done} of {report.total} images -> {args.output_dir / CROPPED_EXAM_LIST}")
@@ -92,13 +95,16 @@ def run_centers(args: argparse.Namespace) -> int:
     from ..core.stages import StageReport
     from ..preprocess.centers import centers_dataset
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
     window = tuple(args.window)
     report = StageReport("centres")
-    with open_engine(engine_choice(args)) as engine:
+    with open_engine(choice) as engine:
         centers_dataset(args.images, exams, args.output, windows={"CC": window, "MLO": window},
                         workers=engine.stage_workers(args.workers), progress=not args.quiet, report=report,
                         pool=engine.pool)
+        engine.note_stage("centres")
+    print_engine(engine)
     done = report.reused + report.computed
     return _finish("centers", report, report.total, args.output.parent,
                    f"computed centres for {done} of {report.total} images -> {args.output}")
