@@ -138,6 +138,9 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
             module.conv1, module.bn2 = fold(module.conv1, module.bn2), torch.nn.Identity()
         elif isinstance(module, ResNetV1) and isinstance(getattr(module, "bn1", None), torch.nn.BatchNorm2d):
             module.conv1, module.bn1 = fold(module.conv1, module.bn1), torch.nn.Identity()
+        elif isinstance(module, torch.nn.Sequential) and len(module) == 2 \
+                and isinstance(module[0], torch.nn.Conv2d) and isinstance(module[1], torch.nn.BatchNorm2d):
+            module[0], module[1] = fold(module[0], module[1]), torch.nn.Identity()  # projection shortcuts
     return model
 
 

@@ -72,7 +72,7 @@ def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, tmp
                          "--address", cluster.address, "--num-workers", "2"])
     compared = assert_same_outputs(local, ray_out)
     for model in MODELS.split(","):
-        assert f"{model}/predictions.csv" in compared and f"{model}/failures.csv" in compared
+        assert f"{model}/predictions.csv" in compared
     assert "failures.csv" in compared and "gmic/maps/0_L-CC.npz" in compared and "nyu_model/maps/exam_0.npz" in compared
     failures = (local / "failures.csv").read_text()
     assert "2_L-CC" in failures  # the corrupt image failed in the crop stage, in both runs alike
