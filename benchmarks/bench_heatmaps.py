@@ -9,8 +9,8 @@ patches of an exam as float64 arrays, stacked to three channels in batches of 10
 ``torch.FloatTensor`` (which keeps the NHWC-permuted layout), the reference DenseNet-121 (one
 ``torch.cat`` of all earlier features per dense layer, explicit "SAME" padding, separate BatchNorm and
 ReLU), softmax, then the float32 averaging loop, with the default allocator. ``ours`` is
-:class:`mammoscreen.models.nyu_model.patch_heatmaps.PatchClassifier` (fused network, background patches classified once, malloc tuned by
-:mod:`mammoscreen.memory`). ``--allocator-ablation`` adds the baseline with the malloc tuning and ours
+:class:`mammoscreen.models.nyu_model.patch_heatmaps.PatchClassifier` (fused network, background patches classified
+once, malloc tuned by :mod:`mammoscreen.memory`). ``--allocator-ablation`` adds the baseline with the malloc tuning and ours
 without it, to show how much of the difference is the allocator. All run on the same images and
 patch grids (exam 0's official grids: ``random.seed(0)`` once for the run), each in its own process (so
 that its peak memory is its own), alternately when repeated. The heatmaps of ours and the baseline are
@@ -102,8 +102,14 @@ def official_style_probabilities(model, images64, grids, batch_size: int = 100) 
 def heatmap_worker(args: argparse.Namespace) -> dict:
     import torch
 
+    from mammoscreen.models.nyu_model.patch_heatmaps import (
+        BENIGN_CLASS,
+        MALIGNANT_CLASS,
+        PatchClassifier,
+        accumulate_heatmap,
+        standardize_float64,
+    )
     from mammoscreen.models.nyu_model.predictor import load_patch_classifier
-    from mammoscreen.models.nyu_model.patch_heatmaps import BENIGN_CLASS, MALIGNANT_CLASS, PatchClassifier, accumulate_heatmap, standardize_float64
 
     torch.set_num_threads(args.threads)
     names = args.images.split(",")

@@ -158,10 +158,10 @@ def worker(task: dict) -> dict:
         return _baseline(task)
 
     from mammoscreen.data.exams import iter_images, load_exam_list
-    from mammoscreen.models.factory import PredictorRequest, build_predictor
-    from mammoscreen.models.registry import get_model_spec
-    from mammoscreen.models.interfaces import ExamPredictor
     from mammoscreen.engine import PredictOptions, run_prediction
+    from mammoscreen.models.factory import PredictorRequest, build_predictor
+    from mammoscreen.models.interfaces import ExamPredictor
+    from mammoscreen.models.registry import get_model_spec
 
     spec = get_model_spec(task["model"])
     baseline_rss = _rss_mb()

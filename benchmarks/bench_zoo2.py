@@ -57,9 +57,9 @@ def worker(task: dict) -> dict:
     if task["kind"] == "baseline":
         return baseline(task)
     from mammoscreen.data.exams import Exam, load_exam_list
+    from mammoscreen.engine import PredictOptions, predict_images
     from mammoscreen.models.factory import PredictorRequest, build_predictor
     from mammoscreen.models.registry import get_model_spec
-    from mammoscreen.engine import PredictOptions, predict_images
 
     spec = get_model_spec(task["model"])
     rss_before = peak_rss_mb()

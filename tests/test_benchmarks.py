@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from mammoscreen.models.factory import PredictorRequest, build_predictor
-from mammoscreen.models.registry import get_model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,13 +14,13 @@ import pytest
 
 from mammoscreen.cli import main
 from mammoscreen.data.exams import Exam, save_exam_list
+from mammoscreen.engine import PredictOptions
 from mammoscreen.models import registry
+from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.models.options import ModelOptions
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import WeightsError, load_checkpoint
 from mammoscreen.pipeline import ModelRequest, model_requests, run_pipeline, split_model_names
-from mammoscreen.models.interfaces import ImagePrediction, Predictor
-from mammoscreen.engine import PredictOptions
 
 
 class ConstantPredictor(Predictor):

@@ -13,15 +13,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from testutils import lesion_images
 
 from mammoscreen.data.images import read_png
-from mammoscreen.models.nyu_glam.modeling import GLAM, GLAMConfig
+from mammoscreen.engine import PredictOptions
 from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
+from mammoscreen.models.nyu_glam.modeling import GLAM, GLAMConfig
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.engine import PredictOptions
 from mammoscreen.run_evaluation import LOCALIZATION_DIR, localize_run
-from testutils import lesion_images
 
 GMIC_TINY = GMICConfig(input_size=(896, 704), num_patches=2, patch_size=(64, 64), global_channels=4,
                        local_channels=8, attention_dim=16)

@@ -90,11 +90,11 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     n_bootstrap : bootstrap replicates for the 95% CIs of the evaluation and the localisation.
     visualize : draw one figure per image (the report's gallery).
     """
-    from .data.synth import SynthOptions, generate_exams
-    from .explain.localize import localize_maps
     from .core.files import write_json_atomic
-    from .pipeline import ModelRequest, run_pipeline
+    from .data.synth import SynthOptions, generate_exams
     from .engine import PredictOptions
+    from .explain.localize import localize_maps
+    from .pipeline import ModelRequest, run_pipeline
     from .report import build_report
     from .run_evaluation import evaluate_run
 

@@ -39,17 +39,26 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .core.stages import Failure, InputWarning, StageReport, describe_error
 from .core.files import sha256_file, write_json_atomic
 from .core.lock import OutputLockError, output_lock
 from .core.paths import ensure_output_dir, output_path
-from .core.stages import FAILURES_CSV, WARNINGS_CSV, read_failures_csv, write_failures_csv, write_warnings_csv
+from .core.stages import (
+    FAILURES_CSV,
+    WARNINGS_CSV,
+    Failure,
+    InputWarning,
+    StageReport,
+    describe_error,
+    read_failures_csv,
+    write_failures_csv,
+    write_warnings_csv,
+)
 from .data.exams import Exam, load_exam_list
+from .engine import PredictionRun, PredictOptions, run_prediction
+from .engine.choice import Engine
 from .models.factory import PredictorRequest, build_predictor
 from .models.registry import ModelSpec, get_model_spec
 from .models.weights import WeightsError, unverified_downloads, weights_problem
-from .engine import PredictionRun, PredictOptions, run_prediction
-from .engine.choice import Engine
 
 CROPPED_DIR = "cropped_images"
 RUN_SUMMARY = "run_summary.json"

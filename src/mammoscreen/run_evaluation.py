@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .core.stages import Failure, describe_error, is_io_error
 from .core.paths import output_path
+from .core.stages import Failure, describe_error, is_io_error
 from .data.exams import load_exam_list
 from .pipeline import RunResult
 
@@ -192,8 +192,8 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
     failed) or whose localisation fails is reported in ``problems`` and ``log``, and the others carry on;
     single unusable maps files are skipped inside :func:`~mammoscreen.explain.localize.localize_maps`.
     """
-    from .explain.localize import localize_maps
     from .engine.outputs import MAPS_DIR
+    from .explain.localize import localize_maps
 
     output_dir = Path(output_dir)
     outcome = RunLocalization()

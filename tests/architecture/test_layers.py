@@ -8,7 +8,6 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from testutils import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "src" / "mammoscreen"

@@ -9,16 +9,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testutils import lesion_images
 
 from mammoscreen.cli import main
 from mammoscreen.data.exams import VIEWS, iter_images, load_exam_list, save_exam_list
 from mammoscreen.data.images import read_png, write_png
-from mammoscreen.explain.localize import (THRESHOLD_GRID, MapPlacement, best_threshold_dice, dice_per_threshold,
-                                          dice_score, localize_maps, mean_with_interval, normalize_map,
-                                          pointing_game, read_map_file, upsample_to_window, window_to_original)
+from mammoscreen.explain.localize import (
+    THRESHOLD_GRID,
+    MapPlacement,
+    best_threshold_dice,
+    dice_per_threshold,
+    dice_score,
+    localize_maps,
+    mean_with_interval,
+    normalize_map,
+    pointing_game,
+    read_map_file,
+    upsample_to_window,
+    window_to_original,
+)
 from mammoscreen.preprocess.windows import WindowGeometry, align_to_window, window_geometry
-from testutils import lesion_images
-
 
 # ----------------------------------------------------------------------------------------------
 # Dice and the pointing game, by hand
@@ -219,9 +229,9 @@ def predicted(tmp_path_factory):
     """Two synthetic exams, cropped, centred and predicted by a random tiny GMIC with saved maps."""
     from mammoscreen.data.synth.generate import generate_exams
     from mammoscreen.data.synth.render import SynthOptions
+    from mammoscreen.engine import PredictOptions, predict_images
     from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
     from mammoscreen.models.gmic.predictor import build_gmic_predictor
-    from mammoscreen.engine import PredictOptions, predict_images
     from mammoscreen.preprocess.centers import centers_dataset
     from mammoscreen.preprocess.crop import crop_dataset
 

@@ -14,10 +14,17 @@ import torch
 from mammoscreen.cli import main
 from mammoscreen.data.exams import VIEWS
 from mammoscreen.data.images import write_png
-from mammoscreen.explain.localize import (THRESHOLD_GRID, expand_strided_map, localize_maps, map_layout,
-                                          map_to_window, read_map_file, window_to_original)
-from mammoscreen.models.nyu_glam.modeling import high_resolution_saliency
+from mammoscreen.explain.localize import (
+    THRESHOLD_GRID,
+    expand_strided_map,
+    localize_maps,
+    map_layout,
+    map_to_window,
+    read_map_file,
+    window_to_original,
+)
 from mammoscreen.models.gmic.modeling import saliency_to_input_coordinates
+from mammoscreen.models.nyu_glam.modeling import high_resolution_saliency
 from mammoscreen.preprocess.windows import ImageOrigin, align_to_window, placement_arrays, window_geometry
 
 

@@ -13,12 +13,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from fuzzing import assert_no_canary, bounded_call
+from hostile import CanaryReduce, billion_laughs, build_on_list, deep_list, huge_bytearray, memo_index
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from fuzzing import assert_no_canary, bounded_call
-from hostile import CanaryReduce, billion_laughs, build_on_list, deep_list, huge_bytearray, memo_index
 from mammoscreen.interop.keras_h5 import KerasFileError, parse_model_config, read_keras_h5
 from mammoscreen.models.weights import WeightsError, load_checkpoint, load_state_dict_into
 

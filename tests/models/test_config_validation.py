@@ -8,12 +8,12 @@ import pickle
 
 import pytest
 import torch
-
 from clirun import assert_clean_error, run_cli
+
 from mammoscreen.models.config_checks import ConfigError
-from mammoscreen.models.nyu_glam.modeling import GLAMConfig
 from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
 from mammoscreen.models.gmic.predictor import load_gmic
+from mammoscreen.models.nyu_glam.modeling import GLAMConfig
 from mammoscreen.models.weights import WeightsError
 from mammoscreen.train.checkpoint import save_gmic_weights
 

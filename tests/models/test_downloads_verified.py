@@ -11,12 +11,12 @@ from functools import partial
 import pytest
 
 from mammoscreen.data.exams import Exam, save_exam_list
+from mammoscreen.engine import PredictOptions
 from mammoscreen.models import registry, weights
+from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import WeightsError, download, official_weights_path, url_problem, weights_problem
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.models.interfaces import ImagePrediction, Predictor
-from mammoscreen.engine import PredictOptions
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -61,6 +61,21 @@ def test_the_published_windows_and_top_t_travel_with_the_weights():
         "1": 0.02, "2": 0.03, "3": 0.03, "4": 0.05, "5": 0.10}
     assert dict(get_model_spec("nyu_model").preprocessing.windows) == {"CC": (2677, 1942), "MLO": (2974, 1748)}
     assert get_model_spec("end2end").preprocessing.crop is False
+    from mammoscreen.preprocess.centers import GMIC_WINDOWS  # the centres stage's default window is GMIC's
+
+    assert GMIC_WINDOWS == dict(gmic.preprocessing.windows)
+
+
+def test_mammoscreen_models_json_shows_the_preprocessing_record_and_options(capsys):
+    import json
+
+    from mammoscreen.cli import main
+
+    assert main(["models", "nyu_model", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)[0]
+    assert info["preprocessing"]["windows"] == {"CC": [2677, 1942], "MLO": [2974, 1748]}
+    assert info["preprocessing"]["seed"] == 0 and info["preprocessing"]["flip"] == "face right"
+    assert "patch_weights" in info["options"] and "every_image" not in info["options"]
 
 
 def test_the_factory_checks_variant_and_weights_before_loading_anything(tmp_path):

@@ -7,19 +7,25 @@ import pickle
 
 import numpy as np
 import pytest
-
 from figures import check_detection_figure, check_input_figure
 from testutils import synthetic_breast
-from mammoscreen.models.factory import PredictorRequest, build_predictor
+from zoo2_files import write_tiny_end2end, write_tiny_frcnn
+
 from mammoscreen.data.exams import load_exam_list
 from mammoscreen.data.images import read_png, write_png
-from mammoscreen.models.end2end.predictor import DEFAULT_MEAN_PIXEL_INTENSITY, MEAN_PIXEL_INTENSITY, VARIANT_FILES, preprocess_end2end, resolve_mean_pixel_intensity
+from mammoscreen.engine import PredictOptions, predict_images
+from mammoscreen.models.end2end.predictor import (
+    DEFAULT_MEAN_PIXEL_INTENSITY,
+    MEAN_PIXEL_INTENSITY,
+    VARIANT_FILES,
+    preprocess_end2end,
+    resolve_mean_pixel_intensity,
+)
+from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.models.frcnn_cad.predictor import FRCNNPredictor, to_8bit_bgr
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.engine import PredictOptions, predict_images
-from zoo2_files import write_tiny_end2end, write_tiny_frcnn
 
 OFFICIAL_ORDER = ["e0_L-CC", "e0_L-MLO", "e0_R-CC", "e0_R-MLO", "e1_L-CC", "e1_R-CC"]
 

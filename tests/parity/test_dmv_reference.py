@@ -20,12 +20,18 @@ import warnings
 
 import numpy as np
 import pytest
-
 from testutils import split_original_shape
+
 from mammoscreen.cli import main
 from mammoscreen.data import load_exam_list, read_png
-from mammoscreen.models.nyu_model.predictor import build_nyu_model, build_nyu_model_single, load_image_wise, load_patch_classifier, load_view_wise
 from mammoscreen.engine import PredictOptions, predict_images
+from mammoscreen.models.nyu_model.predictor import (
+    build_nyu_model,
+    build_nyu_model_single,
+    load_image_wise,
+    load_patch_classifier,
+    load_view_wise,
+)
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 

@@ -13,14 +13,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from zoo2_reference import END2END_FILE, IMAGES, end2end_weights, model_reference_dir
 
 from mammoscreen.data.images import read_png
+from mammoscreen.engine import PredictOptions
 from mammoscreen.models.end2end.modeling import load_end2end
 from mammoscreen.models.end2end.predictor import preprocess_end2end
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.engine import PredictOptions
 from mammoscreen.preprocess.magick import auto_level, magick_resize
-from zoo2_reference import END2END_FILE, IMAGES, end2end_weights, model_reference_dir
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 

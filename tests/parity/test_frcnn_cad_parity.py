@@ -15,13 +15,13 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from zoo2_reference import FRCNN_FILE, IMAGES, frcnn_weights, model_reference_dir
 
 from mammoscreen.data.images import read_png
+from mammoscreen.engine import PredictOptions
 from mammoscreen.models.frcnn_cad.modeling import FasterRCNNVGG16, load_frcnn
 from mammoscreen.models.frcnn_cad.predictor import image_scale, network_input, to_8bit_bgr
 from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.engine import PredictOptions
-from zoo2_reference import FRCNN_FILE, IMAGES, frcnn_weights, model_reference_dir
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from figures import check_glam_figure
+
 from mammoscreen.cli import main
 from mammoscreen.data.exams import iter_images, load_exam_list
 from mammoscreen.models.gmic.modeling import crop_patches

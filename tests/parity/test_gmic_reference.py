@@ -13,9 +13,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from figures import check_gmic_figure
 from testutils import split_original_shape
+
 from mammoscreen.cli import main
 from mammoscreen.data import load_exam_list, read_png
 from mammoscreen.data.exams import iter_images

@@ -12,10 +12,10 @@ import pickle
 
 import numpy as np
 import pytest
-
-from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.engine import PredictOptions
 from zoo2_reference import end2end_weights, frcnn_weights, model_reference_dir
+
+from mammoscreen.engine import PredictOptions
+from mammoscreen.pipeline import ModelRequest, run_pipeline
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::mammoscreen.models.weights.UnexpectedKeysWarning")]

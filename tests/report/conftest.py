@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
-from mammoscreen.data.images import image_path, read_png
 from mammoscreen.core.files import sha256_file
-from mammoscreen.models import registry
-from mammoscreen.models.registry import ModelSpec, WeightFile
-from mammoscreen.models.interfaces import ImagePrediction, Predictor
+from mammoscreen.data.images import image_path, read_png
 from mammoscreen.engine import PredictOptions
+from mammoscreen.models import registry
+from mammoscreen.models.interfaces import ImagePrediction, Predictor
+from mammoscreen.models.registry import ModelSpec, WeightFile
 
 MODELS = ("standin_alpha", "standin_beta")
 

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.core.files import sha256_file
+from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import PRETRAINED_DIR, WeightsError
 

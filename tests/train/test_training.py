@@ -6,7 +6,6 @@ import csv
 import json
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 

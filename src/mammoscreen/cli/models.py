@@ -31,7 +31,21 @@ def model_info(spec) -> dict:
                               "cached": (cache_dir() / spec.name / wf.filename).is_file(), "bundled": wf.bundled}
                     for variant, wf in spec.weights.items()},
         "intended_use": spec.intended_use,
+        "preprocessing": _preprocessing(spec.preprocessing),
+        "options": list(spec.options.names()),
     }
+
+
+def _preprocessing(record) -> dict | None:
+    """The typed preprocessing record as plain data (None for a model registered without one)."""
+    import dataclasses
+
+    if record is None:
+        return None
+    data = dataclasses.asdict(record)
+    data["windows"] = {k: list(v) for k, v in (record.windows or {}).items()} or None
+    data["resize"] = list(record.resize) if record.resize else None
+    return data
 
 
 def _download_status(wf: dict) -> str:

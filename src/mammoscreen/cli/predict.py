@@ -8,9 +8,20 @@ from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV
 from ..engine.choice import open_engine
+from .common import (
+    SEED,
+    add_quiet_option,
+    add_workers_option,
+    existing_dir,
+    existing_file,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    report_failures,
+    report_warnings,
+    weights_source,
+)
 from .engine import add_engine_options, engine_choice, print_engine
-from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, non_negative_int,
-                     output_dir, positive_int, report_failures, report_warnings, weights_source)
 
 WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official file names, or 'official' "
                 "(cache/download). With several models give each its own as MODEL=PATH (repeat the option); "
@@ -26,7 +37,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="model variant, e.g. GMIC 1-5 or 'ensemble' (default 1), GLAM model_joint or model_sep; "
                         "with several models MODEL=VARIANT")
     p.add_argument("--model-option", dest="model_options", action="append", default=[], metavar="KEY=VALUE",
-                   help="model-specific setting passed to the builder of every model that takes it, e.g. "
+                   help="model-specific setting given to every model whose options declare it, e.g. "
                         "mean_pixel_intensity=nyu for end2end (see docs/models/<model>.md); repeatable")
     p.add_argument("--allow-unverified", action="store_true",
                    help="with 'official' weights, also download files published without a sha256 (GLAM, DMV-CNN); "
@@ -207,10 +218,10 @@ def _requests(args: argparse.Namespace, names: list[str]):
 
 def run_predict(args: argparse.Namespace) -> int:
     from ..data.exams import load_exam_list
-    from ..models.registry import get_model_spec
-    from ..models.weights import WeightsError, weights_problem
     from ..engine import run_prediction
     from ..models.factory import PredictorRequest, build_predictor
+    from ..models.registry import get_model_spec
+    from ..models.weights import WeightsError, weights_problem
 
     choice = engine_choice(args)  # before any work: an option error is one line
     request = _requests(args, [args.model or "gmic"])[0]

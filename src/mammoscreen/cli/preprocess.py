@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
-
 import sys
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV, write_failures_csv, write_warnings_csv
 from ..data.exams import load_exam_list
-from .common import (add_quiet_option, add_workers_option, existing_dir, existing_file, int_range, output_dir,
-                     output_file, report_failures, report_warnings)
+from .common import (
+    add_quiet_option,
+    add_workers_option,
+    existing_dir,
+    existing_file,
+    int_range,
+    output_dir,
+    output_file,
+    report_failures,
+    report_warnings,
+)
 
 # A side of a mammogram or model window, in pixels (validate calls more than 10,000 implausible).
 from ..engine.choice import open_engine

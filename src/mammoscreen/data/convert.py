@@ -28,13 +28,24 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..core.stages import Failure
-from ..core.parallel_map import map_images
 from ..core.files import write_json_atomic, write_text_atomic
 from ..core.journal import Journal
+from ..core.parallel_map import map_images
 from ..core.paths import output_path
-from .dicom import (AcceptPolicy, DicomFileError, PixelPolicy, dicom_tags, header_metadata, laterality_conflict,
-                    png_pixels, read_dicom, skip_reason, standard_view, stored_facing)
+from ..core.stages import Failure
+from .dicom import (
+    AcceptPolicy,
+    DicomFileError,
+    PixelPolicy,
+    dicom_tags,
+    header_metadata,
+    laterality_conflict,
+    png_pixels,
+    read_dicom,
+    skip_reason,
+    standard_view,
+    stored_facing,
+)
 from .exams import VIEWS, Exam, save_exam_list, view_side
 from .images import write_png
 from .metadata import IMAGES_KEY, merge_metadata, set_exam_metadata

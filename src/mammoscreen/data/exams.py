@@ -39,8 +39,8 @@ from ..core.limits import InputLimitError
 from ..core.paths import name_problem
 from ..core.safejson import JSONInputError, load_json
 from ..core.safepickle import MalformedPickleError, UnsafePickleError, load_pickle
-from .views import VIEWS
 from .exam_metadata import METADATA_KEY, MetadataError, check_metadata, restrict_metadata
+from .views import VIEWS
 
 """The four standard screening views, in the official processing order."""
 

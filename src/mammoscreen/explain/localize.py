@@ -49,14 +49,14 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..core.stages import Failure, describe_error
 from ..core.archives import load_npz
+from ..core.files import write_json_atomic, write_text_atomic
 from ..core.limits import InputLimitError
 from ..core.paths import check_name, name_path
+from ..core.stages import Failure, describe_error
 from ..data.exams import VIEWS, iter_images, load_exam_list, needs_flip
 from ..data.images import read_png
 from ..evaluate.bootstrap import bootstrap_counts, percentile_interval
-from ..core.files import write_json_atomic, write_text_atomic
 from ..preprocess.windows import WindowGeometry
 
 __all__ = [

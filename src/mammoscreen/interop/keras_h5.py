@@ -24,10 +24,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..core.checkpoints import WeightsError
 from ..core.hdf5 import H5Reader, HDF5InputError
 from ..core.limits import InputLimitError
 from ..core.safejson import JSONInputError, loads_json
-from ..core.checkpoints import WeightsError
 
 MODEL_CLASSES = ("Model", "Functional", "Sequential")
 

@@ -23,12 +23,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..core.stages import Failure, StageReport
-from ..core.parallel_map import map_images
 from ..core.journal import Journal
 from ..core.lock import output_lock
-from ..data.exams import (Exam, ExamListError, add_image_metadata, iter_images, save_exam_list_if_changed,
-                          view_angle)
+from ..core.parallel_map import map_images
+from ..core.stages import Failure, StageReport
+from ..data.exams import Exam, ExamListError, add_image_metadata, iter_images, save_exam_list_if_changed, view_angle
 from ..data.images import image_path, read_png
 from .windows import flip_to_face_right
 

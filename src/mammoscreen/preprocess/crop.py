@@ -30,11 +30,11 @@ from typing import Literal, Sequence
 import cv2
 import numpy as np
 
-from ..core.stages import Failure, InputWarning, StageReport
-from ..core.parallel_map import map_images
 from ..core.journal import Journal
 from ..core.lock import output_lock
+from ..core.parallel_map import map_images
 from ..core.paths import ensure_output_dir, output_path
+from ..core.stages import Failure, InputWarning, StageReport
 from ..data.exams import Exam, add_image_metadata, iter_images, needs_flip, save_exam_list_if_changed
 from ..data.images import image_path, read_png, write_png
 from .plausibility import plausibility_warnings

@@ -15,9 +15,10 @@ import torch
 
 from ..core.files import atomic_write, write_json_atomic
 from ..models.gmic.modeling import GMIC
-from ..models.weights import WeightsError, load_checkpoint, load_state_dict_into
 from ..models.gmic.sidecar import SIDECAR_KEY, sidecar_path
+from ..models.weights import WeightsError, load_checkpoint, load_state_dict_into
 from .configs import config_name
+
 
 def save_torch_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` that never leaves a half-written file behind."""

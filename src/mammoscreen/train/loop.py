@@ -31,11 +31,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..core.checkpoints import CheckpointError, load_torch
+from ..core.device import resolve_device
+from ..core.files import sha256_file, write_json_atomic, write_text_atomic
 from ..data.exams import Exam, load_exam_list
 from ..evaluate.metrics import roc_auc
-from ..core.files import sha256_file, write_json_atomic, write_text_atomic
 from ..models.gmic.modeling import GMIC, GMICConfig
-from ..core.device import resolve_device
 from .checkpoint import load_initial_weights, save_gmic_weights, save_torch_atomic
 from .configs import augmentation_noise, config_name
 from .data import GMICImages, LabelledImage, labelled_images

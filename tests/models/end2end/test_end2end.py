@@ -13,11 +13,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from zoo2_files import conv, input_layer, keras_weights, layer, model_config, node, write_keras_h5, write_tiny_end2end
 
-from mammoscreen.models.end2end.modeling import load_end2end
 from mammoscreen.interop.keras_h5 import KerasFileError, read_keras_h5
-from zoo2_files import (conv, input_layer, keras_weights, layer, model_config, node, write_keras_h5,
-                        write_tiny_end2end)
+from mammoscreen.models.end2end.modeling import load_end2end
 
 # ---------------------------------------------------------------------------------------------- numpy oracle
 

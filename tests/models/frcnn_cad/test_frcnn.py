@@ -12,12 +12,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from zoo2_files import caffe_layer, field_bytes, tiny_frcnn_blobs, write_caffemodel, write_tiny_frcnn
 
 from mammoscreen.interop.caffe import CaffeModelError, read_caffemodel
-from mammoscreen.models.frcnn_cad.modeling import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, generate_anchors, load_frcnn, nms, roi_pool
+from mammoscreen.models.frcnn_cad.modeling import (
+    FasterRCNNVGG16,
+    bbox_transform_inv,
+    clip_boxes,
+    generate_anchors,
+    load_frcnn,
+    nms,
+    roi_pool,
+)
 from mammoscreen.models.weights import WeightsError
-from zoo2_files import (caffe_layer, field_bytes, tiny_frcnn_blobs, write_caffemodel, write_tiny_frcnn)
-
 
 # ---------------------------------------------------------------------------------------------- caffemodel
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import io
 import warnings
 
-import numpy as np
 import pytest
 import torch
 
-from mammoscreen.models.gmic.modeling import GMIC, GMICConfig, crop_patches, retrieve_roi_locations, saliency_to_input_coordinates, top_t_percent_pooling
+from mammoscreen.models.gmic.modeling import (
+    GMIC,
+    GMICConfig,
+    crop_patches,
+    retrieve_roi_locations,
+    saliency_to_input_coordinates,
+    top_t_percent_pooling,
+)
 from mammoscreen.models.gmic.predictor import load_gmic
 from mammoscreen.models.weights import UnexpectedKeysWarning, WeightsError, load_state_dict_into
 

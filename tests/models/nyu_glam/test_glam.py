@@ -10,14 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.data.exams import Exam
 from mammoscreen.data.images import write_png
-from mammoscreen.models.nyu_glam.modeling import GLAM, GLAMConfig, high_resolution_saliency, paste_local_maps, top_k_pooling_over_crops
+from mammoscreen.engine import PredictOptions, predict_images
+from mammoscreen.models.factory import PredictorRequest, build_predictor
+from mammoscreen.models.nyu_glam.modeling import (
+    GLAM,
+    GLAMConfig,
+    high_resolution_saliency,
+    paste_local_maps,
+    top_k_pooling_over_crops,
+)
 from mammoscreen.models.nyu_glam.predictor import build_glam_predictor, load_glam
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import UnexpectedKeysWarning, WeightsError
-from mammoscreen.engine import PredictOptions, predict_images
 
 # A GLAM small enough for a CPU test: 256x128 input -> 16x8 finest saliency grid (stride 16, as the
 # published model), 64x64 crops -> a 4x4 window on that grid and a 16x16 local map.

@@ -11,7 +11,15 @@ from mammoscreen.cli import main
 from mammoscreen.data import exams_from_data
 from mammoscreen.data.exams import VIEWS
 from mammoscreen.models.nyu_model.modeling import LABELS, ImageWiseDMV, ViewWiseDMV, dmv_resnet22
-from mammoscreen.models.nyu_model.predictor import IMAGE_HEATMAPS, ImageWiseDMVPredictor, ViewWiseDMVPredictor, build_nyu_model, build_nyu_model_single, load_image_wise, load_view_wise
+from mammoscreen.models.nyu_model.predictor import (
+    IMAGE_HEATMAPS,
+    ImageWiseDMVPredictor,
+    ViewWiseDMVPredictor,
+    build_nyu_model,
+    build_nyu_model_single,
+    load_image_wise,
+    load_view_wise,
+)
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
 
@@ -183,10 +191,11 @@ def test_view_wise_predictor_type(view_wise_file):
 
 def test_heatmaps_variant_end_to_end_on_generated_data(tmp_path, capsys):
     """predict with --heatmaps on synthetic crops: CSV layout, maps, 16-bit heatmap PNGs in original orientation."""
+    from testutils import synthetic_breast
+
     from mammoscreen.data import read_png, write_png
     from mammoscreen.data.exams import exams_to_data
     from mammoscreen.models.layers.densenet import densenet121
-    from testutils import synthetic_breast
 
     torch.manual_seed(3)
     weights, patch_weights = tmp_path / "single.p", tmp_path / "patch.p"

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from mammoscreen.models.layers.densenet import DenseNet
-from mammoscreen.models.nyu_model.patch_heatmaps import PatchClassifier, PatchGrid, accumulate_heatmap, heatmap_dtype, patch_grid, plan_patch_grids, standardize_float64, stride_list
+from mammoscreen.models.nyu_model.patch_heatmaps import (
+    PatchClassifier,
+    PatchGrid,
+    accumulate_heatmap,
+    heatmap_dtype,
+    patch_grid,
+    plan_patch_grids,
+    standardize_float64,
+    stride_list,
+)
 
 NATIVE_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 

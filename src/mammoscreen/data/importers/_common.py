@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import csv
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -12,16 +12,23 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ...core.stages import Failure
-from ...core.parallel_map import map_images
 from ...core.files import write_text_atomic
 from ...core.journal import Journal
+from ...core.parallel_map import map_images
 from ...core.paths import output_path
+from ...core.stages import Failure
 from ..convert import cancer_label, convert_file
 from ..dicom import AcceptPolicy, PixelPolicy, header_metadata, object_reason, read_dicom
 from ..exams import VIEWS, Exam, save_exam_list
-from ..metadata import (IMAGES_KEY, METADATA_KEY, NORMALISERS, MetadataValueError, exam_metadata, merge_metadata,
-                        set_exam_metadata)
+from ..metadata import (
+    IMAGES_KEY,
+    METADATA_KEY,
+    NORMALISERS,
+    MetadataValueError,
+    exam_metadata,
+    merge_metadata,
+    set_exam_metadata,
+)
 
 EXAM_LIST = "exam_list.pkl"
 SOURCES = "sources.csv"

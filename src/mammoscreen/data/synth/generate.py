@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+
 import cv2
 import numpy as np
 
-from ...core.parallel_map import map_images
 from ...core.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 from ...core.journal import Journal
+from ...core.parallel_map import map_images
 from ...core.paths import UnsafePathError, ensure_output_dir, name_problem, output_path
 from ...core.safejson import load_json
 from ..dicom_write import STANDARD_ORIENTATION, mammogram_dataset, save_dicom, uid_from

@@ -18,6 +18,7 @@ from ...core.checkpoints import load_state_dict_into
 from ...interop.keras_graph import KerasNetwork
 from ...interop.keras_h5 import KerasFile, KerasFileError, read_keras_h5
 
+
 class End2EndClassifier(nn.Module):
     """A released end2end model: a single-channel image in, class probabilities out.
 

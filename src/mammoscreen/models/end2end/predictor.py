@@ -22,16 +22,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ...core.device import full_fp32, resolve_device
+from ...core.files import sha256_file
 from ...data.exams import ImageRecord
 from ...data.images import image_path, read_mammogram
-from ...core.files import sha256_file
-from ...core.device import full_fp32, resolve_device
-from ..interfaces import ImagePrediction, Predictor
 from ...preprocess.magick import auto_level, magick_resize
-from .modeling import End2EndClassifier, load_end2end
+from ..interfaces import ImagePrediction, Predictor
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
+from .modeling import End2EndClassifier, load_end2end
 
 INPUT_SIZE = (1152, 896)
 """(rows, cols) every image is resized to."""

@@ -28,16 +28,16 @@ import cv2
 import numpy as np
 import torch
 
+from ...core.device import full_fp32, resolve_device
+from ...core.files import sha256_file
+from ...core.paths import name_path
 from ...data.exams import ImageRecord
 from ...data.images import image_path, read_mammogram, read_png
-from ...core.files import sha256_file
-from ...core.device import full_fp32, resolve_device
 from ..interfaces import ImagePrediction, Predictor
-from .modeling import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
-from ...core.paths import name_path
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
+from .modeling import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
 
 PIXEL_MEANS_BGR = np.array([102.9801, 115.9465, 122.7717])
 """py-faster-rcnn's ``cfg.PIXEL_MEANS`` (float64, B, G, R)."""

@@ -26,10 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.roi_patches import (crop_patches, retrieve_roi_locations, saliency_to_input_coordinates,
-                                  top_t_percent_pooling)
-from ..layers.resnet import ResNetV1, ResNetV2, resnet_v2_output_size
 from ..config_checks import ConfigError, check_fraction, check_input_size, check_int, check_ints, check_size_within
+from ..layers.resnet import ResNetV1, ResNetV2, resnet_v2_output_size
+from ..layers.roi_patches import (
+    crop_patches,
+    retrieve_roi_locations,
+    saliency_to_input_coordinates,
+    top_t_percent_pooling,
+)
+
 
 @dataclass(frozen=True)
 class GMICConfig:

@@ -16,19 +16,20 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...data.exams import ImageRecord
-from ...data.images import image_path, read_mammogram, read_png
-from ...core.files import sha256_file
 from ...core.device import batch_to_device, for_device, resolve_device
+from ...core.files import sha256_file
+from ...data.exams import ImageRecord
+from ...preprocess.window_input import WindowInput, window_input, window_masks
+from ...preprocess.windows import (
+    placement_arrays,
+)
 from ..interfaces import ImagePrediction, Predictor
-from ...preprocess.windows import ImageOrigin, WindowGeometry, align_to_window, extract_window, flip_to_face_right, placement_arrays, standardize, window_geometry
-from .sidecar import read_sidecar_config, sidecar_path
-from .modeling import GMIC, GMICConfig
-from ...core.paths import name_path
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
 from ..weights import WeightsError, load_checkpoint, load_state_dict_into
+from .modeling import GMIC, GMICConfig
+from .sidecar import read_sidecar_config, sidecar_path
 
 ENSEMBLE = "ensemble"
 
@@ -58,18 +59,6 @@ def load_gmic(path: str | Path, percent_t: float | None = None, config: GMICConf
     return model.eval()
 
 
-@dataclass
-class GMICInput:
-    """One preprocessed image: the standardised window and how it was cut from the cropped image."""
-
-    window: np.ndarray  # (H, W) float32
-    geometry: WindowGeometry
-    cropped_shape: tuple[int, int]
-    # Where the image came from, saved with the maps so that they can be mapped back to the original
-    # image without the exam list (see explain/localize.py).
-    origin: ImageOrigin
-
-
 class GMICPredictor(Predictor):
     """Runs one GMIC checkpoint, or the mean of several (the official ensemble)."""
 
@@ -89,19 +78,11 @@ class GMICPredictor(Predictor):
                 "config": self.config.to_dict(),
                 "weights": [{"path": str(p), "sha256": h} for p, h in zip(self.weight_paths, self._hashes)]}
 
-    def prepare(self, record: ImageRecord, images_dir: Path) -> GMICInput:
-        if "best_center" not in record.metadata:
-            raise ValueError(f"image {record.name!r} has no best_center: run 'mammoscreen centers' first "
-                             "(or 'mammoscreen run', which does every stage)")
-        cropped = read_mammogram(image_path(images_dir, record.name))
-        image = flip_to_face_right(cropped.astype(np.float32), record.view, record.horizontal_flip)
-        size = self.config.input_size
-        geometry = window_geometry(image.shape, size, record.metadata["best_center"], record.view)
-        window = standardize(extract_window(image, geometry, size))
-        return GMICInput(window, geometry, cropped.shape, ImageOrigin.of(record))
+    def prepare(self, record: ImageRecord, images_dir: Path) -> WindowInput:
+        return window_input(record, images_dir, self.config.input_size)
 
     @torch.inference_mode()
-    def predict_batch(self, prepared: Sequence[GMICInput]) -> list[ImagePrediction]:
+    def predict_batch(self, prepared: Sequence[WindowInput]) -> list[ImagePrediction]:
         x = batch_to_device(np.stack([p.window for p in prepared])[:, None], self.device)
         outputs = [model(x) for model in self.models]
         first = outputs[0]
@@ -127,19 +108,11 @@ class GMICPredictor(Predictor):
                 visual=first.patches[i].float().cpu().numpy()))
         return results
 
-    def visualize(self, record: ImageRecord, prepared: GMICInput, prediction: ImagePrediction,
+    def visualize(self, record: ImageRecord, prepared: WindowInput, prediction: ImagePrediction,
                   segmentations: Path | None, path: Path) -> None:
         from ...explain.visualize import gmic_figure
 
-        masks = {}
-        for kind in ("benign", "malignant"):
-            masks[kind] = None
-            if segmentations is not None:
-                mask_file = name_path(segmentations, record.name, f"_{kind}.png", "image name")
-                if mask_file.is_file():
-                    masks[kind] = align_to_window(read_png(mask_file), record.view, record.horizontal_flip,
-                                                  prepared.geometry, self.config.input_size, prepared.cropped_shape,
-                                                  record.metadata.get("window_location"))
+        masks = window_masks(record, prepared, segmentations, self.config.input_size)
         v = prediction.values
         gmic_figure(prepared.window, prediction.maps["saliency_map"], prediction.maps["patch_locations"],
                     prediction.visual, prediction.maps["patch_attention"], path,

@@ -30,9 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.resnet import ResNetV1, ResNetV2
 from ..config_checks import ConfigError, check_fraction, check_input_size, check_int, check_ints, check_size_within
-from ..layers.roi_patches import crop_patches, retrieve_roi_locations, saliency_to_input_coordinates, top_t_percent_pooling
+from ..layers.resnet import ResNetV1, ResNetV2
+from ..layers.roi_patches import (
+    crop_patches,
+    retrieve_roi_locations,
+    saliency_to_input_coordinates,
+    top_t_percent_pooling,
+)
 
 UNUSED_CHECKPOINT_KEYS = ("global_network.postprocess_module.combine.weight",)
 """Parameters the official checkpoints carry but the official forward pass never uses."""

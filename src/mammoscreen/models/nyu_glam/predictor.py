@@ -20,18 +20,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...data.exams import ImageRecord
-from ...data.images import image_path, read_mammogram, read_png
-from ...core.files import sha256_file
 from ...core.device import resolve_device
+from ...core.files import sha256_file
+from ...data.exams import ImageRecord
+from ...preprocess.window_input import WindowInput, window_input, window_masks
+from ...preprocess.windows import (
+    placement_arrays,
+)
 from ..interfaces import ImagePrediction, Predictor
-from ...preprocess.windows import ImageOrigin, WindowGeometry, align_to_window, extract_window, flip_to_face_right, placement_arrays, standardize, window_geometry
-from .modeling import GLAM, UNUSED_CHECKPOINT_KEYS, GLAMConfig, high_resolution_saliency
-from ...core.paths import name_path
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
 from ..weights import WeightsError, load_checkpoint, load_state_dict_into
+from .modeling import GLAM, UNUSED_CHECKPOINT_KEYS, GLAMConfig, high_resolution_saliency
 
 SALIENCY_STRIDE = 4
 """The high-resolution saliency map is stored every 4th pixel (736x480): lossless for the published model."""
@@ -49,18 +50,6 @@ def load_glam(path: str | Path, config: GLAMConfig = GLAMConfig()) -> GLAM:
         raise WeightsError(f"{e}. GLAM expects the official model_joint.ckpt / model_sep.ckpt (keys "
                            "global_network.* and detection_network.*)") from None
     return model.eval()
-
-
-@dataclass
-class GLAMInput:
-    """One preprocessed image: the standardised window and how it was cut from the cropped image."""
-
-    window: np.ndarray  # (H, W) float32
-    geometry: WindowGeometry
-    cropped_shape: tuple[int, int]
-    # Where the image came from, saved with the maps so that they can be mapped back to the original
-    # image without the exam list (see explain/localize.py).
-    origin: ImageOrigin
 
 
 class GLAMPredictor(Predictor):
@@ -86,21 +75,12 @@ class GLAMPredictor(Predictor):
         return {"model": self.spec.name, "variant": self.variant, "config": self.config.to_dict(), "seed": self.seed,
                 "weights": [{"path": str(self.weight_path), "sha256": self._hash}]}
 
-    def prepare(self, record: ImageRecord, images_dir: Path) -> GLAMInput:
-        if "best_center" not in record.metadata:
-            raise ValueError(f"image {record.name!r} has no best_center: run 'mammoscreen centers' first "
-                             "(or 'mammoscreen run', which does every stage)")
-        cropped = read_mammogram(image_path(images_dir, record.name))
-        image = flip_to_face_right(cropped.astype(np.float32), record.view, record.horizontal_flip)
-        size = self.config.input_size
+    def prepare(self, record: ImageRecord, images_dir: Path) -> WindowInput:
         # The official loader seeds a fresh RandomState per image; with zero noise its draws change nothing.
-        geometry = window_geometry(image.shape, size, record.metadata["best_center"], record.view,
-                                   rng=np.random.RandomState(self.seed))
-        window = standardize(extract_window(image, geometry, size))
-        return GLAMInput(window, geometry, cropped.shape, ImageOrigin.of(record))
+        return window_input(record, images_dir, self.config.input_size, rng=np.random.RandomState(self.seed))
 
     @torch.inference_mode()
-    def predict_batch(self, prepared: Sequence[GLAMInput]) -> list[ImagePrediction]:
+    def predict_batch(self, prepared: Sequence[WindowInput]) -> list[ImagePrediction]:
         cfg = self.config
         x = torch.from_numpy(np.stack([p.window for p in prepared]))[:, None].to(self.device)
         out = self.model(x, with_local=self.with_local)
@@ -133,18 +113,11 @@ class GLAMPredictor(Predictor):
                 maps=maps, visual=visual))
         return results
 
-    def visualize(self, record: ImageRecord, prepared: GLAMInput, prediction: ImagePrediction,
+    def visualize(self, record: ImageRecord, prepared: WindowInput, prediction: ImagePrediction,
                   segmentations: Path | None, path: Path) -> None:
         from ...explain.glam_figure import glam_figure
 
-        masks: dict[str, np.ndarray | None] = {"benign": None, "malignant": None}
-        if segmentations is not None:
-            for kind in masks:
-                mask_file = name_path(segmentations, record.name, f"_{kind}.png", "image name")
-                if mask_file.is_file():
-                    masks[kind] = align_to_window(read_png(mask_file), record.view, record.horizontal_flip,
-                                                  prepared.geometry, self.config.input_size, prepared.cropped_shape,
-                                                  record.metadata.get("window_location"))
+        masks = window_masks(record, prepared, segmentations, self.config.input_size)
         v, maps = prediction.values, prediction.maps
         glam_figure(prepared.window, maps["saliency_map"], maps["patch_locations"], prediction.visual, path,
                     benign_mask=masks["benign"], malignant_mask=masks["malignant"], crop_size=self.config.crop_size,

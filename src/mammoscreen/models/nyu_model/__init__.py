@@ -3,8 +3,14 @@ networks, the patch classifier heatmaps, their predictors and weight records."""
 
 from .modeling import ImageWiseDMV, ViewWiseDMV
 from .patch_heatmaps import PatchClassifier
-from .predictor import (NYU_MODEL_SINGLE_SPEC, NYU_MODEL_SPEC, ImageWiseDMVPredictor, ViewWiseDMVPredictor,
-                        build_nyu_model, build_nyu_model_single)
+from .predictor import (
+                        NYU_MODEL_SINGLE_SPEC,
+                        NYU_MODEL_SPEC,
+                        ImageWiseDMVPredictor,
+                        ViewWiseDMVPredictor,
+                        build_nyu_model,
+                        build_nyu_model_single,
+)
 
 __all__ = ["ImageWiseDMV", "ImageWiseDMVPredictor", "NYU_MODEL_SINGLE_SPEC", "NYU_MODEL_SPEC", "PatchClassifier",
            "ViewWiseDMV", "ViewWiseDMVPredictor", "build_nyu_model", "build_nyu_model_single"]

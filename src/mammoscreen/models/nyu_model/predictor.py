@@ -35,21 +35,21 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ...core.device import full_fp32, resolve_device
+from ...core.files import sha256_file
+from ...core.paths import output_path
 from ...data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views, view_angle
 from ...data.images import image_path, read_mammogram, write_png
-from ...core.files import sha256_file
 from ...memory import keep_freed_memory
-from ...core.device import full_fp32, resolve_device
-from ..interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predictor
 from ...preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
+from ..interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predictor
 from ..layers.densenet import DenseNet, densenet121
-from .modeling import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
-from .patch_heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
 from ..registry import ModelSpec, WeightFile, register_model
-from ...core.paths import output_path
 from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
+from .modeling import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
+from .patch_heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
 
 IMAGE_ONLY = "image_only"
 IMAGE_HEATMAPS = "image_heatmaps"
@@ -92,22 +92,22 @@ def _input_channels(state: dict[str, torch.Tensor], path: Path) -> int:
     return int(state[key].shape[1])
 
 
-def load_view_wise(path: str | Path) -> ViewWiseDMV:
-    """The view-wise DMV-CNN (nyu_model) from an official checkpoint, in eval mode."""
+def _load_dmv(path: str | Path, network: type[ViewWiseDMV] | type[ImageWiseDMV]) -> Any:
     path = Path(path)
     state = _wrapped_state_dict(path)
-    model = ViewWiseDMV(_input_channels(state, path))
+    model = network(_input_channels(state, path))
     load_state_dict_into(model, state, source=str(path))
     return model.eval()
+
+
+def load_view_wise(path: str | Path) -> ViewWiseDMV:
+    """The view-wise DMV-CNN (nyu_model) from an official checkpoint, in eval mode."""
+    return _load_dmv(path, ViewWiseDMV)
 
 
 def load_image_wise(path: str | Path) -> ImageWiseDMV:
     """The four-head image-wise DMV-CNN (nyu_model_single) from an official checkpoint, in eval mode."""
-    path = Path(path)
-    state = _wrapped_state_dict(path)
-    model = ImageWiseDMV(_input_channels(state, path))
-    load_state_dict_into(model, state, source=str(path))
-    return model.eval()
+    return _load_dmv(path, ImageWiseDMV)
 
 
 def load_patch_classifier(path: str | Path) -> DenseNet:
@@ -650,5 +650,6 @@ NYU_MODEL_SINGLE_SPEC = register_model(ModelSpec(
            "max_crop_size_noise": MAX_CROP_SIZE_NOISE, "patch_size": 256, "patch_stride": 70},
 ))
 
-__all__ = ["ViewWiseDMVPredictor", "ImageWiseDMVPredictor", "build_nyu_model", "build_nyu_model_single", "DMVOptions", "DMVSingleOptions",
-           "load_view_wise", "load_image_wise", "load_patch_classifier", "NYU_MODEL_SPEC", "NYU_MODEL_SINGLE_SPEC"]
+__all__ = ["DMVOptions", "DMVSingleOptions", "ImageWiseDMVPredictor", "NYU_MODEL_SINGLE_SPEC", "NYU_MODEL_SPEC",
+           "ViewWiseDMVPredictor", "build_nyu_model", "build_nyu_model_single", "load_image_wise",
+           "load_patch_classifier", "load_view_wise"]
