@@ -13,7 +13,6 @@ image is a per-unit failure from the runner, as locally - never a lost actor.
 
 from __future__ import annotations
 
-import pickle
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -39,12 +38,13 @@ class WorkerStartError(RuntimeError):
 
 
 def _portable(outcome: UnitOutcome) -> UnitOutcome:
-    """An outcome whose error survives pickling with the same description (else a :class:`RemoteError`)."""
+    """An outcome whose error travels back with the same description: Python's own exceptions (and OSErrors,
+    whose errno marks an I/O failure) as they are; any other type - which may not unpickle on the driver -
+    as a :class:`RemoteError` with the text :func:`describe_error` gives the original."""
     if isinstance(outcome, UnitFailure):
-        try:
-            pickle.loads(pickle.dumps(outcome.error))
-        except Exception:
-            return UnitFailure(outcome.unit, RemoteError(describe_error(outcome.error)))
+        error = outcome.error
+        if type(error).__module__ != "builtins" and not isinstance(error, OSError):
+            return UnitFailure(outcome.unit, RemoteError(describe_error(error)))
     return outcome
 
 
