@@ -44,3 +44,22 @@ def test_ray_settings_are_checked():
         RaySettings(gpus_per_worker=-1)
     with pytest.raises(ValueError, match="unknown engine"):
         EngineChoice("spark")
+
+
+def test_worker_errors_travel_with_the_local_description():
+    import errno
+
+    from mammoscreen.core.stages import Failure
+    from mammoscreen.engine.ray.executor import RemoteError, _portable
+    from mammoscreen.engine.work import UnitFailure, WorkUnit
+
+    class ModelError(Exception):
+        def __init__(self, code, detail):  # a signature pickle cannot rebuild from args
+            super().__init__(f"model error {code}: {detail}")
+
+    unit = WorkUnit("0_L-CC", "0_L-CC", (), {})
+    for error in (ModelError(3, "bad weights"), ValueError("not a PNG"),
+                  OSError(errno.ENOSPC, "No space left on device")):
+        sent = _portable(UnitFailure(unit, error)).error
+        assert Failure.of("0_L-CC", sent, "gmic") == Failure.of("0_L-CC", error, "gmic")
+    assert isinstance(_portable(UnitFailure(unit, ModelError(1, "x"))).error, RemoteError)
