@@ -1,7 +1,7 @@
 """Scale-out benchmark: the Ray engine against the local engine, workers, the CPU GMIC forward, 100 000 images.
 
     python benchmarks/bench_scale.py [--images 100] [--reference ../shared/reference] [--repeat 3]
-                                     [--skip-engines] [--skip-forward] [--compile] [--json FILE]
+                                     [--skip-engines] [--skip-forward] [--compile] [--precision] [--json FILE]
 
 1. **Engine overhead and workers** (``gmic_demo``, the bundled small GMIC, on ``--images`` synthetic
    mammograms; crop and centres done once beforehand by the local engine): the prediction stage with maps,
@@ -14,7 +14,9 @@
    exact speed-ups - channels_last memory format, BatchNorm folded into the preceding convolution
    (``conv -> bn`` pairs of the local network and of each pre-activation block), and with ``--compile``
    ``torch.compile`` - each checked to stay within 1e-5 of the official-style outputs.
-3. **A projection for 100 000 images**: workers needed for a 1-hour turnaround, from seconds per image per
+3. With ``--precision``: gmic_demo's probabilities under bf16 and fp16 autocast on the CPU against fp32 (the
+   deviation docs/scale-out.md quotes; on a GPU machine run it with the GPU to measure the GPU's).
+4. **A projection for 100 000 images**: workers needed for a 1-hour turnaround, from seconds per image per
    worker - measured here for gmic_demo and GMIC (forward x the engine's measured overhead), and for the
    other models from the zoo table of docs/benchmarks.md (a quiet run of bench_zoo.py on this machine type).
 
@@ -107,6 +109,38 @@ def bench_engines(n_images: int) -> dict:
                 "ray1_s": times[1], "ray2_s": times[2], "overhead_ray1_over_local": times[1] / local,
                 "images_per_s": {"local": n / local, "ray_1_worker": n / times[1], "ray_2_workers": n / times[2]},
                 "speedup_2_over_1_workers": times[1] / times[2], "identical_predictions": True}
+
+
+def bench_precision(n_images: int) -> dict:
+    """Largest |p - p_fp32| of gmic_demo's probabilities under bf16 / fp16 autocast on the CPU, and the time ratio."""
+    import csv
+
+    from mammoscreen.data.exams import load_exam_list
+    from mammoscreen.engine import PredictOptions, run_prediction
+    from mammoscreen.models.factory import PredictorRequest, build_predictor
+
+    def values(path: Path) -> np.ndarray:
+        with open(path, newline="") as f:
+            return np.array([[float(r["benign_pred"]), float(r["malignant_pred"])] for r in csv.DictReader(f)])
+
+    with tempfile.TemporaryDirectory(prefix="bench_precision_") as tmp:
+        root = Path(tmp)
+        images, exam_list = prepare_inputs(root, n_images)
+        exams = load_exam_list(exam_list)
+        out: dict = {}
+        for precision in ("fp32", "bf16", "fp16"):
+            predictor = build_predictor(PredictorRequest("gmic_demo", "official", None, "cpu"))
+            start = time.perf_counter()
+            run_prediction(predictor, exams, images, root / precision,
+                           PredictOptions(device="cpu", progress=False, precision=precision))
+            out[precision] = {"s": time.perf_counter() - start}
+        reference = values(root / "fp32" / "predictions.csv")
+        for precision in ("bf16", "fp16"):
+            deviation = np.abs(values(root / precision / "predictions.csv") - reference)
+            out[precision].update({"max_abs_deviation": float(deviation.max()),
+                                   "mean_abs_deviation": float(deviation.mean()),
+                                   "time_ratio_to_fp32": out[precision]["s"] / out["fp32"]["s"]})
+    return {"model": "gmic_demo (bundled)", "device": "cpu", "images": n_images, **out}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -203,6 +237,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-engines", action="store_true")
     parser.add_argument("--skip-forward", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
+    parser.add_argument("--precision", action="store_true",
+                        help="also measure bf16 / fp16 autocast against fp32 on the CPU (gmic_demo)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     results: dict = {"load_before": load(), "cpus": os.cpu_count(), "torch": torch.__version__}
@@ -217,6 +253,12 @@ def main(argv=None) -> int:
         print(f"  2 workers / 1 worker: {engines['speedup_2_over_1_workers']:.2f}x images/s; predictions.csv "
               "byte-identical to the local engine's")
         rates["gmic_demo"] = 1 / engines["images_per_s"]["ray_1_worker"]
+    if args.precision:
+        precision = results["precision"] = bench_precision(args.images)
+        for name in ("bf16", "fp16"):
+            row = precision[name]
+            print(f"{name} autocast on the CPU (gmic_demo, {args.images} images): max |p - p_fp32| "
+                  f"{row['max_abs_deviation']:.4f}, mean {row['mean_abs_deviation']:.5f}, time x{row['time_ratio_to_fp32']:.2f}")
     if not args.skip_forward:
         forward = results["forward"] = bench_forward(args.reference, args.repeat, args.compile)
         print(f"GMIC forward on the CPU, 2944x1920, {forward['weights']}, {forward['threads']} threads:")

@@ -146,3 +146,27 @@ def test_killed_driver_rerun_continues_from_journal(demo_inputs, tmp_path):
     assert_same_outputs(local, output)
     # The images finished before the kill were taken from the journal, not predicted again.
     assert {name: (output / "maps" / name).stat().st_mtime_ns for name in kept} == kept
+
+
+def test_workers_that_cannot_build_the_model_stop_the_run_with_the_reason(demo_inputs, tmp_path):
+    """Weights the driver could read but the workers cannot (not on a shared path): one clear error, no hang."""
+    from mammoscreen.data.exams import load_exam_list
+    from mammoscreen.engine import PredictOptions, run_prediction
+    from mammoscreen.engine.ray import RayExecutor, RaySettings
+    from mammoscreen.engine.ray.executor import WorkerStartError
+    from mammoscreen.models.factory import PredictorRequest, build_predictor
+    import mammoscreen.models
+    from mammoscreen.models.gmic_demo.predictor import DEMO_WEIGHTS
+
+    images, exam_list, _, _ = demo_inputs
+    bundled = Path(mammoscreen.models.__file__).parent / "pretrained" / DEMO_WEIGHTS
+    weights = tmp_path / DEMO_WEIGHTS
+    shutil.copyfile(bundled, weights)
+    shutil.copyfile(bundled.with_suffix(".json"), weights.with_suffix(".json"))
+    predictor = build_predictor(PredictorRequest("gmic_demo", weights, None, "cpu"))
+    weights.unlink()  # gone before the workers load it
+    with local_cluster(nodes=1, cpus_per_node=1):
+        with pytest.raises(WorkerStartError, match="could not build gmic_demo"):
+            run_prediction(predictor, load_exam_list(exam_list), images, tmp_path / "out",
+                           PredictOptions(device="cpu", progress=False,
+                                          executor=RayExecutor(RaySettings(num_workers=1))))
