@@ -99,16 +99,22 @@ def bench_engines(n_images: int) -> dict:
         start = time.perf_counter()
         with ray_session(RaySettings(num_workers=2)):
             startup = time.perf_counter() - start
-            times = {}
+            times, identical = {}, {}
             for workers in (1, 2):
+                # The same cores in total: 1 worker with the driver's threads (identical files), 2 workers with
+                # half as many each (on a real cluster every worker has its own cores).
+                threads = max(1, torch.get_num_threads() // workers)
                 out = root / f"ray{workers}"
-                times[workers] = time_prediction(images, exam_list, out, RayExecutor(RaySettings(num_workers=workers)))
-                same = (out / "predictions.csv").read_bytes() == (root / "local" / "predictions.csv").read_bytes()
-                assert same, f"Ray with {workers} worker(s) wrote other predictions than the local engine"
+                times[workers] = time_prediction(images, exam_list, out, RayExecutor(
+                    RaySettings(num_workers=workers, threads_per_worker=threads)))
+                identical[workers] = (out / "predictions.csv").read_bytes() == \
+                    (root / "local" / "predictions.csv").read_bytes()
+        assert identical[1], "Ray with 1 worker wrote other predictions than the local engine"
         return {"images": n, "model": "gmic_demo (bundled)", "local_s": local, "ray_startup_s": startup,
+                "threads_local": torch.get_num_threads(), "identical_predictions": identical,
                 "ray1_s": times[1], "ray2_s": times[2], "overhead_ray1_over_local": times[1] / local,
                 "images_per_s": {"local": n / local, "ray_1_worker": n / times[1], "ray_2_workers": n / times[2]},
-                "speedup_2_over_1_workers": times[1] / times[2], "identical_predictions": True}
+                "speedup_2_over_1_workers": times[1] / times[2]}
 
 
 def bench_precision(n_images: int) -> dict:
@@ -150,7 +156,7 @@ def bench_precision(n_images: int) -> dict:
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of GMIC with every BatchNorm that directly follows a bias-free convolution folded into it
     (eval mode: y = gamma (conv(x) - mean) / sqrt(var + eps) + beta is a convolution with new weights)."""
-    from mammoscreen.models.blocks import BasicBlock, PreActBasicBlock, ResNetV1
+    from mammoscreen.models.layers.resnet import BasicBlock, PreActBasicBlock, ResNetV1
 
     model = copy.deepcopy(model).eval()
 
@@ -179,8 +185,7 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def bench_forward(reference: Path, repeat: int, compile_graph: bool) -> dict:
-    from mammoscreen.models.gmic import GMIC, GMICConfig
-    from mammoscreen.models.gmic_predictor import load_gmic
+    from mammoscreen.models.gmic import GMIC, GMICConfig, load_gmic
 
     checkpoint = reference / "gmic" / "gmic_reference.p"
     if checkpoint.is_file():
@@ -251,14 +256,15 @@ def main(argv=None) -> int:
         print(f"  Ray 1 worker / local: {engines['overhead_ray1_over_local']:.3f}  (Ray start-up "
               f"{engines['ray_startup_s']:.1f} s, not included)")
         print(f"  2 workers / 1 worker: {engines['speedup_2_over_1_workers']:.2f}x images/s; predictions.csv "
-              "byte-identical to the local engine's")
+              f"byte-identical to the local engine's: {engines['identical_predictions']}")
         rates["gmic_demo"] = 1 / engines["images_per_s"]["ray_1_worker"]
     if args.precision:
         precision = results["precision"] = bench_precision(args.images)
         for name in ("bf16", "fp16"):
             row = precision[name]
             print(f"{name} autocast on the CPU (gmic_demo, {args.images} images): max |p - p_fp32| "
-                  f"{row['max_abs_deviation']:.4f}, mean {row['mean_abs_deviation']:.5f}, time x{row['time_ratio_to_fp32']:.2f}")
+                  f"{row['max_abs_deviation']:.4f}, mean {row['mean_abs_deviation']:.5f}, "
+                  f"time x{row['time_ratio_to_fp32']:.2f}")
     if not args.skip_forward:
         forward = results["forward"] = bench_forward(args.reference, args.repeat, args.compile)
         print(f"GMIC forward on the CPU, 2944x1920, {forward['weights']}, {forward['threads']} threads:")

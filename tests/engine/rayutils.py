@@ -71,9 +71,10 @@ def summary_without_engine(path: Path, output_dir: Path) -> dict:
 
 
 def assert_same_outputs(local: Path, other: Path) -> list[str]:
-    """Every output file of ``other`` equals ``local``'s: CSV, PNG and JSON byte for byte, exam lists (.pkl) exam for exam,
-    maps array for array (``np.array_equal``, same keys and dtypes), run_summary.json but for
-    :data:`ENGINE_PROVENANCE_FIELDS` (and the output directory's own path, which the summary names). Journals and locks (states of files, PIDs) are not outputs.
+    """Every output file of ``other`` equals ``local``'s: CSV, PNG and JSON byte for byte, exam lists (.pkl)
+    exam for exam, maps array for array (``np.array_equal``, same keys and dtypes), run_summary.json but for
+    :data:`ENGINE_PROVENANCE_FIELDS` (and the output directory's own path, which the summary names).
+    Journals and locks (states of files, PIDs) are not outputs.
     Returns the files compared."""
     def files(root: Path) -> set[str]:
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}

@@ -30,7 +30,8 @@ MODELS = "gmic,nyu_glam,nyu_model"
 @pytest.fixture(scope="session")
 def reference_weights(reference_dir, tmp_path_factory) -> Path:
     """Official-format checkpoints of every model, rebuilt from the reference data (never committed)."""
-    spec = importlib.util.spec_from_file_location("build_reference_weights", REPO / "tools" / "build_reference_weights.py")
+    spec = importlib.util.spec_from_file_location("build_reference_weights",
+                                                  REPO / "tools" / "build_reference_weights.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool.build_all(reference_dir, tmp_path_factory.mktemp("reference_weights"), log=lambda m: None)
