@@ -16,7 +16,7 @@ import torch
 
 from rayutils import run_mammoscreen
 
-BF16_BOUND = 0.05  # largest |bf16 - fp32| of a gmic_demo probability here, as docs/scale-out.md reports
+BF16_BOUND = 0.15  # |bf16 - fp32| of gmic_demo probabilities: at most 0.10 on 40 images (docs/scale-out.md)
 
 
 @pytest.fixture(scope="module")
