@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -55,6 +55,7 @@ from .core.stages import (
 )
 from .data.exams import Exam, load_exam_list
 from .engine import PredictionRun, PredictOptions, run_prediction
+from .engine.choice import Engine
 from .models.factory import PredictorRequest, build_predictor
 from .models.registry import ModelSpec, get_model_spec
 from .models.weights import WeightsError, unverified_downloads, weights_problem
@@ -212,7 +213,8 @@ def centers_file_name(windows: dict[str, tuple[int, int]]) -> str:
 def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str | Path,
                  models: Sequence[ModelRequest], *, workers: int = 1, options: PredictOptions = PredictOptions(),
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-                 command: Sequence[str] | None = None, ignore_unknown_views: bool = False) -> RunResult:
+                 command: Sequence[str] | None = None, ignore_unknown_views: bool = False,
+                 engine: Engine | None = None) -> RunResult:
     """Run crop -> centres -> prediction for each model, reusing every image whose result is still valid.
 
     ``command`` (the command line, when run from one) is recorded in ``run_summary.json`` with the
@@ -223,7 +225,13 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
     requested model can run, :class:`~mammoscreen.models.weights.WeightsError` is raised. The output
     directory is locked for the duration (:class:`~mammoscreen.core.lock.OutputBusyError` if another
     process holds it). ``ignore_unknown_views``: see :func:`~mammoscreen.data.exams.load_exam_list`.
+    ``engine`` (from :func:`mammoscreen.engine.choice.open_engine`; default local) runs the stages' work;
+    the files written are the same whichever engine ran it, and ``run_summary.json`` records where it ran.
     """
+    engine = engine or Engine()
+    if engine.executor is not None:
+        options = replace(options, executor=engine.executor)
+    workers = engine.stage_workers(workers)
     images_dir, exam_list, output_dir = Path(images_dir), Path(exam_list), Path(output_dir)
     names = [m.name for m in models]
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -253,16 +261,17 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
         raise WeightsError("no model can run: " + "; ".join(f"{n}: {o.reason}" for n, o in outcomes.items()))
     ensure_output_dir(output_dir)
     with output_lock(output_dir, command):
-        result = _run_stages(images_dir, exam_list, exams, output_dir, runnable, outcomes, workers, options, log)
+        result = _run_stages(images_dir, exam_list, exams, output_dir, runnable, outcomes, workers, options, log,
+                             engine)
         ordered = {name: result.outcomes[name] for name in names}
         result.outcomes = ordered
-        _write_run_files(result, output_dir, images_dir, exam_list, exams, options, command, log)
+        _write_run_files(result, output_dir, images_dir, exam_list, exams, options, command, log, engine)
     return result
 
 
 def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output_dir: Path,
                 runnable: list[tuple[ModelRequest, ModelSpec]], outcomes: dict[str, ModelOutcome], workers: int,
-                options: PredictOptions, log: Callable[[str], None]) -> RunResult:
+                options: PredictOptions, log: Callable[[str], None], engine: Engine) -> RunResult:
     from .preprocess.centers import centers_dataset
     from .preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
@@ -290,7 +299,8 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
     if any(spec.needs_crop for _, spec in runnable):
         report = stages["crop"] = StageReport("crop")
         guarded(report, lambda: crop_dataset(images_dir, exams, cropped_dir, workers=workers,
-                                              progress=options.progress, report=report))
+                                              progress=options.progress, report=report, pool=engine.pool))
+        engine.note_stage("crop")
         failures["crop"] = report.failures
         crop_ok = not report.output_failed
         log(f"crop: {report.summary()}")
@@ -309,7 +319,8 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
         report = stages[stage] = StageReport(stage)
         guarded(report, lambda: centers_dataset(cropped_dir, load_exam_list(cropped_list), path,
                                                 windows=dict(spec.center_windows), workers=workers,
-                                                progress=options.progress, report=report))
+                                                progress=options.progress, report=report, pool=engine.pool))
+        engine.note_stage(stage)
         failures[stage] = report.failures
         centre_ok[key] = not report.output_failed
         log(f"centres ({path.name}): {report.summary()}")
@@ -356,6 +367,7 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
             del predictor  # free the model's memory before the next one is loaded
             gc.collect()
             _empty_cuda_cache()
+        engine.note_stage(spec.name)
         predictions[spec.name] = run
         failures[spec.name] = run.failures
         outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "done",
@@ -370,7 +382,8 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
 
 
 def _write_run_files(result: RunResult, output_dir: Path, images_dir: Path, exam_list: Path, exams: Sequence[Exam],
-                     options: PredictOptions, command: Sequence[str] | None, log: Callable[[str], None]) -> None:
+                     options: PredictOptions, command: Sequence[str] | None, log: Callable[[str], None],
+                     engine: Engine) -> None:
     """failures.csv, warnings.csv and run_summary.json; a disk that refuses them adds to the failures."""
     def attempt(name: str, write: Callable[[], None]) -> None:
         try:
@@ -383,7 +396,9 @@ def _write_run_files(result: RunResult, output_dir: Path, images_dir: Path, exam
     attempt(WARNINGS_CSV, lambda: write_warnings_csv(output_dir / WARNINGS_CSV, result.warnings))
     attempt(RUN_SUMMARY, lambda: write_json_atomic(output_dir / RUN_SUMMARY, {
         "models": [o.to_json() for o in result.outcomes.values()],
-        "run": _run_record(images_dir, exam_list, exams, options, result, command)}))
+        "run": {**_run_record(images_dir, exam_list, exams, options, result, command),
+                # where the work ran: the only part of the outputs that depends on the engine
+                "engine": engine.provenance()}}))
     attempt(FAILURES_CSV, lambda: write_failures_csv(output_dir / FAILURES_CSV,
                                                      [f for found in result.failures.values() for f in found]))
 
@@ -411,7 +426,7 @@ def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], option
             "exam_list_sha256": sha256_file(exam_list), "n_exams": len(exams),
             "n_images": sum(1 for _ in iter_images(exams)),
             "segmentations": None if options.segmentations is None else str(Path(options.segmentations).resolve()),
-            "visualize": options.visualize, "save_maps": options.save_maps,
+            "visualize": options.visualize, "save_maps": options.save_maps, "precision": options.precision,
             "failures": {stage: len(found) for stage, found in result.failures.items()},
             "incomplete": result.incomplete, "warnings": len(result.warnings),
             "stages": {name: {"images": r.total, "reused": r.reused, "computed": r.computed,

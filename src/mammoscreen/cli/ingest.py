@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from . import UserError
+from ..engine.choice import open_engine
+from .engine import add_engine_options, engine_choice, print_engine
 from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, float_range, int_range,
                      output_dir, report_failures)
 
@@ -56,6 +58,7 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
                    help="CSV with columns study (Study Instance UID), laterality (L/R), malignant (0/1), benign (0/1)")
     _add_pixel_options(p)
     add_workers_option(p)
+    add_engine_options(p)
     add_quiet_option(p)
     p.set_defaults(handler=run_convert)
 
@@ -63,6 +66,7 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     from ..data.convert import convert_dicom_dir, read_labels_csv, summarise
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     pixel, accept = _policies(args)
     labels = None
     if args.labels is not None:
@@ -70,8 +74,12 @@ def run_convert(args: argparse.Namespace) -> int:
             labels = read_labels_csv(args.labels)
         except ValueError as e:
             raise UserError(str(e)) from None
-    report = convert_dicom_dir(args.input_dir, args.output_dir, policy=pixel, accept=accept, labels=labels,
-                               workers=args.workers, progress=not args.quiet)
+    with open_engine(choice) as engine:
+        report = convert_dicom_dir(args.input_dir, args.output_dir, policy=pixel, accept=accept, labels=labels,
+                                   workers=engine.stage_workers(args.workers), progress=not args.quiet,
+                                   pool=engine.pool)
+        engine.note_stage("convert")
+    print_engine(engine)
     report_failures(report.failures, len(report.converted) + len(report.failures), "files")
     print(summarise(report))
     print(f"exam list: {args.output_dir / 'exam_list.pkl'}; per-file report: {args.output_dir / 'manifest.csv'}")

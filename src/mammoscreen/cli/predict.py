@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV
+from ..engine.choice import open_engine
 from .common import (
     SEED,
     add_quiet_option,
@@ -20,6 +21,7 @@ from .common import (
     report_warnings,
     weights_source,
 )
+from .engine import add_engine_options, engine_choice, print_engine
 
 WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official file names, or 'official' "
                 "(cache/download). With several models give each its own as MODEL=PATH (repeat the option); "
@@ -42,6 +44,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "the sha256 they had is printed and recorded in run_summary.json so they can be pinned")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="arithmetic of the forward pass: fp32 (default: the official numbers) or bf16/fp16 autocast "
+                        "(faster on GPUs, approximate; recorded in run_summary.json, see docs/scale-out.md#gpus)")
     p.add_argument("--save-maps", action="store_true", help="write maps/<image>.npz (saliency, patches, outputs)")
     p.add_argument("--visualize", action="store_true", help="write visualization/<image>.png")
     p.add_argument("--segmentations", type=existing_dir, default=None,
@@ -121,7 +126,8 @@ def _options(args: argparse.Namespace):
     if args.segmentations is not None and not args.segmentations.is_dir():
         raise FileNotFoundError(f"segmentation directory not found: {args.segmentations}")
     return PredictOptions(device=args.device, batch_size=args.batch_size, save_maps=args.save_maps,
-                          visualize=args.visualize, segmentations=args.segmentations, progress=not args.quiet)
+                          visualize=args.visualize, segmentations=args.segmentations, progress=not args.quiet,
+                          precision=args.precision)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -133,6 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--exam-list", required=True, type=existing_file, help="exam list with best_center (data.pkl)")
     p.add_argument("--output-dir", required=True, type=output_dir)
     _add_model_options(p)
+    add_engine_options(p)
     p.set_defaults(handler=run_predict)
 
     p = subparsers.add_parser(
@@ -158,6 +165,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "
                         "(a model whose weights are missing is reported and skipped)")
     add_workers_option(p)
+    add_engine_options(p)
     p.set_defaults(handler=run_run)
 
 
@@ -215,6 +223,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..models.registry import get_model_spec
     from ..models.weights import WeightsError, weights_problem
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     request = _requests(args, [args.model or "gmic"])[0]
     spec = get_model_spec(request.name)
     problem = weights_problem(spec, request.weights, request.variant)
@@ -230,7 +239,12 @@ def run_predict(args: argparse.Namespace) -> int:
     print(f"{spec.name} variant {provenance.get('variant', '-')} on {getattr(predictor, 'device', '')}")
     if provenance.get("heatmap_precision", "float32") != "float32":
         print(f"heatmaps in {provenance['heatmap_precision']}: approximate, not the official numbers")
-    run = run_prediction(predictor, exams, args.images, args.output_dir, options)
+    with open_engine(choice) as engine:
+        if engine.executor is not None:
+            options.executor = engine.executor
+        run = run_prediction(predictor, exams, args.images, args.output_dir, options)
+        engine.note_stage(spec.name)
+    print_engine(engine)
     report_failures(run.failures, len(run.rows) + len(run.failures),
                     "exams" if spec.output_level == "breast" else "images")
     if run.csv_written:
@@ -245,6 +259,7 @@ def run_run(args: argparse.Namespace) -> int:
     from ..models.registry import get_model_spec
     from ..pipeline import run_pipeline
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     names = ([args.model] if args.model else []) + list(args.models)
     requests = _requests(args, names or ["gmic"])
     specs = [get_model_spec(r.name) for r in requests]
@@ -255,9 +270,11 @@ def run_run(args: argparse.Namespace) -> int:
     for request, spec in zip(requests, specs):
         request.variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
         request.build_options.update(options)
-    result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
-                          options=_options(args), command=getattr(args, "command_line", None),
-                          ignore_unknown_views=args.ignore_unknown_views)
+    with open_engine(choice) as engine:
+        result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
+                              options=_options(args), command=getattr(args, "command_line", None),
+                              ignore_unknown_views=args.ignore_unknown_views, engine=engine)
+    print_engine(engine)
     for stage, failures in result.failures.items():
         outcome = result.outcomes.get(stage)
         if failures and outcome is not None and outcome.run is not None:

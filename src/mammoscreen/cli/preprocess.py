@@ -21,6 +21,9 @@ from .common import (
 )
 
 # A side of a mammogram or model window, in pixels (validate calls more than 10,000 implausible).
+from ..engine.choice import open_engine
+from .engine import add_engine_options, engine_choice, print_engine
+
 SIDE = int_range(1, 10000)
 IGNORE_UNKNOWN_VIEWS_HELP = ("leave out (with a warning naming them) the images of exam-list keys that look like "
                              "views but are not L-CC, R-CC, L-MLO or R-MLO; by default such a key is an error")
@@ -41,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="margin around the breast in pixels, 0-10000 (default: 50)")
     p.add_argument("--ignore-unknown-views", action="store_true", help=IGNORE_UNKNOWN_VIEWS_HELP)
     add_workers_option(p)
+    add_engine_options(p)
     add_quiet_option(p)
     p.set_defaults(handler=run_crop)
 
@@ -54,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model input window, 1-10000 pixels a side (default: GMIC's 2944 1920)")
     p.add_argument("--ignore-unknown-views", action="store_true", help=IGNORE_UNKNOWN_VIEWS_HELP)
     add_workers_option(p)
+    add_engine_options(p)
     add_quiet_option(p)
     p.set_defaults(handler=run_centers)
 
@@ -81,10 +86,15 @@ def run_crop(args: argparse.Namespace) -> int:
     from ..core.stages import StageReport
     from ..preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
     report = StageReport("crop")
-    crop_dataset(args.images, exams, args.output_dir, workers=args.workers, iterations=args.iterations,
-                 buffer_size=args.buffer_size, progress=not args.quiet, report=report)
+    with open_engine(choice) as engine:
+        crop_dataset(args.images, exams, args.output_dir, workers=engine.stage_workers(args.workers),
+                     iterations=args.iterations, buffer_size=args.buffer_size, progress=not args.quiet,
+                     report=report, pool=engine.pool)
+        engine.note_stage("crop")
+    print_engine(engine)
     done = report.reused + report.computed
     return _finish("crop", report, report.total, args.output_dir,
                    f"cropped {done} of {report.total} images -> {args.output_dir / CROPPED_EXAM_LIST}")
@@ -94,11 +104,16 @@ def run_centers(args: argparse.Namespace) -> int:
     from ..core.stages import StageReport
     from ..preprocess.centers import centers_dataset
 
+    choice = engine_choice(args)  # before any work: an option error is one line
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
     window = tuple(args.window)
     report = StageReport("centres")
-    centers_dataset(args.images, exams, args.output, windows={"CC": window, "MLO": window}, workers=args.workers,
-                    progress=not args.quiet, report=report)
+    with open_engine(choice) as engine:
+        centers_dataset(args.images, exams, args.output, windows={"CC": window, "MLO": window},
+                        workers=engine.stage_workers(args.workers), progress=not args.quiet, report=report,
+                        pool=engine.pool)
+        engine.note_stage("centres")
+    print_engine(engine)
     done = report.reused + report.computed
     return _finish("centers", report, report.total, args.output.parent,
                    f"computed centres for {done} of {report.total} images -> {args.output}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+import numpy as np
 import torch
 
 
@@ -48,3 +49,19 @@ def full_fp32(device: torch.device) -> Iterator[None]:
             yield
         finally:
             torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+
+
+def batch_to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A float32 (N, C, H, W) host batch on ``device``. On CUDA it goes through pinned (page-locked) memory
+    with a non-blocking copy, in channels_last layout (cuDNN's fast path for convolutions); on the CPU it
+    is the array itself, unchanged (no copy, the official layout)."""
+    x = torch.from_numpy(batch)
+    if device.type != "cuda":
+        return x
+    return x.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+
+def for_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` on ``device``, in eval mode; on CUDA with channels_last weights (see :func:`batch_to_device`)."""
+    model = model.to(device).eval()
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model

@@ -9,7 +9,7 @@ exception on one image into a reported :class:`Failure` instead of the end of th
 from __future__ import annotations
 
 import sys
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -25,7 +25,8 @@ def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence
                still_valid: Callable[[str], bool] | None = None, accept: Callable[[Any], bool] | None = None,
                workers: int = 1, desc: str = "images",
                progress: bool = True, stage: str | None = None,
-               report: StageReport | None = None) -> tuple[dict[str, Any], list[Failure]]:
+               report: StageReport | None = None,
+               pool: Executor | None = None) -> tuple[dict[str, Any], list[Failure]]:
     """Apply ``func`` to every item; return ({name: result}, failures).
 
     Items whose name is in ``journal`` are not run again and their recorded result is returned, as long
@@ -37,7 +38,9 @@ def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence
     full, read-only) are marked ``io_error``.
     ``func`` must be picklable (a module-level function or a ``functools.partial`` of one) when
     ``workers > 1``. Items and results must be JSON-serialisable to be journaled. ``report`` (if given)
-    is filled with the counts of the stage named ``stage`` (default ``desc``).
+    is filled with the counts of the stage named ``stage`` (default ``desc``). ``pool`` (if given) runs the
+    calls instead of a process pool of ``workers`` - e.g. the Ray engine's tasks - with ``2 * workers`` in
+    flight; everything else (journal, failures, results) is the same whichever pool ran them.
     """
     if len(items) != len(names):
         raise ValueError("items and names must have the same length")
@@ -95,12 +98,12 @@ def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence
         bar.update(1)
 
     try:
-        if workers <= 1 or len(todo) <= 1:
+        if pool is None and (workers <= 1 or len(todo) <= 1):
             for item, name in todo:
                 if start(item, name):
                     finish(name, lambda item=item: func(item), item)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with pool or ProcessPoolExecutor(max_workers=workers) as pool:
                 pending: dict[Future, tuple[Any, str]] = {}
                 queue = iter(todo)
 

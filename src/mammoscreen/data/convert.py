@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import os
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -151,7 +152,7 @@ def _scan_file(path: str, accept: AcceptPolicy) -> dict:
 
 
 def scan_dicom_dir(input_dir: str | Path, accept: AcceptPolicy = AcceptPolicy(), *, exclude: Iterable[Path] = (),
-                   workers: int = 1, progress: bool = True
+                   workers: int = 1, progress: bool = True, pool: Executor | None = None
                    ) -> tuple[list[DicomSource], list[tuple[str, str]], list[Failure]]:
     """Read every file's header: (views to convert, skipped files with reasons, unreadable files)."""
     input_dir = Path(input_dir)
@@ -159,7 +160,7 @@ def scan_dicom_dir(input_dir: str | Path, accept: AcceptPolicy = AcceptPolicy(),
         raise FileNotFoundError(f"input directory not found: {input_dir}")
     paths = [str(p) for p in iter_files(input_dir, exclude)]
     results, failures = map_images(partial(_scan_file, accept=accept), paths, paths, workers=workers,
-                                   desc="scan", progress=progress)
+                                   desc="scan", progress=progress, pool=pool)
     sources, skipped = [], []
     for path, result in results.items():
         if "skip" in result:
@@ -241,7 +242,8 @@ def _convert_item(item: dict, output_dir: str, policy: PixelPolicy) -> dict:
 
 
 def convert_planned(planned: Sequence[PlannedExam], output_dir: str | Path, policy: PixelPolicy = PixelPolicy(), *,
-                    workers: int = 1, progress: bool = True) -> tuple[dict[str, dict], list[Failure]]:
+                    workers: int = 1, progress: bool = True,
+                    pool: Executor | None = None) -> tuple[dict[str, dict], list[Failure]]:
     """Write the PNGs and sidecars of ``planned`` exams; a re-run skips images already written."""
     output_dir = Path(output_dir)
     items = []
@@ -270,7 +272,7 @@ def convert_planned(planned: Sequence[PlannedExam], output_dir: str | Path, poli
     return map_images(partial(_convert_item, output_dir=str(output_dir), policy=policy), items,
                       [item["name"] for item in items], journal=journal,
                       source_of=lambda name: Path(by_name[name]["path"]), still_valid=still_valid,
-                      workers=workers, desc="convert", progress=progress)
+                      workers=workers, desc="convert", progress=progress, pool=pool)
 
 
 def read_labels_csv(path: str | Path) -> dict[str, dict[str, int]]:
@@ -320,7 +322,7 @@ def cancer_label(breasts: dict[str, int]) -> dict[str, int]:
 
 def convert_dicom_dir(input_dir: str | Path, output_dir: str | Path, *, policy: PixelPolicy = PixelPolicy(),
                       accept: AcceptPolicy = AcceptPolicy(), labels: dict[str, dict[str, int]] | None = None,
-                      workers: int = 1, progress: bool = True) -> ConversionReport:
+                      workers: int = 1, progress: bool = True, pool: Executor | None = None) -> ConversionReport:
     """Convert every 2-D mammogram under ``input_dir``; write images, sidecars, exam list and manifest.
 
     Parameters
@@ -331,12 +333,14 @@ def convert_dicom_dir(input_dir: str | Path, output_dir: str | Path, *, policy: 
     accept : which non-default objects (For Processing, synthesised 2-D) to convert too.
     labels : from :func:`read_labels_csv`; fills ``cancer_label`` of the studies listed.
     workers : parallel processes for reading and converting.
+    pool : runs the reading and converting instead of ``workers`` processes (the Ray engine's tasks).
     """
     output_dir = Path(output_dir)
     sources, skipped, failures = scan_dicom_dir(input_dir, accept, exclude=[output_dir], workers=workers,
-                                                progress=progress)
+                                                progress=progress, pool=pool)
     planned = plan_exams(sources)
-    converted, convert_failures = convert_planned(planned, output_dir, policy, workers=workers, progress=progress)
+    converted, convert_failures = convert_planned(planned, output_dir, policy, workers=workers, progress=progress,
+                                                  pool=pool)
     failures = failures + convert_failures
 
     exams, unlabelled = [], []

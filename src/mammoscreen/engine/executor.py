@@ -31,23 +31,37 @@ class LocalExecutor:
     def run(self, predictor: Predictor | ExamPredictor, job: Job, units: Sequence[WorkUnit]) -> Iterator[UnitOutcome]:
         if not units:
             return
-        runner = UnitRunner(predictor, job)
-        batch: list[tuple[WorkUnit, Any, list]] = []
-        for unit, future in prefetch(runner.load, units, depth=max(2, 2 * job.batch_size)):
-            try:
-                batch.append((unit, *future.result()))
-            except Exception as error:
-                yield UnitFailure(unit, error)
-            if len(batch) >= job.batch_size:
-                yield from runner.run(batch)
-                batch = []
-        if batch:
+        yield from run_units(UnitRunner(predictor, job), units)
+
+
+LOADER_THREADS_CUDA = 4
+
+
+def run_units(runner: UnitRunner, units: Sequence[WorkUnit]) -> Iterator[UnitOutcome]:
+    """Load ``units`` in a background thread (``2 * batch_size`` ahead) while ``runner`` predicts them in batches
+    of ``batch_size``: the loop of every executor, wherever its runner lives (this process, a Ray actor)."""
+    batch_size = runner.job.batch_size
+    batch: list[tuple[WorkUnit, Any, list]] = []
+    # On a GPU, PNG decoding and preprocessing must keep up with the forward: several loader threads (the
+    # decoders release the GIL). On the CPU the forward takes the cores, so one.
+    device = getattr(runner.predictor, "device", None)
+    threads = LOADER_THREADS_CUDA if getattr(device, "type", "cpu") == "cuda" else 1
+    for unit, future in prefetch(runner.load, units, depth=max(2, 2 * batch_size, 2 * threads), threads=threads):
+        try:
+            batch.append((unit, *future.result()))
+        except Exception as error:
+            yield UnitFailure(unit, error)
+        if len(batch) >= batch_size:
             yield from runner.run(batch)
+            batch = []
+    if batch:
+        yield from runner.run(batch)
 
 
-def prefetch(call: Callable[[Any], Any], items: Sequence[Any], depth: int) -> Iterator[tuple[Any, Future]]:
-    """Yield (item, future of call(item)) in order, keeping ``depth`` calls in flight in one thread."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-loader") as pool:
+def prefetch(call: Callable[[Any], Any], items: Sequence[Any], depth: int,
+             threads: int = 1) -> Iterator[tuple[Any, Future]]:
+    """Yield (item, future of call(item)) in order, keeping ``depth`` calls in flight in ``threads`` threads."""
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mammoscreen-loader") as pool:
         pending: deque[tuple[Any, Future]] = deque()
         it = iter(items)
         for item in it:

@@ -43,7 +43,7 @@ from .outputs import (
     write_predictions_or_fail,
 )
 from .units import ExamUnits, ImageUnits
-from .work import EXAM_LEVEL, Job, UnitFailure, UnitResult
+from .work import EXAM_LEVEL, PRECISIONS, Job, UnitFailure, UnitResult
 
 
 @dataclass
@@ -57,6 +57,11 @@ class PredictOptions:
     segmentations: Path | None = None  # directory of <image>_benign.png / <image>_malignant.png
     progress: bool = True
     executor: Executor | None = None  # what runs the work units (None: LocalExecutor, in this process)
+    precision: str = "fp32"  # fp32 (default, the official numbers), or bf16 / fp16 autocast (approximate)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -121,7 +126,10 @@ def _run_units(predictor: Predictor | ExamPredictor, units: ImageUnits | ExamUni
     """The one loop: reuse what the journal holds, run the rest through the executor, write as they finish."""
     stage = predictor.spec.name
     columns_wanted = predictor.spec.prediction_columns
-    journal = Journal(output_dir / ".predict_journal.jsonl", fingerprint=units.fingerprint())
+    fingerprint = units.fingerprint()
+    if options.precision != "fp32":  # results of another arithmetic are never reused (fp32 journals unchanged)
+        fingerprint = {**fingerprint, "precision": options.precision}
+    journal = Journal(output_dir / ".predict_journal.jsonl", fingerprint=fingerprint)
     failures: list[Failure] = list(units.early_failures)
     values: dict[str, dict[str, float]] = {}
     todo = []
@@ -164,7 +172,7 @@ def _run_units(predictor: Predictor | ExamPredictor, units: ImageUnits | ExamUni
     exam_level = units.level == EXAM_LEVEL
     job = Job(units.level, images_dir, tuple(exams), batch_size=1 if exam_level else options.batch_size,
               maps=options.save_maps, figures=options.visualize and not exam_level,
-              segmentations=options.segmentations)
+              segmentations=options.segmentations, precision=options.precision)
     executor = options.executor or LocalExecutor()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mammoscreen-writer") as writer:
         writes: list[Future] = []

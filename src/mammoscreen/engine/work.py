@@ -9,6 +9,7 @@ and preprocesses it, runs the model on a batch, checks that the outputs are fini
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class Job:
     maps: bool = False
     figures: bool = False
     segmentations: Path | None = None  # masks the figures draw
+    precision: str = "fp32"  # the forward's arithmetic: fp32, or bf16 / fp16 autocast (opt-in, approximate)
 
 
 @dataclass
@@ -124,10 +126,11 @@ class UnitRunner:
     def run(self, batch: Sequence[tuple[WorkUnit, Any, list]]) -> list[UnitOutcome]:
         """Predict a batch of loaded units; a failing batch is run unit by unit to find the culprit."""
         try:
-            if self.job.level == EXAM_LEVEL:
-                predictions = [self.predictor.predict_exam(prepared) for _, prepared, _ in batch]  # type: ignore
-            else:
-                predictions = self.predictor.predict_batch([prepared for _, prepared, _ in batch])  # type: ignore
+            with autocast(self.predictor, self.job.precision):
+                if self.job.level == EXAM_LEVEL:
+                    predictions = [self.predictor.predict_exam(prepared) for _, prepared, _ in batch]  # type: ignore
+                else:
+                    predictions = self.predictor.predict_batch([prepared for _, prepared, _ in batch])  # type: ignore
         except Exception as error:
             if len(batch) == 1:
                 return [UnitFailure(batch[0][0], error)]
@@ -161,6 +164,23 @@ class UnitRunner:
         except Exception as error:
             return UnitFailure(unit, error)
         return UnitResult(unit, values, prediction.maps if self.job.maps else {}, states, draw)
+
+
+PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+def autocast(predictor: Any, precision: str) -> contextlib.AbstractContextManager:
+    """The forward's arithmetic: nothing for fp32 (the official numbers); torch's autocast on the predictor's
+    device for bf16 / fp16 (matmuls and convolutions in half precision, reductions in float32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if PRECISIONS[precision] is None:
+        return contextlib.nullcontext()
+    import torch
+
+    device = getattr(predictor, "device", None)
+    device_type = device.type if isinstance(device, torch.device) else "cpu"
+    return torch.autocast(device_type, dtype=getattr(torch, PRECISIONS[precision]))
 
 
 def _render(draw: Callable[[Path], None]) -> bytes:

@@ -16,6 +16,7 @@ the window extraction pads such images.
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import Executor
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -119,7 +120,8 @@ def _center_file(item: tuple[str, str, str, int, int, tuple[int, int]], images_d
 
 def centers_dataset(cropped_dir: str | Path, exams: Sequence[Exam], output_path: str | Path | None = None, *,
                     windows: Mapping[str, tuple[int, int]] = GMIC_WINDOWS, workers: int = 1,
-                    progress: bool = True, report: StageReport | None = None) -> tuple[list[Exam], list[Failure]]:
+                    progress: bool = True, report: StageReport | None = None,
+                    pool: Executor | None = None) -> tuple[list[Exam], list[Failure]]:
     """Add ``best_center`` to every image of a cropped exam list; write it to ``output_path`` if given.
 
     ``windows`` maps the view angle ('CC', 'MLO') to the model's input window (rows, cols).
@@ -145,7 +147,8 @@ def centers_dataset(cropped_dir: str | Path, exams: Sequence[Exam], output_path:
         results, found = map_images(partial(_center_file, images_dir=str(cropped_dir)), items, names,
                                     journal=journal, source_of=lambda name: image_path(cropped_dir, name),
                                     accept=lambda value: isinstance(value, dict) and "best_center" in value,
-                                    workers=workers, desc="centres", progress=progress, report=report)
+                                    workers=workers, desc="centres", progress=progress, report=report,
+                                    pool=pool)
         failures.extend(found)
         return results
 

@@ -21,6 +21,7 @@ The tests check this equivalence against scipy's iterated morphology on random m
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -217,7 +218,7 @@ def _is_crop_result(value: object) -> bool:
 
 def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str | Path, *, workers: int = 1,
                  iterations: int = 100, buffer_size: int = 50, progress: bool = True,
-                 report: StageReport | None = None) -> tuple[list[Exam], list[Failure]]:
+                 report: StageReport | None = None, pool: Executor | None = None) -> tuple[list[Exam], list[Failure]]:
     """Crop every image of ``exams`` into ``output_dir`` and write ``output_dir/cropped_exam_list.pkl``.
 
     Returns the cropped exam list (with ``window_location``, ``rightmost_points``, ``bottommost_points``
@@ -249,7 +250,7 @@ def crop_dataset(images_dir: str | Path, exams: Sequence[Exam], output_dir: str 
             func, [(r.name, r.view, r.horizontal_flip) for r in records], [r.name for r in records],
             journal=journal, source_of=lambda name: image_path(images_dir, name),
             outputs_of=lambda name: [image_path(output_dir, name)], accept=_is_crop_result,
-            workers=workers, desc="crop", progress=progress, report=report)
+            workers=workers, desc="crop", progress=progress, report=report, pool=pool)
         report.warnings.extend(InputWarning(name, message, report.stage) for name, result in results.items()
                                for message in result["warnings"])
         cropped = add_image_metadata(exams, {name: result["metadata"] for name, result in results.items()})

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...core.device import resolve_device
+from ...core.device import batch_to_device, for_device, resolve_device
 from ...core.files import sha256_file
 from ...data.exams import ImageRecord
 from ...preprocess.window_input import WindowInput, window_input, window_masks
@@ -66,7 +66,7 @@ class GMICPredictor(Predictor):
                  device: str | torch.device = "auto", spec: ModelSpec | None = None):
         self.spec = spec or GMIC_SPEC  # another registry entry (gmic_demo) may use the same predictor
         self.device = resolve_device(device)
-        self.models = [m.to(self.device).eval() for m in models]
+        self.models = [for_device(m, self.device) for m in models]
         self.weight_paths = list(weight_paths)
         self.variant = variant
         self.config = self.models[0].config
@@ -83,7 +83,7 @@ class GMICPredictor(Predictor):
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[WindowInput]) -> list[ImagePrediction]:
-        x = torch.from_numpy(np.stack([p.window for p in prepared]))[:, None].to(self.device)
+        x = batch_to_device(np.stack([p.window for p in prepared])[:, None], self.device)
         outputs = [model(x) for model in self.models]
         first = outputs[0]
         fused = torch.stack([o.y_fusion for o in outputs]).float().cpu().numpy()

@@ -1,0 +1,288 @@
+"""Scale-out benchmark: the Ray engine against the local engine, workers, the CPU GMIC forward, 100 000 images.
+
+    python benchmarks/bench_scale.py [--images 100] [--reference ../shared/reference] [--repeat 3]
+                                     [--skip-engines] [--skip-forward] [--compile] [--precision] [--json FILE]
+
+1. **Engine overhead and workers** (``gmic_demo``, the bundled small GMIC, on ``--images`` synthetic
+   mammograms; crop and centres done once beforehand by the local engine): the prediction stage with maps,
+   timed with the local engine (one process), the Ray engine with 1 worker and with 2 workers, on a local
+   Ray instance started before the timings (its start-up is reported apart). Ratios: Ray 1 worker / local
+   (the overhead; goal <= 1.10) and images/s of 2 workers / 1 worker. Every Ray run's predictions.csv is
+   checked byte-identical to the local one.
+2. **The CPU GMIC forward** (full-size GMIC-ResNet-18, 2944x1920 window, the reference checkpoint when
+   ``--reference`` has one, else seeded random weights): the model as the official code runs it against
+   exact speed-ups - channels_last memory format, BatchNorm folded into the preceding convolution
+   (``conv -> bn`` pairs of the local network and of each pre-activation block), and with ``--compile``
+   ``torch.compile`` - each checked to stay within 1e-5 of the official-style outputs.
+3. With ``--precision``: gmic_demo's probabilities under bf16 and fp16 autocast on the CPU against fp32 (the
+   deviation docs/scale-out.md quotes; on a GPU machine run it with the GPU to measure the GPU's).
+4. **A projection for 100 000 images**: workers needed for a 1-hour turnaround, from seconds per image per
+   worker - measured here for gmic_demo and GMIC (forward x the engine's measured overhead), and for the
+   other models from the zoo table of docs/benchmarks.md (a quiet run of bench_zoo.py on this machine type).
+
+Timings move with the machine's load: the script prints ``uptime``'s load before and after; compare the
+ratios of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+TARGET_IMAGES, TARGET_SECONDS = 100_000, 3600.0
+# CPU seconds per image (one worker = one 2-thread process) from the zoo table in docs/benchmarks.md.
+ZOO_SECONDS_PER_IMAGE = {"nyu_glam (maps)": 4.34, "nyu_glam": 0.52, "nyu_model (image only)": 0.26,
+                         "nyu_model (image+heatmaps)": 13.47, "nyu_model_single": 0.39, "end2end": 1.29,
+                         "frcnn_cad": 6.68}
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# ------------------------------------------------------------------------------------------------------
+# 1. Engines
+# ------------------------------------------------------------------------------------------------------
+
+def prepare_inputs(root: Path, n_images: int) -> tuple[Path, Path]:
+    """Synthetic exams (4 images each), cropped and centred once by the local engine."""
+    from mammoscreen.data.synth import SynthOptions, generate_exams
+    from mammoscreen.engine import PredictOptions
+    from mammoscreen.pipeline import ModelRequest, run_pipeline
+
+    generate_exams(math.ceil(n_images / 4), root / "synthetic", seed=0,
+                   options=SynthOptions(scale=0.25, p_benign=0.5, p_malignant=0.5), progress=False)
+    run_pipeline(root / "synthetic" / "images", root / "synthetic" / "exam_list.pkl", root / "prep",
+                 [ModelRequest("gmic_demo", "official")], workers=2,
+                 options=PredictOptions(device="cpu", progress=False), log=lambda m: None)
+    return root / "prep" / "cropped_images", next((root / "prep").glob("data_*.pkl"))
+
+
+def time_prediction(images: Path, exam_list: Path, output: Path, executor=None) -> float:
+    from mammoscreen.data.exams import load_exam_list
+    from mammoscreen.engine import PredictOptions, run_prediction
+    from mammoscreen.models.factory import PredictorRequest, build_predictor
+
+    exams = load_exam_list(exam_list)
+    start = time.perf_counter()
+    predictor = build_predictor(PredictorRequest("gmic_demo", "official", None, "cpu"))
+    run = run_prediction(predictor, exams, images, output,
+                         PredictOptions(device="cpu", save_maps=True, progress=False, executor=executor))
+    elapsed = time.perf_counter() - start
+    assert not run.failures, run.failures
+    return elapsed
+
+
+def bench_engines(n_images: int) -> dict:
+    from mammoscreen.engine.ray import RayExecutor, RaySettings, ray_session
+
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        root = Path(tmp)
+        images, exam_list = prepare_inputs(root, n_images)
+        n = sum(1 for _ in images.glob("*.png"))
+        local = time_prediction(images, exam_list, root / "local")
+        start = time.perf_counter()
+        with ray_session(RaySettings(num_workers=2)):
+            startup = time.perf_counter() - start
+            times, identical = {}, {}
+            for workers in (1, 2):
+                # The same cores in total: 1 worker with the driver's threads (identical files), 2 workers with
+                # half as many each (on a real cluster every worker has its own cores).
+                threads = max(1, torch.get_num_threads() // workers)
+                out = root / f"ray{workers}"
+                times[workers] = time_prediction(images, exam_list, out, RayExecutor(
+                    RaySettings(num_workers=workers, threads_per_worker=threads)))
+                identical[workers] = (out / "predictions.csv").read_bytes() == \
+                    (root / "local" / "predictions.csv").read_bytes()
+        assert identical[1], "Ray with 1 worker wrote other predictions than the local engine"
+        return {"images": n, "model": "gmic_demo (bundled)", "local_s": local, "ray_startup_s": startup,
+                "threads_local": torch.get_num_threads(), "identical_predictions": identical,
+                "ray1_s": times[1], "ray2_s": times[2], "overhead_ray1_over_local": times[1] / local,
+                "images_per_s": {"local": n / local, "ray_1_worker": n / times[1], "ray_2_workers": n / times[2]},
+                "speedup_2_over_1_workers": times[1] / times[2]}
+
+
+def bench_precision(n_images: int) -> dict:
+    """Largest |p - p_fp32| of gmic_demo's probabilities under bf16 / fp16 autocast on the CPU, and the time ratio."""
+    import csv
+
+    from mammoscreen.data.exams import load_exam_list
+    from mammoscreen.engine import PredictOptions, run_prediction
+    from mammoscreen.models.factory import PredictorRequest, build_predictor
+
+    def values(path: Path) -> np.ndarray:
+        with open(path, newline="") as f:
+            return np.array([[float(r["benign_pred"]), float(r["malignant_pred"])] for r in csv.DictReader(f)])
+
+    with tempfile.TemporaryDirectory(prefix="bench_precision_") as tmp:
+        root = Path(tmp)
+        images, exam_list = prepare_inputs(root, n_images)
+        exams = load_exam_list(exam_list)
+        out: dict = {}
+        for precision in ("fp32", "bf16", "fp16"):
+            predictor = build_predictor(PredictorRequest("gmic_demo", "official", None, "cpu"))
+            start = time.perf_counter()
+            run_prediction(predictor, exams, images, root / precision,
+                           PredictOptions(device="cpu", progress=False, precision=precision))
+            out[precision] = {"s": time.perf_counter() - start}
+        reference = values(root / "fp32" / "predictions.csv")
+        for precision in ("bf16", "fp16"):
+            deviation = np.abs(values(root / precision / "predictions.csv") - reference)
+            out[precision].update({"max_abs_deviation": float(deviation.max()),
+                                   "mean_abs_deviation": float(deviation.mean()),
+                                   "time_ratio_to_fp32": out[precision]["s"] / out["fp32"]["s"]})
+    return {"model": "gmic_demo (bundled)", "device": "cpu", "images": n_images, **out}
+
+
+# ------------------------------------------------------------------------------------------------------
+# 2. The CPU GMIC forward
+# ------------------------------------------------------------------------------------------------------
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of GMIC with every BatchNorm that directly follows a bias-free convolution folded into it
+    (eval mode: y = gamma (conv(x) - mean) / sqrt(var + eps) + beta is a convolution with new weights)."""
+    from mammoscreen.models.layers.resnet import BasicBlock, PreActBasicBlock, ResNetV1
+
+    model = copy.deepcopy(model).eval()
+
+    def fold(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.nn.Conv2d:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                conv.dilation, conv.groups, bias=True)
+        with torch.no_grad():
+            fused.weight.copy_(conv.weight * scale[:, None, None, None])
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+        return fused
+
+    for module in model.modules():
+        if isinstance(module, BasicBlock):  # conv1 -> bn1, conv2 -> bn2
+            module.conv1, module.bn1 = fold(module.conv1, module.bn1), torch.nn.Identity()
+            module.conv2, module.bn2 = fold(module.conv2, module.bn2), torch.nn.Identity()
+        elif isinstance(module, PreActBasicBlock):  # conv1 -> bn2 (bn1 acts on the block's input)
+            module.conv1, module.bn2 = fold(module.conv1, module.bn2), torch.nn.Identity()
+        elif isinstance(module, ResNetV1) and isinstance(getattr(module, "bn1", None), torch.nn.BatchNorm2d):
+            module.conv1, module.bn1 = fold(module.conv1, module.bn1), torch.nn.Identity()
+        elif isinstance(module, torch.nn.Sequential) and len(module) == 2 \
+                and isinstance(module[0], torch.nn.Conv2d) and isinstance(module[1], torch.nn.BatchNorm2d):
+            module[0], module[1] = fold(module[0], module[1]), torch.nn.Identity()  # projection shortcuts
+    return model
+
+
+def bench_forward(reference: Path, repeat: int, compile_graph: bool) -> dict:
+    from mammoscreen.models.gmic import GMIC, GMICConfig, load_gmic
+
+    checkpoint = reference / "gmic" / "gmic_reference.p"
+    if checkpoint.is_file():
+        model, weights = load_gmic(checkpoint, 0.02), "reference checkpoint (official format)"
+    else:
+        torch.manual_seed(0)
+        model, weights = GMIC(GMICConfig()).eval(), "seeded random weights"
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 1, 2944, 1920)).astype(np.float32))
+
+    def outputs(m, inp):
+        with torch.inference_mode():
+            o = m(inp)
+        return {"y_fusion": o.y_fusion, "saliency_map": o.saliency_map, "y_local": o.y_local}
+
+    def timed(m, inp):
+        outputs(m, inp)  # warm-up
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            out = outputs(m, inp)
+            best = min(best, time.perf_counter() - start)
+        return best, out
+
+    base_s, base = timed(model, x)
+    variants = {"channels_last": (copy.deepcopy(model).to(memory_format=torch.channels_last),
+                                  x.to(memory_format=torch.channels_last)),
+                "folded_bn": (fold_batchnorm(model), x)}
+    variants["folded_bn+channels_last"] = (variants["folded_bn"][0].to(memory_format=torch.channels_last),
+                                           x.to(memory_format=torch.channels_last))
+    if compile_graph:
+        variants["compiled (folded_bn)"] = (torch.compile(fold_batchnorm(model)), x)
+    rows = {"official-style": {"s": base_s, "speedup": 1.0, "max_abs_diff": 0.0}}
+    for name, (m, inp) in variants.items():
+        seconds, out = timed(m, inp)
+        diff = max(float((out[k].float() - base[k].float()).abs().max()) for k in base)
+        rows[name] = {"s": seconds, "speedup": base_s / seconds, "max_abs_diff": diff, "within_1e-5": diff <= 1e-5}
+    return {"weights": weights, "window": [2944, 1920], "threads": torch.get_num_threads(), "variants": rows}
+
+
+# ------------------------------------------------------------------------------------------------------
+# 3. Projection
+# ------------------------------------------------------------------------------------------------------
+
+def projection(seconds_per_image: dict[str, float]) -> dict:
+    return {model: {"s_per_image_per_worker": s, "workers_for_1h": math.ceil(TARGET_IMAGES * s / TARGET_SECONDS)}
+            for model, s in seconds_per_image.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-engines", action="store_true")
+    parser.add_argument("--skip-forward", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
+    parser.add_argument("--precision", action="store_true",
+                        help="also measure bf16 / fp16 autocast against fp32 on the CPU (gmic_demo)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    results: dict = {"load_before": load(), "cpus": os.cpu_count(), "torch": torch.__version__}
+    rates: dict[str, float] = {}
+    if not args.skip_engines:
+        engines = results["engines"] = bench_engines(args.images)
+        print(f"engines ({engines['images']} images of {engines['model']}, prediction with maps):")
+        for name, rate in engines["images_per_s"].items():
+            print(f"  {name:15s} {rate:6.2f} images/s")
+        print(f"  Ray 1 worker / local: {engines['overhead_ray1_over_local']:.3f}  (Ray start-up "
+              f"{engines['ray_startup_s']:.1f} s, not included)")
+        print(f"  2 workers / 1 worker: {engines['speedup_2_over_1_workers']:.2f}x images/s; predictions.csv "
+              f"byte-identical to the local engine's: {engines['identical_predictions']}")
+        rates["gmic_demo"] = 1 / engines["images_per_s"]["ray_1_worker"]
+    if args.precision:
+        precision = results["precision"] = bench_precision(args.images)
+        for name in ("bf16", "fp16"):
+            row = precision[name]
+            print(f"{name} autocast on the CPU (gmic_demo, {args.images} images): max |p - p_fp32| "
+                  f"{row['max_abs_deviation']:.4f}, mean {row['mean_abs_deviation']:.5f}, "
+                  f"time x{row['time_ratio_to_fp32']:.2f}")
+    if not args.skip_forward:
+        forward = results["forward"] = bench_forward(args.reference, args.repeat, args.compile)
+        print(f"GMIC forward on the CPU, 2944x1920, {forward['weights']}, {forward['threads']} threads:")
+        for name, row in forward["variants"].items():
+            print(f"  {name:26s} {row['s']:6.2f} s  {row['speedup']:.2f}x  max |diff| {row['max_abs_diff']:.1e}")
+        overhead = results.get("engines", {}).get("overhead_ray1_over_local", 1.0)
+        rates["gmic (forward x engine overhead)"] = forward["variants"]["official-style"]["s"] * overhead
+    rates.update({f"{k} [zoo table]": v for k, v in ZOO_SECONDS_PER_IMAGE.items()})
+    results["projection_100k_images_1h"] = projection(rates)
+    print(f"workers for {TARGET_IMAGES} images in 1 hour:")
+    for model, row in results["projection_100k_images_1h"].items():
+        print(f"  {model:40s} {row['s_per_image_per_worker']:6.2f} s/image  -> {row['workers_for_1h']} workers")
+    results["load_after"] = load()
+    print(f"load average before {results['load_before']}, after {results['load_after']} ({os.cpu_count()} CPUs)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The engine options on the command line, and Ray staying out of the local engine's way (fast tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from clirun import assert_clean_error, run_cli
+
+
+def test_ray_is_never_imported_by_mammoscreen_or_the_local_engine():
+    code = ("import sys, mammoscreen, mammoscreen.cli, mammoscreen.pipeline, mammoscreen.engine\n"
+            "import mammoscreen.engine.ray, mammoscreen.engine.choice\n"
+            "from mammoscreen.engine.choice import open_engine\n"
+            "with open_engine() as engine: assert engine.executor is None and engine.pool is None\n"
+            "print('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["run", "predict", "crop", "centers"])
+def test_ray_options_without_engine_ray_are_refused(command, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    exam_list = tmp_path / "exams.json"
+    exam_list.write_text("[]")
+    output = ["--output", tmp_path / "out.pkl"] if command == "centers" else ["--output-dir", tmp_path / "out"]
+    result = run_cli([command, "--images", images, "--exam-list", exam_list, *map(str, output), "--num-workers", "2",
+                      "--address", "auto"])
+    assert_clean_error(result, command, mentions=["--address", "--num-workers", "--engine ray"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_settings_are_checked():
+    from mammoscreen.engine.choice import EngineChoice
+    from mammoscreen.engine.ray import RaySettings
+
+    with pytest.raises(ValueError, match="num-workers"):
+        RaySettings(num_workers=0)
+    with pytest.raises(ValueError, match="gpus-per-worker"):
+        RaySettings(gpus_per_worker=-1)
+    with pytest.raises(ValueError, match="unknown engine"):
+        EngineChoice("spark")
+
+
+def test_worker_errors_travel_with_the_local_description():
+    import errno
+
+    from mammoscreen.core.stages import Failure
+    from mammoscreen.engine.ray.executor import RemoteError, _portable
+    from mammoscreen.engine.work import UnitFailure, WorkUnit
+
+    class ModelError(Exception):
+        def __init__(self, code, detail):  # a signature pickle cannot rebuild from args
+            super().__init__(f"model error {code}: {detail}")
+
+    unit = WorkUnit("0_L-CC", "0_L-CC", (), {})
+    for error in (ModelError(3, "bad weights"), ValueError("not a PNG"),
+                  OSError(errno.ENOSPC, "No space left on device")):
+        sent = _portable(UnitFailure(unit, error)).error
+        assert Failure.of("0_L-CC", sent, "gmic") == Failure.of("0_L-CC", error, "gmic")
+    assert isinstance(_portable(UnitFailure(unit, ModelError(1, "x"))).error, RemoteError)
