@@ -10,8 +10,8 @@ patches of an exam as float64 arrays, stacked to three channels in batches of 10
 ``torch.cat`` of all earlier features per dense layer, explicit "SAME" padding, separate BatchNorm and
 ReLU), softmax, then the float32 averaging loop, with the default allocator. ``ours`` is
 :class:`mammoscreen.models.nyu_model.patch_heatmaps.PatchClassifier` (fused network, background patches classified
-once, malloc tuned by :mod:`mammoscreen.memory`). ``--allocator-ablation`` adds the baseline with the malloc tuning and ours
-without it, to show how much of the difference is the allocator. All run on the same images and
+once, malloc tuned by :mod:`mammoscreen.memory`). ``--allocator-ablation`` adds the baseline with the malloc tuning
+and ours without it, to show how much of the difference is the allocator. All run on the same images and
 patch grids (exam 0's official grids: ``random.seed(0)`` once for the run), each in its own process (so
 that its peak memory is its own), alternately when repeated. The heatmaps of ours and the baseline are
 compared. ``--bfloat16`` adds ours with ``--heatmap-precision bfloat16`` (an approximation, on CPUs

@@ -33,6 +33,7 @@ Output layout::
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import sys
 from dataclasses import dataclass, field, replace
@@ -210,8 +211,16 @@ def centers_file_name(windows: dict[str, tuple[int, int]]) -> str:
     return "data_" + "_".join(f"{a}{r}x{c}" for a, (r, c) in sorted(windows.items())) + ".pkl"
 
 
+def _centres_stage(cropped_dir: Path, cropped_list: Path, path: Path, windows: dict, workers: int, progress: bool,
+                   report: StageReport, pool: Any) -> Any:
+    from .preprocess.centers import centers_dataset
+
+    return centers_dataset(cropped_dir, load_exam_list(cropped_list), path, windows=windows, workers=workers,
+                           progress=progress, report=report, pool=pool)
+
+
 def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str | Path,
-                 models: Sequence[ModelRequest], *, workers: int = 1, options: PredictOptions = PredictOptions(),
+                 models: Sequence[ModelRequest], *, workers: int = 1, options: PredictOptions | None = None,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
                  command: Sequence[str] | None = None, ignore_unknown_views: bool = False,
                  engine: Engine | None = None) -> RunResult:
@@ -229,6 +238,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
     the files written are the same whichever engine ran it, and ``run_summary.json`` records where it ran.
     """
     engine = engine or Engine()
+    options = options or PredictOptions()
     if engine.executor is not None:
         options = replace(options, executor=engine.executor)
     workers = engine.stage_workers(workers)
@@ -272,7 +282,6 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
 def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output_dir: Path,
                 runnable: list[tuple[ModelRequest, ModelSpec]], outcomes: dict[str, ModelOutcome], workers: int,
                 options: PredictOptions, log: Callable[[str], None], engine: Engine) -> RunResult:
-    from .preprocess.centers import centers_dataset
     from .preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
     failures: dict[str, list[Failure]] = {}
@@ -317,9 +326,8 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
         path = output_dir / centers_file_name(dict(spec.center_windows))
         stage = f"centers-{path.stem}"
         report = stages[stage] = StageReport(stage)
-        guarded(report, lambda: centers_dataset(cropped_dir, load_exam_list(cropped_list), path,
-                                                windows=dict(spec.center_windows), workers=workers,
-                                                progress=options.progress, report=report, pool=engine.pool))
+        guarded(report, functools.partial(_centres_stage, cropped_dir, cropped_list, path, dict(spec.center_windows),
+                                          workers, options.progress, report, engine.pool))
         engine.note_stage(stage)
         failures[stage] = report.failures
         centre_ok[key] = not report.output_failed

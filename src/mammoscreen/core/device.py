@@ -64,4 +64,6 @@ def batch_to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 def for_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """``model`` on ``device``, in eval mode; on CUDA with channels_last weights (see :func:`batch_to_device`)."""
     model = model.to(device).eval()
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+    if device.type != "cuda":
+        return model
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # valid; missing from torch's stubs

@@ -8,6 +8,7 @@ exception on one image into a reported :class:`Failure` instead of the end of th
 
 from __future__ import annotations
 
+import functools
 import sys
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -101,7 +102,7 @@ def map_images(func: Callable[[Any], Any], items: Sequence[Any], names: Sequence
         if pool is None and (workers <= 1 or len(todo) <= 1):
             for item, name in todo:
                 if start(item, name):
-                    finish(name, lambda item=item: func(item), item)
+                    finish(name, functools.partial(func, item), item)
         else:
             with pool or ProcessPoolExecutor(max_workers=workers) as pool:
                 pending: dict[Future, tuple[Any, str]] = {}

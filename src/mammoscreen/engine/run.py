@@ -81,12 +81,13 @@ class PredictionRun:
 
 
 def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str | Path, output_dir: str | Path,
-                   options: PredictOptions = PredictOptions()) -> PredictionRun:
+                   options: PredictOptions | None = None) -> PredictionRun:
     """Run ``predictor`` over every image of ``exams`` and write ``output_dir/predictions.csv``.
 
     With ``options.save_maps`` each image's maps go to ``output_dir/maps/<image>.npz``; with
     ``options.visualize`` its figure to ``output_dir/visualization/<image>.png``.
     """
+    options = options or PredictOptions()
     images_dir, output_dir = Path(images_dir), ensure_output_dir(output_dir)
     with output_lock(output_dir):
         units = ImageUnits(predictor, exams, images_dir, output_dir, options.save_maps, options.visualize,
@@ -95,7 +96,7 @@ def predict_images(predictor: Predictor, exams: Sequence[Exam], images_dir: str 
 
 
 def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: str | Path, output_dir: str | Path,
-                  options: PredictOptions = PredictOptions()) -> PredictionRun:
+                  options: PredictOptions | None = None) -> PredictionRun:
     """Run an exam-level ``predictor`` over ``exams`` and write ``output_dir/predictions.csv``.
 
     One row per exam in exam-list order: ``exam_index`` (position in the exam list, from 0), the model's
@@ -105,6 +106,7 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
     interrupted run continues where it stopped. With ``options.save_maps`` each exam's maps go to
     ``output_dir/maps/exam_<index>.npz``.
     """
+    options = options or PredictOptions()
     images_dir, output_dir = Path(images_dir), ensure_output_dir(output_dir)
     with output_lock(output_dir):
         units = ExamUnits(predictor, exams, images_dir, output_dir, options.save_maps)
@@ -112,7 +114,7 @@ def predict_exams(predictor: ExamPredictor, exams: Sequence[Exam], images_dir: s
 
 
 def run_prediction(predictor: Predictor | ExamPredictor, exams: Sequence[Exam], images_dir: str | Path,
-                   output_dir: str | Path, options: PredictOptions = PredictOptions()) -> PredictionRun:
+                   output_dir: str | Path, options: PredictOptions | None = None) -> PredictionRun:
     """:func:`predict_exams` for breast-level (exam) models, :func:`predict_images` for image-level ones."""
     if predictor.spec.output_level == "breast":
         if not isinstance(predictor, ExamPredictor):

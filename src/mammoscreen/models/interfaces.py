@@ -56,7 +56,7 @@ class Predictor(ABC):
         """What identifies this run's model: name, variant, weight files and their sha256."""
         return {"model": self.spec.name}
 
-    def configure_outputs(self, maps: bool, figures: bool) -> None:
+    def configure_outputs(self, maps: bool, figures: bool) -> None:  # noqa: B027 - an optional hook
         """Told by the engine which outputs besides the predictions are wanted.
 
         A predictor may skip work only the maps or figures need (GLAM skips its local branch, which
@@ -79,7 +79,7 @@ class ExamPredictor(ABC):
     required_views: tuple[str, ...] = ("L-CC", "R-CC", "L-MLO", "R-MLO")  # mammoscreen.data.exams.VIEWS
     request: Any = None  # the PredictorRequest it was built from (set by build_predictor): how workers rebuild it
 
-    def plan(self, exams: Sequence["Exam"], images_dir: Path) -> None:  # noqa: F821
+    def plan(self, exams: Sequence["Exam"], images_dir: Path) -> None:  # noqa: F821, B027 - an optional hook
         """Run-wide preparation before any exam is prepared (e.g. laying out the official random streams)."""
 
     @abstractmethod

@@ -49,7 +49,7 @@ def retrieve_roi_locations(saliency: torch.Tensor, input_size: tuple[int, int], 
 
 def saliency_to_input_coordinates(locations: torch.Tensor, saliency_size: tuple[int, int],
                                   input_size: tuple[int, int]) -> torch.Tensor:
-    """Scale saliency-grid positions to input pixels: round(index / h * H), computed in float64 like the official code."""
+    """Scale saliency-grid positions to input pixels: round(index / h * H), in float64 like the official code."""
     loc = locations.detach().cpu().numpy().astype(np.float64)
     rows = np.around(loc[..., 0] / saliency_size[0] * input_size[0])
     cols = np.around(loc[..., 1] / saliency_size[1] * input_size[1])
