@@ -29,6 +29,8 @@ import pytest
 from clirun import run_cli
 from stageutils import VOLATILE_NOTE, demo_checkpoint, differences, output_tree, small_dataset
 
+pytestmark = pytest.mark.slow  # seconds to minutes: a whole run, training steps, a browser or fault injection
+
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 

@@ -239,6 +239,7 @@ def test_unknown_view_keys_stop_the_run_or_are_dropped_with_a_warning(data, tmp_
     assert [r["image_index"] for r in read_rows(tmp_path / "out" / "gmic_demo" / "predictions.csv")] == NAMES[1:]
 
 
+@pytest.mark.slow
 def test_implausible_inputs_are_predicted_with_a_warning_in_warnings_csv_and_the_report(data, tmp_path):
     from mammoscreen.report import build_report
 

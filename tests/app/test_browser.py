@@ -29,6 +29,8 @@ import handcalc
 from conftest import NEW_PASSWORD
 from testutils import require_chromium
 
+pytestmark = pytest.mark.slow  # seconds to minutes: a whole run, training steps, a browser or fault injection
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 

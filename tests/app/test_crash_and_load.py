@@ -7,12 +7,15 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select, text
 
 from mammoscreen.app.db import Answer, Audit, Reader, ReadingSession
 from mammoscreen.app.study import add_reader, open_study
 
 from conftest import NEW_PASSWORD, QUICK_HASHER, ReaderClient, ServerProcess
+
+pytestmark = pytest.mark.slow  # seconds to minutes: a whole run, training steps, a browser or fault injection
 
 
 def add_quick_readers(handle, names):

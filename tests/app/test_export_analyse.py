@@ -45,6 +45,7 @@ def read_everything(handle, clients, rng, training_exams):
     return given
 
 
+@pytest.mark.slow
 def test_imrmc_export_analysed_by_mrmc_equals_the_hand_computation(readers, tmp_path):
     handle, server, clients = readers(names=("r1", "r2", "r3"), admin=None, training=1)
     with handle.db.read() as s:

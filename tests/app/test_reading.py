@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 from sqlalchemy import select
 
 from mammoscreen.app import design
@@ -51,6 +52,7 @@ def test_independent_design_counterbalanced_and_order_from_recorded_seed(make_st
     assert len(set(orders)) > 1  # randomised per reader and session
 
 
+@pytest.mark.slow
 def test_reading_in_order_revising_and_completing(readers):
     handle, server, clients = readers(training=1)
     r1 = clients["r1"]
@@ -80,6 +82,7 @@ def test_reading_in_order_revising_and_completing(readers):
     assert r1.case(second, 1).status_code == 200
 
 
+@pytest.mark.slow
 def test_washout_is_enforced_by_the_server(make_study, serve_study):
     now = [datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)]
     handle = make_study(washout_days=14)

@@ -102,6 +102,7 @@ def test_readers_reach_only_their_own_sessions_and_no_truth(readers):
     assert not any(name in body for name in names)
 
 
+@pytest.mark.slow
 def test_forged_or_missing_csrf_tokens_are_refused(readers):
     handle, server, clients = readers(names=("r1",))
     r1 = clients["r1"]
@@ -213,6 +214,7 @@ def test_passwords_and_sessions_are_stored_hashed(readers):
     assert len(stored) == 2 and token not in stored and all(len(h) == 64 for h in stored)  # r1 and coord
 
 
+@pytest.mark.slow
 def test_one_time_password_must_be_replaced_and_logout_ends_the_session(readers):
     handle, server, clients = readers(names=("r1",))
     password = add_reader(handle, "newbie")

@@ -36,6 +36,7 @@ def test_globals_that_would_run_code_are_refused_and_nothing_runs(tmp_path, how)
     assert not canary.exists()
 
 
+@pytest.mark.slow
 def test_each_limit_is_enforced_before_the_data_is_expanded():
     tracemalloc.start()
     try:

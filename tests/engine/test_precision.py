@@ -47,6 +47,7 @@ def _values(run):
     return np.array([[row["benign_pred"], row["malignant_pred"]] for row in run.rows])
 
 
+@pytest.mark.slow
 def test_bf16_is_opt_in_bounded_and_never_reused_as_fp32(one_exam, tmp_path):
     out = tmp_path / "run"
     fp32 = _predict(one_exam, out, "fp32")

@@ -179,6 +179,7 @@ def test_by_without_an_exam_list_says_what_to_do(tmp_path, capsys):
     assert "--by needs the exam list (--exam-list)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_and_reader_study_by_on_the_command_line(tmp_path, capsys):
     exam_list, a, b, _, _ = make_files(tmp_path)
     assert main(["compare", str(a), str(b), "--exam-list", str(exam_list), "--output-dir", str(tmp_path / "cmp"),

@@ -151,6 +151,7 @@ def order_statistic_interval(values, confidence=0.95):
     return v[min(int(a * v.size), v.size - 1)], v[min(int((1 - a) * v.size), v.size - 1)]
 
 
+@pytest.mark.slow
 def test_intervals_and_differences_equal_a_reference_resampling_with_the_same_seed():
     y, s, density, age, exam = dataset(n_exams=40, seed=11)
     density = np.array([d if d is not None else "A" for d in density], dtype=object)

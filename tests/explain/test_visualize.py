@@ -49,6 +49,7 @@ def test_malignant_saliency_is_drawn_in_its_panel(tmp_path):
     assert coloured_fraction(malignant_panel, 0) > coloured_fraction(benign_panel, 0) + 0.001
 
 
+@pytest.mark.slow
 def test_panels_show_the_window_maps_and_patches(tmp_path):
     """Every panel's content against the array it draws (tests/figures.py reads the panels back)."""
     import cv2

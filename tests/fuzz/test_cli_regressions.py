@@ -69,6 +69,7 @@ def test_crop_refuses_image_names_that_are_paths(workspace, kind):
 
 
 @pytest.mark.parametrize("kind", ["parent", "absolute"])
+@pytest.mark.slow
 def test_run_with_maps_and_figures_refuses_image_names_that_are_paths(workspace, kind):
     name = {"parent": "../../victim", "absolute": str(workspace / "victim")}[kind]
     exam_list = _exam_list(workspace / "exams.pkl", ["a", name])
@@ -101,6 +102,7 @@ def test_synth_refuses_a_prefix_that_is_a_path(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["reader-study", "mrmc"])
+@pytest.mark.slow
 def test_crafted_reader_study_pickles_do_not_run_code(tmp_path, command):
     canary = tmp_path / "canary"
     study = tmp_path / "results.pkl"
@@ -110,6 +112,7 @@ def test_crafted_reader_study_pickles_do_not_run_code(tmp_path, command):
     assert_clean_error(result, command, mentions=[str(study)])
 
 
+@pytest.mark.slow
 def test_train_resume_does_not_run_code_from_the_checkpoint(tmp_path):
     canary = tmp_path / "canary"
     (tmp_path / "images").mkdir()

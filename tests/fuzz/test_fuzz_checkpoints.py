@@ -111,6 +111,7 @@ def test_mutated_torch_archives(flips, cut):
 @given(st.sampled_from(["data.pkl", "byteorder", "version", "data/0"]),
        st.one_of(st.binary(max_size=64), st.sampled_from([deep_list(50_000), billion_laughs(9, 10), build_on_list(),
                                                           memo_index(), huge_bytearray()])))
+@pytest.mark.slow
 def test_replaced_archive_entries(entry, content):
     path = WORK / "replaced.pt"
     with zipfile.ZipFile(io.BytesIO(ARCHIVE)) as source, zipfile.ZipFile(path, "w") as target:

@@ -481,6 +481,7 @@ def test_evaluate_on_a_bad_prediction_csv(tmp_path, content, mention):
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_large_prediction_csv_is_bounded(tmp_path):
     """200,000 rows (a real large test set): evaluated, within the memory bound."""
     rng = np.random.default_rng(4)

@@ -89,6 +89,7 @@ def test_non_finite_weights_are_refused_with_the_parameter_named(tmp_path):
         load_gmic(tmp_path / "nan.p", config=MICRO)
 
 
+@pytest.mark.slow
 def test_the_cli_names_the_field(trained, tmp_path):
     sidecar = trained.with_suffix(".json")
     data = json.loads(sidecar.read_text())

@@ -139,6 +139,7 @@ def test_frcnn_detections_in_maps_and_figure(dataset, tmp_path):
                                {"malignant": maps["malignant_detections"], "benign": maps["benign_detections"]})
 
 
+@pytest.mark.slow
 def test_pipeline_runs_both_models_on_the_original_images(dataset, tmp_path, monkeypatch):
     out = tmp_path / "run"
     requests = [ModelRequest("end2end", dataset["weights"]), ModelRequest("frcnn_cad", dataset["weights"])]

@@ -17,6 +17,8 @@ from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import PRETRAINED_DIR, WeightsError
 
+pytestmark = pytest.mark.slow  # seconds to minutes: a whole run, training steps, a browser or fault injection
+
 HELDOUT_SEED = 7777
 HELDOUT_EXAMS = 40
 

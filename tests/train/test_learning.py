@@ -22,6 +22,8 @@ from mammoscreen.train.data import GMICImages, labelled_images
 from mammoscreen.train.losses import gmic_loss
 from mammoscreen.train.sampler import epoch_indices
 
+pytestmark = pytest.mark.slow  # seconds to minutes: a whole run, training steps, a browser or fault injection
+
 # Adam's defaults in the loop (torch.optim.Adam): betas (0.9, 0.999), eps 1e-8.
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 

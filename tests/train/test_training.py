@@ -15,6 +15,8 @@ from mammoscreen.models.weights import WeightsError
 from mammoscreen.train import TrainOptions, train_gmic
 from mammoscreen.train.loop import LOG_COLUMNS, TIMING_COLUMNS, TrainingError
 
+pytestmark = pytest.mark.slow  # seconds to minutes: a whole run, training steps, a browser or fault injection
+
 
 class Stop(Exception):
     pass

@@ -189,6 +189,7 @@ def test_view_wise_predictor_type(view_wise_file):
     assert isinstance(build_nyu_model(view_wise_file, device="cpu"), ViewWiseDMVPredictor)
 
 
+@pytest.mark.slow
 def test_heatmaps_variant_end_to_end_on_generated_data(tmp_path, capsys):
     """predict with --heatmaps on synthetic crops: CSV layout, maps, 16-bit heatmap PNGs in original orientation."""
     from testutils import synthetic_breast
