@@ -64,7 +64,7 @@ class ModelSpec:
     # order (L-CC, R-CC, L-MLO, R-MLO), e.g. the meta-repository's end2end/frcnn_cad: L-CC, L-MLO, R-CC, R-MLO.
     csv_view_order: tuple[str, ...] | None = None
     # Its --save-maps files hold window-aligned saliency maps that 'mammoscreen localize' reads (GMIC and GLAM
-    # layouts, explain/localize.py): 'mammoscreen run --segmentations --save-maps' localises them.
+    # layouts, explain/localize/): 'mammoscreen run --segmentations --save-maps' localises them.
     saliency_maps: bool = False
 
     def __post_init__(self) -> None:

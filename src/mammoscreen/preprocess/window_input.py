@@ -30,7 +30,7 @@ class WindowInput:
     geometry: WindowGeometry
     cropped_shape: tuple[int, int]
     # Where the image came from, saved with the maps so that they can be mapped back to the original
-    # image without the exam list (see explain/localize.py).
+    # image without the exam list (see explain/localize/geometry.py).
     origin: ImageOrigin
 
 

@@ -240,7 +240,7 @@ def test_predictor_in_the_engine_writes_csv_maps_figure_and_skips_a_bad_image(tm
     assert maps["x_layer1"].shape == maps["saliency_map_global"].shape == (2, 16, 8)
     assert maps["raw_local_CAM"].shape == (1, 2, 16, 16) and maps["patch_locations"].dtype == np.int64
     assert maps["y_cam_logits"].shape == (4, 2)
-    # The placement on the original image, as GMIC's maps record it (explain/localize.py reads it).
+    # The placement on the original image, as GMIC's maps record it (explain/localize/ reads it).
     assert str(maps["view"]) == "L-CC" and str(maps["horizontal_flip"]) == "NO"
     assert maps["window_location"].tolist() == [30, 230, 20, 120]
     assert maps["original_shape"].tolist() == [300, 250] and maps["cropped_shape"].tolist() == [200, 100]
