@@ -42,10 +42,26 @@ def local_cluster(nodes: int = 1, cpus_per_node: int = 1) -> Iterator[object]:
             cluster.add_node(**args)
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes(timeout=60)
+        _start_a_worker_on_every_node()
         yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def _start_a_worker_on_every_node(timeout: float = 120) -> None:
+    # A node whose first worker process is still starting takes no tasks yet, and Ray then places a short
+    # stage's tasks on the nodes that are ready; tests that check where work ran start from warm nodes.
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def where() -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    calls = [where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
+             for node in node_ids()]
+    assert sorted(ray.get(calls, timeout=timeout)) == node_ids()
 
 
 def node_ids() -> list[str]:

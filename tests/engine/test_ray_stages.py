@@ -36,6 +36,8 @@ def test_preprocessing_commands_on_ray_equal_local(tmp_path, capsys):
         nodes = node_ids()
     printed = capsys.readouterr().out
     assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    # Each stage ran as Ray tasks, and the tasks of the three stages together ran on both nodes (where a
+    # single short stage's tasks land is Ray's choice: SPREAD is a preference, not a guarantee).
     for stage in ("convert", "crop", "centres"):
-        assert f"{stage}: ran on 2 Ray node(s)" in printed, printed
-    assert all(node[:8] in printed for node in nodes)
+        assert f"{stage}: ran on " in printed, printed
+    assert len(nodes) == 2 and all(node[:8] in printed for node in nodes), printed
