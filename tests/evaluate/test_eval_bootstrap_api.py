@@ -161,3 +161,42 @@ def test_a_single_score_vector_gives_one_dimensional_replicates():
     assert stacked.replicates["auroc"].shape == (single.n_used, 1)
     assert np.array_equal(single.replicates["auroc"], stacked.replicates["auroc"][:, 0])
     assert single.confidence == 0.9 and single.interval("auroc") == percentile_interval(single.replicates["auroc"], 0.9)
+
+
+def test_percentile_interval_at_the_extreme_coverages_and_its_input():
+    # confidence 1: a = 0, the indices 0 and int(n) = n, capped to the largest value
+    assert percentile_interval([3.0, 1.0, 2.0], 1.0) == (1.0, 3.0)
+    # confidence 0: a = 1/2, both ends at int(n / 2) - for two values the larger one
+    assert percentile_interval([2.0, 1.0], 0.0) == (2.0, 2.0)
+    assert percentile_interval([5.0, 1.0, 3.0], 0.0) == (3.0, 3.0)
+    # values are converted to floats: None is a missing replicate like NaN, numbers may come as text or integers
+    assert percentile_interval([0.3, None, 0.1, np.nan, 0.2], 1.0) == (0.1, 0.3)
+    assert percentile_interval(["0.5", "0.25"], 1.0) == (0.25, 0.5)
+    low, high = percentile_interval([7, 9], 1.0)
+    assert (low, high) == (7.0, 9.0) and type(low) is float and type(high) is float
+    with pytest.raises(EvaluationInputError, match=r"^confidence must lie between 0 and 1, got 1.5$"):
+        percentile_interval([1.0, 2.0], 1.5)
+
+
+def test_defaults_of_the_bootstrap_functions():
+    """Seed 0 and 95 % coverage unless told otherwise, in every entry point."""
+    problem = BootstrapProblem(Y, S[None])
+    (default,) = run_bootstrap([problem], 15)
+    (seeded,) = run_bootstrap([problem], 15, 0, None, 0.95)
+    assert default.confidence == 0.95 and np.array_equal(default.replicates["auroc"], seeded.replicates["auroc"])
+    assert not np.array_equal(seeded.replicates["auroc"], run_bootstrap([problem], 15, 1)[0].replicates["auroc"])
+    assert np.array_equal(bootstrap_metrics(Y, S, 15).replicates["auroc"], seeded.replicates["auroc"][:, 0])
+    assert bootstrap_metrics(Y, S, 15).confidence == 0.95
+
+
+def test_bootstrap_metrics_resamples_the_groups_it_is_given():
+    groups = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])  # pairs of cases drawn together
+    result = bootstrap_metrics(Y, S, 12, 2, metrics=("auroc",), groups=groups)
+    expected = []
+    for counts in bootstrap_counts(10, 12, 2, groups=groups):
+        for row in counts:
+            draws = np.repeat(np.arange(10), row)
+            if 0 < Y[draws].mean() < 1:
+                expected.append(skm.roc_auc_score(Y[draws], S[draws]))
+    np.testing.assert_allclose(result.replicates["auroc"], expected, rtol=0, atol=1e-12)
+    assert result.n_used == len(expected)
