@@ -407,3 +407,108 @@ def test_designs_without_a_test_leave_it_out(van_dyke):
     assert "F" not in figures["rrrc"] and "per_reader" not in figures["frrc"]
     assert "dbm_variance_components" not in figures
     assert list(figures["or_variance_components"]) == ["Var(R)", "Var(Error)", "Cov1", "Cov2", "Cov3"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a standalone model against the readers: every field by hand
+# ---------------------------------------------------------------------------------------------
+
+def difference_covariance_by_hand(truth, readers, ai, method):
+    """Covariance of the differences AUC(AI) - AUC(reader j) over cases: brute-force jackknife, or DeLong's
+    covariance of the predictors combined as D = A Cov A' (A: +1 for the model, -1 for the reader)."""
+    r, c = readers.shape
+    predictors = np.vstack([readers, ai])
+    if method == "jackknife":
+        loo = leave_one_out_aucs(truth, predictors)
+        d_loo = loo[:, -1:] - loo[:, :-1]
+        dev = d_loo - d_loo.mean(axis=0)
+        return (c - 1) / c * dev.T @ dev
+    _, cov = delong_covariance(truth, predictors)
+    a = np.hstack([-np.eye(r), np.ones((r, 1))])
+    return a @ cov @ a.T
+
+
+@pytest.mark.parametrize("method, confidence", [("jackknife", 0.95), ("delong", 0.9)])
+def test_ai_versus_readers_every_field_by_hand(van_dyke, method, confidence):
+    readers, ai = van_dyke.scores[1, 1:], van_dyke.scores[1, 0]
+    r = readers.shape[0]
+    result = ai_versus_readers(van_dyke.truth, readers, ai, reader_names=["a", "b", "c", "d"], ai_name="model",
+                               covariance=method, confidence=confidence, margin=0.03)
+    aucs = np.array([skm.roc_auc_score(van_dyke.truth, p) for p in readers])
+    ai_auc = skm.roc_auc_score(van_dyke.truth, ai)
+    d = ai_auc - aucs
+    cov = difference_covariance_by_hand(van_dyke.truth, readers, ai, method)
+    var_error, cov2 = np.diag(cov).mean(), cov[~np.eye(r, dtype=bool)].mean()
+    ms_r = d.var(ddof=1)
+    se = math.sqrt((ms_r + r * max(cov2, 0)) / r)
+    ddf = (ms_r + r * max(cov2, 0)) ** 2 / (ms_r ** 2 / (r - 1))
+    tq = stats.t.ppf(0.5 + confidence / 2, ddf)
+    out = result.to_dict()
+    assert (out["covariance_method"], out["confidence"], out["ai"]) == (method, confidence, "model")
+    assert out["ai_auc"] == pytest.approx(ai_auc, abs=1e-14)
+    assert out["reader_aucs"] == pytest.approx(dict(zip("abcd", aucs)), abs=1e-14)
+    assert out["mean_reader_auc"] == pytest.approx(aucs.mean(), abs=1e-14)
+    assert out["variance_components"] == pytest.approx(
+        {"Var(R)": ms_r - var_error + cov2, "Var(Error)": var_error, "Cov2": cov2, "MS(R)": ms_r}, rel=1e-9, abs=1e-15)
+    assert out["rrrc"] == pytest.approx(
+        {"difference": d.mean(), "standard_error": se, "df": ddf, "t": d.mean() / se,
+         "p_value": 2 * stats.t.sf(abs(d.mean() / se), ddf), "ci_low": d.mean() - tq * se,
+         "ci_high": d.mean() + tq * se}, rel=1e-9)
+    se_fc = math.sqrt(ms_r / r)
+    tq_fc = stats.t.ppf(0.5 + confidence / 2, r - 1)
+    assert out["rrfc"] == pytest.approx(
+        {"difference": d.mean(), "standard_error": se_fc, "df": r - 1, "t": d.mean() / se_fc,
+         "p_value": 2 * stats.t.sf(abs(d.mean() / se_fc), r - 1), "ci_low": d.mean() - tq_fc * se_fc,
+         "ci_high": d.mean() + tq_fc * se_fc}, rel=1e-9)
+    alpha = 1 - confidence
+    t_ni = (d.mean() + 0.03) / se
+    p_ni = stats.t.sf(t_ni, ddf)
+    ni = dict(out["non_inferiority"])
+    assert ni.pop("hypothesis") == "H0: AUC(model) - mean reader AUC <= -0.03"
+    assert ni.pop("non_inferior") is bool(p_ni < alpha)
+    assert ni == pytest.approx({"margin": 0.03, "t": t_ni, "df": ddf, "p_value": p_ni,
+                                "one_sided_lower_bound": d.mean() - stats.t.ppf(1 - alpha, ddf) * se, "alpha": alpha},
+                               rel=1e-9)
+
+
+def test_ai_versus_identical_readers_uses_normal_quantiles():
+    """Readers who all score alike have MS(R) = 0: Hillis's ddf is infinite, so the intervals and the
+    non-inferiority test use the normal distribution, and the fixed-case analysis has no error at all."""
+    rng = np.random.default_rng(3)
+    truth = (np.arange(30) % 2).astype(int)
+    reader = rng.random(30) + 0.5 * truth
+    ai = rng.random(30) + 0.8 * truth
+    result = ai_versus_readers(truth, [reader, reader, reader], ai, margin=0.1, confidence=0.9)
+    d = skm.roc_auc_score(truth, ai) - skm.roc_auc_score(truth, reader)
+    cov = difference_covariance_by_hand(truth, np.vstack([reader] * 3), ai, "jackknife")
+    se = math.sqrt(cov[0, 1])  # every entry is the same variance of the one difference
+    auc = skm.roc_auc_score(truth, reader)
+    assert result.reader_aucs == pytest.approx({"1": auc, "2": auc, "3": auc}, abs=1e-14)
+    assert list(result.reader_aucs) == ["1", "2", "3"] and result.ai == "AI"
+    assert result.variance_components.ms_r == 0 and result.rrrc.df == math.inf
+    assert result.rrrc.standard_error == pytest.approx(se, rel=1e-12)
+    assert result.rrrc.p_value == pytest.approx(2 * stats.norm.sf(abs(d / se)), rel=1e-9)
+    assert result.rrrc.ci_low == pytest.approx(d - 1.6448536269514722 * se, rel=1e-9)
+    ni = result.non_inferiority
+    assert ni.p_value == pytest.approx(stats.norm.sf((d + 0.1) / se), rel=1e-9)
+    assert ni.one_sided_lower_bound == pytest.approx(d - 1.2815515655446004 * se, rel=1e-9)
+    assert ni.non_inferior and ni.alpha == pytest.approx(0.1, abs=1e-15)
+    assert result.rrfc.standard_error == 0 and result.rrfc.t == math.copysign(math.inf, d)
+    assert result.rrfc.p_value == 0 and result.rrfc.ci_low == result.rrfc.ci_high == pytest.approx(d, abs=1e-15)
+
+
+@pytest.mark.parametrize("margin", [0, 1, 1.5])
+def test_non_inferiority_margin_must_lie_strictly_inside(van_dyke, margin):
+    with pytest.raises(EvaluationInputError, match=rf"^the non-inferiority margin must lie between 0 and 1 \(AUC "
+                                                   rf"scale\), got {float(margin)}$"):
+        ai_versus_readers(van_dyke.truth, van_dyke.scores[0, 1:], van_dyke.scores[0, 0], margin=margin)
+
+
+def test_ai_versus_readers_refusals_name_the_source(van_dyke):
+    with pytest.raises(EvaluationInputError, match=r"^study.csv: comparing a model with readers needs at least two "
+                                                   r"readers, got 1$"):
+        ai_versus_readers(van_dyke.truth, van_dyke.scores[0, 1], van_dyke.scores[0, 0], source="study.csv")
+    with pytest.raises(EvaluationInputError, match=r"^confidence must lie between 0 and 1, got 2.0$"):
+        ai_versus_readers(van_dyke.truth, van_dyke.scores[0, 1:], van_dyke.scores[0, 0], confidence=2)
+    default = ai_versus_readers(van_dyke.truth, van_dyke.scores[0, 1:], van_dyke.scores[0, 0])
+    assert (default.covariance_method, default.confidence, default.non_inferiority) == ("jackknife", 0.95, None)
