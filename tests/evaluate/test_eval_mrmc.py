@@ -13,6 +13,7 @@ from sklearn import metrics as skm
 
 from mammoscreen.cli import main
 from mammoscreen.evaluate import delong_covariance
+from mammoscreen.evaluate.delong import delong_test
 from mammoscreen.evaluate.mrmc import (
     ai_versus_readers,
     analyse_mrmc_file,
@@ -22,6 +23,9 @@ from mammoscreen.evaluate.mrmc import (
     read_imrmc,
     read_mrmc_csv,
 )
+from mammoscreen.evaluate.mrmc.covariance import or_components
+from mammoscreen.evaluate.mrmc.data import MRMCData
+from mammoscreen.evaluate.mrmc.or_hillis import _ratio, _t_interval, _t_p_value, hillis_single_rrrc, tie_notes
 from mammoscreen.evaluate.validation import EvaluationInputError
 
 
@@ -512,3 +516,167 @@ def test_ai_versus_readers_refusals_name_the_source(van_dyke):
         ai_versus_readers(van_dyke.truth, van_dyke.scores[0, 1:], van_dyke.scores[0, 0], confidence=2)
     default = ai_versus_readers(van_dyke.truth, van_dyke.scores[0, 1:], van_dyke.scores[0, 0])
     assert (default.covariance_method, default.confidence, default.non_inferiority) == ("jackknife", 0.95, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Obuchowski-Rockette: the helpers, the degenerate designs, the notes
+# ---------------------------------------------------------------------------------------------
+
+def _study(scores, truth, modalities=None, readers=None):
+    t, r, c = scores.shape
+    return MRMCData(modalities or [f"m{i}" for i in range(t)], readers or [f"r{j}" for j in range(r)],
+                    [f"c{k}" for k in range(c)], np.asarray(truth, dtype=np.int8), np.asarray(scores, dtype=float))
+
+
+def test_interval_p_value_ratio_and_single_modality_helpers():
+    assert _t_interval(1.0, 2.0, math.inf, 0.95) == pytest.approx((1 - 2 * 1.959963984540054,
+                                                                   1 + 2 * 1.959963984540054), rel=1e-12)
+    assert _t_interval(0.0, 1.0, 5, 0.9) == pytest.approx((-2.015048, 2.015048), abs=1e-6)  # t table, 5 df
+    assert _t_p_value(2.0, math.inf) == pytest.approx(0.04550026389635842, rel=1e-12)
+    assert _t_p_value(-2.0, 10) == pytest.approx(2 * stats.t.sf(2.0, 10), rel=1e-12)
+    assert _t_p_value(2.0, 10) == pytest.approx(0.07338803477074478, rel=1e-9)
+    assert math.isnan(_t_p_value(math.nan, 10)) and math.isnan(_t_p_value(math.nan, math.inf))
+    assert _ratio(3.0, 2.0) == 1.5 and _ratio(-1.0, 0.0) == math.inf and _ratio(1.0, -1.0) == math.inf
+    assert math.isnan(_ratio(0.0, 0.0))
+    # SE^2 = [MS(R) + r max(Cov2, 0)] / r, ddf = [MS(R) + r max(Cov2, 0)]^2 / [MS(R)^2 / (r - 1)], by hand:
+    se, ddf = hillis_single_rrrc(0.004, 0.001, 5)  # 0.004 + 5 * 0.001 = 0.009
+    assert (se, ddf) == pytest.approx((math.sqrt(0.009 / 5), 0.009 ** 2 / (0.004 ** 2 / 4)), rel=1e-12)
+    assert ddf == pytest.approx(20.25, rel=1e-12)
+    assert hillis_single_rrrc(0.004, -0.001, 5) == pytest.approx((math.sqrt(0.004 / 5), 4.0), rel=1e-12)
+    assert hillis_single_rrrc(0.0, 0.002, 4) == (math.sqrt(0.002), math.inf)
+
+
+def test_one_reader_fixed_readers_analysis_is_the_delong_test(van_dyke):
+    """With one reader and DeLong's covariance the fixed-reader comparison of two modalities is DeLong's paired test
+    of that reader's two AUCs (error term Var(Error) - Cov1 = (Var_a + Var_b) / 2 - Cov_ab)."""
+    one = van_dyke.select(readers=["2"])
+    result = obuchowski_rockette(one, covariance="delong", confidence=0.9)
+    expected = delong_test(van_dyke.truth, van_dyke.scores[0, 2], van_dyke.scores[1, 2], confidence=0.9)
+    (diff,) = result.frrc.test.differences
+    assert (diff.difference, diff.standard_error, diff.statistic, diff.p_value, diff.ci_low, diff.ci_high) == \
+        pytest.approx((expected.difference, expected.standard_error, expected.z, expected.p_value, expected.ci_low,
+                       expected.ci_high), rel=1e-9)
+    assert diff.df == math.inf and diff.statistic_name == "z"
+    assert result.frrc.test.chi2 == pytest.approx(expected.z ** 2, rel=1e-9)
+    assert result.frrc.test.p_value == pytest.approx(expected.p_value, rel=1e-9)
+    (row,) = result.frrc.per_reader
+    assert (row.reader, row.z, row.ci_high) == ("2", pytest.approx(expected.z, rel=1e-9),
+                                                pytest.approx(expected.ci_high, rel=1e-9))
+    _, cov = delong_covariance(van_dyke.truth, van_dyke.scores[:, 2])
+    single = result.frrc.single_modality["1"]
+    assert single.standard_error == pytest.approx(math.sqrt(cov[1, 1]), rel=1e-12)
+    assert single.ci_low == pytest.approx(single.auc - 1.6448536269514722 * single.standard_error, rel=1e-12)
+    assert math.isnan(result.per_modality_components["0"].cov2)  # no pair of different readers
+    assert math.isnan(result.or_variance_components.cov2) and math.isnan(result.or_variance_components.cov3)
+    assert result.or_variance_components.cov1 == pytest.approx(cov[0, 1], rel=1e-12)
+    assert result.notes == ["one reader: the random-reader analyses (RRRC, RRFC) need at least two readers"]
+
+
+def test_one_modality_components_and_note(van_dyke):
+    one = van_dyke.select(modalities=["0"])
+    result = obuchowski_rockette(one)
+    vc = result.or_variance_components
+    assert math.isnan(vc.cov1) and math.isnan(vc.cov3) and vc.var_tr is None
+    assert vc.var_r == pytest.approx(result.anova.ms_r - vc.var_error + vc.cov2, rel=1e-12)
+    assert_printed(vc.var_error, "0.00101410")  # Van Dyke treatment 1 (FRRC Var(Error), RRRC Cov2)
+    assert_printed(vc.cov2, "0.00048396")
+    assert math.isnan(result.per_reader_components["0"].cov1)
+    assert result.notes == ["one modality: no modality comparison; single-modality CIs only"]
+    assert result.anova.ms_t is None and result.anova.df_t is None and result.anova.df_tr is None
+    single = result.rrrc.single_modality["0"]
+    assert_printed(single.standard_error, "0.03317360")
+    assert_printed(single.df, "12.74")
+
+
+def test_confidence_level_reaches_every_interval(van_dyke):
+    result = obuchowski_rockette(van_dyke, confidence=0.8)
+    assert result.confidence == 0.8
+    diff = result.rrrc.test.differences[0]
+    half = stats.t.ppf(0.9, diff.df) * diff.standard_error
+    assert (diff.ci_low, diff.ci_high) == pytest.approx((diff.difference - half, diff.difference + half), rel=1e-12)
+    diff = result.frrc.test.differences[0]
+    half = 1.2815515655446004 * diff.standard_error
+    assert (diff.ci_low, diff.ci_high) == pytest.approx((diff.difference - half, diff.difference + half), rel=1e-12)
+    single = result.rrfc.single_modality["1"]
+    half = stats.t.ppf(0.9, 4) * single.standard_error
+    assert (single.ci_low, single.ci_high) == pytest.approx((single.auc - half, single.auc + half), rel=1e-12)
+    assert result.rrfc.test.differences[0].df == 4
+    with pytest.raises(EvaluationInputError, match=r"^confidence must lie between 0 and 1, got 1.5$"):
+        obuchowski_rockette(van_dyke, confidence=1.5)
+
+
+def test_identical_readers_have_no_reader_variance_and_infinite_ddf(van_dyke):
+    """Two copies of one reader: MS(R) = MS(T*R) = 0, so Hillis's ddf is infinite and the F test is a chi-square
+    test on (t - 1) F; the error term is r (Cov2 - Cov3) = r (Var(Error) - Cov1) (the copies covary fully)."""
+    scores = np.repeat(van_dyke.scores[:, :1], 2, axis=1)
+    result = obuchowski_rockette(_study(scores, van_dyke.truth))
+    assert result.anova.ms_tr == 0 and result.anova.ms_r == 0
+    vc = result.or_variance_components
+    test = result.rrrc.test
+    assert test.df_denominator == math.inf
+    assert test.error_term == pytest.approx(2 * (vc.var_error - vc.cov1), rel=1e-9)
+    assert test.F == pytest.approx(result.anova.ms_t / test.error_term, rel=1e-12)
+    assert test.p_value == pytest.approx(stats.chi2.sf(test.F, 1), rel=1e-9)
+    (diff,) = test.differences
+    assert diff.df == math.inf and diff.p_value == pytest.approx(test.p_value, rel=1e-9)
+    assert diff.ci_low == pytest.approx(diff.difference - 1.959963984540054 * diff.standard_error, rel=1e-9)
+    single = result.rrrc.single_modality["m0"]
+    assert single.df == math.inf and single.ms_r == 0
+    assert single.standard_error == pytest.approx(math.sqrt(result.per_modality_components["m0"].cov2), rel=1e-12)
+    assert math.isnan(result.rrfc.test.F) is False and result.rrfc.test.F == math.inf
+    assert result.rrfc.single_modality["m0"].standard_error == 0
+
+
+def test_readers_whose_scores_all_tie_are_named():
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    ranked = np.arange(6.0)
+    scores = np.stack([np.stack([ranked, ranked[::-1] * 0 + 2, ranked]),
+                       np.stack([np.full(6, 1.0), np.full(6, 3.0), ranked])])  # (2 modalities, 3 readers, 6 cases)
+    notes = tie_notes(_study(scores, truth, readers=["a", "b", "c"]))
+    assert notes == ["b in m0, a in m1, b in m1: the same score for every case - no ranking information (AUC 0.5 "
+                     "from ties alone)"]
+    many = np.stack([np.stack([np.full(6, 1.0)] * 3 + [ranked])] * 2)  # 6 of 8 readings tied
+    assert tie_notes(_study(many, truth)) == [
+        "r0 in m0, r1 in m0, r2 in m0, r0 in m1, r1 in m1, ... (6 in all): the same score for every case - no ranking "
+        "information (AUC 0.5 from ties alone)"]
+    five = many.copy()
+    five[1, 2] = ranked
+    assert tie_notes(_study(five, truth))[0].startswith("r0 in m0, r1 in m0, r2 in m0, r0 in m1, r1 in m1: the same")
+    assert tie_notes(_study(np.stack([np.stack([ranked] * 2)] * 2), truth)) == []
+    flat = obuchowski_rockette(_study(np.full((2, 2, 6), 4.0), truth))
+    assert flat.notes[0].startswith("every reader gives every case the same score in every modality")
+    assert math.isnan(flat.rrrc.test.F) and math.isnan(flat.rrrc.test.differences[0].p_value)
+    assert math.isnan(flat.frrc.test.chi2) and flat.modality_means == {"m0": 0.5, "m1": 0.5}
+
+
+# ---------------------------------------------------------------------------------------------
+# covariance: the smallest designs
+# ---------------------------------------------------------------------------------------------
+
+def test_jackknife_needs_two_cases_of_each_class():
+    truth = np.array([0, 0, 1, 1])
+    scores = np.array([[[0.1, 0.6, 0.4, 0.9]]])
+    cov = auc_covariance(_study(scores, truth), "jackknife")
+    loo = leave_one_out_aucs(truth, scores[0])  # leaving out 0.1 or 0.9 leaves one pair of two wrong: AUC 1/2
+    np.testing.assert_allclose(loo[:, 0], [0.5, 1.0, 1.0, 0.5])
+    assert cov.shape == (1, 1, 1, 1) and cov[0, 0, 0, 0] == pytest.approx(3 / 4 * 4 * 0.25 ** 2, abs=1e-15)
+    for bad_truth in ([0, 1, 1, 1], [0, 0, 0, 1]):
+        data = _study(scores, bad_truth)
+        data.source = "tiny.csv"
+        with pytest.raises(EvaluationInputError, match=r"^tiny.csv: the jackknife needs at least 2 normal and 2 "
+                                                       r"abnormal cases$"):
+            auc_covariance(data)
+    delong = auc_covariance(_study(scores, truth), "delong")
+    _, expected = delong_covariance(truth, scores[0])
+    assert delong.shape == (1, 1, 1, 1) and delong[0, 0, 0, 0] == pytest.approx(expected[0, 0], abs=1e-16)
+
+
+def test_or_components_average_their_cells():
+    cov = np.arange(16.0).reshape(2, 2, 2, 2)  # cov[i, j, i2, j2] = 8 i + 4 j + 2 i2 + j2
+    components = or_components(cov)
+    assert components.var_error == np.mean([0, 5, 10, 15])  # (0,0,0,0) (0,1,0,1) (1,0,1,0) (1,1,1,1)
+    assert components.cov1 == np.mean([2, 7, 8, 13])  # same reader, other modality
+    assert components.cov2 == np.mean([1, 4, 11, 14])  # same modality, other reader
+    assert components.cov3 == np.mean([3, 6, 9, 12])
+    single = or_components(np.full((1, 1, 1, 1), 2.0))
+    assert single.var_error == 2.0 and math.isnan(single.cov1) and math.isnan(single.cov2)
