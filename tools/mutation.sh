@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Mutation testing (mutmut 3) of the modules whose mistakes would be silent. Slow, so not part of CI.
 #
-#   tools/mutation.sh [--jobs N] [--keep] [NAME ...]     (default: every module in the table below)
+#   tools/mutation.sh [--jobs N] [--keep | --rerun] [NAME ...]     (default: every module in the table below)
+#
+# --keep resumes a partial run in its scratch copy. --rerun refreshes the copy's tests/ from the repository and runs
+# the last run's survivors again (mutmut collects the new tests' coverage first): the way to check tests written
+# against survivors.diff without a full run.
 #
 # Each module is mutated alone, in a scratch copy of src/, tests/ and pyproject.toml under .mutation/NAME/,
 # and each mutant runs only the module's test files below (mutmut narrows that further to the tests that
@@ -21,7 +25,7 @@ MODULES=$(cat <<'EOF'
 metrics    | evaluate/metrics.py   | tests/evaluate/test_eval_metrics.py
 ranking    | evaluate/_ranking.py  | tests/evaluate/test_eval_metrics.py tests/evaluate/test_eval_bootstrap.py tests/evaluate/test_eval_compare.py
 bootstrap  | evaluate/bootstrap.py | tests/evaluate/test_eval_bootstrap.py tests/evaluate/test_eval_bootstrap_api.py
-compare    | evaluate/compare.py   | tests/evaluate/test_eval_compare.py
+compare    | evaluate/compare.py   | tests/evaluate/test_eval_compare.py tests/evaluate/test_eval_compare_api.py
 delong     | evaluate/delong.py    | tests/evaluate/test_eval_delong.py tests/evaluate/test_eval_subgroups.py
 mrmc_cov   | evaluate/mrmc/covariance.py | tests/evaluate/test_eval_mrmc.py
 mrmc       | evaluate/mrmc/or_hillis.py  | tests/evaluate/test_eval_mrmc.py
@@ -42,12 +46,14 @@ EOF
 
 jobs=2
 keep=0
+rerun=0
 names=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --jobs) jobs="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --rerun) rerun=1; shift ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) names+=("$1"); shift ;;
     esac
 done
@@ -57,6 +63,8 @@ root=$(pwd)
 work="$root/.mutation"
 mkdir -p "$work"
 export MAMMOSCREEN_REFERENCE_DIR="${MAMMOSCREEN_REFERENCE_DIR:-$(cd "$root/.." && pwd)/shared/reference}"
+# the evaluation tests find ../shared from their own path, which in the scratch copy is not beside the repository
+export MAMMOSCREEN_SHARED_DIR="${MAMMOSCREEN_SHARED_DIR:-$(cd "$root/.." && pwd)/shared}"
 [ -f "$work/scores.tsv" ] || printf 'module\tfile\tkilled\tsurvived\tequivalent\ttotal\tscore\n' > "$work/scores.tsv"
 
 run_module() {  # name file tests...
@@ -69,7 +77,13 @@ run_module() {  # name file tests...
     done
     [ ${#tests[@]} -gt 0 ] || { echo "$name: none of its test files exist" >&2; return 1; }
     set -- "${tests[@]}"
-    if [ "$keep" = 0 ] || [ ! -d "$dir" ]; then
+    local again=()
+    if [ "$rerun" = 1 ]; then
+        [ -s "$dir/survivors.txt" ] || { echo "$name: no survivors to run again in $dir" >&2; return 0; }
+        cp -r tests "$dir/"
+        find "$dir/tests" -name __pycache__ -prune -exec rm -rf {} +
+        mapfile -t again < "$dir/survivors.txt"
+    elif [ "$keep" = 0 ] || [ ! -d "$dir" ]; then
         rm -rf "$dir" && mkdir -p "$dir"
         cp -r src tests pyproject.toml "$dir/"
         find "$dir" -name __pycache__ -prune -exec rm -rf {} +
@@ -85,7 +99,7 @@ PY
     fi
     echo "== $name (src/mammoscreen/$file; tests: $*)"
     local started=$SECONDS
-    (cd "$dir" && mutmut run --max-children "$jobs" > run.log 2>&1) || { echo "$name: mutmut failed, see $dir/run.log" >&2; return 1; }
+    (cd "$dir" && mutmut run --max-children "$jobs" "${again[@]}" > run.log 2>&1) || { echo "$name: mutmut failed, see $dir/run.log" >&2; return 1; }
     (cd "$dir" && mutmut export-cicd-stats > /dev/null && cp mutants/mutmut-cicd-stats.json summary.json)
     (cd "$dir" && mutmut results 2>/dev/null | sed -n 's/^ *\([^ :]*\): survived$/\1/p' > survivors.txt)
     : > "$dir/survivors.diff"

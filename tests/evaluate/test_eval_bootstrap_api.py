@@ -200,3 +200,23 @@ def test_bootstrap_metrics_resamples_the_groups_it_is_given():
                 expected.append(skm.roc_auc_score(Y[draws], S[draws]))
     np.testing.assert_allclose(result.replicates["auroc"], expected, rtol=0, atol=1e-12)
     assert result.n_used == len(expected)
+
+
+def test_one_replicate_is_enough():
+    assert [b.shape for b in bootstrap_counts(4, 1, 0)] == [(1, 4)]
+    assert bootstrap_metrics(Y, S, 1, 0).n_requested == 1
+
+
+def test_replicates_from_several_blocks_are_stacked_and_counted():
+    """Two blocks of two replicates, one skipped in each (a single class drawn): the used replicates are stacked
+    row after row and the skipped ones counted over both blocks."""
+    y = np.array([0, 0, 0, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.9])
+    blocks = [np.array([[4, 0, 0, 0], [1, 1, 1, 1]]), np.array([[2, 0, 1, 1], [0, 0, 0, 4]])]
+    from unittest import mock
+
+    with mock.patch("mammoscreen.evaluate.bootstrap.bootstrap_counts", return_value=iter(blocks)):
+        result = bootstrap_metrics(y, np.stack([s, s[::-1]]), 4, metrics=("auroc",), specificities=(0.5,))
+    assert (result.n_requested, result.n_used, result.n_single_class) == (4, 2, 2)
+    assert result.replicates["auroc"].tolist() == [[1.0, 0.0], [1.0, 0.0]]
+    assert result.replicates["sensitivity_at_specificity_0.5"].shape == (2, 2)
