@@ -343,3 +343,21 @@ def test_compare_models_refuses_bad_names_and_levels(tmp_path):
         compare_models([a, b], level="exam")
     one = compare_models([a], n_bootstrap=0)
     assert list(one.models) == ["a"] and one.pairs == []
+
+
+def test_each_bad_score_vector_is_named():
+    y = [0, 1, 0, 1]
+    with pytest.raises(EvaluationInputError, match=r"^scores\['b'\] has 3 values but there are 4 labels; they must "
+                                                   r"match one to one$"):
+        compare_scores(y, {"a": [1, 2, 3, 4], "b": [1, 2, 3]}, n_bootstrap=0)
+    with pytest.raises(EvaluationInputError, match=r"^scores\['a'\] must be numbers$"):
+        compare_scores(y, {"a": ["x", 2, 3, 4]}, n_bootstrap=0)
+    with pytest.raises(EvaluationInputError, match=r"^score_b contains NaN at positions 1;"):
+        paired_bootstrap_difference(y, [1, 2, 3, 4], [1, np.nan, 3, 4], 5)
+    with pytest.raises(EvaluationInputError, match=r"^score_a has 5 values but there are 4 labels"):
+        paired_bootstrap_difference(y, [1, 2, 3, 4, 5], [1, 2, 3, 4], 5)
+    # numbers given as text or integers are the same scores
+    as_text = compare_scores(y, {"a": ["0.5", "0.25", "0.1", "0.75"]}, n_bootstrap=0)
+    assert as_text.scores["a"].tolist() == [0.5, 0.25, 0.1, 0.75]
+    assert paired_bootstrap_difference(y, [1, 3, 2, 4], ["1", "3", "2", "4"], 10) == paired_bootstrap_difference(
+        y, [1.0, 3.0, 2.0, 4.0], [1.0, 3.0, 2.0, 4.0], 10)

@@ -120,3 +120,16 @@ def test_integer_and_list_scores_give_the_float_results():
     a, b = [1, 5, 2, 4, 3, 3, 0, 6], [2, 2, 1, 3, 4, 0, 5, 1]
     as_int, as_float = delong_test(y, a, b), delong_test(np.array(y), np.array(a, float), np.array(b, float))
     assert as_int == as_float
+
+
+def test_each_bad_score_vector_is_named():
+    y = [0, 1, 0, 1]
+    with pytest.raises(EvaluationInputError, match=r"^score_b has 3 values but there are 4 labels; they must match "
+                                                   r"one to one$"):
+        delong_test(y, [1, 2, 3, 4], [1, 2, 3])
+    with pytest.raises(EvaluationInputError, match=r"^score_a must be numbers$"):
+        delong_test(y, ["x", 2, 3, 4], [1, 2, 3, 4])
+    with pytest.raises(EvaluationInputError, match=r"^score_a contains inf at positions 0;"):
+        delong_test(y, [np.inf, 2, 3, 4], [1, 2, 3, 4])
+    with pytest.raises(EvaluationInputError, match=r"^y_true must hold only the labels 0 and 1"):
+        delong_test([0, 1, 2, 1], [1, 2, 3, 4], [1, 2, 3, 4])

@@ -33,7 +33,7 @@ from .metrics import (
     ranking_metrics,
 )
 from .predictions import MetricEstimate
-from .validation import EvaluationInputError, check_binary_problem, check_fraction
+from .validation import EvaluationInputError, check_binary_problem, check_fraction, check_labels, check_scores
 
 __all__ = [
     "paired_bootstrap_difference", "OperatingPointEstimate", "ModelSummary", "PairComparison", "ComparisonResult",
@@ -61,8 +61,10 @@ def paired_bootstrap_difference(y_true: Any, score_a: Any, score_b: Any, n_repli
     """
     from .bootstrap import bootstrap_metrics
 
-    y, s = check_binary_problem(y_true, np.vstack([np.asarray(score_a, float), np.asarray(score_b, float)]),
-                                score_ndim=2)
+    # each vector checked on its own, so that a bad one is named (np.vstack would fail on its shape first)
+    n = check_labels(y_true).size
+    scores = np.vstack([check_scores(score_a, n, "score_a"), check_scores(score_b, n, "score_b")])
+    y, s = check_binary_problem(y_true, scores, score_ndim=2)
     point = ranking_metrics(y, s[0])[metric] - ranking_metrics(y, s[1])[metric]
     result = bootstrap_metrics(y, s, n_replicates, random_state, metrics=(metric,), groups=groups,
                                confidence=confidence)
@@ -185,7 +187,8 @@ def compare_scores(y_true: Any, scores: Mapping[str, Any], *, n_bootstrap: int =
     specificities = tuple(check_fraction(t, "specificity") for t in specificities)
     sensitivities = tuple(check_fraction(t, "sensitivity") for t in sensitivities)
     names = list(scores)
-    matrix = np.vstack([np.asarray(scores[name], dtype=np.float64) for name in names]) if names else None
+    n = check_labels(y_true).size  # each model's scores checked on its own, so that a bad one is named
+    matrix = np.vstack([check_scores(scores[name], n, f"scores[{name!r}]") for name in names])
     y, s = check_binary_problem(y_true, matrix, score_ndim=2)
     notes: list[str] = []
 

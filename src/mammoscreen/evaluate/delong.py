@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .validation import check_binary_problem, check_fraction
+from .validation import check_binary_problem, check_fraction, check_labels, check_scores
 
 __all__ = ["delong_components", "delong_covariance", "DeLongTest", "delong_test", "delong_from_covariance"]
 
@@ -92,7 +92,8 @@ def delong_test(y_true: Any, score_a: Any, score_b: Any, confidence: float = 0.9
     confidence : coverage of the CI of the difference.
     """
     confidence = check_fraction(confidence, "confidence")
-    scores = np.vstack([np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)])
+    n = check_labels(y_true).size  # each vector checked on its own, so that a bad one is named
+    scores = np.vstack([check_scores(score_a, n, "score_a"), check_scores(score_b, n, "score_b")])
     auc, cov = delong_covariance(y_true, scores)
     return delong_from_covariance(auc, cov, 0, 1, confidence)
 
