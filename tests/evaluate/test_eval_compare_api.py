@@ -356,6 +356,8 @@ def test_each_bad_score_vector_is_named():
         paired_bootstrap_difference(y, [1, 2, 3, 4], [1, np.nan, 3, 4], 5)
     with pytest.raises(EvaluationInputError, match=r"^score_a has 5 values but there are 4 labels"):
         paired_bootstrap_difference(y, [1, 2, 3, 4, 5], [1, 2, 3, 4], 5)
+    with pytest.raises(EvaluationInputError, match=r"^score_b has 3 values but there are 4 labels"):
+        paired_bootstrap_difference(y, [1, 2, 3, 4], [1, 2, 3], 5)
     # numbers given as text or integers are the same scores
     as_text = compare_scores(y, {"a": ["0.5", "0.25", "0.1", "0.75"]}, n_bootstrap=0)
     assert as_text.scores["a"].tolist() == [0.5, 0.25, 0.1, 0.75]
