@@ -363,3 +363,57 @@ def test_each_bad_score_vector_is_named():
     assert as_text.scores["a"].tolist() == [0.5, 0.25, 0.1, 0.75]
     assert paired_bootstrap_difference(y, [1, 3, 2, 4], ["1", "3", "2", "4"], 10) == paired_bootstrap_difference(
         y, [1.0, 3.0, 2.0, 4.0], [1.0, 3.0, 2.0, 4.0], 10)
+
+
+def test_messages_show_the_first_three_cases(tmp_path):
+    a = _write(tmp_path / "a.csv", NAMES, LABELS, PRED_A)
+    b = _write(tmp_path / "b.csv", NAMES[:5], LABELS[:5], PRED_B[:5])
+    with pytest.raises(EvaluationInputError, match=r"\(5 of a's cases missing from b, e.g. \['img5', 'img6', 'img7'\]; "
+                                                   r"0 extra\)"):
+        compare_models([a, b], n_bootstrap=0)
+    flipped = [1 - v for v in LABELS[:4]] + LABELS[4:]
+    c = _write(tmp_path / "c.csv", NAMES, flipped, PRED_B)
+    with pytest.raises(EvaluationInputError, match=r"^c and a have different labels for 4 case\(s\), e.g. \['img0', "
+                                                   r"'img1', 'img2'\];"):
+        compare_models([a, c], n_bootstrap=0)
+
+
+def test_compare_models_defaults_and_tables_without_file_names(tmp_path):
+    a = _write(tmp_path / "a.csv", NAMES, LABELS, PRED_A)
+    b = _write(tmp_path / "b.csv", NAMES, LABELS, PRED_B)
+    result = compare_models([a, b], n_bootstrap=10)
+    direct = compare_scores(LABELS, {"a": PRED_A, "b": PRED_B}, n_bootstrap=10, seed=0, calibration_bins=10)
+    assert result.seed == 0 and result.to_dict()["models"] == direct.to_dict()["models"]
+    frames = [pd.read_csv(a), pd.read_csv(b)]
+    tables = compare_models(frames, n_bootstrap=0)  # DataFrames have no file name: numbered
+    assert list(tables.models) == ["model 1", "model 2"]
+
+
+def test_a_breast_level_file_needs_the_exam_list(tmp_path):
+    frame = pd.DataFrame({"left_malignant": [0.2, 0.7], "right_malignant": [0.1, 0.9]})
+    frame.to_csv(tmp_path / "breasts.csv", index=False)
+    with pytest.raises(EvaluationInputError, match=r"breasts.csv: breast-level metrics need the exam list "
+                                                   r"\(--exam-list\) for the labels$"):
+        compare_models([tmp_path / "breasts.csv"], n_bootstrap=0)
+
+
+def test_exam_list_problems_name_the_exam_list(tmp_path):
+    from mammoscreen.data.exams import save_exam_list
+
+    exams = [Exam(images={v: [f"{i}_{v}"] for v in VIEWS}, cancer_label={"left_malignant": i % 2,
+                                                                        "right_malignant": 1 - i % 2})
+             for i in range(3)]
+    path = save_exam_list(exams, tmp_path / "exams.pkl")
+    names = [f"{i}_{v}" for i in range(4) for v in VIEWS]  # exam 3 is not in the list
+    a = _write(tmp_path / "a.csv", names, [i % 2 for i in range(16)], np.linspace(0, 1, 16))
+    with pytest.raises(EvaluationInputError, match=rf"4 image\(s\) are not in the exam list {path}, e.g."):
+        compare_models([a], exam_list=path, level="image", n_bootstrap=0)
+    with pytest.raises(EvaluationInputError, match=r"4 image\(s\) are not in the exam list exam list, e.g."):
+        compare_models([a], exam_list=exams, level="image", n_bootstrap=0)
+    unlabelled = [Exam(images=exams[0].images, cancer_label=None)] + exams[1:]
+    path = save_exam_list(unlabelled, tmp_path / "unlabelled.pkl")
+    b = _write(tmp_path / "b.csv", names[:12], [i % 2 for i in range(12)], np.linspace(0, 1, 12))
+    with pytest.raises(EvaluationInputError, match=rf"^{path}: exam 0 has no 'left_malignant' in 'cancer_label'"):
+        compare_models([b], exam_list=path, n_bootstrap=0)
+    with pytest.raises(EvaluationInputError, match=r"^exam list: exam 0 has no 'left_malignant' in 'cancer_label'"):
+        compare_models([b], exam_list=unlabelled, n_bootstrap=0)
