@@ -47,7 +47,7 @@ def three_models(n=40, seed=11):
     return y, scores
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test, not per module: mutmut runs a mutant only with the tests during which its function ran
 def compared():
     y, scores = three_models()
     result = compare_scores(y, scores, n_bootstrap=30, seed=4, confidence=0.8, specificities=(0.75,),

@@ -35,12 +35,14 @@ def assert_printed(value, printed: str):
     assert abs(value - float(printed)) <= 0.5 * 10 ** -decimals + 1e-12, (value, printed)
 
 
-@pytest.fixture(scope="module")
+# Function-scoped on purpose (the analysis takes milliseconds): mutation testing (tools/mutation.sh) runs for each
+# mutant only the tests during which the mutated function ran, and a module-scoped fixture runs in the first test only.
+@pytest.fixture
 def van_dyke(van_dyke_file):
     return read_imrmc(van_dyke_file)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def figures(van_dyke):
     return obuchowski_rockette(van_dyke).to_dict()
 
