@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from mammoscreen.evaluate.delong import delong_covariance, delong_test
+from mammoscreen.evaluate.delong import delong_components, delong_covariance, delong_test
 from mammoscreen.evaluate.validation import EvaluationInputError
 
 
@@ -133,3 +133,33 @@ def test_each_bad_score_vector_is_named():
         delong_test(y, [np.inf, 2, 3, 4], [1, 2, 3, 4])
     with pytest.raises(EvaluationInputError, match=r"^y_true must hold only the labels 0 and 1"):
         delong_test([0, 1, 2, 1], [1, 2, 3, 4], [1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_structural_components_are_the_kernel_means(seed):
+    """V10 of a positive = mean of psi over the negatives, V01 of a negative = mean of psi over the positives
+    (DeLong et al. 1988); the MRMC jackknife uses them directly, not only through their covariance."""
+    rng = np.random.default_rng(seed)
+    y = np.array([0, 1] * 6 + [0] * seed)
+    scores = np.round(rng.random((2, y.size)) + 0.3 * y, 1)
+    auc, v10, v01 = delong_components(y, scores)
+    pos, neg = scores[:, y == 1], scores[:, y == 0]
+    psi = (pos[:, :, None] > neg[:, None, :]) + 0.5 * (pos[:, :, None] == neg[:, None, :])
+    np.testing.assert_allclose(v10, psi.mean(axis=2), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(v01, psi.mean(axis=1), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(auc, psi.mean(axis=(1, 2)), rtol=0, atol=1e-15)
+
+
+def test_two_negatives_have_a_within_class_covariance():
+    y = np.array([0, 1, 0, 1, 1])
+    scores = -np.array([[0.9, 0.1, 0.2, 0.3, 0.05]])  # the two-positives case above, classes and order reversed
+    auc, cov = delong_covariance(y, scores)
+    assert auc[0] == pytest.approx(5 / 6, abs=1e-15)
+    assert cov[0, 0] == pytest.approx((1 / 18) / 2 + (1 / 12) / 3, abs=1e-15)
+
+
+def test_identical_rankings_have_z_zero():
+    y = np.array([0, 1, 0, 1, 1, 0])
+    s = np.array([0.1, 0.9, 0.2, 0.8, 0.7, 0.3])
+    test = delong_test(y, s, 2 * s)
+    assert (test.difference, test.standard_error, test.z, test.p_value) == (0.0, 0.0, 0.0, 1.0)
