@@ -127,6 +127,8 @@ def test_each_bad_score_vector_is_named():
     with pytest.raises(EvaluationInputError, match=r"^score_b has 3 values but there are 4 labels; they must match "
                                                    r"one to one$"):
         delong_test(y, [1, 2, 3, 4], [1, 2, 3])
+    with pytest.raises(EvaluationInputError, match=r"^score_a has 5 values but there are 4 labels"):
+        delong_test(y, [1, 2, 3, 4, 5], [1, 2, 3, 4])
     with pytest.raises(EvaluationInputError, match=r"^score_a must be numbers$"):
         delong_test(y, ["x", 2, 3, 4], [1, 2, 3, 4])
     with pytest.raises(EvaluationInputError, match=r"^score_a contains inf at positions 0;"):
