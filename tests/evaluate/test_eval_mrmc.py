@@ -685,3 +685,17 @@ def test_or_components_average_their_cells():
         warnings.simplefilter("error")  # an empty average is NaN by choice, not numpy's "mean of empty slice"
         single = or_components(np.full((1, 1, 1, 1), 2.0))
     assert single.var_error == 2.0 and math.isnan(single.cov1) and math.isnan(single.cov2)
+
+
+def test_dbm_reader_components_equal_or_with_jackknife_covariance():
+    """With the jackknife covariance, DBM's Var(R) and Var(T*R) are the OR model's (Hillis, Obuchowski, Schartz &
+    Berbaum 2005; Van Dyke prints 0.00153500 and 0.00020040 for both) - here on two readers, one of them with AUC 0."""
+    rng = np.random.default_rng(1)
+    c = 24
+    truth = (np.arange(c) % 2).astype(np.int8)
+    scores = rng.random((2, 2, c)) + 0.6 * truth
+    scores[0, 0] = rng.random(c) * 0.5 - truth  # every abnormal case below every normal one
+    result = obuchowski_rockette(_study(scores, truth))
+    assert result.aucs[0, 0] == 0
+    dbm, vc = result.dbm_variance_components, result.or_variance_components
+    assert dbm.var_r == pytest.approx(vc.var_r, rel=1e-9) and dbm.var_tr == pytest.approx(vc.var_tr, rel=1e-9)
