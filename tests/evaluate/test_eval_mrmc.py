@@ -699,3 +699,25 @@ def test_dbm_reader_components_equal_or_with_jackknife_covariance():
     assert result.aucs[0, 0] == 0
     dbm, vc = result.dbm_variance_components, result.or_variance_components
     assert dbm.var_r == pytest.approx(vc.var_r, rel=1e-9) and dbm.var_tr == pytest.approx(vc.var_tr, rel=1e-9)
+
+
+def test_ai_versus_two_readers_and_scores_given_as_text(van_dyke):
+    truth, readers, ai = van_dyke.truth, van_dyke.scores[0, 1:3], van_dyke.scores[0, 0]
+    two = ai_versus_readers(truth, readers, ai)
+    mean_d, se, ddf = hillis_by_hand(truth, readers, ai)
+    assert two.rrrc.difference == pytest.approx(mean_d, abs=1e-14) and two.rrfc.df == 1
+    assert two.rrrc.standard_error == pytest.approx(se, rel=1e-10) and two.rrrc.df == pytest.approx(ddf, rel=1e-10)
+    as_text = ai_versus_readers(truth, readers.astype(str).tolist(), ai.astype(str).tolist())
+    assert as_text == two
+
+
+def test_ai_versus_readers_names_its_source(van_dyke):
+    ai, readers = van_dyke.scores[0, 0], van_dyke.scores[0, 1:]
+    with pytest.raises(EvaluationInputError, match=r"^reader study: comparing a model with readers needs at least "
+                                                   r"two readers, got 1$"):
+        ai_versus_readers(van_dyke.truth, readers[0], ai)
+    normal = np.zeros_like(van_dyke.truth)
+    with pytest.raises(EvaluationInputError, match=r"^study.csv: all 114 cases are normal;"):
+        ai_versus_readers(normal, readers, ai, source="study.csv")
+    with pytest.raises(EvaluationInputError, match=r"^reader study: all 114 cases are normal;"):
+        ai_versus_readers(normal, readers, ai)
