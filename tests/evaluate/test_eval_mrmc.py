@@ -188,6 +188,7 @@ def test_delong_covariance_option(van_dyke):
     t, r, c = van_dyke.scores.shape
     _, expected = delong_covariance(van_dyke.truth, van_dyke.scores.reshape(t * r, c))
     np.testing.assert_allclose(auc_covariance(van_dyke, "delong").reshape(t * r, t * r), expected, rtol=0, atol=1e-16)
+    assert obuchowski_rockette(van_dyke, covariance="delong").dbm_variance_components is None
     result = obuchowski_rockette(van_dyke, covariance="delong").to_dict()
     assert result["covariance_method"] == "delong" and "dbm_variance_components" not in result
     # the two estimators agree closely on this data (jackknife is slightly larger)
@@ -553,7 +554,11 @@ def test_one_reader_fixed_readers_analysis_is_the_delong_test(van_dyke):
     """With one reader and DeLong's covariance the fixed-reader comparison of two modalities is DeLong's paired test
     of that reader's two AUCs (error term Var(Error) - Cov1 = (Var_a + Var_b) / 2 - Cov_ab)."""
     one = van_dyke.select(readers=["2"])
-    result = obuchowski_rockette(one, covariance="delong", confidence=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the undefined reader averages are NaN by choice, not numpy's 0/0
+        result = obuchowski_rockette(one, covariance="delong", confidence=0.9)
+    assert math.isnan(result.anova.ms_r) and math.isnan(result.anova.ms_r_per_modality["0"])
+    assert result.dbm_variance_components is None
     expected = delong_test(van_dyke.truth, van_dyke.scores[0, 2], van_dyke.scores[1, 2], confidence=0.9)
     (diff,) = result.frrc.test.differences
     assert (diff.difference, diff.standard_error, diff.statistic, diff.p_value, diff.ci_low, diff.ci_high) == \
@@ -577,7 +582,13 @@ def test_one_reader_fixed_readers_analysis_is_the_delong_test(van_dyke):
 
 def test_one_modality_components_and_note(van_dyke):
     one = van_dyke.select(modalities=["0"])
-    result = obuchowski_rockette(one)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Cov1 of a reader is NaN by choice, not numpy's mean of an empty slice
+        result = obuchowski_rockette(one)
+    assert_printed(result.per_modality_components["0"].ms_r, "0.00308263")  # Van Dyke MS(R) of treatment 1
+    two = obuchowski_rockette(van_dyke.select(modalities=["1"], readers=["0", "3"]))
+    vc2 = two.or_variance_components
+    assert vc2.var_r == pytest.approx(two.anova.ms_r - vc2.var_error + vc2.cov2, rel=1e-12)
     vc = result.or_variance_components
     assert math.isnan(vc.cov1) and math.isnan(vc.cov3) and vc.var_tr is None
     assert vc.var_r == pytest.approx(result.anova.ms_r - vc.var_error + vc.cov2, rel=1e-12)
@@ -627,6 +638,11 @@ def test_identical_readers_have_no_reader_variance_and_infinite_ddf(van_dyke):
     assert single.df == math.inf and single.ms_r == 0
     assert single.standard_error == pytest.approx(math.sqrt(result.per_modality_components["m0"].cov2), rel=1e-12)
     assert math.isnan(result.rrfc.test.F) is False and result.rrfc.test.F == math.inf
+    assert result.frrc.test.error_term == pytest.approx(2 * (vc.var_error - vc.cov1), rel=1e-9)  # + (r-1)(Cov2-Cov3)
+    three = obuchowski_rockette(_study(np.repeat(np.stack([van_dyke.scores[0, :1], van_dyke.scores[1, :1],
+                                                           van_dyke.scores[1, 1:2]]), 2, axis=1), van_dyke.truth))
+    assert three.rrrc.test.df_denominator == math.inf and three.rrrc.test.df_numerator == 2
+    assert three.rrrc.test.p_value == pytest.approx(stats.chi2.sf(2 * three.rrrc.test.F, 2), rel=1e-9)
     assert result.rrfc.single_modality["m0"].standard_error == 0
 
 
@@ -647,7 +663,10 @@ def test_readers_whose_scores_all_tie_are_named():
     assert tie_notes(_study(five, truth))[0].startswith("r0 in m0, r1 in m0, r2 in m0, r0 in m1, r1 in m1: the same")
     assert tie_notes(_study(np.stack([np.stack([ranked] * 2)] * 2), truth)) == []
     flat = obuchowski_rockette(_study(np.full((2, 2, 6), 4.0), truth))
-    assert flat.notes[0].startswith("every reader gives every case the same score in every modality")
+    assert flat.notes == [
+        "every reader gives every case the same score in every modality: the data carry no ranking information - "
+        "each AUC is 0.5 from ties alone, every variance is 0, so F and p are undefined (nan) and the intervals have "
+        "no width; check that the score column holds the readers' ratings"]
     assert math.isnan(flat.rrrc.test.F) and math.isnan(flat.rrrc.test.differences[0].p_value)
     assert math.isnan(flat.frrc.test.chi2) and flat.modality_means == {"m0": 0.5, "m1": 0.5}
 
