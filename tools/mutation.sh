@@ -4,8 +4,8 @@
 #   tools/mutation.sh [--jobs N] [--keep | --rerun] [NAME ...]     (default: every module in the table below)
 #
 # --keep resumes a partial run in its scratch copy. --rerun refreshes the copy's tests/ from the repository and runs
-# the last run's survivors again (mutmut collects the new tests' coverage first): the way to check tests written
-# against survivors.diff without a full run.
+# the last run's survivors again (after measuring afresh which functions each test reaches): the way to check tests
+# written against survivors.diff without a full run.
 #
 # Each module is mutated alone, in a scratch copy of src/, tests/ and pyproject.toml under .mutation/NAME/,
 # and each mutant runs only the module's test files below (mutmut narrows that further to the tests that
@@ -82,6 +82,9 @@ run_module() {  # name file tests...
         [ -s "$dir/survivors.txt" ] || { echo "$name: no survivors to run again in $dir" >&2; return 0; }
         cp -r tests "$dir/"
         find "$dir/tests" -name __pycache__ -prune -exec rm -rf {} +
+        # mutmut re-measures which functions a test reaches only for tests it has not seen: start afresh, since
+        # changed tests (or fixtures) may reach more than before
+        rm -f "$dir/mutants/mutmut-stats.json"
         mapfile -t again < "$dir/survivors.txt"
     elif [ "$keep" = 0 ] || [ ! -d "$dir" ]; then
         rm -rf "$dir" && mkdir -p "$dir"
