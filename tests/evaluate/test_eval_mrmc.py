@@ -589,6 +589,9 @@ def test_one_modality_components_and_note(van_dyke):
     two = obuchowski_rockette(van_dyke.select(modalities=["1"], readers=["0", "3"]))
     vc2 = two.or_variance_components
     assert vc2.var_r == pytest.approx(two.anova.ms_r - vc2.var_error + vc2.cov2, rel=1e-12)
+    comp = two.per_modality_components["1"]  # FRRC: SE^2 = [Var(Error) + (r - 1) max(Cov2, 0)] / r
+    assert two.frrc.single_modality["1"].standard_error == pytest.approx(
+        math.sqrt((comp.var_error + max(comp.cov2, 0)) / 2), rel=1e-12)
     vc = result.or_variance_components
     assert math.isnan(vc.cov1) and math.isnan(vc.cov3) and vc.var_tr is None
     assert vc.var_r == pytest.approx(result.anova.ms_r - vc.var_error + vc.cov2, rel=1e-12)
@@ -614,7 +617,7 @@ def test_confidence_level_reaches_every_interval(van_dyke):
     single = result.rrfc.single_modality["1"]
     half = stats.t.ppf(0.9, 4) * single.standard_error
     assert (single.ci_low, single.ci_high) == pytest.approx((single.auc - half, single.auc + half), rel=1e-12)
-    assert result.rrfc.test.differences[0].df == 4
+    assert result.rrfc.test.differences[0].df == 4 and result.rrfc.single_modality["0"].df == 4
     with pytest.raises(EvaluationInputError, match=r"^confidence must lie between 0 and 1, got 1.5$"):
         obuchowski_rockette(van_dyke, confidence=1.5)
 
