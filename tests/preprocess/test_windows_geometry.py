@@ -48,7 +48,8 @@ def official_noisy_window(shape, window, center, view, seed, crop_noise, size_no
 
 @pytest.mark.parametrize("view", ["L-CC", "R-MLO"])
 @pytest.mark.parametrize("center, window", [((60, 50), (40, 30)), ((10, 5), (40, 30)), ((115, 95), (40, 30)),
-                                            ((60, 50), (30, 40)), ((20, 90), (30, 40))])
+                                            ((60, 50), (30, 40)), ((20, 90), (30, 40)),
+                                            ((96, 82), (40, 30)), ((96, 82), (30, 40))])  # less room than noise
 def test_noisy_windows_follow_the_official_rules(view, center, window):
     for seed in range(12):
         g = window_geometry((120, 100), window, center, view, rng=np.random.RandomState(seed),
@@ -244,3 +245,13 @@ def test_placement_arrays_are_int64_whatever_integers_they_are_given():
     arrays = placement_arrays(g, (i(30), i(20)), origin)
     for key in ("window_borders", "window_padding", "cropped_shape", "window_location", "original_shape"):
         assert arrays[key].dtype == np.int64, key
+
+
+@pytest.mark.parametrize("seed, center, window", [(4, (10, 30), (20, 20)), (47, (15, 15), (4, 4)),
+                                                  (118, (15, 15), (4, 4))])
+def test_a_window_outside_the_image_or_empty_is_refused(seed, center, window):
+    # Only a negative size noise (a nonsensical setting) can move a border past the image or onto the opposite one;
+    # these seeds do it to the top border alone, to the rows (top == bottom) and to the columns (left == right).
+    with pytest.raises(ValueError, match=r"^window \[.*\] falls outside the padded image (60x60|30x30)$"):
+        window_geometry((60, 60) if seed == 4 else (30, 30), window, center, "L-CC", rng=np.random.RandomState(seed),
+                        max_crop_size_noise=-3 if seed == 4 else -2)
