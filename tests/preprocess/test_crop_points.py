@@ -131,6 +131,8 @@ def test_an_unwritable_cropped_exam_list_is_reported(tmp_path):
                                      report=report)
     assert [f.name for f in failures] == [CROPPED_EXAM_LIST] and report.output_failed
     assert failures[0].stage == "crop" and failures[0].io_error
+    _, unreported = crop_dataset(images, exams, tmp_path / "out", iterations=0, buffer_size=3, progress=False)
+    assert [(f.name, f.stage) for f in unreported] == [(CROPPED_EXAM_LIST, "crop")]  # without a report as well
     assert CROPPED_EXAM_LIST in failures[0].reason and "directory" in failures[0].reason.lower()
     assert report.failures == failures and len(cropped[0].image_names()) == 2
 
@@ -241,3 +243,12 @@ def test_a_given_pool_runs_the_crops(tmp_path):
                                          progress=False, pool=pool)
     assert sorted(submitted) == [(("a", "L-CC", "NO"),), (("b", "R-CC", "NO"),)] and failures == []
     assert cropped[0].image_metadata["window_location"]["L-CC"] == [(2, 18, 0, 17)]
+
+
+def test_the_stage_uses_the_official_defaults(tmp_path):
+    image = np.zeros((600, 600), np.uint16)
+    image[150:351, 150:351] = 1000  # the square of test_the_official_defaults_are_100_iterations_and_a_50_pixel_buffer
+    write_png(tmp_path / "images" / "s.png", image)
+    exams = exams_from_data([{"horizontal_flip": "NO", "L-CC": ["s"]}])
+    cropped, failures = crop_dataset(tmp_path / "images", exams, tmp_path / "out", progress=False)
+    assert failures == [] and cropped[0].image_metadata["window_location"]["L-CC"] == [(100, 401, 150, 401)]
