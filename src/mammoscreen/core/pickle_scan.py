@@ -68,9 +68,9 @@ def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_fo
     Walks the opcodes without building anything (argument lengths only, so it costs far less than the
     load itself): memo indices must not skip ahead of the entries defined so far - a pickler numbers them
     0, 1, 2, ... and the C unpickler sizes its memo table to the largest index, so one LONG_BINPUT
-    4294967295 would ask for 32 GB - and a frame must not be longer than the bytes after its length. With ``globals_found``,
-    the ``module.name`` of every global the pickle refers to is added to it ('?' for one that cannot be
-    told without running the pickle).
+    4294967295 would ask for 32 GB - and a frame must not be longer than the bytes after its length (a
+    truncated file). With ``globals_found``, the ``module.name`` of every global the pickle refers to is added
+    to it ('?' for one that cannot be told without running the pickle).
     """
     unpack_from = struct.unpack_from
     size = len(data)
