@@ -235,10 +235,11 @@ def test_roi_retrieval_equals_a_brute_force_greedy_search(seed):
 
 def test_patches_are_cut_like_a_padded_copy_of_the_image():
     rng = np.random.default_rng(2)
-    images = torch.from_numpy(rng.random((2, 1, 9, 7)).astype(np.float32))
-    locations = torch.tensor([[[-2, 5], [3, -4], [6, 4]], [[0, 0], [8, 6], [-5, -5]]])
+    images = torch.from_numpy(rng.random((3, 1, 9, 7)).astype(np.float32))
+    # off the top, off the left, off the bottom-right; inside, off the bottom-right, wholly above-left, wholly above
+    locations = torch.tensor([[[-2, 5], [3, -4], [6, 4]], [[0, 0], [8, 6], [-5, -5]], [[-5, 2], [-4, 0], [2, 2]]])
     patches = crop_patches(images, locations, (4, 3))
-    for i in range(2):
+    for i in range(3):
         image = images[i, 0].numpy()
         for j, (r, c) in enumerate(locations[i].tolist()):
             # the part inside the image, placed at the patch's bottom-right; the rest is the image's minimum
