@@ -578,3 +578,60 @@ def test_thresholds_compare_with_float32_map_values_exactly():
     assert normalize_map(np.array([[1.0, 3.0]])).dtype == np.float32
     constant = normalize_map(np.array([[2.0, np.nan]]))
     assert constant.dtype == np.float32 and constant[0, 0] == 0 and np.isnan(constant[0, 1])
+
+
+def test_placements_and_maps_that_do_not_fit_are_refused_with_the_reason():
+    from mammoscreen.explain.localize import expand_strided_map
+
+    g = WindowGeometry(0, 0, 0, 0, 4, 0, 3)
+
+    def placement(**changes):
+        settings = {"geometry": g, "view": "L-CC", "horizontal_flip": "NO", "crop_location": (2, 6, 1, 4),
+                    "cropped_shape": (4, 3), "original_shape": (8, 5)}
+        return MapPlacement(**{**settings, **changes})
+
+    for stride in (0, True, 1.5):
+        with pytest.raises(ValueError, match=rf"^saliency_map_stride must be an integer >= 1, got {stride!r}$"):
+            placement(map_stride=stride)
+    assert placement(map_stride=np.int64(2)).map_stride == 2 and placement(map_stride=1).map_stride == 1
+    for box in ((6, 2, 1, 4), (2, 6, 4, 1), (-1, 3, 1, 4), (2, 2, 1, 4)):
+        with pytest.raises(ValueError, match=r"is not \(top, bottom, left, right\) with top < bottom and left < right$"):
+            placement(crop_location=box, cropped_shape=(abs(box[1] - box[0]) or 1, abs(box[3] - box[2])))
+    assert placement(crop_location=(0, 4, 0, 3)).crop_location == (0, 4, 0, 3)
+    with pytest.raises(ValueError, match=r"^crop box \(window_location\) \(2, 6, 1, 4\) has size 4x3 but the cropped "
+                                         r"image was 4x4: the exam list does not belong to these maps"):
+        placement(cropped_shape=(4, 4))
+    for shape in ((5, 5), (8, 3)):
+        with pytest.raises(ValueError, match=rf"^the original image \({shape[0]}x{shape[1]}, original_shape\) does not "
+                                             r"contain the crop box \(window_location\) \(2, 6, 1, 4\)"):
+            placement(original_shape=shape)
+    assert placement(original_shape=(6, 4)).original_shape == (6, 4)  # exactly the crop box's far corner
+    with pytest.raises(ValueError, match=r"^unknown view 'L-XX'; expected one of L-CC, R-CC, L-MLO, R-MLO$"):
+        placement(view="L-XX")
+    assert placement().window_shape == (4, 3)
+    with pytest.raises(ValueError, match=r"^a saliency map must be a non-empty 2-D array, got shape \(3,\)$"):
+        upsample_to_window(np.zeros(3), (4, 3))
+    with pytest.raises(ValueError, match=r"^a saliency map must be a non-empty 2-D array, got shape \(0, 3\)$"):
+        upsample_to_window(np.zeros((0, 3)), (4, 3))
+    assert upsample_to_window(np.ones((2, 2), np.float64), (4, 3)).dtype == np.float32
+    with pytest.raises(ValueError, match=r"^stride must be >= 1, got 0$"):
+        expand_strided_map(np.zeros((2, 2)), 0, (4, 3))
+    with pytest.raises(ValueError, match=r"^a map sampled every 2 pixels of a 4x3 window must have shape 2x2, got "
+                                         r"\(2, 1\)$"):
+        expand_strided_map(np.zeros((2, 1)), 2, (4, 3))
+    assert expand_strided_map(np.arange(4.0).reshape(2, 2), 2, (4, 3)).tolist() == [[0, 0, 1], [0, 0, 1],
+                                                                                   [2, 2, 3], [2, 2, 3]]
+    unrecorded = placement(original_shape=None)
+    with pytest.raises(ValueError, match=r"^the original image's shape is not recorded in the placement: pass "
+                                         r"original_shape$"):
+        window_to_original(np.zeros((4, 3)), unrecorded)
+    with pytest.raises(ValueError, match=r"^original_shape 9x5 differs from the original image's recorded shape 8x5$"):
+        window_to_original(np.zeros((4, 3)), placement(), (9, 5))
+    with pytest.raises(ValueError, match=r"^window map of shape \(3, 4\) does not match the window \(4, 3\): upsample "
+                                         r"it first$"):
+        window_to_original(np.zeros((3, 4)), placement())
+    with pytest.raises(ValueError, match=r"^the original image \(5x5\) does not contain the crop box "
+                                         r"\(window_location\) \(2, 6, 1, 4\)$"):
+        window_to_original(np.zeros((4, 3)), unrecorded, (5, 5))
+    back = window_to_original(np.ones((4, 3)), unrecorded, (6, 4), fill_value=-1.0)
+    assert back.dtype == np.float32 and back.tolist() == [[-1] * 4] * 2 + [[-1, 1, 1, 1]] * 4
