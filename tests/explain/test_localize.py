@@ -595,7 +595,8 @@ def test_placements_and_maps_that_do_not_fit_are_refused_with_the_reason():
             placement(map_stride=stride)
     assert placement(map_stride=np.int64(2)).map_stride == 2 and placement(map_stride=1).map_stride == 1
     for box in ((6, 2, 1, 4), (2, 6, 4, 1), (-1, 3, 1, 4), (2, 2, 1, 4)):
-        with pytest.raises(ValueError, match=r"is not \(top, bottom, left, right\) with top < bottom and left < right$"):
+        with pytest.raises(ValueError, match=r"is not \(top, bottom, left, right\) with top < bottom and left < "
+                                             r"right$"):
             placement(crop_location=box, cropped_shape=(abs(box[1] - box[0]) or 1, abs(box[3] - box[2])))
     assert placement(crop_location=(0, 4, 0, 3)).crop_location == (0, 4, 0, 3)
     with pytest.raises(ValueError, match=r"^crop box \(window_location\) \(2, 6, 1, 4\) has size 4x3 but the cropped "
