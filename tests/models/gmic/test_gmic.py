@@ -233,18 +233,20 @@ def test_roi_retrieval_equals_a_brute_force_greedy_search(seed):
     assert got[0].tolist() == _greedy_rois(saliency, (3, 2), 4)
 
 
-def test_patches_are_cut_like_a_padded_copy_of_the_image():
+@pytest.mark.parametrize("shape", [(9, 7), (3, 5), (6, 2)])  # larger than the patch, fewer rows, fewer columns
+def test_patches_are_cut_like_a_padded_copy_of_the_image(shape):
     rng = np.random.default_rng(2)
-    images = torch.from_numpy(rng.random((3, 1, 9, 7)).astype(np.float32))
+    height, width = shape
+    images = torch.from_numpy(rng.random((3, 1, height, width)).astype(np.float32))
     # off the top, off the left, off the bottom-right; inside, off the bottom-right, wholly above-left, wholly above
-    locations = torch.tensor([[[-2, 5], [3, -4], [6, 4]], [[0, 0], [8, 6], [-5, -5]], [[-5, 2], [-4, 0], [2, 2]]])
+    locations = torch.tensor([[[-2, 5], [3, -4], [6, 4]], [[0, 0], [8, 6], [-5, -5]], [[-5, 2], [-4, 0], [1, 1]]])
     patches = crop_patches(images, locations, (4, 3))
     for i in range(3):
         image = images[i, 0].numpy()
         for j, (r, c) in enumerate(locations[i].tolist()):
             # the part inside the image, placed at the patch's bottom-right; the rest is the image's minimum
-            rows = [y for y in range(r, r + 4) if 0 <= y < 9]
-            cols = [x for x in range(c, c + 3) if 0 <= x < 7]
+            rows = [y for y in range(r, r + 4) if 0 <= y < height]
+            cols = [x for x in range(c, c + 3) if 0 <= x < width]
             expected = np.full((4, 3), image.min(), np.float32)
             if rows and cols:
                 expected[4 - len(rows):, 3 - len(cols):] = image[np.ix_(rows, cols)]
