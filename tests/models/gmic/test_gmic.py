@@ -228,8 +228,8 @@ def test_roi_retrieval_equals_a_brute_force_greedy_search(seed):
     rng = np.random.default_rng(seed)
     # the two classes on different scales, so the per-class normalisation matters
     saliency = np.stack([rng.random((11, 9)) * 0.1, rng.random((11, 9)) * 0.9 + 0.05]).astype(np.float32)
-    # patch 30 x 25 on a 110 x 100 input over an 11 x 9 map: round(3.0) x round(2.25) = 3 x 2 cells
-    got = retrieve_roi_locations(torch.from_numpy(saliency)[None], (110, 100), (30, 25), 4)
+    # patch 30 x 20 on a 110 x 80 input over an 11 x 9 map: round(30 * 11 / 110) x round(20 * 9 / 80) = 3 x 2 cells
+    got = retrieve_roi_locations(torch.from_numpy(saliency)[None], (110, 80), (30, 20), 4)
     assert got[0].tolist() == _greedy_rois(saliency, (3, 2), 4)
 
 
