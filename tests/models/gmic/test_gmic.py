@@ -226,11 +226,15 @@ def _greedy_rois(saliency, win, count):
 @pytest.mark.parametrize("seed", range(4))
 def test_roi_retrieval_equals_a_brute_force_greedy_search(seed):
     rng = np.random.default_rng(seed)
-    # the two classes on different scales, so the per-class normalisation matters
-    saliency = np.stack([rng.random((11, 9)) * 0.1, rng.random((11, 9)) * 0.9 + 0.05]).astype(np.float32)
+    # two images of a batch; the classes on different scales and far from zero, so the per-class normalisation
+    # matters, and eight patches on an 11 x 9 map, so later choices meet the zeroed windows of earlier ones;
+    # the second image's benign map is constant (no preferred region: it adds nothing)
+    saliency = np.stack([np.stack([rng.random((11, 9)) * 0.5 + 2, rng.random((11, 9)) * 4 + 5]),
+                         np.stack([np.full((11, 9), 0.3), rng.random((11, 9)) + 1])]).astype(np.float32)
     # patch 30 x 20 on a 110 x 80 input over an 11 x 9 map: round(30 * 11 / 110) x round(20 * 9 / 80) = 3 x 2 cells
-    got = retrieve_roi_locations(torch.from_numpy(saliency)[None], (110, 80), (30, 20), 4)
-    assert got[0].tolist() == _greedy_rois(saliency, (3, 2), 4)
+    got = retrieve_roi_locations(torch.from_numpy(saliency), (110, 80), (30, 20), 8)
+    for i in range(2):
+        assert got[i].tolist() == _greedy_rois(saliency[i], (3, 2), 8), i
 
 
 @pytest.mark.parametrize("shape", [(9, 7), (3, 5), (6, 2)])  # larger than the patch, fewer rows, fewer columns
