@@ -18,7 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# NAME | file under src/mammoscreen | test files (the one place to edit when modules move). The hypothesis fuzz
+# NAME | file under src/mammoscreen | test files [| mutant-name globs] (the one place to edit when modules move). The
+# optional globs (mutmut's names, fnmatch) restrict a module to the functions in scope; the score then counts only
+# those mutants. The hypothesis fuzz
 # tests (tests/fuzz) run hundreds of examples per test, which every surviving mutant pays: only safepickle lists
 # one (it measures the loader they target); CI runs them all.
 MODULES=$(cat <<'EOF'
@@ -30,7 +32,8 @@ delong     | evaluate/delong.py    | tests/evaluate/test_eval_delong.py tests/ev
 mrmc_cov   | evaluate/mrmc/covariance.py | tests/evaluate/test_eval_mrmc.py
 mrmc       | evaluate/mrmc/or_hillis.py  | tests/evaluate/test_eval_mrmc.py
 mrmc_ai    | evaluate/mrmc/ai_readers.py | tests/evaluate/test_eval_mrmc.py
-gmic       | models/gmic.py        | tests/models/test_gmic.py
+gmic       | models/gmic/modeling.py | tests/models/gmic/test_gmic.py | *xǁGMICǁattention* *xǁGMICǁforward* *xǁGMICǁlocal_forward* *xǁGMICǁglobal_forward* *xǁSaliencyHeadǁforward*
+roi_patches | models/layers/roi_patches.py | tests/models/gmic/test_gmic.py
 losses     | train/losses.py       | tests/train/test_losses_and_labels.py tests/train/test_learning.py
 loop       | train/loop.py         | tests/train/test_training.py tests/train/test_learning.py
 crop       | preprocess/crop.py    | tests/preprocess/test_crop.py tests/preprocess/test_crop_points.py
@@ -67,8 +70,8 @@ export MAMMOSCREEN_REFERENCE_DIR="${MAMMOSCREEN_REFERENCE_DIR:-$(cd "$root/.." &
 export MAMMOSCREEN_SHARED_DIR="${MAMMOSCREEN_SHARED_DIR:-$(cd "$root/.." && pwd)/shared}"
 [ -f "$work/scores.tsv" ] || printf 'module\tfile\tkilled\tsurvived\tequivalent\ttotal\tscore\n' > "$work/scores.tsv"
 
-run_module() {  # name file tests...
-    local name=$1 file=$2; shift 2
+run_module() {  # name file globs tests...
+    local name=$1 file=$2 globs=$3; shift 3
     local dir="$work/$name"
     [ -f "src/mammoscreen/$file" ] || { echo "$name: src/mammoscreen/$file not found (moved? edit MODULES)" >&2; return 1; }
     local tests=() t
@@ -100,11 +103,23 @@ assert "\n[tool.mutmut]\n" in text, "pyproject.toml has no [tool.mutmut] table"
 open(path, "w", encoding="utf-8").write(text.replace("\n[tool.mutmut]\n", "\n[tool.mutmut]\n" + extra, 1))
 PY
     fi
-    echo "== $name (src/mammoscreen/$file; tests: $*)"
+    echo "== $name (src/mammoscreen/$file${globs:+, mutants $globs}; tests: $*)"
     local started=$SECONDS
-    (cd "$dir" && mutmut run --max-children "$jobs" "${again[@]}" > run.log 2>&1) || { echo "$name: mutmut failed, see $dir/run.log" >&2; return 1; }
+    local selection=()
+    read -r -a selection <<< "$globs"
+    [ ${#again[@]} -eq 0 ] || selection=("${again[@]}")  # --rerun: only the last run's survivors
+    (cd "$dir" && mutmut run --max-children "$jobs" "${selection[@]}" > run.log 2>&1) \
+        || { echo "$name: mutmut failed, see $dir/run.log" >&2; return 1; }
     (cd "$dir" && mutmut export-cicd-stats > /dev/null && cp mutants/mutmut-cicd-stats.json summary.json)
-    (cd "$dir" && mutmut results 2>/dev/null | sed -n 's/^ *\([^ :]*\): survived$/\1/p' > survivors.txt)
+    # Every mutant's status; with globs, only the selected mutants count (the others were never run).
+    (cd "$dir" && mutmut results --all true 2>/dev/null | python3 -c '
+import fnmatch, sys
+globs = sys.argv[1].split()
+for line in sys.stdin:
+    mutant, _, status = line.strip().partition(": ")
+    if status and (not globs or any(fnmatch.fnmatch(mutant, g) for g in globs)):
+        print(mutant, status, sep="\t")' "$globs" > results.tsv)
+    awk -F'\t' '$2 == "survived" {print $1}' "$dir/results.tsv" > "$dir/survivors.txt"
     : > "$dir/survivors.diff"
     while read -r mutant; do
         (cd "$dir" && mutmut show "$mutant" >> survivors.diff 2>&1) || true
@@ -112,7 +127,8 @@ PY
     python3 - "$dir" "$name" "$file" "$((SECONDS - started))" "$root/tools/mutation-equivalent.txt" "$work/scores.tsv" <<'PY'
 import json, pathlib, sys
 directory, name, file, seconds, equivalent_file, scores = sys.argv[1:]
-stats = json.loads(pathlib.Path(directory, "summary.json").read_text())
+statuses = [line.split("\t")[1] for line in pathlib.Path(directory, "results.tsv").read_text().splitlines()]
+stats = {"killed": statuses.count("killed"), "timeout": statuses.count("timeout"), "total": len(statuses)}
 survivors = pathlib.Path(directory, "survivors.txt").read_text().split()
 known = set()
 if pathlib.Path(equivalent_file).is_file():
@@ -131,14 +147,14 @@ PY
 }
 
 status=0
-while IFS='|' read -r name file tests; do
-    name=$(echo "$name" | xargs); file=$(echo "$file" | xargs)
+while IFS='|' read -r name file tests globs; do
+    name=$(echo "$name" | xargs); file=$(echo "$file" | xargs); globs=$(echo "$globs" | xargs)
     [ -n "$name" ] || continue
     if [ ${#names[@]} -gt 0 ] && [[ ! " ${names[*]} " =~ " $name " ]]; then
         continue
     fi
     # shellcheck disable=SC2086 # the test list is split on purpose
-    run_module "$name" "$file" $tests || status=1
+    run_module "$name" "$file" "$globs" $tests || status=1
 done <<< "$MODULES"
 column -t -s $'\t' "$work/scores.tsv"
 exit $status

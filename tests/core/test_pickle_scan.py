@@ -77,20 +77,29 @@ def test_memo_indices_may_not_skip_ahead(scan):
 
 @pytest.mark.parametrize("scan", SCANS)
 def test_a_frame_longer_than_the_file_is_refused(scan):
+    # A frame's bytes follow its 8-byte length; it may declare exactly the bytes after that, not one more.
     body = b"]\x94."
     framed = b"\x80\x04\x95" + struct.pack("<Q", len(body)) + body
     scan(framed)
-    too_long = b"\x80\x04\x95" + struct.pack("<Q", len(body) + 100) + body
-    assert refusal(scan, too_long) == "s.pkl: frame at byte 2 declares 103 bytes, more than the file holds"
-    assert refusal(scan, b"\x80\x04\x95" + struct.pack("<Q", len(body) + 9) + body).startswith(
-        "s.pkl: frame at byte 2 declares 12 bytes")
-    assert refusal(scan, b"\x80\x04\x95" + struct.pack("<Q", 100)) == (
-        "s.pkl: frame at byte 2 declares 100 bytes, more than the file holds")  # nothing after the length
-    assert refusal(scan, b"\x80\x04\x95" + struct.pack("<Q", 2 ** 64 - 1) + body) == (
-        "s.pkl: frame at byte 2 declares 18,446,744,073,709,551,615 bytes, more than the file holds")
+    scan(b"\x80\x04\x95" + struct.pack("<Q", 0) + framed[2:])  # an empty frame, then the real one
+    assert pickle.loads(b"\x80\x04\x95" + struct.pack("<Q", 0) + framed[2:]) == []
+
+    def frame_refusal(declared, after=body):
+        return refusal(scan, b"\x80\x04\x95" + struct.pack("<Q", declared) + after, MalformedPickleError)
+
+    truncated = "s.pkl: not a readable pickle (truncated: the frame at byte 2 declares {:,} bytes, {} follow)"
+    assert frame_refusal(len(body) + 1) == truncated.format(4, 3)
+    assert frame_refusal(len(body) + 8) == truncated.format(11, 3)
+    assert frame_refusal(len(body) + 100) == truncated.format(103, 3)
+    assert frame_refusal(100, b"") == truncated.format(100, 0)  # nothing after the length
+    assert frame_refusal(2 ** 64 - 1) == truncated.format(2 ** 64 - 1, 3)
+    assert frame_refusal(10 ** 12) == truncated.format(10 ** 12, 3)
     assert refusal(scan, b"\x80\x04\x95\x01\x00", MalformedPickleError).endswith("(truncated: no STOP opcode)")
-    huge = b"\x80\x04\x95" + struct.pack("<Q", 10 ** 12) + body
-    assert refusal(scan, huge) == "s.pkl: frame at byte 2 declares 1,000,000,000,000 bytes, more than the file holds"
+    # A pickle cut short inside its frame: what a partly copied file looks like.
+    whole = pickle.dumps(list(range(20)), protocol=4)
+    assert whole[2] == 0x95 and struct.unpack_from("<Q", whole, 3)[0] == len(whole) - 11
+    scan(whole)
+    assert frame_refusal(len(whole) - 11, whole[11:-1]) == truncated.format(len(whole) - 11, len(whole) - 12)
 
 
 @pytest.mark.parametrize("scan", SCANS)
@@ -195,6 +204,17 @@ def test_dup_of_a_container_is_sharing_and_of_a_scalar_is_not():
     assert tree_scan(b"\x80\x02]]0.") is True  # POP removes the second list
     assert tree_scan(b"\x80\x02](0.") is True  # POP of a MARK
     assert tree_scan(b"\x80\x02](]1.") is True  # POP_MARK drops what follows the mark
+
+
+def test_dup_copies_the_top_item_not_one_below_it():
+    # [[5, 5]] built as: outer list, inner list, MARK, 5, DUP, APPENDS, APPEND. When DUP runs the stack holds
+    # outer list, inner list, 5: the copy is of the int (a scalar, no sharing), so the tree is 2 deep.
+    data = b"\x80\x02]](K\x052ea."
+    assert pickle.loads(data) == [[5, 5]]
+    with limits_override(max_depth=2):
+        assert tree_scan(data) is True
+    with limits_override(max_depth=1):
+        assert tree_scan(data) is False
 
 
 def test_the_vouching_respects_each_limit_at_its_value():

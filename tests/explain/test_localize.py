@@ -490,3 +490,149 @@ def test_cli_round_trip_reports_the_wrong_mask_and_scores_the_rest(predicted, tm
     with open(out / "localization_per_image.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows and image not in {r["image"] for r in rows}
+
+
+# ----------------------------------------------------------------------------------------------
+# The metrics against independent computations, and their edges
+# ----------------------------------------------------------------------------------------------
+
+def _bootstrap_means_by_hand(table, n_bootstrap, seed):
+    """Replicate column means with the documented stream: each replicate draws n image indices with
+    RandomState(seed).randint(0, n, n), in order."""
+    rng = np.random.RandomState(seed)
+    n = table.shape[0]
+    return np.array([table[rng.randint(0, n, n)].mean(axis=0) for _ in range(n_bootstrap)])
+
+
+def test_the_intervals_are_the_percentile_bootstrap_by_hand():
+    rng = np.random.default_rng(8)
+    values = rng.random(12)
+    means = np.sort(_bootstrap_means_by_hand(values[:, None], 400, 3)[:, 0])
+    # 400 replicates: the 11th and 391st smallest (indices int(0.025 * 400) = 10 and int(0.975 * 400) = 390)
+    mean, low, high = mean_with_interval(values, 400, seed=3)
+    assert mean == pytest.approx(values.mean())
+    assert (low, high) == (pytest.approx(means[10], abs=1e-12), pytest.approx(means[390], abs=1e-12))
+    table = rng.random((12, 4))
+    best = np.sort(_bootstrap_means_by_hand(table, 400, 5).max(axis=1))
+    threshold, value, low, high = best_threshold_dice(table, [0.2, 0.4, 0.6, 0.8], 400, seed=5)
+    column = int(np.argmax(table.mean(axis=0)))
+    assert threshold == [0.2, 0.4, 0.6, 0.8][column] and value == pytest.approx(table.mean(axis=0)[column])
+    assert (low, high) == (pytest.approx(best[10], abs=1e-12), pytest.approx(best[390], abs=1e-12))
+    # two images are enough for an interval, zero replicates give none, ties go to the lowest threshold
+    assert mean_with_interval([0.2, 0.6], 50, seed=0)[1] is not None
+    assert best_threshold_dice(np.array([[0.5, 0.5, 0.1]]), [0.1, 0.2, 0.3], 0) == (0.1, 0.5, None, None)
+    assert best_threshold_dice(np.array([[0.5, 0.5], [0.5, 0.5]]), [0.3, 0.7], 10)[0] == 0.3
+
+
+def test_bad_bootstrap_settings_and_tables_are_refused():
+    for name, kwargs in (("n_bootstrap", {"n_bootstrap": -1}), ("seed", {"seed": -1}),
+                         ("n_bootstrap", {"n_bootstrap": True}), ("seed", {"seed": 1.5})):
+        value = next(iter(kwargs.values()))
+        with pytest.raises(ValueError, match=rf"^{name} must be an integer >= 0, got {value!r}$"):
+            mean_with_interval([0.1, 0.2], **kwargs)
+        with pytest.raises(ValueError, match=rf"^{name} must be an integer >= 0, got {value!r}$"):
+            best_threshold_dice(np.ones((2, 1)), [0.5], **kwargs)
+    assert mean_with_interval([0.1, 0.2], n_bootstrap=0, seed=0) == (pytest.approx(0.15), None, None)
+    assert mean_with_interval([0.1, 0.2], n_bootstrap=np.int64(5), seed=np.int64(1))[1] is not None
+    for bad in ([], [0.1, np.nan]):
+        with pytest.raises(ValueError, match=r"^mean_with_interval needs at least one value and no NaN$"):
+            mean_with_interval(bad)
+    for table in (np.ones((0, 2)), np.ones((2, 3)), np.ones(2)):
+        with pytest.raises(ValueError, match=r"^dice_table must have shape \(n_images >= 1, 2\), got "):
+            best_threshold_dice(table, [0.4, 0.6])
+    for thresholds in ([], [0.5, np.nan], [-0.1], [1.01]):
+        with pytest.raises(ValueError, match=r"^thresholds must be a non-empty list of numbers in \[0, 1\], got "):
+            dice_per_threshold(np.zeros((2, 2)), np.ones((2, 2)), thresholds)
+    assert dice_per_threshold(np.zeros((2, 2)), np.ones((2, 2)), [0.0, 1.0]).tolist() == [1.0, 0.0]
+
+
+def test_masks_of_any_type_and_their_refusals():
+    target = np.array([[0, 255, 255], [0, 0, 0]], np.uint8)
+    predicted = np.array([[0, 1, 0], [0, 1, 0]], np.int64)
+    assert dice_score(predicted, target) == pytest.approx(0.5)  # 2 * 1 / (2 + 2)
+    assert dice_score(predicted.astype(bool), target.astype(bool)) == pytest.approx(0.5)
+    normalized = np.array([[0.0, 0.5, 1.0], [0.2, 0.8, 0.0]], np.float32)
+    np.testing.assert_allclose(dice_per_threshold(normalized, target, [0.5]), [2 * 2 / (3 + 2)])
+    with pytest.raises(ValueError, match=r"^predicted must be a 2-D array, got shape \(6,\)$"):
+        dice_score(predicted.ravel(), target)
+    with pytest.raises(ValueError, match=r"^target must be a 2-D array, got shape \(6,\)$"):
+        dice_score(predicted, target.ravel())
+    with pytest.raises(ValueError, match=r"^map \(3, 2\) and mask \(2, 3\) differ in shape$"):
+        dice_per_threshold(normalized.T, target, [0.5])
+    with pytest.raises(ValueError, match=r"^map \(3, 2\) and mask \(2, 3\) differ in shape$"):
+        pointing_game(normalized.T, target)
+    with pytest.raises(ValueError, match=r"^the saliency map has no value inside the image"):
+        pointing_game(np.full((2, 3), np.nan), target)
+    assert pointing_game(normalized, target) == (True, (0, 2))
+
+
+def test_thresholds_compare_with_float32_map_values_exactly():
+    # 0.7 as float32 is 0.699999988: a pixel normalised to it is at threshold 0.7, as `normalized >= 0.7` says
+    saliency = np.array([[0.0, 0.7, 1.0]], np.float32)
+    normalized = normalize_map(saliency)
+    assert normalized.dtype == np.float32 and normalized[0, 1] == np.float32(0.7)
+    target = np.array([[0, 1, 0]])
+    dice = dice_per_threshold(normalized, target, [0.7])
+    assert dice.tolist() == [dice_score(normalized >= 0.7, target)] == [2 * 1 / (2 + 1)]
+    # float64 maps are normalised in float32 too; a constant map is all zeros where it has values
+    assert normalize_map(np.array([[1.0, 3.0]])).dtype == np.float32
+    constant = normalize_map(np.array([[2.0, np.nan]]))
+    assert constant.dtype == np.float32 and constant[0, 0] == 0 and np.isnan(constant[0, 1])
+
+
+def test_placements_and_maps_that_do_not_fit_are_refused_with_the_reason():
+    from mammoscreen.explain.localize import expand_strided_map
+
+    g = WindowGeometry(0, 0, 0, 0, 4, 0, 3)
+
+    def placement(**changes):
+        settings = {"geometry": g, "view": "L-CC", "horizontal_flip": "NO", "crop_location": (2, 6, 1, 4),
+                    "cropped_shape": (4, 3), "original_shape": (8, 5)}
+        return MapPlacement(**{**settings, **changes})
+
+    for stride in (0, True, 1.5):
+        with pytest.raises(ValueError, match=rf"^saliency_map_stride must be an integer >= 1, got {stride!r}$"):
+            placement(map_stride=stride)
+    assert placement(map_stride=np.int64(2)).map_stride == 2 and placement(map_stride=1).map_stride == 1
+    for box in ((6, 2, 1, 4), (2, 6, 4, 1), (-1, 3, 1, 4), (2, 2, 1, 4)):
+        with pytest.raises(ValueError, match=r"is not \(top, bottom, left, right\) with top < bottom and left < "
+                                             r"right$"):
+            placement(crop_location=box, cropped_shape=(abs(box[1] - box[0]) or 1, abs(box[3] - box[2])))
+    assert placement(crop_location=(0, 4, 0, 3)).crop_location == (0, 4, 0, 3)
+    with pytest.raises(ValueError, match=r"^crop box \(window_location\) \(2, 6, 1, 4\) has size 4x3 but the cropped "
+                                         r"image was 4x4: the exam list does not belong to these maps"):
+        placement(cropped_shape=(4, 4))
+    for shape in ((5, 5), (8, 3)):
+        with pytest.raises(ValueError, match=rf"^the original image \({shape[0]}x{shape[1]}, original_shape\) does not "
+                                             r"contain the crop box \(window_location\) \(2, 6, 1, 4\)"):
+            placement(original_shape=shape)
+    assert placement(original_shape=(6, 4)).original_shape == (6, 4)  # exactly the crop box's far corner
+    with pytest.raises(ValueError, match=r"^unknown view 'L-XX'; expected one of L-CC, R-CC, L-MLO, R-MLO$"):
+        placement(view="L-XX")
+    assert placement().window_shape == (4, 3)
+    with pytest.raises(ValueError, match=r"^a saliency map must be a non-empty 2-D array, got shape \(3,\)$"):
+        upsample_to_window(np.zeros(3), (4, 3))
+    with pytest.raises(ValueError, match=r"^a saliency map must be a non-empty 2-D array, got shape \(0, 3\)$"):
+        upsample_to_window(np.zeros((0, 3)), (4, 3))
+    assert upsample_to_window(np.ones((2, 2), np.float64), (4, 3)).dtype == np.float32
+    with pytest.raises(ValueError, match=r"^stride must be >= 1, got 0$"):
+        expand_strided_map(np.zeros((2, 2)), 0, (4, 3))
+    with pytest.raises(ValueError, match=r"^a map sampled every 2 pixels of a 4x3 window must have shape 2x2, got "
+                                         r"\(2, 1\)$"):
+        expand_strided_map(np.zeros((2, 1)), 2, (4, 3))
+    assert expand_strided_map(np.arange(4.0).reshape(2, 2), 2, (4, 3)).tolist() == [[0, 0, 1], [0, 0, 1],
+                                                                                   [2, 2, 3], [2, 2, 3]]
+    unrecorded = placement(original_shape=None)
+    with pytest.raises(ValueError, match=r"^the original image's shape is not recorded in the placement: pass "
+                                         r"original_shape$"):
+        window_to_original(np.zeros((4, 3)), unrecorded)
+    with pytest.raises(ValueError, match=r"^original_shape 9x5 differs from the original image's recorded shape 8x5$"):
+        window_to_original(np.zeros((4, 3)), placement(), (9, 5))
+    with pytest.raises(ValueError, match=r"^window map of shape \(3, 4\) does not match the window \(4, 3\): upsample "
+                                         r"it first$"):
+        window_to_original(np.zeros((3, 4)), placement())
+    with pytest.raises(ValueError, match=r"^the original image \(5x5\) does not contain the crop box "
+                                         r"\(window_location\) \(2, 6, 1, 4\)$"):
+        window_to_original(np.zeros((4, 3)), unrecorded, (5, 5))
+    back = window_to_original(np.ones((4, 3)), unrecorded, (6, 4), fill_value=-1.0)
+    assert back.dtype == np.float32 and back.tolist() == [[-1] * 4] * 2 + [[-1, 1, 1, 1]] * 4

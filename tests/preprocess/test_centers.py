@@ -67,3 +67,36 @@ def test_mlo_pins_the_bottom_right_corner():
 def test_unknown_view_is_an_error():
     with pytest.raises(ValueError, match="CC or MLO"):
         optimal_center(np.ones((10, 10)), "L-XCCL", 5, 5, (4, 4))
+
+
+@pytest.mark.parametrize("value", [1, 5])  # any non-zero pixel is tissue, 1 as well
+def test_a_window_wider_than_the_image_counts_the_chest_wall_column(value):
+    # 10 x 4 image, window 4 x 8: the window's left edge (column 2 - 4 - 1 - 4 = -7) is shifted to column 0 and
+    # covers all four columns. Column 0 holds rows 6-9 (4 pixels), column 2 rows 0-2 (3 pixels): the best of the
+    # candidate rows 2..8 (window rows r-2..r+1) is 8, which covers all of column 0's tissue.
+    image = np.zeros((10, 4), np.uint16)
+    image[6:10, 0] = value
+    image[0:3, 2] = value
+    assert optimal_center(image, "L-CC", rightmost_x=2, bottommost_y=9, window=(4, 8)) == (8, -3)
+
+
+def test_ties_go_to_the_row_nearest_the_integer_image_centre():
+    # 9 x 6 image, window 2 x 4 (rows r-1..r, columns 0-3 after the shift): row counts 2, 1, 1, 2 on rows 2-5 give
+    # 3 pixels at r = 3 and r = 5 (2 at r = 4). The image centre is row 9 // 2 = 4: both are 1 row away and the
+    # first wins (half a row further, 4.5, would pick 5).
+    image = np.zeros((9, 6), np.uint16)
+    image[2, 0:2] = image[5, 0:2] = 7
+    image[3, 0] = image[4, 0] = 7
+    assert optimal_center(image, "R-CC", rightmost_x=1, bottommost_y=5, window=(2, 4)) == (3, -2)
+    # rows 1-4 holding 2, 1, 1, 2 pixels: 3 at r = 2 and r = 4, and r = 4 is the centre row itself
+    image = np.zeros((9, 6), np.uint16)
+    image[1, 0:2] = image[4, 0:2] = 7
+    image[2, 0] = image[3, 0] = 7
+    assert optimal_center(image, "R-CC", rightmost_x=1, bottommost_y=4, window=(2, 4)) == (4, -2)
+
+
+def test_two_candidate_rows_are_compared_too():
+    # 3 rows, window of 2: candidates 1 (rows 0-1) and 2 (rows 1-2); the tissue is in row 2
+    image = np.zeros((3, 6), np.uint16)
+    image[2, 0:3] = 9
+    assert optimal_center(image, "L-CC", rightmost_x=2, bottommost_y=2, window=(2, 4)) == (2, -1)

@@ -3,6 +3,8 @@ faces right, with the window of its view's angle; bad input is reported, finishe
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,66 @@ def test_an_exam_list_that_cannot_be_written_is_reported_and_not_left_stale(tmp_
     assert [f.name for f in failures] == ["data.pkl"] and report.output_failed
     assert report.failures[-1] is failures[-1] and failures[-1].stage == "centres"
     assert len(list(iter_images(centred))) == 4  # the centres are still returned
+
+
+def test_without_a_report_the_failures_are_named_after_the_stage(tmp_path):
+    folder, exams = cropped_dataset(tmp_path)
+    (folder / "i1.png").write_bytes(b"not a png")
+    output = tmp_path / "data.pkl"
+    output.mkdir()  # and the exam list cannot be written
+    centred, failures = centers_dataset(folder, exams, output, windows=WINDOWS, progress=False)
+    assert [(f.name, f.stage) for f in failures] == [("i1", "centres"), ("data.pkl", "centres")]
+    assert failures[-1].io_error and "directory" in failures[-1].reason.lower()
+    assert len(list(iter_images(centred))) == 3
+
+
+def test_a_changed_cropped_image_is_searched_again(tmp_path):
+    folder, exams = cropped_dataset(tmp_path)
+    output = tmp_path / "data.json"
+    first, _ = centers_dataset(folder, exams, output, windows=WINDOWS, progress=False)
+    # move the tissue of the CC image i0 to the bottom: same crop points, another best row
+    image = np.zeros((90, 50), np.uint16)
+    image[60:90, :20] = 1000
+    write_png(folder / "i0.png", image)
+    report = StageReport("centres")
+    again, _ = centers_dataset(folder, exams, output, windows=WINDOWS, progress=False, report=report)
+    assert (report.computed, report.reused) == (1, 3)
+    # rows 20..70 keep the 40-row window inside 90 rows; rows 60-89 are covered best from row 70
+    assert again[0].image_metadata["best_center"]["L-CC"] == [(70, 20 - 12 - 1)]
+    assert again[0].image_metadata["best_center"]["R-CC"] == first[0].image_metadata["best_center"]["R-CC"]
+
+
+def test_a_journal_entry_without_a_centre_is_computed_again(tmp_path):
+    folder, exams = cropped_dataset(tmp_path)
+    output = tmp_path / "data.json"
+    first, _ = centers_dataset(folder, exams, output, windows=WINDOWS, progress=False)
+    journal = tmp_path / ".data.json.journal.jsonl"
+    text = journal.read_text()
+    assert text.count('"best_center"') == 4
+    journal.write_text(text.replace('"best_center"', '"other"', 1))  # a dict, but not a centre
+    report = StageReport("centres")
+    again, failures = centers_dataset(folder, exams, output, windows=WINDOWS, progress=False, report=report)
+    assert again == first and failures == [] and (report.computed, report.reused) == (1, 3)
+
+
+def test_progress_is_shown_unless_switched_off(tmp_path, capsys):
+    folder, exams = cropped_dataset(tmp_path)
+    centers_dataset(folder, exams, windows=WINDOWS)
+    assert "centres: 100%" in capsys.readouterr().err
+    centers_dataset(folder, exams, windows=WINDOWS, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_given_pool_runs_the_searches(tmp_path):
+    folder, exams = cropped_dataset(tmp_path)
+    submitted = []
+
+    class CountingPool(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(args[0][0])
+            return super().submit(fn, *args, **kwargs)
+
+    with CountingPool(max_workers=1) as pool:
+        centred, failures = centers_dataset(folder, exams, windows=WINDOWS, progress=False, pool=pool)
+    assert sorted(submitted) == ["i0", "i1", "i2", "i3"] and failures == []
+    assert centred == centers_dataset(folder, exams, windows=WINDOWS, progress=False)[0]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
 from mammoscreen.data import exams_from_data, write_png
-from mammoscreen.preprocess.crop import CROPPED_EXAM_LIST, CropError, CropInfo, crop_dataset, crop_info, dilate
-from mammoscreen.core.stages import StageReport
+from mammoscreen.core.stages import InputWarning, StageReport
+from mammoscreen.preprocess.crop import (CROPPED_EXAM_LIST, CropError, CropInfo, crop_dataset, crop_info, dilate,
+                                         largest_component)
 
 
 def breast(facing="right"):
@@ -127,9 +130,125 @@ def test_an_unwritable_cropped_exam_list_is_reported(tmp_path):
     cropped, failures = crop_dataset(images, exams, tmp_path / "out", iterations=0, buffer_size=3, progress=False,
                                      report=report)
     assert [f.name for f in failures] == [CROPPED_EXAM_LIST] and report.output_failed
+    assert failures[0].stage == "crop" and failures[0].io_error
+    _, unreported = crop_dataset(images, exams, tmp_path / "out", iterations=0, buffer_size=3, progress=False)
+    assert [(f.name, f.stage) for f in unreported] == [(CROPPED_EXAM_LIST, "crop")]  # without a report as well
+    assert CROPPED_EXAM_LIST in failures[0].reason and "directory" in failures[0].reason.lower()
     assert report.failures == failures and len(cropped[0].image_names()) == 2
 
 
 def test_crop_info_is_a_value():
     info = crop_info(breast(), "right", iterations=0, buffer_size=3)
     assert info == CropInfo((2, 18, 0, 17), ((5, 12), 11), (12, (0, 11)), 0)
+
+
+def test_the_official_defaults_are_100_iterations_and_a_50_pixel_buffer():
+    # A 201 x 201 square at rows and columns 150-350 of a 600 x 600 image: its centre (250, 250) is the only pixel
+    # more than 100 steps (taxicab) from the background, so 100 erosions keep it, 101 leave nothing, and 100
+    # dilations grow it back into the diamond |dr| + |dc| <= 100, whose bounding box is the square again.
+    image = np.zeros((600, 600), np.uint16)
+    image[150:351, 150:351] = 1000
+    info = crop_info(image, "right")
+    assert info == crop_info(image, "right", iterations=100, buffer_size=50)
+    # rows 150-350 plus 50 above and below; columns from 150, plus 50 on the nipple side (right)
+    assert info.window_location == (100, 401, 150, 401)
+    assert info.distance_from_starting_side == 150
+    # the diamond's bottom tip is the single pixel (350, 250): crop row 250, crop column 250 - 150 = 100
+    assert info.bottommost_points == (250, (100, 100))
+    assert info.rightmost_points == ((150, 150), 200)  # its right tip (250, 350)
+    with pytest.raises(CropError, match=r"^no non-zero region is left after erosion \(is the image empty or very "
+                                        r"small\?\)$"):
+        crop_info(image, "right", iterations=101)
+
+
+def test_the_nipple_search_skips_a_third_of_the_rows_not_of_the_columns():
+    # crop of 9 rows x 3 columns: int(9 / 3) = 3 rows skipped (a third of the columns would be 1)
+    image = np.zeros((9, 5), np.uint16)
+    image[:, 0] = 700
+    image[1, 0:3] = 700  # row 1 reaches column 2, inside the skipped rows
+    image[5, 0:2] = 700  # row 5 reaches column 1
+    info = crop_info(image, "right", iterations=0, buffer_size=0)
+    assert info.window_location == (0, 9, 0, 3)
+    assert info.rightmost_points == ((5, 5), 1)
+
+
+def test_bottom_points_are_counted_from_the_crop_when_the_breast_is_away_from_the_edge():
+    shifted = np.zeros((20, 30), np.uint16)
+    shifted[:, 4:] = breast("right")[:, :26]  # the block at columns 4-15, its bottom row 14
+    info = crop_info(shifted, "right", iterations=0, buffer_size=3)
+    assert info.window_location == (2, 18, 4, 21)
+    assert info.bottommost_points == (12, (0, 11))
+
+
+def test_an_integer_mask_gives_the_same_component_as_a_boolean_one():
+    mask = np.zeros((6, 8), np.int64)
+    mask[1:3, 1:3] = 255
+    mask[3:6, 5:8] = 1
+    expected = np.zeros((6, 8), bool)
+    expected[3:6, 5:8] = True
+    assert np.array_equal(largest_component(mask), expected)
+    assert np.array_equal(largest_component(mask.astype(np.uint16)), expected)
+
+
+def test_the_stage_names_itself_in_warnings_and_failures_without_a_report(tmp_path):
+    images, exams = small_dataset(tmp_path)
+    write_png(images / "c.png", np.zeros((20, 30), np.uint16))  # blank: cannot be cropped
+    exams = exams_from_data([{"horizontal_flip": "NO", "L-CC": ["a"], "R-CC": ["b"], "L-MLO": ["c"]}])
+    cropped, failures = crop_dataset(images, exams, tmp_path / "out", iterations=0, buffer_size=3, progress=False)
+    assert [(f.name, f.stage, f.io_error) for f in failures] == [("c", "crop", False)]
+    assert failures[0].reason.endswith("c.png: cannot crop: no non-zero region is left after erosion (is the image "
+                                       "empty or very small?)")
+    report = StageReport("crop")
+    crop_dataset(images, exams, tmp_path / "out2", iterations=0, buffer_size=3, progress=False, report=report)
+    # both images hold two grey levels (0 and 500)
+    levels = "only 2 distinct grey levels: 8-bit data rescaled to 16 bits?"
+    assert report.warnings == [InputWarning("a", levels, "crop"), InputWarning("b", levels, "crop")]
+
+
+def test_changed_settings_are_computed_again_not_taken_from_the_journal(tmp_path):
+    images, exams = small_dataset(tmp_path)
+    crop_dataset(images, exams, tmp_path / "out", iterations=0, buffer_size=3, progress=False)
+    # one erosion keeps rows 6-13, columns 1-10 and (6, 11) (row 6 reaches column 13); one dilation gives back
+    # rows 5-14 and columns 0-12: with a 1-pixel buffer (4, 16, 0, 14)
+    for settings, window in (({"iterations": 0, "buffer_size": 1}, (4, 16, 0, 15)),
+                             ({"iterations": 1, "buffer_size": 1}, (4, 16, 0, 14))):
+        report = StageReport("crop")
+        cropped, _ = crop_dataset(images, exams, tmp_path / "out", progress=False, report=report, **settings)
+        assert (report.computed, report.reused) == (2, 0)
+        assert cropped[0].image_metadata["window_location"]["L-CC"] == [window]
+    report = StageReport("crop")
+    crop_dataset(images, exams, tmp_path / "out", iterations=1, buffer_size=1, progress=False, report=report)
+    assert (report.computed, report.reused) == (0, 2)
+
+
+def test_progress_is_shown_unless_switched_off(tmp_path, capsys):
+    images, exams = small_dataset(tmp_path)
+    crop_dataset(images, exams, tmp_path / "out", iterations=0, buffer_size=3)
+    assert "crop: 100%" in capsys.readouterr().err
+    crop_dataset(images, exams, tmp_path / "out2", iterations=0, buffer_size=3, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_given_pool_runs_the_crops(tmp_path):
+    images, exams = small_dataset(tmp_path)
+    submitted = []
+
+    class CountingPool(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(args)
+            return super().submit(fn, *args, **kwargs)
+
+    with CountingPool(max_workers=1) as pool:
+        cropped, failures = crop_dataset(images, exams, tmp_path / "out", iterations=0, buffer_size=3,
+                                         progress=False, pool=pool)
+    assert sorted(submitted) == [(("a", "L-CC", "NO"),), (("b", "R-CC", "NO"),)] and failures == []
+    assert cropped[0].image_metadata["window_location"]["L-CC"] == [(2, 18, 0, 17)]
+
+
+def test_the_stage_uses_the_official_defaults(tmp_path):
+    image = np.zeros((600, 600), np.uint16)
+    image[150:351, 150:351] = 1000  # the square of test_the_official_defaults_are_100_iterations_and_a_50_pixel_buffer
+    write_png(tmp_path / "images" / "s.png", image)
+    exams = exams_from_data([{"horizontal_flip": "NO", "L-CC": ["s"]}])
+    cropped, failures = crop_dataset(tmp_path / "images", exams, tmp_path / "out", progress=False)
+    assert failures == [] and cropped[0].image_metadata["window_location"]["L-CC"] == [(100, 401, 150, 401)]

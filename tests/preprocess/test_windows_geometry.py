@@ -3,12 +3,13 @@ augmentation spelled out independently, mapping window pixels back to the image,
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from mammoscreen.data.exams import ImageRecord
-from mammoscreen.preprocess.windows import (ImageOrigin, WindowGeometry, extract_window, model_input,
-                                            placement_arrays, standardize, window_geometry)
+from mammoscreen.preprocess.windows import (ImageOrigin, WindowGeometry, align_to_window, extract_window,
+                                            model_input, placement_arrays, standardize, window_geometry)
 
 
 def official_noisy_window(shape, window, center, view, seed, crop_noise, size_noise):
@@ -47,7 +48,8 @@ def official_noisy_window(shape, window, center, view, seed, crop_noise, size_no
 
 @pytest.mark.parametrize("view", ["L-CC", "R-MLO"])
 @pytest.mark.parametrize("center, window", [((60, 50), (40, 30)), ((10, 5), (40, 30)), ((115, 95), (40, 30)),
-                                            ((60, 50), (30, 40)), ((20, 90), (30, 40))])
+                                            ((60, 50), (30, 40)), ((20, 90), (30, 40)),
+                                            ((96, 82), (40, 30)), ((96, 82), (30, 40))])  # less room than noise
 def test_noisy_windows_follow_the_official_rules(view, center, window):
     for seed in range(12):
         g = window_geometry((120, 100), window, center, view, rng=np.random.RandomState(seed),
@@ -145,3 +147,111 @@ def test_the_origin_of_an_image_and_its_placement_arrays():
     assert arrays["original_shape"].tolist() == [100, 80] and arrays["original_shape"].dtype == np.int64
     bare = placement_arrays(g, (30, 20), ImageOrigin("R-CC", "NO"))
     assert "window_location" not in bare and "original_shape" not in bare
+
+
+def test_a_one_sided_pad_starts_the_window_at_the_image_edge():
+    # MLO rows (44 < 40 + 5) and columns (22 < 20 + 5) are padded at the far side only; the window starts at row 0
+    # and column 0, so the position noise can only move it down and right. RandomState(0) draws 0.0976 and 0.4304:
+    # round(5 * 0.0976) = 0 rows and round(5 * 0.4304) = 2 columns of the 5 of room on each axis.
+    g = window_geometry((44, 22), (40, 20), (25, 10), "L-MLO", rng=np.random.RandomState(0), max_crop_noise=(5, 5))
+    assert g.borders == (0, 40, 2, 22)
+
+
+def test_standardize_computes_in_float32_whatever_the_input_type():
+    image = np.random.default_rng(4).integers(0, 4096, (30, 20)).astype(np.uint16)
+    out = standardize(image)
+    assert out.dtype == np.float32
+    assert np.array_equal(out, standardize(image.astype(np.float32)))
+    assert not np.array_equal(out, ((image - image.mean()) / image.std()).astype(np.float32))  # float64 differs
+
+
+def test_aligning_arrays_of_every_frame():
+    g = window_geometry((12, 10), (8, 6), (6, 5), "R-CC")
+    rng = np.random.default_rng(6)
+    cropped = rng.random((12, 10)).astype(np.float32)
+    # channels follow the same window as a 2-D array
+    both = align_to_window(np.stack([cropped, 2 * cropped], axis=2), "R-CC", "NO", g, (8, 6), (12, 10))
+    single = align_to_window(cropped, "R-CC", "NO", g, (8, 6), (12, 10))
+    assert both.shape == (8, 6, 2) and np.array_equal(both[..., 0], single) and np.array_equal(both[..., 1], 2 * single)
+    # an array already in window coordinates comes back as float32, unchanged
+    mask = np.zeros((8, 6), bool)
+    mask[2, 3] = True
+    as_window = align_to_window(mask, "R-CC", "NO", g, (8, 6), (12, 10))
+    assert as_window.dtype == np.float32 and as_window.tolist() == mask.astype(np.float32).tolist()
+    # an original image whose crop box reaches its last row and column is cut to the crop
+    original = np.zeros((20, 13), np.float32)
+    original[8:20, 3:13] = cropped
+    assert np.array_equal(align_to_window(original, "R-CC", "NO", g, (8, 6), (12, 10), (8, 20, 3, 13)), single)
+    with pytest.raises(ValueError, match=r"^array of shape \(19, 13\) matches neither the window \(8, 6\), the cropped "
+                                         r"image \(12, 10\) nor the original image$"):
+        align_to_window(original[:19], "R-CC", "NO", g, (8, 6), (12, 10), (8, 20, 3, 13))
+
+
+def test_an_odd_window_has_its_extra_row_and_column_after_the_centre():
+    # 21 x 15 around (25, 20): rows 25 - 10 .. 25 + 11, columns 20 - 7 .. 20 + 8 (bottom and right exclusive)
+    g = window_geometry((50, 40), (21, 15), (25, 20), "L-CC")
+    assert g.borders == (15, 36, 13, 28)
+    assert window_geometry((50, 40), (21, 15), (25, 20), "R-MLO").borders == (15, 36, 13, 28)
+
+
+def test_each_axis_pads_for_its_own_noise():
+    # rows need 40 + 2 * 5 = 50 > 45: padded; columns need 20 + 0 = 20 <= 30: not padded
+    g = window_geometry((45, 30), (40, 20), (22, 10), "L-CC", rng=np.random.RandomState(0), max_crop_noise=(5, 0))
+    assert (g.pad_top, g.pad_bottom, g.pad_right) == (2, 3, 0)
+    # and the other way round
+    g = window_geometry((60, 22), (40, 20), (30, 10), "L-CC", rng=np.random.RandomState(0), max_crop_noise=(0, 5))
+    assert (g.pad_top, g.pad_bottom, g.pad_right) == (0, 0, 3)
+
+
+@pytest.mark.parametrize("view, shape", [("L-CC", (50, 25)), ("R-MLO", (45, 25))])
+def test_an_image_exactly_as_large_as_window_plus_noise_is_not_padded(view, shape):
+    # CC rows need window + 2 * noise, MLO rows window + noise, columns window + noise: exactly that is enough, and
+    # the window sits around an off-centre point as in an image of any larger size
+    for seed in range(8):
+        g = window_geometry(shape, (40, 20), (30, 14), view, rng=np.random.RandomState(seed), max_crop_noise=(5, 5))
+        assert (g.pad_top, g.pad_bottom, g.pad_right) == (0, 0, 0)
+        assert g.borders == official_noisy_window(shape, (40, 20), (30, 14), view, seed, (5, 5), 0), seed
+
+
+def test_extracting_a_window_that_reaches_past_the_image():
+    image = np.arange(1, 41, dtype=np.float32).reshape(8, 5)
+    # two padded rows on top, the window ending above the image's bottom: window rows -2..3 of the image
+    out = extract_window(image, WindowGeometry(2, 2, 0, 0, 6, 0, 5), (6, 5))
+    assert np.array_equal(out[:2], np.zeros((2, 5))) and np.array_equal(out[2:], image[:4])
+    # a window starting inside and ending in the right padding
+    out = extract_window(image, WindowGeometry(0, 0, 3, 1, 5, 2, 8), (4, 6))
+    assert np.array_equal(out[:, :3], image[1:5, 2:5]) and not out[:, 3:].any()
+    # a window wholly in the right padding holds nothing
+    assert not extract_window(image, WindowGeometry(0, 0, 9, 0, 8, 6, 10), (8, 4)).any()
+
+
+def test_a_resized_window_is_bicubic_as_the_official_opencv_call():
+    # a quadratic surface: bilinear and bicubic resampling differ on it
+    rows, cols = np.mgrid[0:12, 0:10].astype(np.float32)
+    image = rows ** 2 + 3 * cols ** 2
+    g = WindowGeometry(0, 0, 0, 0, 12, 0, 10)
+    out = extract_window(image, g, (5, 4))
+    assert np.array_equal(out, cv2.resize(image, (4, 5), interpolation=cv2.INTER_CUBIC))
+    assert not np.allclose(out, cv2.resize(image, (4, 5), interpolation=cv2.INTER_LINEAR))
+    # a single auxiliary channel keeps its axis
+    channel = extract_window(image[..., None], g, (5, 4))
+    assert channel.shape == (5, 4, 1) and np.array_equal(channel[..., 0], out)
+
+
+def test_placement_arrays_are_int64_whatever_integers_they_are_given():
+    i = np.int32
+    g = WindowGeometry(i(1), i(2), i(3), i(4), i(5), i(6), i(7))
+    origin = ImageOrigin("L-CC", "NO", (i(1), i(2), i(3), i(4)), (i(100), i(80)))
+    arrays = placement_arrays(g, (i(30), i(20)), origin)
+    for key in ("window_borders", "window_padding", "cropped_shape", "window_location", "original_shape"):
+        assert arrays[key].dtype == np.int64, key
+
+
+@pytest.mark.parametrize("seed, center, window", [(4, (10, 30), (20, 20)), (47, (15, 15), (4, 4)),
+                                                  (118, (15, 15), (4, 4))])
+def test_a_window_outside_the_image_or_empty_is_refused(seed, center, window):
+    # Only a negative size noise (a nonsensical setting) can move a border past the image or onto the opposite one;
+    # these seeds do it to the top border alone, to the rows (top == bottom) and to the columns (left == right).
+    with pytest.raises(ValueError, match=r"^window \[.*\] falls outside the padded image (60x60|30x30)$"):
+        window_geometry((60, 60) if seed == 4 else (30, 30), window, center, "L-CC", rng=np.random.RandomState(seed),
+                        max_crop_size_noise=-3 if seed == 4 else -2)

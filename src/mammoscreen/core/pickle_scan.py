@@ -51,6 +51,16 @@ _STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICO
 _GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 
 
+def _check_frame(data: bytes, position: int, opcode_start: int, source: str) -> None:
+    """Refuse a frame longer than the bytes after its 8-byte length (a truncated or damaged file: loading it from a
+    file object would first allocate the declared size)."""
+    if position + 8 <= len(data):
+        declared, left = struct.unpack_from("<Q", data, position)[0], len(data) - position - 8
+        if declared > left:
+            raise MalformedPickleError(f"{source}: not a readable pickle (truncated: the frame at byte {opcode_start} "
+                                       f"declares {declared:,} bytes, {left:,} follow)")
+
+
 def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_found: set[str] | None = None) -> int:
     """Refuse a pickle whose opcodes would make the unpickler allocate more than the file holds; return the
     position after its STOP opcode.
@@ -58,9 +68,9 @@ def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_fo
     Walks the opcodes without building anything (argument lengths only, so it costs far less than the
     load itself): memo indices must not skip ahead of the entries defined so far - a pickler numbers them
     0, 1, 2, ... and the C unpickler sizes its memo table to the largest index, so one LONG_BINPUT
-    4294967295 would ask for 32 GB - and a frame must not be longer than the file. With ``globals_found``,
-    the ``module.name`` of every global the pickle refers to is added to it ('?' for one that cannot be
-    told without running the pickle).
+    4294967295 would ask for 32 GB - and a frame must not be longer than the bytes after its length (a
+    truncated file). With ``globals_found``, the ``module.name`` of every global the pickle refers to is added
+    to it ('?' for one that cannot be told without running the pickle).
     """
     unpack_from = struct.unpack_from
     size = len(data)
@@ -91,9 +101,8 @@ def scan_opcodes(data: bytes, source: str = "pickle", start: int = 0, globals_fo
                     strings[index] = recent[-1]
                 position += fixed
                 continue
-            if name == "FRAME" and position + 8 <= size and unpack_from("<Q", data, position)[0] > size - position:
-                raise UnsafePickleError(f"{source}: frame at byte {opcode_start} declares "
-                                        f"{unpack_from('<Q', data, position)[0]:,} bytes, more than the file holds")
+            if name == "FRAME":
+                _check_frame(data, position, opcode_start, source)
             if name == "MEMOIZE":
                 if track and recent[-1] is not None:
                     strings[memo_entries] = recent[-1]
@@ -206,9 +215,8 @@ def tree_scan(data: bytes, source: str = "pickle") -> bool:
                 if position + fixed > size:
                     break
                 argument = unpack_from("<B" if fixed == 1 else "<I", data, position)[0]
-            elif name == "FRAME" and position + 8 <= size and unpack_from("<Q", data, position)[0] > size - position:
-                raise UnsafePickleError(f"{source}: frame at byte {opcode_start} declares "
-                                        f"{unpack_from('<Q', data, position)[0]:,} bytes, more than the file holds")
+            elif name == "FRAME":
+                _check_frame(data, position, opcode_start, source)
             position += fixed
         elif how == pickletools.UP_TO_NEWLINE:
             for _ in range(fixed):
