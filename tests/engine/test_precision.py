@@ -60,9 +60,12 @@ def test_bf16_is_opt_in_bounded_and_never_reused_as_fp32(one_exam, tmp_path):
     assert again.reused == 0 and (out / "predictions.csv").read_bytes() == first  # nor the bf16 ones as fp32
 
 
-def test_unknown_precision_is_refused(one_exam, tmp_path):
-    with pytest.raises(ValueError, match="precision"):
-        _predict(one_exam, tmp_path / "run", "fp8")
+def test_unknown_precision_is_refused():
+    # Refused where the options are made, before any image is read (no run needed to show it).
+    from mammoscreen.engine import PredictOptions
+
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        PredictOptions(device="cpu", progress=False, precision="fp8")
 
 
 @pytest.mark.cuda
