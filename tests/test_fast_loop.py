@@ -1,7 +1,10 @@
-"""The fast loop's smaller Hypothesis budget never reaches CI or a plain run (docs/testing.md, "Markers")."""
+"""The fast loop's smaller Hypothesis budget never reaches CI or a plain run (docs/testing.md, "The fast loop")."""
 
 from __future__ import annotations
 
+import os
+
+import pytest
 from hypothesis import settings
 
 import testutils
@@ -27,4 +30,6 @@ def test_example_counts_follow_the_loop(monkeypatch):
 
 def test_this_run_uses_the_profile_of_its_loop():
     # The default profile's 100 examples outside the fast loop; the fast-loop profile's 10 inside it.
+    if "HYPOTHESIS_PROFILE" in os.environ:
+        pytest.skip("HYPOTHESIS_PROFILE chooses the profile of this run")
     assert settings.default.max_examples == (10 if testutils.FAST_LOOP else 100)
