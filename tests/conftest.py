@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from testutils import REFERENCE_DIR
+import testutils
+from testutils import REFERENCE_DIR, is_fast_loop
 
 # Property-based tests are reproducible: a fixed derandomised seed and no example database, so CI and a
 # developer's machine try the same inputs. HYPOTHESIS_PROFILE=explore searches afresh and for longer.
@@ -16,7 +17,21 @@ settings.register_profile("mammoscreen", derandomize=True, database=None, deadli
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("explore", derandomize=False, deadline=None, max_examples=2000,
                           suppress_health_check=[HealthCheck.too_slow])
+# The quick local loop (-m "not slow" outside CI, see pytest_configure) tries fewer examples per property.
+settings.register_profile("fast-loop", parent=settings.get_profile("mammoscreen"), max_examples=10)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mammoscreen"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Recognise the fast loop before the test modules are imported (their @settings read testutils.FAST_LOOP).
+
+    Only ``-m`` expressions that leave out the slow tests, and never under CI=true: CI and a plain
+    ``python -m pytest`` run every property with its full example count (docs/testing.md).
+    """
+    testutils.FAST_LOOP = is_fast_loop(config.getoption("markexpr", "") or "", os.environ.get("CI", ""))
+    if testutils.FAST_LOOP and "HYPOTHESIS_PROFILE" not in os.environ:
+        settings.load_profile("fast-loop")
+
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -20,17 +21,26 @@ def test_console_script_help_lists_the_commands():
         assert command in out.stdout
 
 
-@pytest.fixture()
-def dataset(tmp_path):
-    images = tmp_path / "images"
+@pytest.fixture(scope="module")
+def dataset_source(tmp_path_factory):
+    """Three full-size synthetic mammograms and their exam list, written once for the module (PNG encoding of
+    3200 x 1500 images is most of the set-up); each test gets its own copy (``dataset``)."""
+    root = tmp_path_factory.mktemp("cli_dataset")
+    images = root / "images"
     exam = {"horizontal_flip": "NO", "L-CC": ["s_L-CC"], "R-CC": ["s_R-CC"], "L-MLO": [], "R-MLO": ["s_R-MLO"],
             "cancer_label": {"left_benign": 0, "right_benign": 0, "left_malignant": 0, "right_malignant": 0}}
     write_png(images / "s_L-CC.png", synthetic_breast((3200, 1500), facing="right", seed=1))
     write_png(images / "s_R-CC.png", synthetic_breast((3200, 1500), facing="left", seed=2))
     write_png(images / "s_R-MLO.png", synthetic_breast((3300, 1600), facing="left", seed=3))
-    exam_list = tmp_path / "exams.json"
-    exam_list.write_text(__import__("json").dumps([exam]))
-    return images, exam_list
+    (root / "exams.json").write_text(__import__("json").dumps([exam]))
+    return root
+
+
+@pytest.fixture()
+def dataset(dataset_source, tmp_path):
+    shutil.copytree(dataset_source / "images", tmp_path / "images")
+    shutil.copy(dataset_source / "exams.json", tmp_path / "exams.json")
+    return tmp_path / "images", tmp_path / "exams.json"
 
 
 def test_crop_then_centers_from_the_command_line(dataset, tmp_path, capsys):

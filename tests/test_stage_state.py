@@ -60,6 +60,7 @@ def finished(reference, tmp_path):
     return tmp_path / "out"
 
 
+@pytest.mark.slow  # two or three whole runs
 def test_a_replaced_input_image_is_recomputed_and_only_it(data, reference, synthetic_dataset, tmp_path, capsys):
     images, exam_list = data
     out = finished(reference, tmp_path)
@@ -82,6 +83,7 @@ def test_a_replaced_input_image_is_recomputed_and_only_it(data, reference, synth
         (tmp_path / "fresh" / "gmic_demo" / "predictions.csv").read_bytes()
 
 
+@pytest.mark.slow  # two or three whole runs
 def test_a_restored_missing_image_is_processed(data, reference, tmp_path):
     images, exam_list = data
     out = tmp_path / "out"
@@ -99,6 +101,7 @@ def test_a_restored_missing_image_is_processed(data, reference, tmp_path):
     assert not (out / "failures.csv").exists()  # nothing failed this time: no stale list
 
 
+@pytest.mark.slow  # two or three whole runs
 def test_a_disk_full_crop_is_an_incomplete_run_retried_in_full(data, reference, tmp_path, monkeypatch, capsys):
     import mammoscreen.preprocess.crop as crop
 
@@ -134,6 +137,7 @@ def test_a_disk_full_crop_is_an_incomplete_run_retried_in_full(data, reference, 
     assert not (out / "failures.csv").exists()
 
 
+@pytest.mark.slow  # two or three whole runs
 def test_a_crop_failure_is_listed_with_its_stage_and_counted(data, tmp_path, capsys):
     images, exam_list = data
     write_png(images / "0_L-CC.png", np.zeros((400, 300), np.uint16))  # nothing to crop
@@ -150,6 +154,7 @@ def test_a_crop_failure_is_listed_with_its_stage_and_counted(data, tmp_path, cap
         "images": 4, "reused": 0, "computed": 3, "failed": 1, "warnings": 0}
 
 
+@pytest.mark.slow  # two or three whole runs
 def test_a_corrupt_journal_line_is_reported_and_its_image_recomputed(data, reference, tmp_path, capsys):
     images, exam_list = data
     out = finished(reference, tmp_path)
@@ -170,6 +175,7 @@ def test_a_corrupt_journal_line_is_reported_and_its_image_recomputed(data, refer
         (reference / "gmic_demo" / "predictions.csv").read_bytes()
 
 
+@pytest.mark.slow  # two or three whole runs
 def test_predictions_of_other_weights_are_never_reused(data, reference, tmp_path):
     images, exam_list = data
 
@@ -199,6 +205,7 @@ def test_a_nan_checkpoint_is_refused_before_any_prediction(data, tmp_path, capsy
     assert not (tmp_path / "out" / "gmic_demo" / "predictions.csv").exists()
 
 
+@pytest.mark.slow  # two or three whole runs
 def test_outputs_that_are_not_numbers_fail_every_image_and_the_run(data, tmp_path, capsys):
     images, exam_list = data
 

@@ -11,6 +11,22 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
 
+FAST_LOOP = False
+"""True in the quick local loop (``-m "not slow"`` outside CI); set by conftest.pytest_configure before collection."""
+
+
+def is_fast_loop(markexpr: str, ci: str) -> bool:
+    """Whether a run with this ``-m`` expression and $CI value is the fast loop: slow tests left out, not CI."""
+    return "not slow" in " ".join(markexpr.split()) and ci.strip().lower() not in ("true", "1", "yes")
+
+
+def examples(n: int) -> int:
+    """A property's Hypothesis example count: ``n`` in CI and in a plain run, a tenth (at least 10) in the fast loop.
+
+    Use it as ``@settings(max_examples=examples(300))``: the full count stays the one CI runs.
+    """
+    return max(10, n // 10) if FAST_LOOP else n
+
 
 def synthetic_breast(shape=(600, 400), facing="right", seed=0, value_range=(200, 4000), noise_line=True):
     """A crude mammogram: a half-ellipse of textured tissue against the chest wall, zero background.

@@ -26,6 +26,16 @@ SYNTH_SEED = 3
 NEW_PASSWORD = "correct-horse-battery-7"
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the study (``study_inputs``: a real gmic_demo run of 20 images, ~10 s on 2 cores
+    before the first test) is ``slow``: the fast loop leaves the reader app's study tests to CI."""
+    here = Path(__file__).parent
+    for item in items:
+        if "study_inputs" in getattr(item, "fixturenames", ()) and here in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def study_inputs(tmp_path_factory) -> dict[str, Path]:
     """Six synthetic exams (scale 0.25) and a real ``mammoscreen run`` of the bundled gmic_demo with maps."""

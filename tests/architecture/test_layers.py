@@ -5,6 +5,7 @@ blocks do not, they never run)."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -101,8 +102,14 @@ def _exists(module: str) -> bool:
     return (PACKAGE / relative).with_suffix(".py").is_file() or (PACKAGE / relative / "__init__.py").is_file()
 
 
-def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py")) if "migrations" not in p.parts}
+def graph() -> dict[str, frozenset[str]]:
+    return _graph_of(PACKAGE)
+
+
+@functools.cache  # parsed once per package for the three checks that read it (the source does not change mid-run)
+def _graph_of(package: Path) -> dict[str, frozenset[str]]:
+    return {module_name(p): frozenset(imports_of(p)) for p in sorted(package.rglob("*.py"))
+            if "migrations" not in p.parts}
 
 
 def test_every_import_points_to_the_same_or_a_lower_layer():

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rayutils import run_mammoscreen
+from stageutils import small_dataset
 
 BF16_BOUND = 0.15  # |bf16 - fp32| of gmic_demo probabilities: at most 0.10 on 40 images (docs/scale-out.md)
 
@@ -25,11 +26,11 @@ def one_exam(synthetic_dataset, tmp_path_factory):
     from mammoscreen.data.exams import load_exam_list, save_exam_list
 
     root = tmp_path_factory.mktemp("precision")
-    run_mammoscreen(["run", "--models", "gmic_demo", "--images", synthetic_dataset / "images", "--exam-list",
-                     synthetic_dataset / "exam_list.pkl", "--output-dir", root, "--device", "cpu", "--no-evaluate",
-                     "--quiet", "--workers", "1"])
-    exam_list = save_exam_list(load_exam_list(next(root.glob("data_*.pkl")))[:1], root / "one_exam.pkl")
-    return root / "cropped_images", exam_list
+    images, exams = small_dataset(synthetic_dataset, root / "data")  # exam 0 only: its crops need no other exam
+    run_mammoscreen(["run", "--models", "gmic_demo", "--images", images, "--exam-list", exams, "--output-dir",
+                     root / "out", "--device", "cpu", "--no-evaluate", "--quiet", "--workers", "1"])
+    exam_list = save_exam_list(load_exam_list(next((root / "out").glob("data_*.pkl")))[:1], root / "one_exam.pkl")
+    return root / "out" / "cropped_images", exam_list
 
 
 def _predict(one_exam, output, precision, device="cpu", batch_size=1):
@@ -60,9 +61,12 @@ def test_bf16_is_opt_in_bounded_and_never_reused_as_fp32(one_exam, tmp_path):
     assert again.reused == 0 and (out / "predictions.csv").read_bytes() == first  # nor the bf16 ones as fp32
 
 
-def test_unknown_precision_is_refused(one_exam, tmp_path):
-    with pytest.raises(ValueError, match="precision"):
-        _predict(one_exam, tmp_path / "run", "fp8")
+def test_unknown_precision_is_refused():
+    # Refused where the options are made, before any image is read (no run needed to show it).
+    from mammoscreen.engine import PredictOptions
+
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        PredictOptions(device="cpu", progress=False, precision="fp8")
 
 
 @pytest.mark.cuda

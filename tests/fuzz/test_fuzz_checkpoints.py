@@ -17,6 +17,7 @@ from fuzzing import assert_no_canary, bounded_call
 from hostile import CanaryReduce, billion_laughs, build_on_list, deep_list, huge_bytearray, memo_index
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testutils import examples
 from torch import nn
 
 from mammoscreen.interop.keras_h5 import KerasFileError, parse_model_config, read_keras_h5
@@ -64,7 +65,7 @@ def _value(kind, key, reference):
     return kind
 
 
-@settings(max_examples=120)
+@settings(max_examples=examples(120))
 @given(st.dictionaries(keys, values, max_size=6), st.booleans(), st.booleans())
 def test_odd_state_dicts(entries, wrap, complete):
     model = Small()
@@ -95,7 +96,7 @@ def _archive() -> bytes:
 ARCHIVE = _archive()
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(st.lists(st.tuples(st.integers(0, len(ARCHIVE) - 1), st.integers(0, 255)), min_size=1, max_size=6),
        st.one_of(st.none(), st.integers(0, len(ARCHIVE))))
 def test_mutated_torch_archives(flips, cut):
@@ -107,7 +108,7 @@ def test_mutated_torch_archives(flips, cut):
     bounded_call(lambda: load_state_dict_into(Small(), load_checkpoint(path), str(path)), (WeightsError,), MEMORY)
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(st.sampled_from(["data.pkl", "byteorder", "version", "data/0"]),
        st.one_of(st.binary(max_size=64), st.sampled_from([deep_list(50_000), billion_laughs(9, 10), build_on_list(),
                                                           memo_index(), huge_bytearray()])))
@@ -136,7 +137,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
                            max_leaves=15)
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(st.lists(st.tuples(st.sampled_from(["replace", "delete", "wrap"]),
                           st.lists(st.integers(0, 5), max_size=4), json_values), max_size=4),
        st.integers(0, 2000))
@@ -164,7 +165,7 @@ def test_mutated_model_configs(edits, depth):
     bounded_call(lambda: parse_model_config(text, "fuzz.h5"), (KerasFileError,), MEMORY)
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(st.sampled_from(["ok", "no_weights", "wrong_shape", "text_weights", "huge_fill", "deep_config"]))
 def test_keras_files(case):
     path = WORK / f"{case}.h5"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testutils import examples
 
 from fuzzing import bounded_call, hostile_names
 from mammoscreen.core.paths import UnsafePathError, name_problem, output_path
@@ -28,7 +29,7 @@ exams = st.lists(st.fixed_dictionaries(
                                     max_leaves=10)}), min_size=1, max_size=3)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(exams, st.sampled_from(["pkl0", "pkl2", "pkl4", "pkl5", "json"]))
 def test_generated_exam_lists(data, form):
     path = WORK / f"exams.{'json' if form == 'json' else 'pkl'}"
@@ -52,7 +53,7 @@ def test_generated_exam_lists(data, form):
                 assert output_path(out, "maps", name + ".npz").parent == out / "maps"
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.lists(st.tuples(st.integers(0, 4000), st.sampled_from(list('[]{}",:0123456789aeflnrstu\\ \x00é')),
                           st.booleans()), min_size=1, max_size=8))
 def test_mutated_json_exam_lists(mutations):
@@ -70,7 +71,7 @@ def test_mutated_json_exam_lists(mutations):
     bounded_call(lambda: load_exam_list(path), (ExamListError,), MEMORY)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.lists(hostile_names(), min_size=1, max_size=3))
 def test_output_paths_never_leave_the_output_directory(parts):
     out = WORK / "out"

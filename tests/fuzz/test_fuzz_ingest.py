@@ -23,6 +23,7 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testutils import examples
 
 from clirun import assert_clean_error, changed_outside, run_cli, tree_snapshot
 from mammoscreen.data.convert import _scan_file, convert_file
@@ -35,8 +36,9 @@ from mammoscreen.evaluate.mrmc import analyse_mrmc_file
 from mammoscreen.evaluate.readers import evaluate_reader_study
 from mammoscreen.evaluate.validation import EvaluationInputError
 
-# Examples per property: enough for CI's minute or two; MAMMOSCREEN_FUZZ_EXAMPLES=2000 searches longer.
-_EXAMPLES = int(os.environ.get("MAMMOSCREEN_FUZZ_EXAMPLES", "150"))
+# Examples per property: enough for CI's minute or two (a tenth in the fast loop, testutils.examples);
+# MAMMOSCREEN_FUZZ_EXAMPLES=2000 searches longer.
+_EXAMPLES = int(os.environ.get("MAMMOSCREEN_FUZZ_EXAMPLES", "0")) or examples(150)
 FUZZ = settings(max_examples=_EXAMPLES, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 FEW = settings(max_examples=max(1, _EXAMPLES // 2),
@@ -408,6 +410,11 @@ def test_mutated_reader_study_table_is_evaluated_or_refused_with_one_line(tmp_pa
 # outside the output directory
 # ---------------------------------------------------------------------------------------------------------------
 
+# Each case below starts a child interpreter (a second or more): the first case of each command stays in the fast
+# loop, the others are slow (CI runs them all; the in-process properties above cover the loaders in both loops).
+CHILD_RUN = pytest.mark.slow
+
+
 def run_checked(args: list[str], root: Path, out: str = "out"):
     before = tree_snapshot(root)
     result = run_cli(args, cwd=root, timeout=180)
@@ -457,7 +464,8 @@ def test_convert_dicom_on_a_folder_of_damaged_files(tmp_path):
 
 @pytest.mark.parametrize("name, build, mention", [
     ("slope_abc.dcm", lambda p: build_dicom(p, None, [], ("RescaleSlope", "abc"), []), "RescaleSlope (0028,1053)"),
-    ("truncated.dcm", lambda p: build_dicom(p, None, [], None, [("truncate", 0.3)]), "truncated DICOM file"),
+    pytest.param("truncated.dcm", lambda p: build_dicom(p, None, [], None, [("truncate", 0.3)]), "truncated DICOM file",
+                 marks=CHILD_RUN),
 ])
 def test_inspect_of_a_damaged_file(tmp_path, name, build, mention):
     path = tmp_path / name
@@ -468,9 +476,10 @@ def test_inspect_of_a_damaged_file(tmp_path, name, build, mention):
 
 @pytest.mark.parametrize("content, mention", [
     (b"image_index,malignant_pred,malignant_label\na,0.1,0,extra\nb,0.9,1\n", "CSV line 2 has 4 field(s)"),
-    (b"image_index,malignant_pred\na,0.1\nb,0.9\n", "missing column(s) 'malignant_label'"),
-    (b"image_index,malignant_pred,malignant_label\na,0.1,0\nb," + b"9" * 300_000 + b",1\n", "field larger than"),
-    (b"\xff\xfe\x00\x01garbage", "not a UTF-8 text CSV file"),
+    pytest.param(b"image_index,malignant_pred\na,0.1\nb,0.9\n", "missing column(s) 'malignant_label'", marks=CHILD_RUN),
+    pytest.param(b"image_index,malignant_pred,malignant_label\na,0.1,0\nb," + b"9" * 300_000 + b",1\n",
+                 "field larger than", marks=CHILD_RUN),
+    pytest.param(b"\xff\xfe\x00\x01garbage", "not a UTF-8 text CSV file", marks=CHILD_RUN),
 ])
 def test_evaluate_on_a_bad_prediction_csv(tmp_path, content, mention):
     path = tmp_path / "predictions.csv"
@@ -497,8 +506,8 @@ def test_evaluate_on_a_large_prediction_csv_is_bounded(tmp_path):
 
 @pytest.mark.parametrize("edits, mention", [
     ([("cell", 1, 0, "N0: 7")], "the header says N0:7 but the data have 5"),
-    ([("cell", 20, 3, "x")], "line 21: score 'x' is not a number"),
-    ([("cell", 6, 3, "2")], "line 7: truth must be 0 (normal) or 1 (abnormal), got '2'"),
+    pytest.param([("cell", 20, 3, "x")], "line 21: score 'x' is not a number", marks=CHILD_RUN),
+    pytest.param([("cell", 6, 3, "2")], "line 7: truth must be 0 (normal) or 1 (abnormal), got '2'", marks=CHILD_RUN),
 ])
 def test_mrmc_on_a_bad_imrmc_file(tmp_path, edits, mention):
     path = tmp_path / "study.imrmc"
@@ -509,8 +518,8 @@ def test_mrmc_on_a_bad_imrmc_file(tmp_path, edits, mention):
 
 @pytest.mark.parametrize("command, edits, mention", [
     ("reader-study", [("cell", 1, 0, "")], "'case_ID' is empty in data row(s) 1"),
-    ("reader-study", [("extra_field", 3)], "CSV line 4 has 8 field(s)"),
-    ("mrmc", [("cell", 2, 3, "x")], "column 'Reader01_POM'"),
+    pytest.param("reader-study", [("extra_field", 3)], "CSV line 4 has 8 field(s)", marks=CHILD_RUN),
+    pytest.param("mrmc", [("cell", 2, 3, "x")], "column 'Reader01_POM'", marks=CHILD_RUN),
 ])
 def test_reader_study_commands_on_a_bad_table(tmp_path, command, edits, mention):
     path = tmp_path / "study.csv"

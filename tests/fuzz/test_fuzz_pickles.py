@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testutils import examples
 
 from fuzzing import assert_no_canary, bounded_call
 from hostile import canary_call
@@ -30,7 +31,7 @@ plain_data = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | s
                           | st.dictionaries(st.text(max_size=8), inner, max_size=5), max_leaves=40)
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(plain_data, st.integers(0, pickle.HIGHEST_PROTOCOL))
 def test_plain_data_round_trips(data, protocol):
     pickled = pickle.dumps(data, protocol=protocol)
@@ -60,7 +61,7 @@ def _exam_pickle(protocol: int) -> bytes:
     return pickle.dumps([exam, exam], protocol=protocol)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.integers(0, pickle.HIGHEST_PROTOCOL), st.lists(st.tuples(
     st.sampled_from(["flip", "insert", "delete", "splice", "truncate"]), st.integers(0, 10_000),
     st.integers(0, 255), st.integers(0, len(FRAGMENTS) - 1)), min_size=1, max_size=4))
@@ -108,7 +109,7 @@ OPCODES = [b"(", b"]", b"}", b")", b"a", b"e", b"s", b"u", b"t", b"\x85", b"\x86
            b"\x8c\x05numpy\x8c\x07ndarray\x93", b"\x8c\x15numpy.core.multiarray\x8c\x0c_reconstruct\x93"]
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.lists(st.integers(0, len(OPCODES) - 1), max_size=60), st.integers(2, 5))
 def test_random_opcode_streams(indices, protocol):
     data = bytes([0x80, protocol]) + b"".join(OPCODES[i] for i in indices) + b"."

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testutils import examples
 
 from fuzzing import bounded_call, ihdr_png
 from mammoscreen.core.limits import limits_override
@@ -23,7 +24,7 @@ LIMIT = 2_000_000  # pixels, lowered for the fuzzing so that accepted images sta
 VALID_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # the PNG specification
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(width=st.one_of(st.integers(0, 3000), st.sampled_from([19000, 2 ** 31 - 1, 2 ** 32 - 1, 65536])),
        height=st.one_of(st.integers(0, 3000), st.sampled_from([19000, 2 ** 31 - 1, 1])),
        bit_depth=st.sampled_from([1, 2, 4, 8, 16, 3, 32, 0]), colour_type=st.sampled_from([0, 2, 3, 4, 6, 1, 7]),
@@ -47,7 +48,7 @@ def test_png_headers(width, height, bit_depth, colour_type, payload, cut):
         assert array.dtype in (np.uint8, np.uint16)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.binary(max_size=200), st.integers(0, 100))
 def test_random_bytes_after_a_png_signature(body, cut):
     path = WORK / "random.png"

@@ -134,6 +134,7 @@ def exam(prefix, counts=None, **views):
 def test_exam_random_states_are_laid_out_for_the_whole_run(view_wise_file, tmp_path):
     exams = exams_from_data([exam("a"), exam("b", **{"L-MLO": []}), exam("c", counts={"R-CC": 3}), exam("d")])
     predictor = build_nyu_model(view_wise_file, device="cpu", seed=4)
+    assert isinstance(predictor, ViewWiseDMVPredictor)  # the view-wise file builds the view-wise predictor
     predictor.plan(exams, tmp_path)
     assert sorted(predictor._exam_states) == [0, 2, 3]  # the incomplete exam draws nothing
 
@@ -183,10 +184,6 @@ def test_cli_rejects_options_a_model_does_not_take(tmp_path, capsys, view_wise_f
     assert "--heatmap-precision applies only to the image+heatmaps variant" in capsys.readouterr().err
     assert main(base + ["--model", "gmic", "--weights", str(view_wise_file)] + bfloat16) == 2
     assert "gmic does not take --heatmap-precision" in capsys.readouterr().err
-
-
-def test_view_wise_predictor_type(view_wise_file):
-    assert isinstance(build_nyu_model(view_wise_file, device="cpu"), ViewWiseDMVPredictor)
 
 
 @pytest.mark.slow
