@@ -38,7 +38,7 @@ from mammoscreen.data.images import encode_png  # noqa: E402
 from mammoscreen.engine import PredictOptions, write_predictions_csv  # noqa: E402
 from mammoscreen.explain.visualize import gmic_figure  # noqa: E402
 from mammoscreen.models.gmic.predictor import load_gmic  # noqa: E402
-from mammoscreen.pipeline import ModelRequest, run_pipeline  # noqa: E402
+from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline  # noqa: E402
 from mammoscreen.preprocess.centers import optimal_center  # noqa: E402
 from mammoscreen.preprocess.crop import apply_crop, breast_facing, crop_info  # noqa: E402
 from mammoscreen.preprocess.windows import extract_window, flip_to_face_right, standardize, window_geometry  # noqa: E402

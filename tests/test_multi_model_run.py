@@ -20,7 +20,7 @@ from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.models.options import ModelOptions
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import WeightsError, load_checkpoint
-from mammoscreen.pipeline import ModelRequest, model_requests, run_pipeline, split_model_names
+from mammoscreen.workflows.pipeline import ModelRequest, model_requests, run_pipeline, split_model_names
 
 
 class ConstantPredictor(Predictor):

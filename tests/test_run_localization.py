@@ -20,8 +20,8 @@ from mammoscreen.engine import PredictOptions
 from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
 from mammoscreen.models.nyu_glam.modeling import GLAM, GLAMConfig
 from mammoscreen.models.registry import get_model_spec
-from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.run_evaluation import LOCALIZATION_DIR, localize_run
+from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline
+from mammoscreen.workflows.run_evaluation import LOCALIZATION_DIR, localize_run
 
 pytestmark = pytest.mark.slow  # whole runs of tiny GMIC and GLAM models on synthetic exams
 

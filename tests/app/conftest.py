@@ -31,7 +31,7 @@ def study_inputs(tmp_path_factory) -> dict[str, Path]:
     """Six synthetic exams (scale 0.25) and a real ``mammoscreen run`` of the bundled gmic_demo with maps."""
     from mammoscreen.data.synth import SynthOptions, generate_exams
     from mammoscreen.engine import PredictOptions
-    from mammoscreen.pipeline import ModelRequest, run_pipeline
+    from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline
 
     root = tmp_path_factory.mktemp("reader_app_inputs")
     exams = generate_exams(N_EXAMS, root / "data", seed=SYNTH_SEED,

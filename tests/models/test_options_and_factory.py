@@ -93,7 +93,7 @@ def test_the_factory_checks_variant_and_weights_before_loading_anything(tmp_path
 
 def test_the_cli_and_the_pipeline_no_longer_inspect_builder_signatures():
     import mammoscreen.cli.predict as cli_predict
-    import mammoscreen.pipeline as pipeline
+    import mammoscreen.workflows.pipeline as pipeline
 
     for module in (cli_predict, pipeline):
         assert "inspect.signature" not in Path(module.__file__).read_text()

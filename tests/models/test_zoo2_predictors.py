@@ -25,7 +25,7 @@ from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.models.frcnn_cad.predictor import FRCNNPredictor, to_8bit_bgr
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline
 
 OFFICIAL_ORDER = ["e0_L-CC", "e0_L-MLO", "e0_R-CC", "e0_R-MLO", "e1_L-CC", "e1_R-CC"]
 

@@ -19,7 +19,7 @@ from mammoscreen.data.images import read_png
 from mammoscreen.engine import PredictOptions
 from mammoscreen.models.end2end.modeling import load_end2end
 from mammoscreen.models.end2end.predictor import preprocess_end2end
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline
 from mammoscreen.preprocess.magick import auto_level, magick_resize
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]

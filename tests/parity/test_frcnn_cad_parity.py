@@ -21,7 +21,7 @@ from mammoscreen.data.images import read_png
 from mammoscreen.engine import PredictOptions
 from mammoscreen.models.frcnn_cad.modeling import FasterRCNNVGG16, load_frcnn
 from mammoscreen.models.frcnn_cad.predictor import image_scale, network_input, to_8bit_bgr
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ import pytest
 from zoo2_reference import end2end_weights, frcnn_weights, model_reference_dir
 
 from mammoscreen.engine import PredictOptions
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::mammoscreen.models.weights.UnexpectedKeysWarning")]

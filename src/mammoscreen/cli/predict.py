@@ -197,7 +197,7 @@ def _check_model_options(options: dict[str, str], specs) -> None:
 
 def _requests(args: argparse.Namespace, names: list[str]):
     from ..models.weights import allow_unverified_downloads
-    from ..pipeline import model_requests, split_model_names
+    from ..workflows.pipeline import model_requests, split_model_names
 
     if args.allow_unverified:  # before any weights are checked or fetched
         allow_unverified_downloads(True)
@@ -257,7 +257,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_run(args: argparse.Namespace) -> int:
     from ..models.registry import get_model_spec
-    from ..pipeline import run_pipeline
+    from ..workflows.pipeline import run_pipeline
 
     choice = engine_choice(args)  # before any work: an option error is one line
     names = ([args.model] if args.model else []) + list(args.models)
@@ -289,17 +289,17 @@ def run_run(args: argparse.Namespace) -> int:
     print(_summary_table(result))
     io_failures = list(result.incomplete)
     if args.evaluate:
-        from ..run_evaluation import evaluate_run
+        from ..workflows.run_evaluation import evaluate_run
 
         evaluation = evaluate_run(result, args.output_dir, n_bootstrap=args.bootstrap, by=args.by,
                                   bins=args.bins or None)
         late = list(evaluation.failures)
         if args.segmentations is not None:
-            from ..run_evaluation import localize_run
+            from ..workflows.run_evaluation import localize_run
 
             late += localize_run(result, args.output_dir, args.segmentations, n_bootstrap=args.bootstrap).failures
         if late:
-            from ..pipeline import add_failures
+            from ..workflows.pipeline import add_failures
 
             add_failures(args.output_dir, late)
             for failure in late:

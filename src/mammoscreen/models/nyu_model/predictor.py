@@ -40,7 +40,7 @@ from ...core.files import sha256_file
 from ...core.paths import output_path
 from ...data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views, view_angle
 from ...data.images import image_path, read_mammogram, write_png
-from ...memory import keep_freed_memory
+from ...core.memory import keep_freed_memory
 from ...preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
 from ..interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predictor
 from ..layers.densenet import DenseNet, densenet121
@@ -242,7 +242,7 @@ class ViewWiseDMVPredictor(ExamPredictor):
         self.spec = NYU_MODEL_SPEC
         self.device = resolve_device(device)
         if self.device.type == "cpu":
-            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.memory
+            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.core.memory
         self.model = model.to(self.device).eval()
         self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
         self.heatmap_settings = heatmaps
@@ -383,7 +383,7 @@ class ImageWiseDMVPredictor(Predictor):
         self.spec = NYU_MODEL_SINGLE_SPEC
         self.device = resolve_device(device)
         if self.device.type == "cpu":
-            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.memory
+            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.core.memory
         self.model = model.to(self.device).eval()
         self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
         self.heatmap_settings = heatmaps

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .core.safejson import load_json
+from ..core.safejson import load_json
 
 DEMO_MODEL = "gmic_demo"
 DEFAULT_OUTPUT_DIR = "mammoscreen-demo"
@@ -54,7 +54,7 @@ class DemoResult:
 
 def demo_model_card() -> dict:
     """The bundled demo model's card (training command, seeds, synthetic-data options, metrics)."""
-    from .models.registry import get_model_spec
+    from ..models.registry import get_model_spec
 
     spec = get_model_spec(DEMO_MODEL)
     card = Path(__file__).parent / "models" / "pretrained" / spec.extra["model_card"]
@@ -90,12 +90,12 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     n_bootstrap : bootstrap replicates for the 95% CIs of the evaluation and the localisation.
     visualize : draw one figure per image (the report's gallery).
     """
-    from .core.files import write_json_atomic
-    from .data.synth import SynthOptions, generate_exams
-    from .engine import PredictOptions
-    from .explain.localize import localize_maps
+    from ..core.files import write_json_atomic
+    from ..data.synth import SynthOptions, generate_exams
+    from ..engine import PredictOptions
+    from ..explain.localize import localize_maps
     from .pipeline import ModelRequest, run_pipeline
-    from .report import build_report
+    from ..report import build_report
     from .run_evaluation import evaluate_run
 
     if n_exams < 2:

@@ -40,10 +40,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .core.files import sha256_file, write_json_atomic
-from .core.lock import OutputLockError, output_lock
-from .core.paths import ensure_output_dir, output_path
-from .core.stages import (
+from ..core.files import sha256_file, write_json_atomic
+from ..core.lock import OutputLockError, output_lock
+from ..core.paths import ensure_output_dir, output_path
+from ..core.stages import (
     FAILURES_CSV,
     WARNINGS_CSV,
     Failure,
@@ -54,12 +54,12 @@ from .core.stages import (
     write_failures_csv,
     write_warnings_csv,
 )
-from .data.exams import Exam, load_exam_list
-from .engine import PredictionRun, PredictOptions, run_prediction
-from .engine.choice import Engine
-from .models.factory import PredictorRequest, build_predictor
-from .models.registry import ModelSpec, get_model_spec
-from .models.weights import WeightsError, unverified_downloads, weights_problem
+from ..data.exams import Exam, load_exam_list
+from ..engine import PredictionRun, PredictOptions, run_prediction
+from ..engine.choice import Engine
+from ..models.factory import PredictorRequest, build_predictor
+from ..models.registry import ModelSpec, get_model_spec
+from ..models.weights import WeightsError, unverified_downloads, weights_problem
 
 CROPPED_DIR = "cropped_images"
 RUN_SUMMARY = "run_summary.json"
@@ -88,7 +88,7 @@ def split_model_names(values: Sequence[str]) -> list[str]:
 
 def _per_model(values: Sequence[str], names: Sequence[str], what: str) -> tuple[dict[str, str], str | None]:
     """Split 'MODEL=VALUE' assignments from one plain default value."""
-    from .models.registry import list_models
+    from ..models.registry import list_models
 
     known = {spec.name for spec in list_models()}
     assigned: dict[str, str] = {}
@@ -213,7 +213,7 @@ def centers_file_name(windows: dict[str, tuple[int, int]]) -> str:
 
 def _centres_stage(cropped_dir: Path, cropped_list: Path, path: Path, windows: dict, workers: int, progress: bool,
                    report: StageReport, pool: Any) -> Any:
-    from .preprocess.centers import centers_dataset
+    from ..preprocess.centers import centers_dataset
 
     return centers_dataset(cropped_dir, load_exam_list(cropped_list), path, windows=windows, workers=workers,
                            progress=progress, report=report, pool=pool)
@@ -282,7 +282,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
 def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output_dir: Path,
                 runnable: list[tuple[ModelRequest, ModelSpec]], outcomes: dict[str, ModelOutcome], workers: int,
                 options: PredictOptions, log: Callable[[str], None], engine: Engine) -> RunResult:
-    from .preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
+    from ..preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
     failures: dict[str, list[Failure]] = {}
     stages: dict[str, StageReport] = {}
@@ -426,8 +426,8 @@ def _text(value: str | Path | None) -> str | None:
 def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], options: PredictOptions,
                 result: RunResult, command: Sequence[str] | None) -> dict[str, Any]:
     """The run's inputs and environment, as the report shows them."""
-    from .data.exams import iter_images
-    from .environment import software_versions, utc_timestamp
+    from ..data.exams import iter_images
+    from ..core.environment import software_versions, utc_timestamp
 
     return {"finished": utc_timestamp(), "command": list(command) if command is not None else None,
             "images": str(images_dir.resolve()), "exam_list": str(exam_list.resolve()),

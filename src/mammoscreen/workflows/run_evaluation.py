@@ -2,7 +2,7 @@
 
 This is the meta-repository's core use case - several published models on the same data, each scored
 with AUROC/AUPRC and bootstrap CIs, then compared pairwise (DeLong, paired bootstrap) - as one call on
-the :class:`~mammoscreen.pipeline.RunResult`. Every model is compared at breast level (image-level
+the :class:`~mammoscreen.workflows.pipeline.RunResult`. Every model is compared at breast level (image-level
 predictions become breast scores as the meta-repository's ``score.py`` computes them), the one level
 all six models share.
 
@@ -25,9 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .core.paths import output_path
-from .core.stages import Failure, describe_error, is_io_error
-from .data.exams import load_exam_list
+from ..core.paths import output_path
+from ..core.stages import Failure, describe_error, is_io_error
+from ..data.exams import load_exam_list
 from .pipeline import RunResult
 
 EVALUATION_DIR = "evaluation"
@@ -69,8 +69,8 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
     are left out of the predictions). ``by``: metadata keys of the subgroup analysis (None: the default
     keys the exam list has; empty: none); ``bins``: their bins (see ``evaluate --bins``).
     """
-    from .evaluate import compare_models, evaluate_predictions
-    from .evaluate.result_files import format_comparison, write_comparison, write_evaluation
+    from ..evaluate import compare_models, evaluate_predictions
+    from ..evaluate.result_files import format_comparison, write_comparison, write_evaluation
 
     output_dir = Path(output_dir)
     outcome = RunEvaluation()
@@ -124,7 +124,7 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
             outcome.comparison = comparison
             log(format_comparison(comparison))
             if keys:
-                from .evaluate.subgroup_evaluation import compare_subgroups
+                from ..evaluate.subgroup_evaluation import compare_subgroups
 
                 _subgroups(outcome, COMPARISON_DIR,
                            lambda: compare_subgroups([files[n] for n in names], names, exam_list, keys, bins=bins,
@@ -134,13 +134,13 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
 
 
 def _subgroup_keys(exams, by: str | Sequence[str] | None) -> list[str]:
-    from .evaluate.subgroup_evaluation import default_subgroup_keys, split_keys
+    from ..evaluate.subgroup_evaluation import default_subgroup_keys, split_keys
 
     return default_subgroup_keys(exams) if by is None else split_keys(by)
 
 
 def _evaluate_subgroups(csv_path, exam_list, keys, bins, n_bootstrap, seed, name):
-    from .evaluate.subgroup_evaluation import evaluate_subgroups
+    from ..evaluate.subgroup_evaluation import evaluate_subgroups
 
     return evaluate_subgroups(csv_path, exam_list, keys, bins=bins, n_bootstrap=n_bootstrap, seed=seed, name=name)
 
@@ -148,7 +148,7 @@ def _evaluate_subgroups(csv_path, exam_list, keys, bins, n_bootstrap, seed, name
 def _subgroups(outcome: RunEvaluation, name: str, analyse: Callable[[], object], directory: Path,
                log: Callable[[str], None]) -> None:
     """Run one subgroup analysis and write it; a failure is reported and the run carries on."""
-    from .evaluate.subgroup_files import write_subgroups
+    from ..evaluate.subgroup_files import write_subgroups
 
     try:
         evaluation = analyse()
@@ -193,8 +193,8 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
     failed) or whose localisation fails is reported in ``problems`` and ``log``, and the others carry on;
     single unusable maps files are skipped inside :func:`~mammoscreen.explain.localize.localize_maps`.
     """
-    from .engine.outputs import MAPS_DIR
-    from .explain.localize import localize_maps
+    from ..engine.outputs import MAPS_DIR
+    from ..explain.localize import localize_maps
 
     output_dir = Path(output_dir)
     outcome = RunLocalization()
