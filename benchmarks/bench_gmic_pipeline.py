@@ -38,7 +38,8 @@ from mammoscreen.data.images import encode_png  # noqa: E402
 from mammoscreen.engine import PredictOptions, write_predictions_csv  # noqa: E402
 from mammoscreen.explain.visualize import gmic_figure  # noqa: E402
 from mammoscreen.models.gmic.predictor import load_gmic  # noqa: E402
-from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline  # noqa: E402
+from mammoscreen.models.factory import PredictorRequest  # noqa: E402
+from mammoscreen.workflows.pipeline import run_pipeline  # noqa: E402
 from mammoscreen.preprocess.centers import optimal_center  # noqa: E402
 from mammoscreen.preprocess.crop import apply_crop, breast_facing, crop_info  # noqa: E402
 from mammoscreen.preprocess.windows import extract_window, flip_to_face_right, standardize, window_geometry  # noqa: E402
@@ -186,7 +187,7 @@ def main() -> int:
             out_dir = tmp / label.split()[1].strip("(")
             start = time.perf_counter()
             run_pipeline(images, exam_list, out_dir,
-                         [ModelRequest("gmic", ref / "gmic" / "gmic_reference.p", "1")], workers=2,
+                         [PredictorRequest("gmic", ref / "gmic" / "gmic_reference.p", "1")], workers=2,
                          options=PredictOptions(device="cpu", progress=False, **opts), log=lambda m: None)
             end_to_end[label] = (time.perf_counter() - start) / n_images
 

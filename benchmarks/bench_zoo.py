@@ -472,10 +472,10 @@ def main(argv=None) -> int:
         return 0
 
     from mammoscreen.models.registry import list_models
-    from mammoscreen.workflows.pipeline import model_requests, split_model_names
+    from mammoscreen.cli.model_args import model_requests, split_model_names
 
     names = split_model_names([args.models]) if args.models else [s.name for s in list_models()]
-    requests = {r.name: r for r in model_requests(names, args.weights)}
+    requests = {r.model: r for r in model_requests(names, args.weights)}
     specs = [s for s in list_models() if s.name in names]
     print(f"{len(specs)} models, {args.threads} threads, device {args.device}, "
           f"load average {os.getloadavg()[0]:.1f} at start", flush=True)

@@ -16,7 +16,8 @@ from mammoscreen.models import registry, weights
 from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import WeightsError, download, official_weights_path, url_problem, weights_problem
-from mammoscreen.workflows.pipeline import ModelRequest, run_pipeline
+from mammoscreen.models.factory import PredictorRequest
+from mammoscreen.workflows.pipeline import run_pipeline
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -126,10 +127,10 @@ def test_the_sha256_of_an_unverified_download_is_in_the_run_summary(server, tmp_
     (tmp_path / "images").mkdir()
     options = PredictOptions(progress=False)
     with pytest.raises(WeightsError, match="--allow-unverified"):
-        run_pipeline(tmp_path / "images", exam_list, tmp_path / "out", [ModelRequest("download_toy", "official")],
+        run_pipeline(tmp_path / "images", exam_list, tmp_path / "out", [PredictorRequest("download_toy", "official")],
                      options=options, log=lambda m: None)
     weights.allow_unverified_downloads(True)
-    run_pipeline(tmp_path / "images", exam_list, tmp_path / "out", [ModelRequest("download_toy", "official")],
+    run_pipeline(tmp_path / "images", exam_list, tmp_path / "out", [PredictorRequest("download_toy", "official")],
                  options=options, log=lambda m: None)
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     recorded = summary["run"]["unverified_downloads"]

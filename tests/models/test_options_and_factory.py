@@ -97,3 +97,5 @@ def test_the_cli_and_the_pipeline_no_longer_inspect_builder_signatures():
 
     for module in (cli_predict, pipeline):
         assert "inspect.signature" not in Path(module.__file__).read_text()
+    # The CLI's MODEL=VALUE syntax is parsed in the CLI layer; the pipeline takes typed requests.
+    assert not hasattr(pipeline, "model_requests") and not hasattr(pipeline, "ModelRequest")

@@ -72,7 +72,8 @@ def _spec(name: str, strength: float) -> ModelSpec:
 def report_run(synthetic_dataset, tmp_path_factory):
     """(run_dir, dataset_dir, weights_dir) of a two-model run with figures, evaluation and comparison,
     plus a localisation result for the first model in the schema 'mammoscreen localize' writes."""
-    from mammoscreen.workflows.pipeline import model_requests, run_pipeline
+    from mammoscreen.cli.model_args import model_requests
+    from mammoscreen.workflows.pipeline import run_pipeline
     from mammoscreen.workflows.run_evaluation import evaluate_run
 
     root = tmp_path_factory.mktemp("report_run")

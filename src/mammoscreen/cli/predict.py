@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV
@@ -197,7 +198,7 @@ def _check_model_options(options: dict[str, str], specs) -> None:
 
 def _requests(args: argparse.Namespace, names: list[str]):
     from ..models.weights import allow_unverified_downloads
-    from ..workflows.pipeline import model_requests, split_model_names
+    from .model_args import model_requests, split_model_names
 
     if args.allow_unverified:  # before any weights are checked or fetched
         allow_unverified_downloads(True)
@@ -219,13 +220,13 @@ def _requests(args: argparse.Namespace, names: list[str]):
 def run_predict(args: argparse.Namespace) -> int:
     from ..data.exams import load_exam_list
     from ..engine import run_prediction
-    from ..models.factory import PredictorRequest, build_predictor
+    from ..models.factory import build_predictor
     from ..models.registry import get_model_spec
     from ..models.weights import WeightsError, weights_problem
 
     choice = engine_choice(args)  # before any work: an option error is one line
     request = _requests(args, [args.model or "gmic"])[0]
-    spec = get_model_spec(request.name)
+    spec = get_model_spec(request.model)
     problem = weights_problem(spec, request.weights, request.variant)
     if problem:
         raise WeightsError(problem)
@@ -234,7 +235,7 @@ def run_predict(args: argparse.Namespace) -> int:
     model_options = _parse_model_options(args)
     _check_model_options(model_options, [spec])
     variant, build_options = _build_options(args, spec, request.variant, args.output_dir)
-    predictor = build_predictor(PredictorRequest(spec.name, request.weights, variant, options.device, build_options))
+    predictor = build_predictor(replace(request, variant=variant, device=options.device, options=build_options))
     provenance = predictor.provenance()
     print(f"{spec.name} variant {provenance.get('variant', '-')} on {getattr(predictor, 'device', '')}")
     if provenance.get("heatmap_precision", "float32") != "float32":
@@ -262,14 +263,14 @@ def run_run(args: argparse.Namespace) -> int:
     choice = engine_choice(args)  # before any work: an option error is one line
     names = ([args.model] if args.model else []) + list(args.models)
     requests = _requests(args, names or ["gmic"])
-    specs = [get_model_spec(r.name) for r in requests]
+    specs = [get_model_spec(r.model) for r in requests]
     _check_model_options(_parse_model_options(args), specs)
     strict = len(requests) == 1
     if not strict and args.heatmaps and not any("patch_weights" in _builder_options(s) for s in specs):
         raise ValueError("--heatmaps: none of the models has an image+heatmaps variant")
-    for request, spec in zip(requests, specs):
-        request.variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
-        request.build_options.update(options)
+    for position, (request, spec) in enumerate(zip(requests, specs)):
+        variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
+        requests[position] = replace(request, variant=variant, options={**request.options, **options})
     with open_engine(choice) as engine:
         result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
                               options=_options(args), command=getattr(args, "command_line", None),

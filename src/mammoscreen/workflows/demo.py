@@ -94,7 +94,8 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     from ..data.synth import SynthOptions, generate_exams
     from ..engine import PredictOptions
     from ..explain.localize import localize_maps
-    from .pipeline import ModelRequest, run_pipeline
+    from ..models.factory import PredictorRequest
+    from .pipeline import run_pipeline
     from ..report import build_report
     from .run_evaluation import evaluate_run
 
@@ -119,7 +120,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
         options = PredictOptions(device=device, save_maps=True, visualize=visualize,
                                  segmentations=synthetic / "segmentation", progress=progress)
         result = run_pipeline(synthetic / "images", synthetic / "exam_list.pkl", output_dir,
-                              [ModelRequest(DEMO_MODEL, "official", None, {})], workers=workers,
+                              [PredictorRequest(DEMO_MODEL, "official")], workers=workers,
                               options=options, log=log, command=command)
 
     with _stage("evaluate", seconds, log):
