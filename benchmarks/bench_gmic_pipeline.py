@@ -149,7 +149,7 @@ def main() -> int:
             flipped = flip_to_face_right(cropped, r.view, r.horizontal_flip)
             meta = info.as_metadata()
             t, center = best_time(lambda: optimal_center(flipped, r.view, meta["rightmost_points"][1],
-                                                         meta["bottommost_points"][0]), args.repeat)
+                                                         meta["bottommost_points"][0], (2944, 1920)), args.repeat)
             stages["centres"].append(t)
 
             def window_and_standardise():

@@ -61,9 +61,23 @@ def test_the_published_windows_and_top_t_travel_with_the_weights():
         "1": 0.02, "2": 0.03, "3": 0.03, "4": 0.05, "5": 0.10}
     assert dict(get_model_spec("nyu_model").preprocessing.windows) == {"CC": (2677, 1942), "MLO": (2974, 1748)}
     assert get_model_spec("end2end").preprocessing.crop is False
-    from mammoscreen.preprocess.centers import GMIC_WINDOWS  # the centres stage's default window is GMIC's
 
-    assert GMIC_WINDOWS == dict(gmic.preprocessing.windows)
+
+
+def test_the_centre_stage_takes_its_windows_from_the_model_records():
+    import inspect
+
+    from mammoscreen.cli.preprocess import centre_windows
+    from mammoscreen.preprocess import centers
+
+    # preprocess/ knows no model's window: the stage must be given one (the run passes each model's record)
+    assert inspect.signature(centers.centers_dataset).parameters["windows"].default is inspect.Parameter.empty
+    assert inspect.signature(centers.optimal_center).parameters["window"].default is inspect.Parameter.empty
+    assert not hasattr(centers, "GMIC_WINDOWS")
+    # 'mammoscreen centers' without --window uses GMIC's record; --window applies to every view
+    assert centre_windows(None) == dict(get_model_spec("gmic").preprocessing.windows) == \
+        {"CC": (2944, 1920), "MLO": (2944, 1920)}
+    assert centre_windows([300, 200]) == {"CC": (300, 200), "MLO": (300, 200)}
 
 
 def test_mammoscreen_models_json_shows_the_preprocessing_record_and_options(capsys):

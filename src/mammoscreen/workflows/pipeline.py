@@ -136,10 +136,15 @@ def _window_key(windows: dict[str, tuple[int, int]]) -> tuple[tuple[str, tuple[i
     return tuple(sorted((angle, tuple(size)) for angle, size in windows.items()))
 
 
+NYU_CENTRES_MODEL = "gmic"
+"""The model whose window's centres go to ``data.pkl``, the file name of the official NYU scripts."""
+
+
 def centers_file_name(windows: dict[str, tuple[int, int]]) -> str:
-    """data.pkl for the GMIC window, data_<cc>_<mlo>.pkl for others."""
+    """data.pkl for the window of GMIC's preprocessing record (GLAM's too), data_<cc>_<mlo>.pkl for others."""
     sizes = {tuple(v) for v in windows.values()}
-    if sizes == {(2944, 1920)}:
+    nyu_windows = get_model_spec(NYU_CENTRES_MODEL).center_windows or {}
+    if sizes == {tuple(v) for v in nyu_windows.values()}:
         return "data.pkl"
     return "data_" + "_".join(f"{a}{r}x{c}" for a, (r, c) in sorted(windows.items())) + ".pkl"
 
