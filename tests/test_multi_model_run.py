@@ -47,7 +47,7 @@ def make_spec(name):
         return ConstantPredictor(spec, float(path.read_text()))
 
     return ModelSpec(name=name, title=f"stand-in {name}", paper="-", license="test", output_level="image",
-                     prediction_columns=("malignant_pred",), input_description="anything", needs_crop=False,
+                     prediction_columns=("malignant_pred",), needs_crop=False,
                      weights={"v1": WeightFile(f"{name}.txt"), "v2": WeightFile(f"{name}_v2.txt")},
                      default_variant="v1", variants=("v1", "v2"), build=build)
 

@@ -54,7 +54,7 @@ def fresh_policy(monkeypatch):
 
 def _spec(url, sha256=None, name="toy"):
     return ModelSpec(name=name, title="toy", paper="-", license="-", output_level="image",
-                     prediction_columns=("malignant_pred",), input_description="-",
+                     prediction_columns=("malignant_pred",),
                      weights={"1": WeightFile("toy.p", url, sha256)}, default_variant="1")
 
 
@@ -118,7 +118,7 @@ def test_the_sha256_of_an_unverified_download_is_in_the_run_summary(server, tmp_
         return _Constant(registry.get_model_spec("download_toy"), float(paths[0].read_text()))
 
     spec = ModelSpec(name="download_toy", title="toy", paper="-", license="-", output_level="image",
-                     prediction_columns=("malignant_pred",), input_description="-", needs_crop=False,
+                     prediction_columns=("malignant_pred",), needs_crop=False,
                      weights={"1": WeightFile("toy.p", base + "toy.p")}, default_variant="1", build=build)
     registry.list_models()
     monkeypatch.setitem(registry._REGISTRY, "download_toy", spec)

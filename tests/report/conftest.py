@@ -63,7 +63,7 @@ def _spec(name: str, strength: float) -> ModelSpec:
 
     return ModelSpec(name=name, title=f"Stand-in {name}", paper="Nobody et al., A stand-in model (2026)",
                      license="test-only", output_level="image", prediction_columns=("benign_pred", "malignant_pred"),
-                     input_description="any mammogram", needs_crop=False,
+                     needs_crop=False,
                      weights={"v1": WeightFile(f"{name}.bin")}, default_variant="v1", variants=("v1",),
                      intended_use="Tests only: synthetic data, not for clinical use.", build=build)
 

@@ -46,7 +46,6 @@ class ModelSpec:
     license: str
     output_level: str  # "image" or "breast"
     prediction_columns: tuple[str, ...]  # e.g. ("benign_pred", "malignant_pred")
-    input_description: str = ""  # generated from ``preprocessing`` when that is given
     needs_crop: bool = True  # from ``preprocessing`` when that is given
     center_windows: Mapping[str, tuple[int, int]] | None = None  # view angle -> (rows, cols); from ``preprocessing``
     weights: Mapping[str, WeightFile] = field(default_factory=dict)  # variant -> file
@@ -71,8 +70,11 @@ class ModelSpec:
         if self.preprocessing is not None:  # one source of truth: the pipeline's fields follow the record
             object.__setattr__(self, "needs_crop", self.preprocessing.crop)
             object.__setattr__(self, "center_windows", self.preprocessing.windows)
-            if not self.input_description:
-                object.__setattr__(self, "input_description", self.preprocessing.describe())
+
+    @property
+    def input_description(self) -> str:
+        """What the model's weights expect of an image, in words: a rendering of its preprocessing record."""
+        return self.preprocessing.describe() if self.preprocessing is not None else "not described"
 
     def weight_keys(self, variant: str) -> list[str]:
         """The weight files a variant loads: its own, or (a combination such as GMIC's 'ensemble') every variant's."""

@@ -188,9 +188,10 @@ def build_end2end_predictor(weights: str | Path, variant: str | None = None, dev
                                             {"mean_pixel_intensity": mean_pixel_intensity}, allow_download))
 
 
-PREPROCESSING = Preprocessing(source="original", resize=INPUT_SIZE, standardisation=(
-    f"as x*{RESCALE_FACTOR} - mean pixel intensity ({DEFAULT_MEAN_PIXEL_INTENSITY} by default)"),
-    notes="ImageMagick auto-level first, Lanczos resize ignoring the aspect ratio, same image in every channel")
+PREPROCESSING = Preprocessing(source="original", auto_level=True, resize=INPUT_SIZE, resize_filter="Lanczos",
+                              keep_aspect=False, channels="every channel", rescale=RESCALE_FACTOR,
+                              mean=DEFAULT_MEAN_PIXEL_INTENSITY, mean_name="mean pixel intensity",
+                              mean_is_default=True)
 
 END2END_SPEC = register_model(ModelSpec(
     name="end2end",
@@ -200,8 +201,6 @@ END2END_SPEC = register_model(ModelSpec(
     license=WEIGHTS_LICENSE,
     output_level="image",
     prediction_columns=("malignant_pred",),
-    input_description=("original 16-bit PNG, ImageMagick auto-level, resized to 896x1152 (Lanczos, aspect ratio "
-                       "ignored), x*0.003891 - mean pixel intensity (44.4 by default), same image in every channel"),
     preprocessing=PREPROCESSING,
     weights={v: WeightFile(f, None, None, None, WEIGHTS_LICENSE, preprocessing=PREPROCESSING)
              for v, f in VARIANT_FILES.items()},

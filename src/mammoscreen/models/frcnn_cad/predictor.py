@@ -179,9 +179,9 @@ def build_frcnn_predictor(weights: str | Path, variant: str | None = None, devic
                                             allow_download=allow_download))
 
 
-PREPROCESSING = Preprocessing(source="original", standardisation="minus the VGG pixel means (B,G,R)",
-                              notes=f"scaled to 8 bits by its maximum, grey in B,G,R, resized (bilinear) so the short "
-                                    f"side is {TEST_SCALE} px or the long side at most {TEST_MAX_SIZE} px")
+PREPROCESSING = Preprocessing(source="original", scale_to_8bit=True, channels="B,G,R",
+                              mean=tuple(float(m) for m in PIXEL_MEANS_BGR), mean_name="VGG pixel means",
+                              short_side=TEST_SCALE, max_long_side=TEST_MAX_SIZE, resize_filter="bilinear")
 
 
 FRCNN_SPEC = register_model(ModelSpec(
@@ -192,8 +192,6 @@ FRCNN_SPEC = register_model(ModelSpec(
     license=WEIGHTS_LICENSE,
     output_level="image",
     prediction_columns=("malignant_pred",),
-    input_description=("original 16-bit PNG scaled to 8 bits by its maximum, grey in B,G,R minus the VGG pixel "
-                       "means, resized (bilinear) so the short side is 1700 px or the long side at most 2100 px"),
     preprocessing=PREPROCESSING,
     weights={"vgg16": WeightFile("vgg16_frcnn_cad.caffemodel", WEIGHTS_URL, None, None, WEIGHTS_LICENSE,
                                  preprocessing=PREPROCESSING)},

@@ -27,7 +27,7 @@ stage is given only the view angle, so right views are not mirrored for the patc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -595,14 +595,11 @@ _LICENSE = "AGPL-3.0 (released in the nyukat/breast_cancer_classifier repository
 _PAPER = ("Wu N, Phang J, Park J, et al. Deep Neural Networks Improve Radiologists' Performance in Breast Cancer "
           "Screening. IEEE Transactions on Medical Imaging 2020;39(4):1184-1194.")
 _PATCH_FILE = WeightFile("sample_patch_model.p", _MODELS_URL + "sample_patch_model.p", None, None, _LICENSE)
-_INPUT = ("cropped 16-bit PNGs, mirrored to face right; a window of CC 2677x1942 / MLO 2974x1748 around best_center "
-          "with the official seeded position and size noise, resized back bicubically, standardised; "
-          "+ benign and malignant patch-classifier heatmaps for the image+heatmaps variant")
-
-PREPROCESSING = Preprocessing(source="cropped", windows=DMV_WINDOWS, flip="face right",
-                              standardisation="per image",
-                              augmentation=f"window position noise up to {MAX_CROP_NOISE} px and size noise up to "
-                                           f"{MAX_CROP_SIZE_NOISE} px, drawn as the official script", seed=0)
+PREPROCESSING = Preprocessing(source="cropped", unit="exam", windows=DMV_WINDOWS, flip="face right",
+                              window_shift=MAX_CROP_NOISE, window_size_noise=MAX_CROP_SIZE_NOISE, seed=0,
+                              resize_back="bicubic", standardisation="per image",
+                              heatmaps=("benign", "malignant"), heatmaps_variant=IMAGE_HEATMAPS)
+SINGLE_PREPROCESSING = replace(PREPROCESSING, unit="image")
 
 NYU_MODEL_SPEC = register_model(ModelSpec(
     name="nyu_model",
@@ -611,7 +608,6 @@ NYU_MODEL_SPEC = register_model(ModelSpec(
     license=_LICENSE,
     output_level="breast",
     prediction_columns=LABELS,
-    input_description="all four views of an exam: " + _INPUT,
     preprocessing=PREPROCESSING,
     options=DMVOptions,
     weights={IMAGE_ONLY: WeightFile("sample_image_model.p", _MODELS_URL + "sample_image_model.p", None, None,
@@ -633,8 +629,7 @@ NYU_MODEL_SINGLE_SPEC = register_model(ModelSpec(
     license=_LICENSE,
     output_level="image",
     prediction_columns=("malignant_pred",),
-    input_description="one image at a time: " + _INPUT,
-    preprocessing=PREPROCESSING,
+    preprocessing=SINGLE_PREPROCESSING,
     options=DMVSingleOptions,
     weights={IMAGE_ONLY: WeightFile("ImageOnly__ModeImage_weights.p", _MODELS_URL + "ImageOnly__ModeImage_weights.p",
                                     None, None, _LICENSE),
