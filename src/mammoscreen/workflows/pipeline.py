@@ -133,7 +133,7 @@ class RunResult:
 
 
 def _window_key(windows: dict[str, tuple[int, int]]) -> tuple[tuple[str, tuple[int, int]], ...]:
-    return tuple(sorted((angle, tuple(size)) for angle, size in windows.items()))
+    return tuple(sorted((angle, (int(size[0]), int(size[1]))) for angle, size in windows.items()))
 
 
 NYU_CENTRES_MODEL = "gmic"
