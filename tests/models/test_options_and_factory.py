@@ -48,7 +48,7 @@ def test_every_model_declares_options_and_a_preprocessing_record_the_pipeline_fo
         assert spec.center_windows == spec.preprocessing.windows
         assert spec.input_description
         for wf in spec.weights.values():
-            assert wf.preprocessing in (None, spec.preprocessing)
+            assert wf.preprocessing == spec.preprocessing  # every weight record carries its preprocessing
 
 
 def test_the_published_windows_and_top_t_travel_with_the_weights():

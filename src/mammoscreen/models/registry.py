@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -33,7 +33,8 @@ class WeightFile:
     license: str = ""
     bundled: bool = False  # shipped inside the package (models/pretrained/), used when no weights are given
     config: Mapping[str, Any] = field(default_factory=dict)  # model configuration these weights need (percent_t)
-    preprocessing: Preprocessing | None = None  # what they expect of an image (None: the model's, ModelSpec)
+    preprocessing: Preprocessing | None = None  # what they expect of an image (None: the model's, filled in by
+    # ModelSpec, so every registered weight record carries its preprocessing)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class ModelSpec:
         if self.preprocessing is not None:  # one source of truth: the pipeline's fields follow the record
             object.__setattr__(self, "needs_crop", self.preprocessing.crop)
             object.__setattr__(self, "center_windows", self.preprocessing.windows)
+            object.__setattr__(self, "weights", {
+                variant: wf if wf.preprocessing is not None else replace(wf, preprocessing=self.preprocessing)
+                for variant, wf in self.weights.items()})
 
     @property
     def input_description(self) -> str:
@@ -90,6 +94,9 @@ class ModelSpec:
             raise KeyError(f"model {self.name!r} has no weight file for variant {variant!r}; "
                            f"variants: {', '.join(self.weights)}") from None
 
+
+META_REPOSITORY_VIEW_ORDER = ("L-CC", "L-MLO", "R-CC", "R-MLO")
+"""The row order of the NYU meta-repository's image-level scripts (end2end, frcnn_cad, nyu_model_single)."""
 
 _REGISTRY: dict[str, ModelSpec] = {}
 

@@ -30,7 +30,7 @@ from ...preprocess.magick import auto_level, magick_resize
 from ..interfaces import ImagePrediction, Predictor
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
-from ..registry import ModelSpec, WeightFile, register_model
+from ..registry import META_REPOSITORY_VIEW_ORDER, ModelSpec, WeightFile, register_model
 from .modeling import End2EndClassifier, load_end2end
 
 INPUT_SIZE = (1152, 896)
@@ -202,14 +202,13 @@ END2END_SPEC = register_model(ModelSpec(
     output_level="image",
     prediction_columns=("malignant_pred",),
     preprocessing=PREPROCESSING,
-    weights={v: WeightFile(f, None, None, None, WEIGHTS_LICENSE, preprocessing=PREPROCESSING)
-             for v, f in VARIANT_FILES.items()},
+    weights={v: WeightFile(f, None, None, None, WEIGHTS_LICENSE) for v, f in VARIANT_FILES.items()},
     weights_page=WEIGHTS_PAGE,
     options=End2EndOptions,
     default_variant="ddsm_resnet50",
     variants=tuple(VARIANT_FILES),
     build=_load_end2end_predictor,
-    csv_view_order=("L-CC", "L-MLO", "R-CC", "R-MLO"),
+    csv_view_order=META_REPOSITORY_VIEW_ORDER,
     extra={"weights_page": WEIGHTS_PAGE, "mean_pixel_intensity": dict(MEAN_PIXEL_INTENSITY),
            "default_mean_pixel_intensity": DEFAULT_MEAN_PIXEL_INTENSITY, "rescale_factor": RESCALE_FACTOR,
            "input_size": INPUT_SIZE, "verified_variants": ("ddsm_resnet50",),

@@ -36,7 +36,7 @@ from ...data.images import image_path, read_mammogram, read_png
 from ..interfaces import ImagePrediction, Predictor
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
-from ..registry import ModelSpec, WeightFile, register_model
+from ..registry import META_REPOSITORY_VIEW_ORDER, ModelSpec, WeightFile, register_model
 from .modeling import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
 
 PIXEL_MEANS_BGR = np.array([102.9801, 115.9465, 122.7717])
@@ -193,12 +193,11 @@ FRCNN_SPEC = register_model(ModelSpec(
     output_level="image",
     prediction_columns=("malignant_pred",),
     preprocessing=PREPROCESSING,
-    weights={"vgg16": WeightFile("vgg16_frcnn_cad.caffemodel", WEIGHTS_URL, None, None, WEIGHTS_LICENSE,
-                                 preprocessing=PREPROCESSING)},
+    weights={"vgg16": WeightFile("vgg16_frcnn_cad.caffemodel", WEIGHTS_URL, None, None, WEIGHTS_LICENSE)},
     default_variant="vgg16",
     variants=("vgg16",),
     build=_load_frcnn_predictor,
-    csv_view_order=("L-CC", "L-MLO", "R-CC", "R-MLO"),
+    csv_view_order=META_REPOSITORY_VIEW_ORDER,
     extra={"classes": CLASSES, "test_scale": TEST_SCALE, "test_max_size": TEST_MAX_SIZE,
            "detection_nms_threshold": DETECTION_NMS_THRESHOLD, "weights_format": "Caffe binary NetParameter",
            "maps": ("malignant_detections", "benign_detections", "proposals", "class_probabilities"),

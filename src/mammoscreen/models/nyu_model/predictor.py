@@ -46,7 +46,7 @@ from ..interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predict
 from ..layers.densenet import DenseNet, densenet121
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
-from ..registry import ModelSpec, WeightFile, register_model
+from ..registry import META_REPOSITORY_VIEW_ORDER, ModelSpec, WeightFile, register_model
 from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 from .modeling import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
 from .patch_heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
@@ -57,7 +57,7 @@ PATCH_CLASSIFIER = "patch_classifier"  # key of the patch classifier's weight fi
 
 MAX_CROP_NOISE = (100, 100)
 MAX_CROP_SIZE_NOISE = 100
-SINGLE_VIEW_ORDER = ("L-CC", "L-MLO", "R-CC", "R-MLO")
+SINGLE_VIEW_ORDER = META_REPOSITORY_VIEW_ORDER
 """Image order of the meta-repository's nyu_model_single script (within each exam)."""
 
 
