@@ -198,14 +198,36 @@ class _HeatmapSettings:
         return self.classifier.precision
 
 
-def _provenance(spec: ModelSpec, variant: str, weights: Path, sha: str, seed: int, epochs: int,
-                heatmaps: _HeatmapSettings | None, **more: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": spec.name, "variant": variant, "seed": seed, "epochs": epochs,
-                           "weights": [{"path": str(weights), "sha256": sha}], **more}
-    if heatmaps is not None:
-        out["patch_weights"] = {"path": str(heatmaps.weights), "sha256": heatmaps.sha256}
-        out["heatmap_precision"] = heatmaps.precision
-    return out
+class _DMVPredictorBase:
+    """What both DMV predictors hold: the network on its device, its weights, the variant, the seed and number of
+    random windows (epochs), and the heatmap settings of the image+heatmaps variant."""
+
+    spec: ModelSpec
+
+    def _load(self, model: torch.nn.Module, weights: Path, variant: str, device: str | torch.device, seed: int,
+              epochs: int, heatmaps: _HeatmapSettings | None) -> None:
+        if epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.core.memory
+        self.model = model.to(self.device).eval()
+        self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
+        self.heatmap_settings = heatmaps
+        self._sha = sha256_file(self.weights)
+
+    def _more_provenance(self) -> dict[str, Any]:
+        return {}
+
+    def provenance(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.spec.name, "variant": self.variant, "seed": self.seed,
+                               "epochs": self.epochs, "weights": [{"path": str(self.weights), "sha256": self._sha}],
+                               **self._more_provenance()}
+        if self.heatmap_settings is not None:
+            out["patch_weights"] = {"path": str(self.heatmap_settings.weights),
+                                    "sha256": self.heatmap_settings.sha256}
+            out["heatmap_precision"] = self.heatmap_settings.precision
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,29 +252,17 @@ class _ExamInput:
     samples: list[_ViewSample]
 
 
-class ViewWiseDMVPredictor(ExamPredictor):
+class ViewWiseDMVPredictor(_DMVPredictorBase, ExamPredictor):
     """nyu_model: one breast-level prediction per exam from its four views (see the module docstring)."""
 
     required_views = VIEWS
 
     def __init__(self, model: ViewWiseDMV, weights: Path, variant: str, device: str | torch.device = "auto",
                  seed: int = 0, epochs: int = 1, heatmaps: _HeatmapSettings | None = None):
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
         self.spec = NYU_MODEL_SPEC
-        self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.core.memory
-        self.model = model.to(self.device).eval()
-        self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
-        self.heatmap_settings = heatmaps
-        self._sha = sha256_file(self.weights)
+        self._load(model, weights, variant, device, seed, epochs, heatmaps)
         self._exam_states: dict[int, tuple] = {}
         self._grids: dict[str, PatchGrid | Exception] = {}
-
-    def provenance(self) -> dict[str, Any]:
-        return _provenance(self.spec, self.variant, self.weights, self._sha, self.seed, self.epochs,
-                           self.heatmap_settings)
 
     def plan(self, exams: Sequence[Exam], images_dir: Path) -> None:
         """Lay out the official random streams of the whole run (windows per exam; patch grids per image)."""
@@ -373,26 +383,17 @@ class _ImageInput:
     windows: list[np.ndarray] = field(default_factory=list)  # image-only variant
 
 
-class ImageWiseDMVPredictor(Predictor):
+class ImageWiseDMVPredictor(_DMVPredictorBase, Predictor):
     """nyu_model_single: a malignancy (and benign) probability per image (see the module docstring)."""
 
     def __init__(self, model: ImageWiseDMV, weights: Path, variant: str, device: str | torch.device = "auto",
                  seed: int = 0, epochs: int = 1, heatmaps: _HeatmapSettings | None = None, every_image: bool = False):
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
         self.spec = NYU_MODEL_SINGLE_SPEC
-        self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.core.memory
-        self.model = model.to(self.device).eval()
-        self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
-        self.heatmap_settings = heatmaps
+        self._load(model, weights, variant, device, seed, epochs, heatmaps)
         self.every_image = every_image
-        self._sha = sha256_file(self.weights)
 
-    def provenance(self) -> dict[str, Any]:
-        return _provenance(self.spec, self.variant, self.weights, self._sha, self.seed, self.epochs,
-                           self.heatmap_settings, every_image=self.every_image)
+    def _more_provenance(self) -> dict[str, Any]:
+        return {"every_image": self.every_image}
 
     def select_images(self, exams: Sequence[Exam]) -> list[ImageRecord]:
         """Per exam, views L-CC, L-MLO, R-CC, R-MLO; one image per view drawn as the official script does."""
