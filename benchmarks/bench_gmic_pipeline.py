@@ -43,16 +43,7 @@ from mammoscreen.workflows.pipeline import run_pipeline  # noqa: E402
 from mammoscreen.preprocess.centers import optimal_center  # noqa: E402
 from mammoscreen.preprocess.crop import apply_crop, breast_facing, crop_info  # noqa: E402
 from mammoscreen.preprocess.windows import extract_window, flip_to_face_right, standardize, window_geometry  # noqa: E402
-
-
-def best_time(func, repeat):
-    """(best wall seconds, result) over ``repeat`` calls."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+from _timing import best_time  # noqa: E402
 
 
 def official_style_crop(image, facing, iterations=100):
