@@ -10,11 +10,9 @@ from pathlib import Path
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV
 from ..engine.choice import open_engine
 from .common import (
+    add_image_inputs,
     SEED,
-    add_quiet_option,
-    add_workers_option,
     existing_dir,
-    existing_file,
     non_negative_int,
     output_dir,
     positive_int,
@@ -22,7 +20,7 @@ from .common import (
     report_warnings,
     weights_source,
 )
-from .engine import add_engine_options, engine_choice, print_engine
+from .engine import add_execution_options, engine_choice, print_engine
 
 WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official file names, or 'official' "
                 "(cache/download). With several models give each its own as MODEL=PATH (repeat the option); "
@@ -57,7 +55,6 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="leave out (with a warning naming them) the images of exam-list keys that look like views "
                         "but are not L-CC, R-CC, L-MLO or R-MLO (e.g. 'L-XCCL'); by default such a key is an error")
     _add_dmv_options(p)
-    add_quiet_option(p)
 
 
 def _add_dmv_options(p: argparse.ArgumentParser) -> None:
@@ -136,19 +133,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="run a model on preprocessed images",
         description="Run a model on cropped images with optimal centres (from 'mammoscreen centers') and write "
                     "DIR/predictions.csv (image_index, predictions, labels), optionally maps and figures.")
-    p.add_argument("--images", required=True, type=existing_dir, help="directory of cropped PNGs")
-    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list with best_center (data.pkl)")
+    add_image_inputs(p, "directory of cropped PNGs", "exam list with best_center (data.pkl)")
     p.add_argument("--output-dir", required=True, type=output_dir)
     _add_model_options(p)
-    add_engine_options(p)
+    add_execution_options(p, workers=False)
     p.set_defaults(handler=run_predict)
 
     p = subparsers.add_parser(
         "run", help="crop, compute centres and predict in one go (resumable)",
         description="The whole pipeline from original 16-bit PNGs: crop -> optimal centres -> predict. "
                     "Intermediate outputs are kept in OUTPUT_DIR; a re-run skips finished stages.")
-    p.add_argument("--images", required=True, type=existing_dir, help="directory of the original 16-bit PNGs")
-    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list before cropping (.pkl or .json)")
+    add_image_inputs(p, "directory of the original 16-bit PNGs", "exam list before cropping (.pkl or .json)")
     p.add_argument("--output-dir", required=True, type=output_dir)
     _add_model_options(p)
     p.add_argument("--no-evaluate", dest="evaluate", action="store_false",
@@ -165,8 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", action="append", default=[], metavar="MODEL[,MODEL...]",
                    help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "
                         "(a model whose weights are missing is reported and skipped)")
-    add_workers_option(p)
-    add_engine_options(p)
+    add_execution_options(p)
     p.set_defaults(handler=run_run)
 
 
