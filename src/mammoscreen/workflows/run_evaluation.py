@@ -90,10 +90,7 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
             evaluation = evaluate_predictions(csv_path, exam_list, n_bootstrap=n_bootstrap, seed=seed)
             write_evaluation(evaluation, output_path(output_dir, name, EVALUATION_DIR))
         except Exception as error:  # one model's file must not stop the others' evaluation
-            outcome.problems[name] = describe_error(error)
-            if is_io_error(error):
-                outcome.failures.append(Failure.of(name, error, "evaluate"))
-            log(f"{name}: not evaluated - {describe_error(error)}")
+            _model_step_failed(outcome, name, error, "evaluate", "evaluated", log)
             continue
         outcome.evaluations[name] = evaluation
         breast = evaluation.levels.get("breast")
@@ -211,10 +208,7 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
                                          exam_list=result.cropped_exam_list, n_bootstrap=n_bootstrap, seed=seed,
                                          log=None)
         except Exception as error:  # one model's maps must not stop the others' localisation
-            outcome.problems[name] = describe_error(error)
-            if is_io_error(error):
-                outcome.failures.append(Failure.of(name, error, "localize"))
-            log(f"{name}: not localised - {describe_error(error)}")
+            _model_step_failed(outcome, name, error, "localize", "localised", log)
             continue
         outcome.results[name] = localization
         malignant = localization.classes["malignant"]
@@ -225,3 +219,13 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
         for failure in localization.skipped:
             log(f"  skipped {failure}")
     return outcome
+
+
+def _model_step_failed(outcome: Any, name: str, error: Exception, stage: str, done: str,
+                       log: Callable[[str], None]) -> None:
+    """One model's evaluation or localisation failed: its problem recorded (an I/O error also as a failure of the
+    run, so that the run is incomplete) and logged; the other models go on."""
+    outcome.problems[name] = describe_error(error)
+    if is_io_error(error):
+        outcome.failures.append(Failure.of(name, error, stage))
+    log(f"{name}: not {done} - {describe_error(error)}")
