@@ -90,10 +90,11 @@ def _build_options(args: argparse.Namespace, spec, variant: str | None, model_ou
     """
     options: dict = {}
     accepted = spec.options.names()
-    if args.heatmaps and "patch_weights" in accepted:
-        if variant not in (None, "image_heatmaps"):
+    heatmaps_variant = _heatmaps_variant(spec)
+    if args.heatmaps and heatmaps_variant:
+        if variant not in (None, heatmaps_variant):
             raise ValueError(f"--heatmaps contradicts --variant {variant}")
-        variant = "image_heatmaps"
+        variant = heatmaps_variant
     elif args.heatmaps and strict:
         raise ValueError(f"model {spec.name} has no image+heatmaps variant")
     given = {"patch_weights": args.patch_weights, "seed": args.seed, "epochs": args.epochs,
@@ -116,6 +117,11 @@ def _build_options(args: argparse.Namespace, spec, variant: str | None, model_ou
     if not strict:
         generic = {k: v for k, v in generic.items() if k in _builder_options(spec)}
     return variant, {**generic, **options}
+
+
+def _heatmaps_variant(spec) -> str:
+    """The variant --heatmaps selects: the one the model's preprocessing record names for heatmap inputs ('': none)."""
+    return spec.preprocessing.heatmaps_variant if spec.preprocessing is not None else ""
 
 
 def _options(args: argparse.Namespace):
@@ -260,7 +266,7 @@ def run_run(args: argparse.Namespace) -> int:
     specs = [get_model_spec(r.model) for r in requests]
     _check_model_options(_parse_model_options(args), specs)
     strict = len(requests) == 1
-    if not strict and args.heatmaps and not any("patch_weights" in _builder_options(s) for s in specs):
+    if not strict and args.heatmaps and not any(_heatmaps_variant(s) for s in specs):
         raise ValueError("--heatmaps: none of the models has an image+heatmaps variant")
     for position, (request, spec) in enumerate(zip(requests, specs)):
         variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
