@@ -145,6 +145,9 @@ def test_nothing_runnable_and_bad_requests_are_errors_before_any_work(standins, 
         run_pipeline(images, exam_list, tmp_path / "out", [PredictorRequest("fake_a", weights)] * 2, options=QUIET)
     with pytest.raises(ValueError, match="unknown variant 'v9' of fake_a"):
         run_pipeline(images, exam_list, tmp_path / "out", [PredictorRequest("fake_a", weights, "v9")], options=QUIET)
+    with pytest.raises(ValueError, match="model fake_a has no option offset"):
+        run_pipeline(images, exam_list, tmp_path / "out", [PredictorRequest("fake_a", weights, options={"offset": 1})],
+                     options=QUIET)
     assert not (tmp_path / "out").exists()
 
 

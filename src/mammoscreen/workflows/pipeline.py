@@ -194,6 +194,7 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
         if request.variant is not None and spec.variants and str(request.variant) not in spec.variants:
             raise ValueError(f"unknown variant {request.variant!r} of {spec.name}; choose one of "
                              f"{', '.join(spec.variants)}")
+        spec.options.parse(request.options, spec.name)  # an option the model does not take, or a bad value
 
     # 0. Which models can run at all: check their weights before the long stages.
     outcomes: dict[str, ModelOutcome] = {}
