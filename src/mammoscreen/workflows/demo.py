@@ -55,9 +55,10 @@ class DemoResult:
 def demo_model_card() -> dict:
     """The bundled demo model's card (training command, seeds, synthetic-data options, metrics)."""
     from ..models.registry import get_model_spec
+    from ..models.weights import PRETRAINED_DIR
 
     spec = get_model_spec(DEMO_MODEL)
-    card = Path(__file__).parent / "models" / "pretrained" / spec.extra["model_card"]
+    card = PRETRAINED_DIR / spec.extra["model_card"]
     return load_json(card)
 
 
