@@ -36,6 +36,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from _timing import best_of  # noqa: E402
 from mammoscreen.data.exams import VIEWS, Exam, save_exam_list  # noqa: E402
 from mammoscreen.evaluate.bootstrap import bootstrap_metrics  # noqa: E402
 
@@ -120,15 +121,6 @@ def naive_bootstrap(y: np.ndarray, s: np.ndarray, n_replicates: int, seed: int) 
         p, r, _ = metrics.precision_recall_curve(y[idx], s[idx])
         metrics.auc(r, p)
     return time.perf_counter() - start
-
-
-def best_of(repeats: int, function) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def run_process(arguments: list[str]) -> float:

@@ -38,20 +38,12 @@ from mammoscreen.data.images import encode_png  # noqa: E402
 from mammoscreen.engine import PredictOptions, write_predictions_csv  # noqa: E402
 from mammoscreen.explain.visualize import gmic_figure  # noqa: E402
 from mammoscreen.models.gmic.predictor import load_gmic  # noqa: E402
-from mammoscreen.pipeline import ModelRequest, run_pipeline  # noqa: E402
+from mammoscreen.models.factory import PredictorRequest  # noqa: E402
+from mammoscreen.workflows.pipeline import run_pipeline  # noqa: E402
 from mammoscreen.preprocess.centers import optimal_center  # noqa: E402
 from mammoscreen.preprocess.crop import apply_crop, breast_facing, crop_info  # noqa: E402
 from mammoscreen.preprocess.windows import extract_window, flip_to_face_right, standardize, window_geometry  # noqa: E402
-
-
-def best_time(func, repeat):
-    """(best wall seconds, result) over ``repeat`` calls."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+from _timing import best_time  # noqa: E402
 
 
 def official_style_crop(image, facing, iterations=100):
@@ -148,7 +140,7 @@ def main() -> int:
             flipped = flip_to_face_right(cropped, r.view, r.horizontal_flip)
             meta = info.as_metadata()
             t, center = best_time(lambda: optimal_center(flipped, r.view, meta["rightmost_points"][1],
-                                                         meta["bottommost_points"][0]), args.repeat)
+                                                         meta["bottommost_points"][0], (2944, 1920)), args.repeat)
             stages["centres"].append(t)
 
             def window_and_standardise():
@@ -186,7 +178,7 @@ def main() -> int:
             out_dir = tmp / label.split()[1].strip("(")
             start = time.perf_counter()
             run_pipeline(images, exam_list, out_dir,
-                         [ModelRequest("gmic", ref / "gmic" / "gmic_reference.p", "1")], workers=2,
+                         [PredictorRequest("gmic", ref / "gmic" / "gmic_reference.p", "1")], workers=2,
                          options=PredictOptions(device="cpu", progress=False, **opts), log=lambda m: None)
             end_to_end[label] = (time.perf_counter() - start) / n_images
 

@@ -10,7 +10,7 @@ patches of an exam as float64 arrays, stacked to three channels in batches of 10
 ``torch.cat`` of all earlier features per dense layer, explicit "SAME" padding, separate BatchNorm and
 ReLU), softmax, then the float32 averaging loop, with the default allocator. ``ours`` is
 :class:`mammoscreen.models.nyu_model.patch_heatmaps.PatchClassifier` (fused network, background patches classified
-once, malloc tuned by :mod:`mammoscreen.memory`). ``--allocator-ablation`` adds the baseline with the malloc tuning
+once, malloc tuned by :mod:`mammoscreen.core.memory`). ``--allocator-ablation`` adds the baseline with the malloc tuning
 and ours without it, to show how much of the difference is the allocator. All run on the same images and
 patch grids (exam 0's official grids: ``random.seed(0)`` once for the run), each in its own process (so
 that its peak memory is its own), alternately when repeated. The heatmaps of ours and the baseline are
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammoscreen.memory import peak_rss_mb
+from mammoscreen.core.memory import peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
@@ -118,7 +118,7 @@ def heatmap_worker(args: argparse.Namespace) -> dict:
     result = {"kind": args.worker, "images": names, "patches": [len(g) for g in grids]}
     wall, cpu = time.perf_counter(), time.process_time()
     if args.worker.endswith("tuned_malloc"):
-        from mammoscreen.memory import keep_freed_memory
+        from mammoscreen.core.memory import keep_freed_memory
 
         result["malloc_tuned"] = keep_freed_memory()
     if args.worker.startswith("baseline"):

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import time
 
 import numpy as np
+from _timing import best_of
 
 from mammoscreen.core.safepickle import check_structure, safe_loads, tree_scan
 
@@ -39,15 +39,6 @@ def exam_list(n_exams: int, seed: int = 0) -> bytes:
               "best_center": per_view(lambda: (int(rng.integers(3000)), int(rng.integers(2000))))}
              for i in range(n_exams)]
     return pickle.dumps(exams, protocol=4)
-
-
-def best_of(repeats: int, function) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -62,12 +62,13 @@ def prepare_inputs(root: Path, n_images: int) -> tuple[Path, Path]:
     """Synthetic exams (4 images each), cropped and centred once by the local engine."""
     from mammoscreen.data.synth import SynthOptions, generate_exams
     from mammoscreen.engine import PredictOptions
-    from mammoscreen.pipeline import ModelRequest, run_pipeline
+    from mammoscreen.models.factory import PredictorRequest
+    from mammoscreen.workflows.pipeline import run_pipeline
 
     generate_exams(math.ceil(n_images / 4), root / "synthetic", seed=0,
                    options=SynthOptions(scale=0.25, p_benign=0.5, p_malignant=0.5), progress=False)
     run_pipeline(root / "synthetic" / "images", root / "synthetic" / "exam_list.pkl", root / "prep",
-                 [ModelRequest("gmic_demo", "official")], workers=2,
+                 [PredictorRequest("gmic_demo", "official")], workers=2,
                  options=PredictOptions(device="cpu", progress=False), log=lambda m: None)
     return root / "prep" / "cropped_images", next((root / "prep").glob("data_*.pkl"))
 

@@ -40,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mammoscreen.memory import peak_rss_mb
+from mammoscreen.core.memory import peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
@@ -368,7 +368,7 @@ def _patch_classifier(reference: Path, build_dir: Path) -> str | None:
 def _preprocess(specs, images: Path, exam_list: Path, work: Path, workers: int) -> dict[str, tuple[str, str]]:
     """Crop once and compute centres per window set: model -> (images dir, exam list)."""
     from mammoscreen.data.exams import load_exam_list
-    from mammoscreen.pipeline import centers_file_name
+    from mammoscreen.workflows.pipeline import centers_file_name
     from mammoscreen.preprocess.centers import centers_dataset
     from mammoscreen.preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
@@ -472,10 +472,10 @@ def main(argv=None) -> int:
         return 0
 
     from mammoscreen.models.registry import list_models
-    from mammoscreen.pipeline import model_requests, split_model_names
+    from mammoscreen.cli.model_args import model_requests, split_model_names
 
     names = split_model_names([args.models]) if args.models else [s.name for s in list_models()]
-    requests = {r.name: r for r in model_requests(names, args.weights)}
+    requests = {r.model: r for r in model_requests(names, args.weights)}
     specs = [s for s in list_models() if s.name in names]
     print(f"{len(specs)} models, {args.threads} threads, device {args.device}, "
           f"load average {os.getloadavg()[0]:.1f} at start", flush=True)

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mammoscreen.memory import peak_rss_mb
+from mammoscreen.core.memory import peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path(os.environ.get("MAMMOSCREEN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))

@@ -21,7 +21,7 @@ from typing import Sequence
 # (VmHWM of the child itself: ru_maxrss would be inherited from this test process).
 _CHILD = """
 import atexit, json, os, sys
-from mammoscreen.memory import peak_rss_mb
+from mammoscreen.core.memory import peak_rss_mb
 def _report():
     with open(os.environ["MAMMOSCREEN_TEST_PEAK_FILE"], "w") as f:
         json.dump({"peak_rss_mb": peak_rss_mb()}, f)

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mammoscreen.cli import main
-from mammoscreen.demo import demo_model_card, run_demo
+from mammoscreen.workflows.demo import demo_model_card, run_demo
 
 
 @pytest.fixture(scope="module")

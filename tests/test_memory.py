@@ -1,4 +1,4 @@
-"""mammoscreen.memory: the peak-memory reading the benchmarks report."""
+"""mammoscreen.core.memory: the peak-memory reading the benchmarks report."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 
-from mammoscreen.memory import peak_rss_mb
+from mammoscreen.core.memory import peak_rss_mb
 
 # Run in a fresh process: the test process's own peak is whatever earlier tests reached.
 CHILD = """
 import numpy as np
-from mammoscreen.memory import peak_rss_mb
+from mammoscreen.core.memory import peak_rss_mb
 before = peak_rss_mb()
 block = np.ones(64 * 1024 * 1024 // 8)  # 64 MB, every page written
 print(before, peak_rss_mb(), block[-1])
@@ -27,7 +27,7 @@ def test_peak_memory_grows_with_touched_memory():
 
 def test_a_started_process_reports_its_own_peak_not_its_launchers():
     block = np.ones(400 * 1024 * 1024 // 8)  # the launcher holds 400 MB (ru_maxrss would pass it on)
-    child = subprocess.run([sys.executable, "-c", "from mammoscreen.memory import peak_rss_mb; print(peak_rss_mb())"],
-                           capture_output=True, text=True, check=True)
+    code = "from mammoscreen.core.memory import peak_rss_mb; print(peak_rss_mb())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(child.stdout) < 300 and block[-1] == 1.0
     assert peak_rss_mb() >= 400  # the launcher's own reading does include it

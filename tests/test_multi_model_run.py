@@ -20,7 +20,9 @@ from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.models.options import ModelOptions
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import WeightsError, load_checkpoint
-from mammoscreen.pipeline import ModelRequest, model_requests, run_pipeline, split_model_names
+from mammoscreen.cli.model_args import model_requests, split_model_names
+from mammoscreen.models.factory import PredictorRequest
+from mammoscreen.workflows.pipeline import run_pipeline
 
 
 class ConstantPredictor(Predictor):
@@ -45,7 +47,7 @@ def make_spec(name):
         return ConstantPredictor(spec, float(path.read_text()))
 
     return ModelSpec(name=name, title=f"stand-in {name}", paper="-", license="test", output_level="image",
-                     prediction_columns=("malignant_pred",), input_description="anything", needs_crop=False,
+                     prediction_columns=("malignant_pred",), needs_crop=False,
                      weights={"v1": WeightFile(f"{name}.txt"), "v2": WeightFile(f"{name}_v2.txt")},
                      default_variant="v1", variants=("v1", "v2"), build=build)
 
@@ -81,7 +83,7 @@ def test_requests_from_options(standins, tmp_path):
         split_model_names(["fake_a,fake_a"])
 
     requests = model_requests(["fake_a", "fake_b"], ["official", "fake_b=/w/b.txt"], ["fake_b=v2"])
-    assert [(r.name, r.weights, r.variant) for r in requests] == [("fake_a", "official", None),
+    assert [(r.model, r.weights, r.variant) for r in requests] == [("fake_a", "official", None),
                                                                   ("fake_b", "/w/b.txt", "v2")]
     # A path containing '=' is a path unless the text before it is a model name.
     assert model_requests(["fake_a"], ["/data/run=3/w.txt"])[0].weights == "/data/run=3/w.txt"
@@ -106,7 +108,7 @@ def test_model_without_weights_is_skipped_and_the_other_runs(standins, dataset, 
     images, exam_list, weights = dataset
     logged = []
     result = run_pipeline(images, exam_list, tmp_path / "out",
-                          [ModelRequest("fake_a", weights), ModelRequest("fake_b", weights)],
+                          [PredictorRequest("fake_a", weights), PredictorRequest("fake_b", weights)],
                           options=QUIET, log=logged.append)
     assert result.outcomes["fake_a"].status == "done"
     assert result.outcomes["fake_b"].status == "skipped"
@@ -127,7 +129,7 @@ def test_model_whose_checkpoint_fails_to_load_is_skipped_in_its_turn(standins, d
     images, exam_list, weights = dataset
     (weights / "fake_b.txt").write_text("corrupt")
     result = run_pipeline(images, exam_list, tmp_path / "out",
-                          [ModelRequest("fake_b", weights), ModelRequest("fake_a", weights)], options=QUIET,
+                          [PredictorRequest("fake_b", weights), PredictorRequest("fake_a", weights)], options=QUIET,
                           log=lambda m: None)
     assert result.skipped.keys() == {"fake_b"} and "not a loadable PyTorch checkpoint" in result.skipped["fake_b"]
     assert result.outcomes["fake_a"].status == "done"
@@ -137,12 +139,15 @@ def test_model_whose_checkpoint_fails_to_load_is_skipped_in_its_turn(standins, d
 def test_nothing_runnable_and_bad_requests_are_errors_before_any_work(standins, dataset, tmp_path):
     images, exam_list, weights = dataset
     with pytest.raises(WeightsError, match="no model can run: fake_b"):
-        run_pipeline(images, exam_list, tmp_path / "out", [ModelRequest("fake_b", weights)], options=QUIET,
+        run_pipeline(images, exam_list, tmp_path / "out", [PredictorRequest("fake_b", weights)], options=QUIET,
                      log=lambda m: None)
     with pytest.raises(ValueError, match="more than once"):
-        run_pipeline(images, exam_list, tmp_path / "out", [ModelRequest("fake_a", weights)] * 2, options=QUIET)
+        run_pipeline(images, exam_list, tmp_path / "out", [PredictorRequest("fake_a", weights)] * 2, options=QUIET)
     with pytest.raises(ValueError, match="unknown variant 'v9' of fake_a"):
-        run_pipeline(images, exam_list, tmp_path / "out", [ModelRequest("fake_a", weights, "v9")], options=QUIET)
+        run_pipeline(images, exam_list, tmp_path / "out", [PredictorRequest("fake_a", weights, "v9")], options=QUIET)
+    with pytest.raises(ValueError, match="model fake_a has no option offset"):
+        run_pipeline(images, exam_list, tmp_path / "out", [PredictorRequest("fake_a", weights, options={"offset": 1})],
+                     options=QUIET)
     assert not (tmp_path / "out").exists()
 
 
@@ -204,7 +209,7 @@ def test_build_options_reach_only_the_models_that_take_them(standins, dataset, t
     monkeypatch.setitem(registry._REGISTRY, "fake_b", ModelSpec(**{**vars(spec_b), "build": build_with_offset,
                                                                   "options": OffsetOptions}))
     result = run_pipeline(images, exam_list, tmp_path / "out",
-                          model_requests(["fake_a", "fake_b"], [str(weights)], build_options={"offset": 0.125}),
+                          model_requests(["fake_a", "fake_b"], [str(weights)], options={"offset": 0.125}),
                           options=QUIET, log=lambda m: None)
     assert not result.skipped and received == {"offset": 0.125}  # fake_a's builder has no 'offset'
     assert "x1,0.875,0" in result.prediction_files["fake_b"].read_text()

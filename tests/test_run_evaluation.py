@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 from mammoscreen.data import exams_from_data, load_exam_list, save_exam_list
 from mammoscreen.engine import PredictionRun, write_predictions_csv
 from mammoscreen.models.registry import get_model_spec
-from mammoscreen.pipeline import ModelOutcome, RunResult
-from mammoscreen.run_evaluation import evaluate_run
+from mammoscreen.workflows.pipeline import ModelOutcome, RunResult
+from mammoscreen.workflows.run_evaluation import evaluate_run
 
 VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 

@@ -20,8 +20,9 @@ from mammoscreen.engine import PredictOptions
 from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
 from mammoscreen.models.nyu_glam.modeling import GLAM, GLAMConfig
 from mammoscreen.models.registry import get_model_spec
-from mammoscreen.pipeline import ModelRequest, run_pipeline
-from mammoscreen.run_evaluation import LOCALIZATION_DIR, localize_run
+from mammoscreen.models.factory import PredictorRequest
+from mammoscreen.workflows.pipeline import run_pipeline
+from mammoscreen.workflows.run_evaluation import LOCALIZATION_DIR, localize_run
 
 pytestmark = pytest.mark.slow  # whole runs of tiny GMIC and GLAM models on synthetic exams
 
@@ -48,8 +49,8 @@ def run(tmp_path_factory):
     segmentation = root / "synth" / "segmentation"
     output = root / "out"
     result = run_pipeline(root / "synth" / "images", root / "synth" / "exam_list.pkl", output,
-                          [ModelRequest("gmic", root / "gmic_tiny.p", "1", {"config": GMIC_TINY}),
-                           ModelRequest("nyu_glam", glam_dir, "model_joint", {"config": GLAM_TINY})],
+                          [PredictorRequest("gmic", root / "gmic_tiny.p", "1", options={"config": GMIC_TINY}),
+                           PredictorRequest("nyu_glam", glam_dir, "model_joint", options={"config": GLAM_TINY})],
                           options=PredictOptions(device="cpu", save_maps=True, segmentations=segmentation,
                                                  progress=False),
                           log=lambda message: None)

@@ -41,7 +41,8 @@ def study_inputs(tmp_path_factory) -> dict[str, Path]:
     """Six synthetic exams (scale 0.25) and a real ``mammoscreen run`` of the bundled gmic_demo with maps."""
     from mammoscreen.data.synth import SynthOptions, generate_exams
     from mammoscreen.engine import PredictOptions
-    from mammoscreen.pipeline import ModelRequest, run_pipeline
+    from mammoscreen.models.factory import PredictorRequest
+    from mammoscreen.workflows.pipeline import run_pipeline
 
     root = tmp_path_factory.mktemp("reader_app_inputs")
     exams = generate_exams(N_EXAMS, root / "data", seed=SYNTH_SEED,
@@ -49,7 +50,7 @@ def study_inputs(tmp_path_factory) -> dict[str, Path]:
     labels = [e.cancer_label[f"{s}_malignant"] for e in exams for s in ("left", "right")]
     assert 3 <= sum(labels) <= len(labels) - 3, f"synthetic seed gives too few of one class: {labels}"
     run_pipeline(root / "data" / "images", root / "data" / "exam_list.pkl", root / "run",
-                 [ModelRequest("gmic_demo", "official", None, {})],
+                 [PredictorRequest("gmic_demo", "official")],
                  options=PredictOptions(save_maps=True, progress=False), log=lambda m: None)
     return {"images": root / "data" / "images", "exam_list": root / "data" / "exam_list.pkl", "run": root / "run",
             "root": root}

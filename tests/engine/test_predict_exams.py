@@ -17,7 +17,7 @@ from mammoscreen.models.registry import ModelSpec
 
 COLUMNS = ("left_benign", "right_benign", "left_malignant", "right_malignant")
 EXAM_SPEC = ModelSpec(name="exam-means", title="test", paper="-", license="-", output_level="breast",
-                      prediction_columns=COLUMNS, input_description="four views")
+                      prediction_columns=COLUMNS)
 OPTIONS = PredictOptions(device="cpu", progress=False)
 
 
@@ -140,7 +140,7 @@ def test_run_prediction_dispatches_on_the_output_level(tmp_path):
 # -- the image engine's hooks ----------------------------------------------------------------------------
 
 INDEXED_SPEC = ModelSpec(name="indexed", title="test", paper="-", license="-", output_level="image",
-                         prediction_columns=("malignant_pred",), input_description="-",
+                         prediction_columns=("malignant_pred",),
                          extra={"csv_index_column": True})
 
 

@@ -14,7 +14,7 @@ from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.models.registry import ModelSpec
 
 SPEC = ModelSpec(name="mean-intensity", title="test model", paper="-", license="-", output_level="image",
-                 prediction_columns=("benign_pred", "malignant_pred"), input_description="any PNG")
+                 prediction_columns=("benign_pred", "malignant_pred"))
 
 
 class MeanIntensity(Predictor):

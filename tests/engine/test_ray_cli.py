@@ -11,7 +11,7 @@ from clirun import assert_clean_error, run_cli
 
 
 def test_ray_is_never_imported_by_mammoscreen_or_the_local_engine():
-    code = ("import sys, mammoscreen, mammoscreen.cli, mammoscreen.pipeline, mammoscreen.engine\n"
+    code = ("import sys, mammoscreen, mammoscreen.cli, mammoscreen.workflows.pipeline, mammoscreen.engine\n"
             "import mammoscreen.engine.ray, mammoscreen.engine.choice\n"
             "from mammoscreen.engine.choice import open_engine\n"
             "with open_engine() as engine: assert engine.executor is None and engine.pool is None\n"

@@ -16,7 +16,8 @@ from mammoscreen.models import registry, weights
 from mammoscreen.models.interfaces import ImagePrediction, Predictor
 from mammoscreen.models.registry import ModelSpec, WeightFile
 from mammoscreen.models.weights import WeightsError, download, official_weights_path, url_problem, weights_problem
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.models.factory import PredictorRequest
+from mammoscreen.workflows.pipeline import run_pipeline
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -53,7 +54,7 @@ def fresh_policy(monkeypatch):
 
 def _spec(url, sha256=None, name="toy"):
     return ModelSpec(name=name, title="toy", paper="-", license="-", output_level="image",
-                     prediction_columns=("malignant_pred",), input_description="-",
+                     prediction_columns=("malignant_pred",),
                      weights={"1": WeightFile("toy.p", url, sha256)}, default_variant="1")
 
 
@@ -117,7 +118,7 @@ def test_the_sha256_of_an_unverified_download_is_in_the_run_summary(server, tmp_
         return _Constant(registry.get_model_spec("download_toy"), float(paths[0].read_text()))
 
     spec = ModelSpec(name="download_toy", title="toy", paper="-", license="-", output_level="image",
-                     prediction_columns=("malignant_pred",), input_description="-", needs_crop=False,
+                     prediction_columns=("malignant_pred",), needs_crop=False,
                      weights={"1": WeightFile("toy.p", base + "toy.p")}, default_variant="1", build=build)
     registry.list_models()
     monkeypatch.setitem(registry._REGISTRY, "download_toy", spec)
@@ -126,10 +127,10 @@ def test_the_sha256_of_an_unverified_download_is_in_the_run_summary(server, tmp_
     (tmp_path / "images").mkdir()
     options = PredictOptions(progress=False)
     with pytest.raises(WeightsError, match="--allow-unverified"):
-        run_pipeline(tmp_path / "images", exam_list, tmp_path / "out", [ModelRequest("download_toy", "official")],
+        run_pipeline(tmp_path / "images", exam_list, tmp_path / "out", [PredictorRequest("download_toy", "official")],
                      options=options, log=lambda m: None)
     weights.allow_unverified_downloads(True)
-    run_pipeline(tmp_path / "images", exam_list, tmp_path / "out", [ModelRequest("download_toy", "official")],
+    run_pipeline(tmp_path / "images", exam_list, tmp_path / "out", [PredictorRequest("download_toy", "official")],
                  options=options, log=lambda m: None)
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     recorded = summary["run"]["unverified_downloads"]

@@ -48,7 +48,7 @@ def test_every_model_declares_options_and_a_preprocessing_record_the_pipeline_fo
         assert spec.center_windows == spec.preprocessing.windows
         assert spec.input_description
         for wf in spec.weights.values():
-            assert wf.preprocessing in (None, spec.preprocessing)
+            assert wf.preprocessing == spec.preprocessing  # every weight record carries its preprocessing
 
 
 def test_the_published_windows_and_top_t_travel_with_the_weights():
@@ -61,9 +61,23 @@ def test_the_published_windows_and_top_t_travel_with_the_weights():
         "1": 0.02, "2": 0.03, "3": 0.03, "4": 0.05, "5": 0.10}
     assert dict(get_model_spec("nyu_model").preprocessing.windows) == {"CC": (2677, 1942), "MLO": (2974, 1748)}
     assert get_model_spec("end2end").preprocessing.crop is False
-    from mammoscreen.preprocess.centers import GMIC_WINDOWS  # the centres stage's default window is GMIC's
 
-    assert GMIC_WINDOWS == dict(gmic.preprocessing.windows)
+
+
+def test_the_centre_stage_takes_its_windows_from_the_model_records():
+    import inspect
+
+    from mammoscreen.cli.preprocess import centre_windows
+    from mammoscreen.preprocess import centers
+
+    # preprocess/ knows no model's window: the stage must be given one (the run passes each model's record)
+    assert inspect.signature(centers.centers_dataset).parameters["windows"].default is inspect.Parameter.empty
+    assert inspect.signature(centers.optimal_center).parameters["window"].default is inspect.Parameter.empty
+    assert not hasattr(centers, "GMIC_WINDOWS")
+    # 'mammoscreen centers' without --window uses GMIC's record; --window applies to every view
+    assert centre_windows(None) == dict(get_model_spec("gmic").preprocessing.windows) == \
+        {"CC": (2944, 1920), "MLO": (2944, 1920)}
+    assert centre_windows([300, 200]) == {"CC": (300, 200), "MLO": (300, 200)}
 
 
 def test_mammoscreen_models_json_shows_the_preprocessing_record_and_options(capsys):
@@ -93,7 +107,9 @@ def test_the_factory_checks_variant_and_weights_before_loading_anything(tmp_path
 
 def test_the_cli_and_the_pipeline_no_longer_inspect_builder_signatures():
     import mammoscreen.cli.predict as cli_predict
-    import mammoscreen.pipeline as pipeline
+    import mammoscreen.workflows.pipeline as pipeline
 
     for module in (cli_predict, pipeline):
         assert "inspect.signature" not in Path(module.__file__).read_text()
+    # The CLI's MODEL=VALUE syntax is parsed in the CLI layer; the pipeline takes typed requests.
+    assert not hasattr(pipeline, "model_requests") and not hasattr(pipeline, "ModelRequest")

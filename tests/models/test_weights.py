@@ -28,7 +28,7 @@ def server(tmp_path):
 
 def spec_for(url, sha256):
     return ModelSpec(name="toy", title="toy", paper="-", license="-", output_level="image",
-                     prediction_columns=("malignant_pred",), input_description="-",
+                     prediction_columns=("malignant_pred",),
                      weights={"1": WeightFile("toy.p", url, sha256)}, default_variant="1")
 
 

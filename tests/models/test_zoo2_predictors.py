@@ -25,7 +25,7 @@ from mammoscreen.models.factory import PredictorRequest, build_predictor
 from mammoscreen.models.frcnn_cad.predictor import FRCNNPredictor, to_8bit_bgr
 from mammoscreen.models.registry import get_model_spec
 from mammoscreen.models.weights import WeightsError
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.workflows.pipeline import run_pipeline
 
 OFFICIAL_ORDER = ["e0_L-CC", "e0_L-MLO", "e0_R-CC", "e0_R-MLO", "e1_L-CC", "e1_R-CC"]
 
@@ -142,7 +142,7 @@ def test_frcnn_detections_in_maps_and_figure(dataset, tmp_path):
 @pytest.mark.slow
 def test_pipeline_runs_both_models_on_the_original_images(dataset, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    requests = [ModelRequest("end2end", dataset["weights"]), ModelRequest("frcnn_cad", dataset["weights"])]
+    requests = [PredictorRequest("end2end", dataset["weights"]), PredictorRequest("frcnn_cad", dataset["weights"])]
     options = PredictOptions(device="cpu", progress=False)
     exam_list = dataset["small_exam_list"]
     result = run_pipeline(dataset["images"], exam_list, out, requests, options=options, log=lambda m: None)

@@ -19,7 +19,8 @@ from mammoscreen.data.images import read_png
 from mammoscreen.engine import PredictOptions
 from mammoscreen.models.end2end.modeling import load_end2end
 from mammoscreen.models.end2end.predictor import preprocess_end2end
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.models.factory import PredictorRequest
+from mammoscreen.workflows.pipeline import run_pipeline
 from mammoscreen.preprocess.magick import auto_level, magick_resize
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
@@ -40,7 +41,7 @@ def pipeline_run(reference_dir, weights_dir, tmp_path_factory):
     """The whole pipeline on the reference images: our ImageMagick preprocessing, the network, the CSV."""
     out = tmp_path_factory.mktemp("end2end_run")
     run_pipeline(reference_dir / "images", reference_dir / "exam_list_before_cropping.pkl", out,
-                 [ModelRequest("end2end", weights_dir)],
+                 [PredictorRequest("end2end", weights_dir)],
                  options=PredictOptions(device="cpu", save_maps=True, progress=False), log=lambda m: None)
     return out / "end2end"
 

@@ -21,7 +21,8 @@ from mammoscreen.data.images import read_png
 from mammoscreen.engine import PredictOptions
 from mammoscreen.models.frcnn_cad.modeling import FasterRCNNVGG16, load_frcnn
 from mammoscreen.models.frcnn_cad.predictor import image_scale, network_input, to_8bit_bgr
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.models.factory import PredictorRequest
+from mammoscreen.workflows.pipeline import run_pipeline
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 
@@ -63,7 +64,7 @@ def pipeline_run(reference_dir, weights_dir, tmp_path_factory):
         patch.setattr(FasterRCNNVGG16, "trunk", capturing_trunk)
         patch.setattr(FasterRCNNVGG16, "rpn", capturing_rpn)
         run_pipeline(reference_dir / "images", reference_dir / "exam_list_before_cropping.pkl", out,
-                     [ModelRequest("frcnn_cad", weights_dir)],
+                     [PredictorRequest("frcnn_cad", weights_dir)],
                      options=PredictOptions(device="cpu", save_maps=True, progress=False), log=lambda m: None)
     assert len(captured) == len(IMAGES)
     return out / "frcnn_cad", captured

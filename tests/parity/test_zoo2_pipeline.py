@@ -15,7 +15,8 @@ import pytest
 from zoo2_reference import end2end_weights, frcnn_weights, model_reference_dir
 
 from mammoscreen.engine import PredictOptions
-from mammoscreen.pipeline import ModelRequest, run_pipeline
+from mammoscreen.models.factory import PredictorRequest
+from mammoscreen.workflows.pipeline import run_pipeline
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::mammoscreen.models.weights.UnexpectedKeysWarning")]
@@ -40,9 +41,9 @@ def test_gmic_end2end_and_frcnn_cad_in_one_run(reference_dir, tmp_path, tmp_path
     exam_list = tmp_path / "exam.pkl"
     exam_list.write_bytes(pickle.dumps([exam], protocol=4))
     out = tmp_path / "run"
-    requests = [ModelRequest("gmic", gmic_checkpoint, "1"),
-                ModelRequest("end2end", end2end_weights(reference_dir, root)),
-                ModelRequest("frcnn_cad", frcnn_weights(reference_dir, root))]
+    requests = [PredictorRequest("gmic", gmic_checkpoint, "1"),
+                PredictorRequest("end2end", end2end_weights(reference_dir, root)),
+                PredictorRequest("frcnn_cad", frcnn_weights(reference_dir, root))]
     result = run_pipeline(reference_dir / "images", exam_list, out, requests,
                           options=PredictOptions(device="cpu", progress=False), log=lambda m: None)
     assert (out / "cropped_images" / "0_L-CC.png").is_file()  # the crop ran, for GMIC

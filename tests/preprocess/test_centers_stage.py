@@ -55,7 +55,7 @@ def test_an_exam_list_without_crop_points_is_refused(tmp_path):
     exams = exams_from_data([{"L-CC": ["a"], "rightmost_points": {"L-CC": [((1, 2), 3)]}}])
     with pytest.raises(ExamListError, match=r"^image 'a' \(exam 0, L-CC\) has no 'bottommost_points': the exam list "
                                             r"must come from the crop stage \('mammoscreen crop'\)$"):
-        centers_dataset(tmp_path, exams, progress=False)
+        centers_dataset(tmp_path, exams, windows=WINDOWS, progress=False)
 
 
 def test_an_unreadable_image_is_left_out_and_reported(tmp_path):

@@ -63,7 +63,7 @@ def _spec(name: str, strength: float) -> ModelSpec:
 
     return ModelSpec(name=name, title=f"Stand-in {name}", paper="Nobody et al., A stand-in model (2026)",
                      license="test-only", output_level="image", prediction_columns=("benign_pred", "malignant_pred"),
-                     input_description="any mammogram", needs_crop=False,
+                     needs_crop=False,
                      weights={"v1": WeightFile(f"{name}.bin")}, default_variant="v1", variants=("v1",),
                      intended_use="Tests only: synthetic data, not for clinical use.", build=build)
 
@@ -72,8 +72,9 @@ def _spec(name: str, strength: float) -> ModelSpec:
 def report_run(synthetic_dataset, tmp_path_factory):
     """(run_dir, dataset_dir, weights_dir) of a two-model run with figures, evaluation and comparison,
     plus a localisation result for the first model in the schema 'mammoscreen localize' writes."""
-    from mammoscreen.pipeline import model_requests, run_pipeline
-    from mammoscreen.run_evaluation import evaluate_run
+    from mammoscreen.cli.model_args import model_requests
+    from mammoscreen.workflows.pipeline import run_pipeline
+    from mammoscreen.workflows.run_evaluation import evaluate_run
 
     root = tmp_path_factory.mktemp("report_run")
     weights = root / "weights"

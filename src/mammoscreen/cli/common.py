@@ -122,6 +122,12 @@ def add_quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_image_inputs(parser: argparse.ArgumentParser, images_help: str, exam_list_help: str) -> None:
+    """--images and --exam-list of a command over a set of images (both required, both checked to exist)."""
+    parser.add_argument("--images", required=True, type=existing_dir, help=images_help)
+    parser.add_argument("--exam-list", required=True, type=existing_file, help=exam_list_help)
+
+
 def report_failures(failures: Sequence[Failure], total: int, what: str = "images") -> None:
     """Print a summary of skipped items to stderr."""
     if not failures:

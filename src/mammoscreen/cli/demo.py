@@ -8,7 +8,7 @@ from .common import SEED, int_range, non_negative_int, output_dir, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..demo import DEFAULT_N_EXAMS, DEFAULT_OUTPUT_DIR, DEFAULT_SEED
+    from ..workflows.demo import DEFAULT_N_EXAMS, DEFAULT_OUTPUT_DIR, DEFAULT_SEED
 
     p = subparsers.add_parser(
         "demo", help="run the whole system offline on synthetic exams with the bundled demo model",
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from ..demo import format_headline, run_demo
+    from ..workflows.demo import format_headline, run_demo
 
     result = run_demo(args.output_dir, n_exams=args.exams, seed=args.seed, device=args.device,
                       workers=args.workers, n_bootstrap=args.bootstrap, visualize=not args.no_figures,

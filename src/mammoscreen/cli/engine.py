@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from .common import add_quiet_option, add_workers_option, positive_int
 
 
 def _non_negative_float(text: str) -> float:
@@ -30,6 +30,18 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                         "CPU of the cluster, or per GPU with --gpus-per-worker)")
     g.add_argument("--gpus-per-worker", type=_non_negative_float, default=0.0, metavar="G",
                    help="with --engine ray: GPUs each model worker takes (e.g. 1, or 0.5 to share a GPU; default 0)")
+
+
+def add_execution_options(parser: argparse.ArgumentParser, *, workers: bool = True, engine: bool = True,
+                          quiet: bool = True) -> None:
+    """How a command's work runs, the same flags everywhere: --workers (processes of a per-image stage), the engine
+    group (--engine, --address, --num-workers, --gpus-per-worker) and --quiet (no progress bars)."""
+    if workers:
+        add_workers_option(parser)
+    if engine:
+        add_engine_options(parser)
+    if quiet:
+        add_quiet_option(parser)
 
 
 def engine_choice(args: argparse.Namespace):

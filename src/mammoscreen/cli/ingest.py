@@ -7,9 +7,17 @@ import sys
 
 from . import UserError
 from ..engine.choice import open_engine
-from .engine import add_engine_options, engine_choice, print_engine
-from .common import (SEED, add_quiet_option, add_workers_option, existing_dir, existing_file, float_range, int_range,
-                     output_dir, report_failures)
+from .common import (
+    SEED,
+    add_image_inputs,
+    existing_dir,
+    existing_file,
+    float_range,
+    int_range,
+    output_dir,
+    report_failures,
+)
+from .engine import add_execution_options, engine_choice, print_engine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,9 +65,7 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=existing_file,
                    help="CSV with columns study (Study Instance UID), laterality (L/R), malignant (0/1), benign (0/1)")
     _add_pixel_options(p)
-    add_workers_option(p)
-    add_engine_options(p)
-    add_quiet_option(p)
+    add_execution_options(p)
     p.set_defaults(handler=run_convert)
 
 
@@ -126,12 +132,10 @@ def _register_validate(subparsers: argparse._SubParsersAction) -> None:
                     "horizontal_flip say, and that labels are well-formed; reports the coverage of the exam list's "
                     "metadata (age, density ...: exams and images that have each key, and its values). Exits with "
                     "1 on errors.")
-    p.add_argument("--images", required=True, type=existing_dir, help="directory of the PNGs")
-    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list (.pkl or .json)")
+    add_image_inputs(p, "directory of the PNGs", "exam list (.pkl or .json)")
     p.add_argument("--max-issues", type=int_range(0), default=50,
                    help="issues printed (default: 50; 0: none; all are counted)")
-    add_workers_option(p)
-    add_quiet_option(p)
+    add_execution_options(p, engine=False)
     p.set_defaults(handler=run_validate)
 
 
@@ -180,8 +184,7 @@ def _register_synth(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=int_range(0, 10**9), default=0, help="number of the first exam (default: 0)")
     p.add_argument("--prefix", default="", help="prefix of every image name")
     p.add_argument("--compression", choices=("jpeg2000", "rle"), default=None, help="compress the DICOM files")
-    add_workers_option(p)
-    add_quiet_option(p)
+    add_execution_options(p, engine=False)
     p.set_defaults(handler=run_synth)
 
 
@@ -220,8 +223,7 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", required=True, type=output_dir)
     p.add_argument("--convert", action="store_true", help="convert the images too")
     _add_pixel_options(p)
-    add_workers_option(p)
-    add_quiet_option(p)
+    add_execution_options(p, engine=False)
     p.set_defaults(handler=run_import)
 
 

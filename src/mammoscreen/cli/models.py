@@ -24,6 +24,7 @@ def model_info(spec) -> dict:
     return {
         "name": spec.name, "title": spec.title, "paper": spec.paper, "license": spec.license,
         "output_level": spec.output_level, "prediction_columns": list(spec.prediction_columns),
+        "reported_prediction": spec.extra.get("reported_prediction"),
         "input": spec.input_description, "needs_crop": spec.needs_crop,
         "windows": {k: list(v) for k, v in (spec.center_windows or {}).items()},
         "variants": list(spec.variants), "default_variant": spec.default_variant,
@@ -34,6 +35,15 @@ def model_info(spec) -> dict:
         "preprocessing": _preprocessing(spec.preprocessing),
         "options": list(spec.options.names()),
     }
+
+
+def inputs_markdown(specs=None) -> str:
+    """The table of docs/models/inputs.md: every model's input, generated from its preprocessing record."""
+    from ..models.registry import list_models
+
+    rows = ["| model | input (generated from the model's preprocessing record) |", "|---|---|"]
+    rows += [f"| `{spec.name}` | {spec.input_description} |" for spec in (specs or list_models())]
+    return "\n".join(rows) + "\n"
 
 
 def _preprocessing(record) -> dict | None:
@@ -76,7 +86,8 @@ def run_models(args: argparse.Namespace) -> int:
         print(wrap(f"paper: {info['paper']}"))
         print(wrap(f"licence of the weights: {info['license']}"))
         print(wrap(f"input: {info['input']}"))
-        print(wrap(f"output: {info['output_level']}-level, columns {', '.join(info['prediction_columns'])}"))
+        reported = f", reported prediction {info['reported_prediction']}" if info["reported_prediction"] else ""
+        print(wrap(f"output: {info['output_level']}-level, columns {', '.join(info['prediction_columns'])}{reported}"))
         variants = ", ".join(v + (" (default)" if v == info["default_variant"] else "") for v in info["variants"])
         print(wrap(f"variants: {variants or '-'}"))
         print(wrap(f"intended use: {info['intended_use']}"))

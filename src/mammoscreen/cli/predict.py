@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV
 from ..engine.choice import open_engine
 from .common import (
+    add_image_inputs,
     SEED,
-    add_quiet_option,
-    add_workers_option,
     existing_dir,
-    existing_file,
     non_negative_int,
     output_dir,
     positive_int,
@@ -21,7 +20,7 @@ from .common import (
     report_warnings,
     weights_source,
 )
-from .engine import add_engine_options, engine_choice, print_engine
+from .engine import add_execution_options, engine_choice, print_engine
 
 WEIGHTS_HELP = ("weights: a checkpoint file, a directory holding the official file names, or 'official' "
                 "(cache/download). With several models give each its own as MODEL=PATH (repeat the option); "
@@ -56,7 +55,6 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="leave out (with a warning naming them) the images of exam-list keys that look like views "
                         "but are not L-CC, R-CC, L-MLO or R-MLO (e.g. 'L-XCCL'); by default such a key is an error")
     _add_dmv_options(p)
-    add_quiet_option(p)
 
 
 def _add_dmv_options(p: argparse.ArgumentParser) -> None:
@@ -92,10 +90,11 @@ def _build_options(args: argparse.Namespace, spec, variant: str | None, model_ou
     """
     options: dict = {}
     accepted = spec.options.names()
-    if args.heatmaps and "patch_weights" in accepted:
-        if variant not in (None, "image_heatmaps"):
+    heatmaps_variant = _heatmaps_variant(spec)
+    if args.heatmaps and heatmaps_variant:
+        if variant not in (None, heatmaps_variant):
             raise ValueError(f"--heatmaps contradicts --variant {variant}")
-        variant = "image_heatmaps"
+        variant = heatmaps_variant
     elif args.heatmaps and strict:
         raise ValueError(f"model {spec.name} has no image+heatmaps variant")
     given = {"patch_weights": args.patch_weights, "seed": args.seed, "epochs": args.epochs,
@@ -120,6 +119,11 @@ def _build_options(args: argparse.Namespace, spec, variant: str | None, model_ou
     return variant, {**generic, **options}
 
 
+def _heatmaps_variant(spec) -> str:
+    """The variant --heatmaps selects: the one the model's preprocessing record names for heatmap inputs ('': none)."""
+    return spec.preprocessing.heatmaps_variant if spec.preprocessing is not None else ""
+
+
 def _options(args: argparse.Namespace):
     from ..engine import PredictOptions
 
@@ -135,19 +139,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="run a model on preprocessed images",
         description="Run a model on cropped images with optimal centres (from 'mammoscreen centers') and write "
                     "DIR/predictions.csv (image_index, predictions, labels), optionally maps and figures.")
-    p.add_argument("--images", required=True, type=existing_dir, help="directory of cropped PNGs")
-    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list with best_center (data.pkl)")
+    add_image_inputs(p, "directory of cropped PNGs", "exam list with best_center (data.pkl)")
     p.add_argument("--output-dir", required=True, type=output_dir)
     _add_model_options(p)
-    add_engine_options(p)
+    add_execution_options(p, workers=False)
     p.set_defaults(handler=run_predict)
 
     p = subparsers.add_parser(
         "run", help="crop, compute centres and predict in one go (resumable)",
         description="The whole pipeline from original 16-bit PNGs: crop -> optimal centres -> predict. "
                     "Intermediate outputs are kept in OUTPUT_DIR; a re-run skips finished stages.")
-    p.add_argument("--images", required=True, type=existing_dir, help="directory of the original 16-bit PNGs")
-    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list before cropping (.pkl or .json)")
+    add_image_inputs(p, "directory of the original 16-bit PNGs", "exam list before cropping (.pkl or .json)")
     p.add_argument("--output-dir", required=True, type=output_dir)
     _add_model_options(p)
     p.add_argument("--no-evaluate", dest="evaluate", action="store_false",
@@ -164,8 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", action="append", default=[], metavar="MODEL[,MODEL...]",
                    help="run several models on the shared preprocessing, e.g. --models gmic,nyu_glam "
                         "(a model whose weights are missing is reported and skipped)")
-    add_workers_option(p)
-    add_engine_options(p)
+    add_execution_options(p)
     p.set_defaults(handler=run_run)
 
 
@@ -197,7 +198,7 @@ def _check_model_options(options: dict[str, str], specs) -> None:
 
 def _requests(args: argparse.Namespace, names: list[str]):
     from ..models.weights import allow_unverified_downloads
-    from ..pipeline import model_requests, split_model_names
+    from .model_args import model_requests, split_model_names
 
     if args.allow_unverified:  # before any weights are checked or fetched
         allow_unverified_downloads(True)
@@ -219,13 +220,13 @@ def _requests(args: argparse.Namespace, names: list[str]):
 def run_predict(args: argparse.Namespace) -> int:
     from ..data.exams import load_exam_list
     from ..engine import run_prediction
-    from ..models.factory import PredictorRequest, build_predictor
+    from ..models.factory import build_predictor
     from ..models.registry import get_model_spec
     from ..models.weights import WeightsError, weights_problem
 
     choice = engine_choice(args)  # before any work: an option error is one line
     request = _requests(args, [args.model or "gmic"])[0]
-    spec = get_model_spec(request.name)
+    spec = get_model_spec(request.model)
     problem = weights_problem(spec, request.weights, request.variant)
     if problem:
         raise WeightsError(problem)
@@ -234,7 +235,7 @@ def run_predict(args: argparse.Namespace) -> int:
     model_options = _parse_model_options(args)
     _check_model_options(model_options, [spec])
     variant, build_options = _build_options(args, spec, request.variant, args.output_dir)
-    predictor = build_predictor(PredictorRequest(spec.name, request.weights, variant, options.device, build_options))
+    predictor = build_predictor(replace(request, variant=variant, device=options.device, options=build_options))
     provenance = predictor.provenance()
     print(f"{spec.name} variant {provenance.get('variant', '-')} on {getattr(predictor, 'device', '')}")
     if provenance.get("heatmap_precision", "float32") != "float32":
@@ -257,19 +258,19 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_run(args: argparse.Namespace) -> int:
     from ..models.registry import get_model_spec
-    from ..pipeline import run_pipeline
+    from ..workflows.pipeline import run_pipeline
 
     choice = engine_choice(args)  # before any work: an option error is one line
     names = ([args.model] if args.model else []) + list(args.models)
     requests = _requests(args, names or ["gmic"])
-    specs = [get_model_spec(r.name) for r in requests]
+    specs = [get_model_spec(r.model) for r in requests]
     _check_model_options(_parse_model_options(args), specs)
     strict = len(requests) == 1
-    if not strict and args.heatmaps and not any("patch_weights" in _builder_options(s) for s in specs):
+    if not strict and args.heatmaps and not any(_heatmaps_variant(s) for s in specs):
         raise ValueError("--heatmaps: none of the models has an image+heatmaps variant")
-    for request, spec in zip(requests, specs):
-        request.variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
-        request.build_options.update(options)
+    for position, (request, spec) in enumerate(zip(requests, specs)):
+        variant, options = _build_options(args, spec, request.variant, args.output_dir / spec.name, strict)
+        requests[position] = replace(request, variant=variant, options={**request.options, **options})
     with open_engine(choice) as engine:
         result = run_pipeline(args.images, args.exam_list, args.output_dir, requests, workers=args.workers,
                               options=_options(args), command=getattr(args, "command_line", None),
@@ -289,17 +290,17 @@ def run_run(args: argparse.Namespace) -> int:
     print(_summary_table(result))
     io_failures = list(result.incomplete)
     if args.evaluate:
-        from ..run_evaluation import evaluate_run
+        from ..workflows.run_evaluation import evaluate_run
 
         evaluation = evaluate_run(result, args.output_dir, n_bootstrap=args.bootstrap, by=args.by,
                                   bins=args.bins or None)
         late = list(evaluation.failures)
         if args.segmentations is not None:
-            from ..run_evaluation import localize_run
+            from ..workflows.run_evaluation import localize_run
 
             late += localize_run(result, args.output_dir, args.segmentations, n_bootstrap=args.bootstrap).failures
         if late:
-            from ..pipeline import add_failures
+            from ..workflows.pipeline import add_failures
 
             add_failures(args.output_dir, late)
             for failure in late:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from ..core.stages import FAILURES_CSV, WARNINGS_CSV, write_failures_csv, write_warnings_csv
 from ..data.exams import load_exam_list
 from .common import (
-    add_quiet_option,
-    add_workers_option,
-    existing_dir,
-    existing_file,
+    add_image_inputs,
     int_range,
     output_dir,
     output_file,
@@ -22,7 +20,7 @@ from .common import (
 
 # A side of a mammogram or model window, in pixels (validate calls more than 10,000 implausible).
 from ..engine.choice import open_engine
-from .engine import add_engine_options, engine_choice, print_engine
+from .engine import add_execution_options, engine_choice, print_engine
 
 SIDE = int_range(1, 10000)
 IGNORE_UNKNOWN_VIEWS_HELP = ("leave out (with a warning naming them) the images of exam-list keys that look like "
@@ -34,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "crop", help="crop mammograms around the breast (official NYU preprocessing)",
         description="Crop each mammogram around the breast and write the cropped 16-bit PNGs and "
                     "DIR/cropped_exam_list.pkl. Images that cannot be cropped are reported and left out.")
-    p.add_argument("--images", required=True, type=existing_dir, help="directory of the original PNGs")
-    p.add_argument("--exam-list", required=True, type=existing_file, help="exam list (.pkl or .json)")
+    add_image_inputs(p, "directory of the original PNGs", "exam list (.pkl or .json)")
     p.add_argument("--output-dir", required=True, type=output_dir, help="where cropped PNGs and the exam list go")
     # 0 iterations would mean "until nothing changes" to scipy's morphology, not "none"
     p.add_argument("--iterations", type=int_range(1, 1000), default=100,
@@ -43,23 +40,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--buffer-size", type=int_range(0, 10000), default=50,
                    help="margin around the breast in pixels, 0-10000 (default: 50)")
     p.add_argument("--ignore-unknown-views", action="store_true", help=IGNORE_UNKNOWN_VIEWS_HELP)
-    add_workers_option(p)
-    add_engine_options(p)
-    add_quiet_option(p)
+    add_execution_options(p)
     p.set_defaults(handler=run_crop)
 
     p = subparsers.add_parser(
         "centers", help="compute the optimal input-window centre of each cropped image",
         description="Add 'best_center' to every image of a cropped exam list (official window search).")
-    p.add_argument("--images", required=True, type=existing_dir, help="directory of the cropped PNGs")
-    p.add_argument("--exam-list", required=True, type=existing_file, help="cropped exam list from 'mammoscreen crop'")
+    add_image_inputs(p, "directory of the cropped PNGs", "cropped exam list from 'mammoscreen crop'")
     p.add_argument("--output", required=True, type=output_file, help="exam list to write (.pkl or .json)")
-    p.add_argument("--window", type=SIDE, nargs=2, metavar=("ROWS", "COLS"), default=(2944, 1920),
-                   help="model input window, 1-10000 pixels a side (default: GMIC's 2944 1920)")
+    p.add_argument("--window", type=SIDE, nargs=2, metavar=("ROWS", "COLS"), default=None,
+                   help="model input window, 1-10000 pixels a side (default: GMIC's, 2944 1920, read from its "
+                        "preprocessing record)")
     p.add_argument("--ignore-unknown-views", action="store_true", help=IGNORE_UNKNOWN_VIEWS_HELP)
-    add_workers_option(p)
-    add_engine_options(p)
-    add_quiet_option(p)
+    add_execution_options(p)
     p.set_defaults(handler=run_centers)
 
 
@@ -100,16 +93,30 @@ def run_crop(args: argparse.Namespace) -> int:
                    f"cropped {done} of {report.total} images -> {args.output_dir / CROPPED_EXAM_LIST}")
 
 
+DEFAULT_WINDOW_MODEL = "gmic"
+"""The model whose preprocessing record gives ``mammoscreen centers`` its window when --window is not given."""
+
+
+def centre_windows(window: Sequence[int] | None) -> dict[str, tuple[int, int]]:
+    """The windows per view angle of ``mammoscreen centers``: ``--window`` for every view, or the windows of
+    the default model's preprocessing record."""
+    if window is not None:
+        rows, cols = window
+        return {"CC": (rows, cols), "MLO": (rows, cols)}
+    from ..models.registry import get_model_spec
+
+    return dict(get_model_spec(DEFAULT_WINDOW_MODEL).center_windows or {})
+
+
 def run_centers(args: argparse.Namespace) -> int:
     from ..core.stages import StageReport
     from ..preprocess.centers import centers_dataset
 
     choice = engine_choice(args)  # before any work: an option error is one line
     exams = load_exam_list(args.exam_list, ignore_unknown_views=args.ignore_unknown_views)
-    window = tuple(args.window)
     report = StageReport("centres")
     with open_engine(choice) as engine:
-        centers_dataset(args.images, exams, args.output, windows={"CC": window, "MLO": window},
+        centers_dataset(args.images, exams, args.output, windows=centre_windows(args.window),
                         workers=engine.stage_workers(args.workers), progress=not args.quiet, report=report,
                         pool=engine.pool)
         engine.note_stage("centres")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from . import UserError
 
@@ -32,6 +33,28 @@ def _needs_app_extra(handler: Callable[[argparse.Namespace], int]) -> Callable[[
             raise UserError(str(e)) from None
 
     return wrapped
+
+
+def _study_action(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int],
+                  help: str) -> argparse.ArgumentParser:
+    """An action on an existing study: its STUDY_DIR and --database-url (for a study in an external database)."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
+    p.add_argument("--database-url", help="for a study in an external database")
+    p.set_defaults(handler=handler)
+    return p
+
+
+@contextlib.contextmanager
+def _opened_study(args: argparse.Namespace) -> Iterator[Any]:
+    """The study of STUDY_DIR (and --database-url), closed afterwards."""
+    from ..app.study import open_study
+
+    study = open_study(args.study_dir, args.database_url)
+    try:
+        yield study
+    finally:
+        study.close()
 
 
 def _days(text: str) -> float:
@@ -85,47 +108,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "default: SQLite in STUDY_DIR")
     c.set_defaults(handler=run_create_study)
 
-    a = sub.add_parser("add-reader", help="add a reader; prints the one-time password on its last line")
-    a.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
+    a = _study_action(sub, "add-reader", run_add_reader, "add a reader; prints the one-time password on its last line")
     a.add_argument("name", metavar="NAME",
                    help="letters, digits, '_', '.', '-' (it becomes the reader's ID in exports)")
     a.add_argument("--admin", action="store_true", help="an administrator (progress page, exports) instead of a reader")
-    a.add_argument("--database-url", help="for a study in an external database")
-    a.set_defaults(handler=run_add_reader)
 
-    r = sub.add_parser("reset-password", help="a new one-time password for a reader (printed on the last line)")
-    r.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
+    r = _study_action(sub, "reset-password", run_reset_password,
+                      "a new one-time password for a reader (printed on the last line)")
     r.add_argument("name", metavar="NAME")
-    r.add_argument("--database-url", help="for a study in an external database")
-    r.set_defaults(handler=run_reset_password)
 
-    s = sub.add_parser("serve", help="serve the study (127.0.0.1:8000 by default)")
-    s.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
+    s = _study_action(sub, "serve", run_serve, "serve the study (127.0.0.1:8000 by default)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; anything else "
                                                        "belongs behind a TLS reverse proxy)")
     s.add_argument("--port", type=_port, default=8000, help="default: %(default)s")
     s.add_argument("--proxy", action="store_true", help="behind a reverse proxy on this machine: trust its "
                                                         "X-Forwarded-Proto/-For headers")
     s.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="with --proxy: the proxy's address(es)")
-    s.add_argument("--database-url", help="for a study in an external database")
-    s.set_defaults(handler=run_serve)
 
-    e = sub.add_parser("export", help="export the answers: imrmc (for 'mammoscreen mrmc'), csv (every answer), "
-                                      "pkl (results.pkl layout)")
-    e.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
+    e = _study_action(sub, "export", run_export, "export the answers: imrmc (for 'mammoscreen mrmc'), csv (every "
+                                                 "answer), pkl (results.pkl layout)")
     e.add_argument("--format", required=True, choices=("imrmc", "csv", "pkl"))
     e.add_argument("--output", required=True, type=Path, help="file to write")
     e.add_argument("--modality", help="pkl: which modality's scores (default: the first)")
-    e.add_argument("--database-url", help="for a study in an external database")
-    e.set_defaults(handler=run_export)
 
-    n = sub.add_parser("analyse", help="OR/Hillis MRMC: unaided vs aided, each vs the AI alone; the report section")
-    n.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
+    n = _study_action(sub, "analyse", run_analyse,
+                      "OR/Hillis MRMC: unaided vs aided, each vs the AI alone; the report section")
     n.add_argument("--output-dir", type=Path, help="default: STUDY_DIR/analysis")
     n.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife")
     n.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="replicates of the per-reader CIs")
-    n.add_argument("--database-url", help="for a study in an external database")
-    n.set_defaults(handler=run_analyse)
 
 
 @_needs_app_extra
@@ -144,13 +154,10 @@ def run_create_study(args: argparse.Namespace) -> int:
 
 @_needs_app_extra
 def run_add_reader(args: argparse.Namespace) -> int:
-    from ..app.study import add_reader, open_study
+    from ..app.study import add_reader
 
-    study = open_study(args.study_dir, args.database_url)
-    try:
+    with _opened_study(args) as study:
         password = add_reader(study, args.name, "admin" if args.admin else "reader")
-    finally:
-        study.close()
     print(f"{'Administrator' if args.admin else 'Reader'} {args.name} added. One-time password (they choose their own "
           "at the first login):")
     print(password)
@@ -159,13 +166,10 @@ def run_add_reader(args: argparse.Namespace) -> int:
 
 @_needs_app_extra
 def run_reset_password(args: argparse.Namespace) -> int:
-    from ..app.study import open_study, reset_password
+    from ..app.study import reset_password
 
-    study = open_study(args.study_dir, args.database_url)
-    try:
+    with _opened_study(args) as study:
         password = reset_password(study, args.name)
-    finally:
-        study.close()
     print(f"New one-time password for {args.name}:")
     print(password)
     return 0
@@ -184,16 +188,12 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from ..app import audit
     from ..app.export import export_study
-    from ..app.study import open_study
 
-    study = open_study(args.study_dir, args.database_url)
-    try:
+    with _opened_study(args) as study:
         notes = export_study(study.db, args.format, args.output, args.modality)
         with study.db.write() as s:
             audit.record(s, "cli", "export", {"format": args.format, "output": str(args.output),
                                               "modality": args.modality, "notes": notes})
-    finally:
-        study.close()
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"Wrote {args.output}")
@@ -203,13 +203,9 @@ def run_export(args: argparse.Namespace) -> int:
 @_needs_app_extra
 def run_analyse(args: argparse.Namespace) -> int:
     from ..app.analyse import analyse_study
-    from ..app.study import open_study
 
-    study = open_study(args.study_dir, args.database_url)
-    try:
+    with _opened_study(args) as study:
         result = analyse_study(study, args.output_dir, covariance=args.covariance, n_bootstrap=args.bootstrap)
-    finally:
-        study.close()
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     sys.stdout.write(result.text)

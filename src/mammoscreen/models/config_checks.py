@@ -7,8 +7,11 @@ Every model config dataclass calls these from ``__post_init__``, so no invalid c
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
+
+C = TypeVar("C")
 
 
 class ConfigError(ValueError):
@@ -54,3 +57,34 @@ MAX_INPUT_SIDE = 16384
 
 def check_input_size(value: Any, field: str = "input_size") -> None:
     check_ints(value, field, 16, MAX_INPUT_SIDE, length=2)
+
+
+def check_region_crops(count: Any, size: Any, input_size: Sequence[int], count_field: str, size_field: str) -> None:
+    """The regions a two-stage model crops from its input (GMIC's patches, GLAM's crops): 1-64 of them, each
+    fitting inside the input."""
+    check_int(count, count_field, 1, 64)
+    check_ints(size, size_field, 1, 4096, length=2)
+    check_size_within(size, input_size, size_field, "input_size")
+
+
+def check_global_local_networks(config: Any) -> None:
+    """The fields GMIC and GLAM share: classes, the global ResNet (channels, blocks, strides per stage) and the
+    four-stage local ResNet."""
+    check_int(config.num_classes, "num_classes", 1, 1000)
+    check_int(config.global_channels, "global_channels", 1, 1024)
+    check_ints(config.global_blocks, "global_blocks", 1, 64, max_length=8)
+    check_ints(config.global_strides, "global_strides", 1, 4, length=len(config.global_blocks))
+    check_int(config.local_channels, "local_channels", 1, 1024)
+    check_ints(config.local_blocks, "local_blocks", 1, 64, length=4)
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any], model: str) -> C:
+    """A frozen config dataclass from plain data (a sidecar, a model card): JSON lists become tuples; unknown
+    fields and a non-mapping raise :class:`ConfigError` (the dataclass checks the values)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a {model} config must be a mapping of field -> value, got {type(data).__name__}")
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {model} config field(s) {', '.join(unknown)}; fields: {', '.join(fields)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -3,7 +3,7 @@
 This module is the bottom of the model layer and imports nothing else from mammoscreen, so that every
 model, every engine (local or distributed) and every workflow can depend on it without pulling in the
 rest. The types in the signatures (``ImageRecord``, ``Exam`` from :mod:`mammoscreen.data.exams`,
-``ModelSpec`` from :mod:`mammoscreen.models.registry`) are named in strings only.
+``ModelSpec`` from :mod:`mammoscreen.models.registry`) are imported for the type checker only, or typed Any.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # never run: the engine and the models import this module, not the other way round
+    from ..data.exams import Exam, ImageRecord
 
 
 @dataclass

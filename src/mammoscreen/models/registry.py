@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -33,7 +33,8 @@ class WeightFile:
     license: str = ""
     bundled: bool = False  # shipped inside the package (models/pretrained/), used when no weights are given
     config: Mapping[str, Any] = field(default_factory=dict)  # model configuration these weights need (percent_t)
-    preprocessing: Preprocessing | None = None  # what they expect of an image (None: the model's, ModelSpec)
+    preprocessing: Preprocessing | None = None  # what they expect of an image (None: the model's, filled in by
+    # ModelSpec, so every registered weight record carries its preprocessing)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ class ModelSpec:
     license: str
     output_level: str  # "image" or "breast"
     prediction_columns: tuple[str, ...]  # e.g. ("benign_pred", "malignant_pred")
-    input_description: str = ""  # generated from ``preprocessing`` when that is given
     needs_crop: bool = True  # from ``preprocessing`` when that is given
     center_windows: Mapping[str, tuple[int, int]] | None = None  # view angle -> (rows, cols); from ``preprocessing``
     weights: Mapping[str, WeightFile] = field(default_factory=dict)  # variant -> file
@@ -71,8 +71,14 @@ class ModelSpec:
         if self.preprocessing is not None:  # one source of truth: the pipeline's fields follow the record
             object.__setattr__(self, "needs_crop", self.preprocessing.crop)
             object.__setattr__(self, "center_windows", self.preprocessing.windows)
-            if not self.input_description:
-                object.__setattr__(self, "input_description", self.preprocessing.describe())
+            object.__setattr__(self, "weights", {
+                variant: wf if wf.preprocessing is not None else replace(wf, preprocessing=self.preprocessing)
+                for variant, wf in self.weights.items()})
+
+    @property
+    def input_description(self) -> str:
+        """What the model's weights expect of an image, in words: a rendering of its preprocessing record."""
+        return self.preprocessing.describe() if self.preprocessing is not None else "not described"
 
     def weight_keys(self, variant: str) -> list[str]:
         """The weight files a variant loads: its own, or (a combination such as GMIC's 'ensemble') every variant's."""
@@ -88,6 +94,9 @@ class ModelSpec:
             raise KeyError(f"model {self.name!r} has no weight file for variant {variant!r}; "
                            f"variants: {', '.join(self.weights)}") from None
 
+
+META_REPOSITORY_VIEW_ORDER = ("L-CC", "L-MLO", "R-CC", "R-MLO")
+"""The row order of the NYU meta-repository's image-level scripts (end2end, frcnn_cad, nyu_model_single)."""
 
 _REGISTRY: dict[str, ModelSpec] = {}
 

@@ -224,7 +224,7 @@ def download_problem(spec: ModelSpec, wf: WeightFile) -> str | None:
     return None
 
 
-def resolve_weight_path(spec: ModelSpec, weights: str | Path, variant: str | None = None, *,
+def resolve_weight_path(spec: ModelSpec, weights: str | Path | None, variant: str | None = None, *,
                         allow_download: bool = True) -> Path:
     """A checkpoint file from ``weights``: a file, a directory holding the official file name, or 'official'.
 

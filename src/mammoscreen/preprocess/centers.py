@@ -31,11 +31,6 @@ from ..data.exams import Exam, ExamListError, add_image_metadata, iter_images, s
 from ..data.images import image_path, read_png
 from .windows import flip_to_face_right
 
-GMIC_WINDOW = (2944, 1920)
-"""Input window (rows, cols) of GMIC and GLAM, the same for every view."""
-
-GMIC_WINDOWS = {"CC": GMIC_WINDOW, "MLO": GMIC_WINDOW}
-
 
 def _window_pixel_counts(nonzero: np.ndarray, centers: np.ndarray, window: np.ndarray) -> np.ndarray:
     """Number of non-zero pixels inside the window at each centre, with the official clipping rule.
@@ -57,7 +52,7 @@ def _window_pixel_counts(nonzero: np.ndarray, centers: np.ndarray, window: np.nd
 
 
 def optimal_center(image: np.ndarray, view: str, rightmost_x: int, bottommost_y: int,
-                   window: tuple[int, int] = GMIC_WINDOW) -> tuple[int, int]:
+                   window: tuple[int, int]) -> tuple[int, int]:
     """The official best window centre (row, col) for one cropped image.
 
     Parameters
@@ -119,12 +114,14 @@ def _center_file(item: tuple[str, str, str, int, int, tuple[int, int]], images_d
 
 
 def centers_dataset(cropped_dir: str | Path, exams: Sequence[Exam], output_path: str | Path | None = None, *,
-                    windows: Mapping[str, tuple[int, int]] = GMIC_WINDOWS, workers: int = 1,
+                    windows: Mapping[str, tuple[int, int]], workers: int = 1,
                     progress: bool = True, report: StageReport | None = None,
                     pool: Executor | None = None) -> tuple[list[Exam], list[Failure]]:
     """Add ``best_center`` to every image of a cropped exam list; write it to ``output_path`` if given.
 
-    ``windows`` maps the view angle ('CC', 'MLO') to the model's input window (rows, cols).
+    ``windows`` maps the view angle ('CC', 'MLO') to the model's input window (rows, cols): the ``windows`` of
+    the model's preprocessing record (:class:`~mammoscreen.models.preprocessing.Preprocessing`); this stage
+    knows no model's window itself.
     Images that fail (unreadable) are reported and left out. With ``output_path``, finished images are
     journaled beside it with the content of their cropped file and their crop metadata, so a re-run
     recomputes only images whose crop changed, and the folder of ``output_path`` is locked for the

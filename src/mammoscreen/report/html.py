@@ -562,7 +562,7 @@ def render_report(contents: RunContents, *, title: str | None = None, segmentati
                   max_gallery: int = DEFAULT_MAX_GALLERY, figure_width: int = DEFAULT_FIGURE_WIDTH) -> str:
     """The report page of ``contents`` (see :func:`build_report`) as one HTML string."""
     from .. import __version__
-    from ..environment import software_versions, utc_timestamp
+    from ..core.environment import software_versions, utc_timestamp
 
     if int(max_gallery) < 0:
         raise ValueError(f"max_gallery must be 0 or more, got {max_gallery}")

@@ -1,7 +1,7 @@
 """Training data: image-level labels from ``cancer_label``, and GMIC inputs with the official augmentation.
 
 Exam lists given to training are cropped exam lists with ``best_center`` for the model's window
-(``mammoscreen crop`` then ``mammoscreen centers``, or :func:`mammoscreen.pipeline.run_pipeline`).
+(``mammoscreen crop`` then ``mammoscreen centers``, or :func:`mammoscreen.workflows.pipeline.run_pipeline`).
 
 Training inputs follow the official data pipeline: mirror the image so the breast faces right, take
 the window around ``best_center`` with random position and size noise (resized back to the input

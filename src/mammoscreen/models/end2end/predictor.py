@@ -30,7 +30,7 @@ from ...preprocess.magick import auto_level, magick_resize
 from ..interfaces import ImagePrediction, Predictor
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
-from ..registry import ModelSpec, WeightFile, register_model
+from ..registry import META_REPOSITORY_VIEW_ORDER, ModelSpec, WeightFile, register_model
 from .modeling import End2EndClassifier, load_end2end
 
 INPUT_SIZE = (1152, 896)
@@ -188,9 +188,10 @@ def build_end2end_predictor(weights: str | Path, variant: str | None = None, dev
                                             {"mean_pixel_intensity": mean_pixel_intensity}, allow_download))
 
 
-PREPROCESSING = Preprocessing(source="original", resize=INPUT_SIZE, standardisation=(
-    f"as x*{RESCALE_FACTOR} - mean pixel intensity ({DEFAULT_MEAN_PIXEL_INTENSITY} by default)"),
-    notes="ImageMagick auto-level first, Lanczos resize ignoring the aspect ratio, same image in every channel")
+PREPROCESSING = Preprocessing(source="original", auto_level=True, resize=INPUT_SIZE, resize_filter="Lanczos",
+                              keep_aspect=False, channels="every channel", rescale=RESCALE_FACTOR,
+                              mean=DEFAULT_MEAN_PIXEL_INTENSITY, mean_name="mean pixel intensity",
+                              mean_is_default=True)
 
 END2END_SPEC = register_model(ModelSpec(
     name="end2end",
@@ -200,17 +201,14 @@ END2END_SPEC = register_model(ModelSpec(
     license=WEIGHTS_LICENSE,
     output_level="image",
     prediction_columns=("malignant_pred",),
-    input_description=("original 16-bit PNG, ImageMagick auto-level, resized to 896x1152 (Lanczos, aspect ratio "
-                       "ignored), x*0.003891 - mean pixel intensity (44.4 by default), same image in every channel"),
     preprocessing=PREPROCESSING,
-    weights={v: WeightFile(f, None, None, None, WEIGHTS_LICENSE, preprocessing=PREPROCESSING)
-             for v, f in VARIANT_FILES.items()},
+    weights={v: WeightFile(f, None, None, None, WEIGHTS_LICENSE) for v, f in VARIANT_FILES.items()},
     weights_page=WEIGHTS_PAGE,
     options=End2EndOptions,
     default_variant="ddsm_resnet50",
     variants=tuple(VARIANT_FILES),
     build=_load_end2end_predictor,
-    csv_view_order=("L-CC", "L-MLO", "R-CC", "R-MLO"),
+    csv_view_order=META_REPOSITORY_VIEW_ORDER,
     extra={"weights_page": WEIGHTS_PAGE, "mean_pixel_intensity": dict(MEAN_PIXEL_INTENSITY),
            "default_mean_pixel_intensity": DEFAULT_MEAN_PIXEL_INTENSITY, "rescale_factor": RESCALE_FACTOR,
            "input_size": INPUT_SIZE, "verified_variants": ("ddsm_resnet50",),

@@ -36,7 +36,7 @@ from ...data.images import image_path, read_mammogram, read_png
 from ..interfaces import ImagePrediction, Predictor
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
-from ..registry import ModelSpec, WeightFile, register_model
+from ..registry import META_REPOSITORY_VIEW_ORDER, ModelSpec, WeightFile, register_model
 from .modeling import FasterRCNNVGG16, bbox_transform_inv, clip_boxes, load_frcnn, nms
 
 PIXEL_MEANS_BGR = np.array([102.9801, 115.9465, 122.7717])
@@ -179,9 +179,9 @@ def build_frcnn_predictor(weights: str | Path, variant: str | None = None, devic
                                             allow_download=allow_download))
 
 
-PREPROCESSING = Preprocessing(source="original", standardisation="minus the VGG pixel means (B,G,R)",
-                              notes=f"scaled to 8 bits by its maximum, grey in B,G,R, resized (bilinear) so the short "
-                                    f"side is {TEST_SCALE} px or the long side at most {TEST_MAX_SIZE} px")
+PREPROCESSING = Preprocessing(source="original", scale_to_8bit=True, channels="B,G,R",
+                              mean=tuple(float(m) for m in PIXEL_MEANS_BGR), mean_name="VGG pixel means",
+                              short_side=TEST_SCALE, max_long_side=TEST_MAX_SIZE, resize_filter="bilinear")
 
 
 FRCNN_SPEC = register_model(ModelSpec(
@@ -192,15 +192,12 @@ FRCNN_SPEC = register_model(ModelSpec(
     license=WEIGHTS_LICENSE,
     output_level="image",
     prediction_columns=("malignant_pred",),
-    input_description=("original 16-bit PNG scaled to 8 bits by its maximum, grey in B,G,R minus the VGG pixel "
-                       "means, resized (bilinear) so the short side is 1700 px or the long side at most 2100 px"),
     preprocessing=PREPROCESSING,
-    weights={"vgg16": WeightFile("vgg16_frcnn_cad.caffemodel", WEIGHTS_URL, None, None, WEIGHTS_LICENSE,
-                                 preprocessing=PREPROCESSING)},
+    weights={"vgg16": WeightFile("vgg16_frcnn_cad.caffemodel", WEIGHTS_URL, None, None, WEIGHTS_LICENSE)},
     default_variant="vgg16",
     variants=("vgg16",),
     build=_load_frcnn_predictor,
-    csv_view_order=("L-CC", "L-MLO", "R-CC", "R-MLO"),
+    csv_view_order=META_REPOSITORY_VIEW_ORDER,
     extra={"classes": CLASSES, "test_scale": TEST_SCALE, "test_max_size": TEST_MAX_SIZE,
            "detection_nms_threshold": DETECTION_NMS_THRESHOLD, "weights_format": "Caffe binary NetParameter",
            "maps": ("malignant_detections", "benign_detections", "proposals", "class_probabilities"),

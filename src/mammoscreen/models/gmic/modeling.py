@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config_checks import ConfigError, check_fraction, check_input_size, check_int, check_ints, check_size_within
+from ..config_checks import (
+    ConfigError,
+    check_fraction,
+    check_global_local_networks,
+    check_input_size,
+    check_int,
+    check_region_crops,
+    config_from_dict,
+)
 from ..layers.resnet import ResNetV1, ResNetV2, resnet_v2_output_size
 from ..layers.roi_patches import (
     crop_patches,
@@ -60,15 +68,8 @@ class GMICConfig:
         # Configs also come from files (a trained model's sidecar): refuse what the network cannot run.
         check_input_size(self.input_size)
         check_fraction(self.percent_t, "percent_t")
-        check_int(self.num_patches, "num_patches", 1, 64)
-        check_ints(self.patch_size, "patch_size", 1, 4096, length=2)
-        check_size_within(self.patch_size, self.input_size, "patch_size", "input_size")
-        check_int(self.num_classes, "num_classes", 1, 1000)
-        check_int(self.global_channels, "global_channels", 1, 1024)
-        check_ints(self.global_blocks, "global_blocks", 1, 64, max_length=8)
-        check_ints(self.global_strides, "global_strides", 1, 4, length=len(self.global_blocks))
-        check_int(self.local_channels, "local_channels", 1, 1024)
-        check_ints(self.local_blocks, "local_blocks", 1, 64, length=4)
+        check_region_crops(self.num_patches, self.patch_size, self.input_size, "num_patches", "patch_size")
+        check_global_local_networks(self)
         check_int(self.attention_dim, "attention_dim", 1, 8192)
         rows, cols = self.saliency_size
         if rows < 1 or cols < 1:
@@ -96,14 +97,7 @@ class GMICConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "GMICConfig":
         """A config from plain data (a sidecar): unknown fields and out-of-range values raise ConfigError."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"a GMIC config must be a mapping of field -> value, got {type(data).__name__}")
-        unknown = sorted(set(map(str, data)) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown GMIC config field(s) {', '.join(unknown)}; fields: "
-                              f"{', '.join(cls.__dataclass_fields__)}")
-        tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
-        return cls(**{**data, **tuples})
+        return config_from_dict(cls, data, "GMIC")
 
     def with_percent_t(self, percent_t: float) -> "GMICConfig":
         return replace(self, percent_t=percent_t)

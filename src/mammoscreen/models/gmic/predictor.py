@@ -175,7 +175,7 @@ GMIC_SPEC = register_model(ModelSpec(
     prediction_columns=("benign_pred", "malignant_pred"),
     preprocessing=PREPROCESSING,
     weights={str(i): WeightFile(f"sample_model_{i}.p", _LFS + f"sample_model_{i}.p", _SHA256[i], 60740040,
-                                _WEIGHTS_LICENSE, config={"percent_t": PERCENT_T[i]}, preprocessing=PREPROCESSING)
+                                _WEIGHTS_LICENSE, config={"percent_t": PERCENT_T[i]})
              for i in range(1, 6)},
     default_variant="1",
     variants=("1", "2", "3", "4", "5", ENSEMBLE),

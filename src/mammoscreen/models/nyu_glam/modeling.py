@@ -30,7 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config_checks import ConfigError, check_fraction, check_input_size, check_int, check_ints, check_size_within
+from ..config_checks import (
+    ConfigError,
+    check_fraction,
+    check_global_local_networks,
+    check_input_size,
+    check_region_crops,
+    config_from_dict,
+)
 from ..layers.resnet import ResNetV1, ResNetV2
 from ..layers.roi_patches import (
     crop_patches,
@@ -65,15 +72,8 @@ class GLAMConfig:
         check_input_size(self.input_size)
         check_fraction(self.percent_k, "percent_k")
         check_fraction(self.local_percent_k, "local_percent_k")
-        check_int(self.num_crops, "num_crops", 1, 64)
-        check_ints(self.crop_size, "crop_size", 1, 4096, length=2)
-        check_size_within(self.crop_size, self.input_size, "crop_size", "input_size")
-        check_int(self.num_classes, "num_classes", 1, 1000)
-        check_int(self.global_channels, "global_channels", 1, 1024)
-        check_ints(self.global_blocks, "global_blocks", 1, 64, max_length=8)
-        check_ints(self.global_strides, "global_strides", 1, 4, length=len(self.global_blocks))
-        check_int(self.local_channels, "local_channels", 1, 1024)
-        check_ints(self.local_blocks, "local_blocks", 1, 64, length=4)
+        check_region_crops(self.num_crops, self.crop_size, self.input_size, "num_crops", "crop_size")
+        check_global_local_networks(self)
         weights = self.level_weights
         if not isinstance(weights, (tuple, list)) or len(weights) != 3 or not all(
                 isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < float("inf") for w in weights):
@@ -84,12 +84,8 @@ class GLAMConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GLAMConfig":
-        if not isinstance(data, dict):
-            raise ConfigError(f"a GLAM config must be a mapping of field -> value, got {type(data).__name__}")
-        unknown = sorted(set(map(str, data)) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown GLAM config field(s) {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        """A config from plain data (a sidecar): unknown fields and out-of-range values raise ConfigError."""
+        return config_from_dict(cls, data, "GLAM")
 
 
 class GLAMOutput(NamedTuple):

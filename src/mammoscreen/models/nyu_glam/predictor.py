@@ -169,8 +169,6 @@ GLAM_SPEC = register_model(ModelSpec(
     license=_WEIGHTS_LICENSE,
     output_level="image",
     prediction_columns=("benign_pred", "malignant_pred"),
-    input_description=("cropped 16-bit PNG, breast mirrored to face right, 2944x1920 window around best_center, "
-                       "standardised per image; reported prediction = global branch (y_global)"),
     preprocessing=PREPROCESSING,
     options=GLAMOptions,
     # The checkpoints live in the repository's models/ folder; no checksums are published, so a

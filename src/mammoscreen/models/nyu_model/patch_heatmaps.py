@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ...memory import keep_freed_memory
+from ...core.memory import keep_freed_memory
 from ..layers.densenet import DenseNet, FusedDenseNet, fuse_densenet
 
 PATCH_SIZE = 256
@@ -182,7 +182,7 @@ class PatchClassifier:
             raise ValueError("heatmap precision bfloat16 needs the fast patch classifier (fast=True)")
         self.precision = precision
         if self.device.type == "cpu":
-            keep_freed_memory()  # large activations without page faults: see mammoscreen.memory
+            keep_freed_memory()  # large activations without page faults: see mammoscreen.core.memory
         self.model = model.to(self.device).eval()
         self.fast = fast
         self.batch_size = batch_size if fast else OFFICIAL_BATCH_SIZE

@@ -27,7 +27,7 @@ stage is given only the view angle, so right views are not mirrored for the patc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,13 +40,13 @@ from ...core.files import sha256_file
 from ...core.paths import output_path
 from ...data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views, view_angle
 from ...data.images import image_path, read_mammogram, write_png
-from ...memory import keep_freed_memory
+from ...core.memory import keep_freed_memory
 from ...preprocess.windows import WindowGeometry, extract_window, flip_to_face_right, standardize, window_geometry
 from ..interfaces import ExamPrediction, ExamPredictor, ImagePrediction, Predictor
 from ..layers.densenet import DenseNet, densenet121
 from ..options import ModelOptions
 from ..preprocessing import Preprocessing
-from ..registry import ModelSpec, WeightFile, register_model
+from ..registry import META_REPOSITORY_VIEW_ORDER, ModelSpec, WeightFile, register_model
 from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 from .modeling import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
 from .patch_heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
@@ -57,7 +57,7 @@ PATCH_CLASSIFIER = "patch_classifier"  # key of the patch classifier's weight fi
 
 MAX_CROP_NOISE = (100, 100)
 MAX_CROP_SIZE_NOISE = 100
-SINGLE_VIEW_ORDER = ("L-CC", "L-MLO", "R-CC", "R-MLO")
+SINGLE_VIEW_ORDER = META_REPOSITORY_VIEW_ORDER
 """Image order of the meta-repository's nyu_model_single script (within each exam)."""
 
 
@@ -198,14 +198,36 @@ class _HeatmapSettings:
         return self.classifier.precision
 
 
-def _provenance(spec: ModelSpec, variant: str, weights: Path, sha: str, seed: int, epochs: int,
-                heatmaps: _HeatmapSettings | None, **more: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": spec.name, "variant": variant, "seed": seed, "epochs": epochs,
-                           "weights": [{"path": str(weights), "sha256": sha}], **more}
-    if heatmaps is not None:
-        out["patch_weights"] = {"path": str(heatmaps.weights), "sha256": heatmaps.sha256}
-        out["heatmap_precision"] = heatmaps.precision
-    return out
+class _DMVPredictorBase:
+    """What both DMV predictors hold: the network on its device, its weights, the variant, the seed and number of
+    random windows (epochs), and the heatmap settings of the image+heatmaps variant."""
+
+    spec: ModelSpec
+
+    def _load(self, model: torch.nn.Module, weights: Path, variant: str, device: str | torch.device, seed: int,
+              epochs: int, heatmaps: _HeatmapSettings | None) -> None:
+        if epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.core.memory
+        self.model = model.to(self.device).eval()
+        self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
+        self.heatmap_settings = heatmaps
+        self._sha = sha256_file(self.weights)
+
+    def _more_provenance(self) -> dict[str, Any]:
+        return {}
+
+    def provenance(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.spec.name, "variant": self.variant, "seed": self.seed,
+                               "epochs": self.epochs, "weights": [{"path": str(self.weights), "sha256": self._sha}],
+                               **self._more_provenance()}
+        if self.heatmap_settings is not None:
+            out["patch_weights"] = {"path": str(self.heatmap_settings.weights),
+                                    "sha256": self.heatmap_settings.sha256}
+            out["heatmap_precision"] = self.heatmap_settings.precision
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,29 +252,17 @@ class _ExamInput:
     samples: list[_ViewSample]
 
 
-class ViewWiseDMVPredictor(ExamPredictor):
+class ViewWiseDMVPredictor(_DMVPredictorBase, ExamPredictor):
     """nyu_model: one breast-level prediction per exam from its four views (see the module docstring)."""
 
     required_views = VIEWS
 
     def __init__(self, model: ViewWiseDMV, weights: Path, variant: str, device: str | torch.device = "auto",
                  seed: int = 0, epochs: int = 1, heatmaps: _HeatmapSettings | None = None):
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
         self.spec = NYU_MODEL_SPEC
-        self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.memory
-        self.model = model.to(self.device).eval()
-        self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
-        self.heatmap_settings = heatmaps
-        self._sha = sha256_file(self.weights)
+        self._load(model, weights, variant, device, seed, epochs, heatmaps)
         self._exam_states: dict[int, tuple] = {}
         self._grids: dict[str, PatchGrid | Exception] = {}
-
-    def provenance(self) -> dict[str, Any]:
-        return _provenance(self.spec, self.variant, self.weights, self._sha, self.seed, self.epochs,
-                           self.heatmap_settings)
 
     def plan(self, exams: Sequence[Exam], images_dir: Path) -> None:
         """Lay out the official random streams of the whole run (windows per exam; patch grids per image)."""
@@ -373,26 +383,17 @@ class _ImageInput:
     windows: list[np.ndarray] = field(default_factory=list)  # image-only variant
 
 
-class ImageWiseDMVPredictor(Predictor):
+class ImageWiseDMVPredictor(_DMVPredictorBase, Predictor):
     """nyu_model_single: a malignancy (and benign) probability per image (see the module docstring)."""
 
     def __init__(self, model: ImageWiseDMV, weights: Path, variant: str, device: str | torch.device = "auto",
                  seed: int = 0, epochs: int = 1, heatmaps: _HeatmapSettings | None = None, every_image: bool = False):
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
         self.spec = NYU_MODEL_SINGLE_SPEC
-        self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.memory
-        self.model = model.to(self.device).eval()
-        self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
-        self.heatmap_settings = heatmaps
+        self._load(model, weights, variant, device, seed, epochs, heatmaps)
         self.every_image = every_image
-        self._sha = sha256_file(self.weights)
 
-    def provenance(self) -> dict[str, Any]:
-        return _provenance(self.spec, self.variant, self.weights, self._sha, self.seed, self.epochs,
-                           self.heatmap_settings, every_image=self.every_image)
+    def _more_provenance(self) -> dict[str, Any]:
+        return {"every_image": self.every_image}
 
     def select_images(self, exams: Sequence[Exam]) -> list[ImageRecord]:
         """Per exam, views L-CC, L-MLO, R-CC, R-MLO; one image per view drawn as the official script does."""
@@ -595,14 +596,11 @@ _LICENSE = "AGPL-3.0 (released in the nyukat/breast_cancer_classifier repository
 _PAPER = ("Wu N, Phang J, Park J, et al. Deep Neural Networks Improve Radiologists' Performance in Breast Cancer "
           "Screening. IEEE Transactions on Medical Imaging 2020;39(4):1184-1194.")
 _PATCH_FILE = WeightFile("sample_patch_model.p", _MODELS_URL + "sample_patch_model.p", None, None, _LICENSE)
-_INPUT = ("cropped 16-bit PNGs, mirrored to face right; a window of CC 2677x1942 / MLO 2974x1748 around best_center "
-          "with the official seeded position and size noise, resized back bicubically, standardised; "
-          "+ benign and malignant patch-classifier heatmaps for the image+heatmaps variant")
-
-PREPROCESSING = Preprocessing(source="cropped", windows=DMV_WINDOWS, flip="face right",
-                              standardisation="per image",
-                              augmentation=f"window position noise up to {MAX_CROP_NOISE} px and size noise up to "
-                                           f"{MAX_CROP_SIZE_NOISE} px, drawn as the official script", seed=0)
+PREPROCESSING = Preprocessing(source="cropped", unit="exam", windows=DMV_WINDOWS, flip="face right",
+                              window_shift=MAX_CROP_NOISE, window_size_noise=MAX_CROP_SIZE_NOISE, seed=0,
+                              resize_back="bicubic", standardisation="per image",
+                              heatmaps=("benign", "malignant"), heatmaps_variant=IMAGE_HEATMAPS)
+SINGLE_PREPROCESSING = replace(PREPROCESSING, unit="image")
 
 NYU_MODEL_SPEC = register_model(ModelSpec(
     name="nyu_model",
@@ -611,7 +609,6 @@ NYU_MODEL_SPEC = register_model(ModelSpec(
     license=_LICENSE,
     output_level="breast",
     prediction_columns=LABELS,
-    input_description="all four views of an exam: " + _INPUT,
     preprocessing=PREPROCESSING,
     options=DMVOptions,
     weights={IMAGE_ONLY: WeightFile("sample_image_model.p", _MODELS_URL + "sample_image_model.p", None, None,
@@ -633,8 +630,7 @@ NYU_MODEL_SINGLE_SPEC = register_model(ModelSpec(
     license=_LICENSE,
     output_level="image",
     prediction_columns=("malignant_pred",),
-    input_description="one image at a time: " + _INPUT,
-    preprocessing=PREPROCESSING,
+    preprocessing=SINGLE_PREPROCESSING,
     options=DMVSingleOptions,
     weights={IMAGE_ONLY: WeightFile("ImageOnly__ModeImage_weights.p", _MODELS_URL + "ImageOnly__ModeImage_weights.p",
                                     None, None, _LICENSE),

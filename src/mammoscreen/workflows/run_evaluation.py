@@ -2,7 +2,7 @@
 
 This is the meta-repository's core use case - several published models on the same data, each scored
 with AUROC/AUPRC and bootstrap CIs, then compared pairwise (DeLong, paired bootstrap) - as one call on
-the :class:`~mammoscreen.pipeline.RunResult`. Every model is compared at breast level (image-level
+the :class:`~mammoscreen.workflows.pipeline.RunResult`. Every model is compared at breast level (image-level
 predictions become breast scores as the meta-repository's ``score.py`` computes them), the one level
 all six models share.
 
@@ -25,9 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .core.paths import output_path
-from .core.stages import Failure, describe_error, is_io_error
-from .data.exams import load_exam_list
+from ..core.paths import output_path
+from ..core.stages import Failure, describe_error, is_io_error
+from ..data.exams import load_exam_list
 from .pipeline import RunResult
 
 EVALUATION_DIR = "evaluation"
@@ -69,8 +69,8 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
     are left out of the predictions). ``by``: metadata keys of the subgroup analysis (None: the default
     keys the exam list has; empty: none); ``bins``: their bins (see ``evaluate --bins``).
     """
-    from .evaluate import compare_models, evaluate_predictions
-    from .evaluate.result_files import format_comparison, write_comparison, write_evaluation
+    from ..evaluate import compare_models, evaluate_predictions
+    from ..evaluate.result_files import format_comparison, write_comparison, write_evaluation
 
     output_dir = Path(output_dir)
     outcome = RunEvaluation()
@@ -90,10 +90,7 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
             evaluation = evaluate_predictions(csv_path, exam_list, n_bootstrap=n_bootstrap, seed=seed)
             write_evaluation(evaluation, output_path(output_dir, name, EVALUATION_DIR))
         except Exception as error:  # one model's file must not stop the others' evaluation
-            outcome.problems[name] = describe_error(error)
-            if is_io_error(error):
-                outcome.failures.append(Failure.of(name, error, "evaluate"))
-            log(f"{name}: not evaluated - {describe_error(error)}")
+            _model_step_failed(outcome, name, error, "evaluate", "evaluated", log)
             continue
         outcome.evaluations[name] = evaluation
         breast = evaluation.levels.get("breast")
@@ -124,7 +121,7 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
             outcome.comparison = comparison
             log(format_comparison(comparison))
             if keys:
-                from .evaluate.subgroup_evaluation import compare_subgroups
+                from ..evaluate.subgroup_evaluation import compare_subgroups
 
                 _subgroups(outcome, COMPARISON_DIR,
                            lambda: compare_subgroups([files[n] for n in names], names, exam_list, keys, bins=bins,
@@ -134,13 +131,13 @@ def evaluate_run(result: RunResult, output_dir: str | Path, *, n_bootstrap: int 
 
 
 def _subgroup_keys(exams, by: str | Sequence[str] | None) -> list[str]:
-    from .evaluate.subgroup_evaluation import default_subgroup_keys, split_keys
+    from ..evaluate.subgroup_evaluation import default_subgroup_keys, split_keys
 
     return default_subgroup_keys(exams) if by is None else split_keys(by)
 
 
 def _evaluate_subgroups(csv_path, exam_list, keys, bins, n_bootstrap, seed, name):
-    from .evaluate.subgroup_evaluation import evaluate_subgroups
+    from ..evaluate.subgroup_evaluation import evaluate_subgroups
 
     return evaluate_subgroups(csv_path, exam_list, keys, bins=bins, n_bootstrap=n_bootstrap, seed=seed, name=name)
 
@@ -148,7 +145,7 @@ def _evaluate_subgroups(csv_path, exam_list, keys, bins, n_bootstrap, seed, name
 def _subgroups(outcome: RunEvaluation, name: str, analyse: Callable[[], object], directory: Path,
                log: Callable[[str], None]) -> None:
     """Run one subgroup analysis and write it; a failure is reported and the run carries on."""
-    from .evaluate.subgroup_files import write_subgroups
+    from ..evaluate.subgroup_files import write_subgroups
 
     try:
         evaluation = analyse()
@@ -193,8 +190,8 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
     failed) or whose localisation fails is reported in ``problems`` and ``log``, and the others carry on;
     single unusable maps files are skipped inside :func:`~mammoscreen.explain.localize.localize_maps`.
     """
-    from .engine.outputs import MAPS_DIR
-    from .explain.localize import localize_maps
+    from ..engine.outputs import MAPS_DIR
+    from ..explain.localize import localize_maps
 
     output_dir = Path(output_dir)
     outcome = RunLocalization()
@@ -211,10 +208,7 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
                                          exam_list=result.cropped_exam_list, n_bootstrap=n_bootstrap, seed=seed,
                                          log=None)
         except Exception as error:  # one model's maps must not stop the others' localisation
-            outcome.problems[name] = describe_error(error)
-            if is_io_error(error):
-                outcome.failures.append(Failure.of(name, error, "localize"))
-            log(f"{name}: not localised - {describe_error(error)}")
+            _model_step_failed(outcome, name, error, "localize", "localised", log)
             continue
         outcome.results[name] = localization
         malignant = localization.classes["malignant"]
@@ -225,3 +219,13 @@ def localize_run(result: RunResult, output_dir: str | Path, segmentation_dir: st
         for failure in localization.skipped:
             log(f"  skipped {failure}")
     return outcome
+
+
+def _model_step_failed(outcome: Any, name: str, error: Exception, stage: str, done: str,
+                       log: Callable[[str], None]) -> None:
+    """One model's evaluation or localisation failed: its problem recorded (an I/O error also as a failure of the
+    run, so that the run is incomplete) and logged; the other models go on."""
+    outcome.problems[name] = describe_error(error)
+    if is_io_error(error):
+        outcome.failures.append(Failure.of(name, error, stage))
+    log(f"{name}: not {done} - {describe_error(error)}")

@@ -12,7 +12,7 @@ def software_versions() -> dict[str, Any]:
     """Versions of mammoscreen, Python, PyTorch and NumPy, and the platform (torch: None if absent)."""
     import numpy
 
-    from . import __version__
+    from .. import __version__
 
     try:
         import torch

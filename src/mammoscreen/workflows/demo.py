@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .core.safejson import load_json
+from ..core.safejson import load_json
 
 DEMO_MODEL = "gmic_demo"
 DEFAULT_OUTPUT_DIR = "mammoscreen-demo"
@@ -54,10 +54,11 @@ class DemoResult:
 
 def demo_model_card() -> dict:
     """The bundled demo model's card (training command, seeds, synthetic-data options, metrics)."""
-    from .models.registry import get_model_spec
+    from ..models.registry import get_model_spec
+    from ..models.weights import PRETRAINED_DIR
 
     spec = get_model_spec(DEMO_MODEL)
-    card = Path(__file__).parent / "models" / "pretrained" / spec.extra["model_card"]
+    card = PRETRAINED_DIR / spec.extra["model_card"]
     return load_json(card)
 
 
@@ -90,12 +91,13 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
     n_bootstrap : bootstrap replicates for the 95% CIs of the evaluation and the localisation.
     visualize : draw one figure per image (the report's gallery).
     """
-    from .core.files import write_json_atomic
-    from .data.synth import SynthOptions, generate_exams
-    from .engine import PredictOptions
-    from .explain.localize import localize_maps
-    from .pipeline import ModelRequest, run_pipeline
-    from .report import build_report
+    from ..core.files import write_json_atomic
+    from ..data.synth import SynthOptions, generate_exams
+    from ..engine import PredictOptions
+    from ..explain.localize import localize_maps
+    from ..models.factory import PredictorRequest
+    from .pipeline import run_pipeline
+    from ..report import build_report
     from .run_evaluation import evaluate_run
 
     if n_exams < 2:
@@ -119,7 +121,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, n_exams: int = DEFA
         options = PredictOptions(device=device, save_maps=True, visualize=visualize,
                                  segmentations=synthetic / "segmentation", progress=progress)
         result = run_pipeline(synthetic / "images", synthetic / "exam_list.pkl", output_dir,
-                              [ModelRequest(DEMO_MODEL, "official", None, {})], workers=workers,
+                              [PredictorRequest(DEMO_MODEL, "official")], workers=workers,
                               options=options, log=log, command=command)
 
     with _stage("evaluate", seconds, log):

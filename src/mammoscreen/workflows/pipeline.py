@@ -12,7 +12,9 @@ in ``OUTPUT/failures.csv``, implausible inputs in ``OUTPUT/warnings.csv``; an I/
 output (its exam list) could not be written stops the stages that need it. The output directory is
 locked for the duration of the run: a second run on it is refused with the first one's PID and command.
 
-Several models run in one call, one after the other on the shared preprocessing. A model whose
+Several models run in one call, one after the other on the shared preprocessing: one typed
+:class:`~mammoscreen.models.factory.PredictorRequest` per model (the command line's ``MODEL=VALUE`` syntax is
+parsed in :mod:`mammoscreen.cli.model_args`). A model whose
 weights are missing (checked before any stage starts) or cannot be loaded is reported and skipped;
 the others still run. ``OUTPUT/run_summary.json`` lists every model with its status, output level,
 prediction columns and predictions file - what an evaluation/comparison step needs; in Python the
@@ -40,10 +42,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .core.files import sha256_file, write_json_atomic
-from .core.lock import OutputLockError, output_lock
-from .core.paths import ensure_output_dir, output_path
-from .core.stages import (
+from ..core.files import sha256_file, write_json_atomic
+from ..core.lock import OutputLockError, output_lock
+from ..core.paths import ensure_output_dir, output_path
+from ..core.stages import (
     FAILURES_CSV,
     WARNINGS_CSV,
     Failure,
@@ -54,84 +56,15 @@ from .core.stages import (
     write_failures_csv,
     write_warnings_csv,
 )
-from .data.exams import Exam, load_exam_list
-from .engine import PredictionRun, PredictOptions, run_prediction
-from .engine.choice import Engine
-from .models.factory import PredictorRequest, build_predictor
-from .models.registry import ModelSpec, get_model_spec
-from .models.weights import WeightsError, unverified_downloads, weights_problem
+from ..data.exams import Exam, load_exam_list
+from ..engine import PredictionRun, PredictOptions, run_prediction
+from ..engine.choice import Engine
+from ..models.factory import PredictorRequest, build_predictor
+from ..models.registry import ModelSpec, get_model_spec
+from ..models.weights import WeightsError, unverified_downloads, weights_problem
 
 CROPPED_DIR = "cropped_images"
 RUN_SUMMARY = "run_summary.json"
-
-
-@dataclass
-class ModelRequest:
-    """A model to run: its registry name, weights (file, directory or 'official'; None: missing) and variant."""
-
-    name: str
-    weights: str | Path | None
-    variant: str | None = None
-    build_options: dict[str, Any] = field(default_factory=dict)
-
-
-def split_model_names(values: Sequence[str]) -> list[str]:
-    """'gmic,nyu_glam' (possibly given several times) -> ['gmic', 'nyu_glam'], checking each name."""
-    names = [n.strip() for v in values for n in str(v).split(",") if n.strip()]
-    for name in names:
-        get_model_spec(name)  # KeyError listing the available models
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"model(s) listed more than once: {', '.join(repeated)}")
-    return names
-
-
-def _per_model(values: Sequence[str], names: Sequence[str], what: str) -> tuple[dict[str, str], str | None]:
-    """Split 'MODEL=VALUE' assignments from one plain default value."""
-    from .models.registry import list_models
-
-    known = {spec.name for spec in list_models()}
-    assigned: dict[str, str] = {}
-    default: str | None = None
-    for value in values:
-        key, sep, rest = str(value).partition("=")
-        if sep and key.strip() in known:
-            key = key.strip()
-            if key not in names:
-                raise ValueError(f"--{what} given for {key}, which is not among the models to run ({', '.join(names)})")
-            if key in assigned:
-                raise ValueError(f"--{what} given twice for {key}")
-            assigned[key] = rest
-        elif default is not None:
-            raise ValueError(f"--{what} has two values without a model name ({default!r}, {value!r}); "
-                             f"write --{what} MODEL={value}")
-        else:
-            default = str(value)
-    return assigned, default
-
-
-def model_requests(names: Sequence[str], weights: Sequence[str] = (), variants: Sequence[str] = (),
-                   build_options: dict[str, Any] | None = None) -> list[ModelRequest]:
-    """The models to run from command-line style options.
-
-    ``weights`` entries are ``MODEL=PATH`` for one model, or one plain value for all the others: a
-    directory holding the official file names of the models, 'official' (cache / download), or - with
-    a single model - a checkpoint file. ``variants`` are ``MODEL=VARIANT``, or a plain value when only
-    one model runs. A model left without weights gets ``weights=None`` and is reported and skipped by
-    :func:`run_pipeline`. ``build_options`` go to every model whose options declare them (by name).
-    """
-    names = list(names)
-    assigned_weights, default_weights = _per_model(weights, names, "weights")
-    if default_weights is not None and len(names) > 1 and Path(default_weights).is_file():
-        raise ValueError(f"{default_weights} is a single checkpoint file but {len(names)} models run; give each "
-                         "model its own with --weights MODEL=FILE, or pass a directory holding the official files")
-    assigned_variants, default_variant = _per_model(variants, names, "variant")
-    if default_variant is not None and len(names) > 1:
-        raise ValueError(f"--variant {default_variant} is ambiguous with several models; write --variant "
-                         f"MODEL={default_variant}")
-    return [ModelRequest(name, assigned_weights.get(name, default_weights),
-                         assigned_variants.get(name, default_variant), dict(build_options or {}))
-            for name in names]
 
 
 @dataclass
@@ -200,32 +133,39 @@ class RunResult:
 
 
 def _window_key(windows: dict[str, tuple[int, int]]) -> tuple[tuple[str, tuple[int, int]], ...]:
-    return tuple(sorted((angle, tuple(size)) for angle, size in windows.items()))
+    return tuple(sorted((angle, (int(size[0]), int(size[1]))) for angle, size in windows.items()))
+
+
+NYU_CENTRES_MODEL = "gmic"
+"""The model whose window's centres go to ``data.pkl``, the file name of the official NYU scripts."""
 
 
 def centers_file_name(windows: dict[str, tuple[int, int]]) -> str:
-    """data.pkl for the GMIC window, data_<cc>_<mlo>.pkl for others."""
+    """data.pkl for the window of GMIC's preprocessing record (GLAM's too), data_<cc>_<mlo>.pkl for others."""
     sizes = {tuple(v) for v in windows.values()}
-    if sizes == {(2944, 1920)}:
+    nyu_windows = get_model_spec(NYU_CENTRES_MODEL).center_windows or {}
+    if sizes == {tuple(v) for v in nyu_windows.values()}:
         return "data.pkl"
     return "data_" + "_".join(f"{a}{r}x{c}" for a, (r, c) in sorted(windows.items())) + ".pkl"
 
 
 def _centres_stage(cropped_dir: Path, cropped_list: Path, path: Path, windows: dict, workers: int, progress: bool,
                    report: StageReport, pool: Any) -> Any:
-    from .preprocess.centers import centers_dataset
+    from ..preprocess.centers import centers_dataset
 
     return centers_dataset(cropped_dir, load_exam_list(cropped_list), path, windows=windows, workers=workers,
                            progress=progress, report=report, pool=pool)
 
 
 def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str | Path,
-                 models: Sequence[ModelRequest], *, workers: int = 1, options: PredictOptions | None = None,
+                 models: Sequence[PredictorRequest], *, workers: int = 1, options: PredictOptions | None = None,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
                  command: Sequence[str] | None = None, ignore_unknown_views: bool = False,
                  engine: Engine | None = None) -> RunResult:
     """Run crop -> centres -> prediction for each model, reusing every image whose result is still valid.
 
+    ``models``: one :class:`~mammoscreen.models.factory.PredictorRequest` per model (weights None: the model's
+    bundled weights, or reported as missing); a request's ``device`` 'auto' takes the run's ``options.device``.
     ``command`` (the command line, when run from one) is recorded in ``run_summary.json`` with the
     inputs, their sha256 and the software versions, for the report's provenance.
 
@@ -243,21 +183,22 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
         options = replace(options, executor=engine.executor)
     workers = engine.stage_workers(workers)
     images_dir, exam_list, output_dir = Path(images_dir), Path(exam_list), Path(output_dir)
-    names = [m.name for m in models]
+    names = [m.model for m in models]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ValueError(f"model(s) requested more than once: {', '.join(repeated)} (each model writes to "
                          "OUTPUT/<model>/; run a second variant into another output directory)")
     exams = load_exam_list(exam_list, ignore_unknown_views=ignore_unknown_views)
-    specs: list[tuple[ModelRequest, ModelSpec]] = [(m, get_model_spec(m.name)) for m in models]
+    specs: list[tuple[PredictorRequest, ModelSpec]] = [(m, get_model_spec(m.model)) for m in models]
     for request, spec in specs:  # a typo should stop the run before any work, not skip a model
         if request.variant is not None and spec.variants and str(request.variant) not in spec.variants:
             raise ValueError(f"unknown variant {request.variant!r} of {spec.name}; choose one of "
                              f"{', '.join(spec.variants)}")
+        spec.options.parse(request.options, spec.name)  # an option the model does not take, or a bad value
 
     # 0. Which models can run at all: check their weights before the long stages.
     outcomes: dict[str, ModelOutcome] = {}
-    runnable: list[tuple[ModelRequest, ModelSpec]] = []
+    runnable: list[tuple[PredictorRequest, ModelSpec]] = []
     for request, spec in specs:
         problem = "no predictor implemented yet" if spec.build is None else \
             weights_problem(spec, request.weights, request.variant)
@@ -280,9 +221,9 @@ def run_pipeline(images_dir: str | Path, exam_list: str | Path, output_dir: str 
 
 
 def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output_dir: Path,
-                runnable: list[tuple[ModelRequest, ModelSpec]], outcomes: dict[str, ModelOutcome], workers: int,
+                runnable: list[tuple[PredictorRequest, ModelSpec]], outcomes: dict[str, ModelOutcome], workers: int,
                 options: PredictOptions, log: Callable[[str], None], engine: Engine) -> RunResult:
-    from .preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
+    from ..preprocess.crop import CROPPED_EXAM_LIST, crop_dataset
 
     failures: dict[str, list[Failure]] = {}
     stages: dict[str, StageReport] = {}
@@ -295,7 +236,7 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
             report.failures.append(Failure(report.stage, describe_error(error), report.stage, io_error=True))
             report.output_failed = True
 
-    def not_run(spec: ModelSpec, request: ModelRequest, stage: str) -> None:
+    def not_run(spec: ModelSpec, request: PredictorRequest, stage: str) -> None:
         reason = f"not run: the {stage} stage could not write its exam list (see {FAILURES_CSV})"
         outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "not run",
                                            reason)
@@ -353,8 +294,8 @@ def _run_stages(images_dir: Path, exam_list: Path, exams: Sequence[Exam], output
             model_exams, model_images = exams, images_dir
         log(f"[{position}/{len(runnable)}] {spec.name} ({request.variant or spec.default_variant})")
         try:
-            predictor = build_predictor(PredictorRequest(spec.name, request.weights, request.variant, options.device,
-                                                         _options_taken_by(spec, request.build_options)))
+            device = options.device if request.device == "auto" else request.device
+            predictor = build_predictor(replace(request, device=device))
         except (WeightsError, FileNotFoundError) as e:
             outcomes[spec.name] = ModelOutcome(spec.name, request.variant or spec.default_variant, spec, "skipped",
                                                str(e))
@@ -426,8 +367,8 @@ def _text(value: str | Path | None) -> str | None:
 def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], options: PredictOptions,
                 result: RunResult, command: Sequence[str] | None) -> dict[str, Any]:
     """The run's inputs and environment, as the report shows them."""
-    from .data.exams import iter_images
-    from .environment import software_versions, utc_timestamp
+    from ..data.exams import iter_images
+    from ..core.environment import software_versions, utc_timestamp
 
     return {"finished": utc_timestamp(), "command": list(command) if command is not None else None,
             "images": str(images_dir.resolve()), "exam_list": str(exam_list.resolve()),
@@ -443,13 +384,6 @@ def _run_record(images_dir: Path, exam_list: Path, exams: Sequence[Exam], option
             # Weight files fetched without a published checksum (--allow-unverified), with the sha256 they had.
             "unverified_downloads": unverified_downloads(),
             "environment": software_versions()}
-
-
-def _options_taken_by(spec: ModelSpec, options: dict[str, Any]) -> dict[str, Any]:
-    """The options this model declares: options for other models (e.g. a heatmap setting when GMIC and a heatmap
-    model run together) are not passed to it."""
-    names = spec.options.names()
-    return {k: v for k, v in options.items() if k in names}
 
 
 def _empty_cuda_cache() -> None:
