@@ -17,6 +17,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rayutils import assert_same_outputs, local_cluster, node_ids, run_mammoscreen
@@ -105,3 +106,37 @@ def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, ref
     compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
     for model in ("nyu_model_single", "end2end", "frcnn_cad"):
         assert f"{model}/predictions.csv" in compared and any(n.startswith(f"{model}/maps/") for n in compared)
+
+
+def test_heatmap_patches_of_one_image_spread_over_workers_with_identical_files(synthetic_dataset, reference_weights,
+                                                                               tmp_path):
+    """nyu_model with heatmaps (official-format checkpoints rebuilt from the reference data) on two synthetic
+    exams: the patch batches of one exam go to both workers, on two nodes, and every file - the heatmaps and
+    patch probabilities in the maps included - equals the local run's. Small images (832x640) and batches of
+    8 patches keep it short while every image still has several batches to spread."""
+    with open(synthetic_dataset / "exam_list.pkl", "rb") as f:
+        exams = pickle.load(f)[:2]
+    exam_list = tmp_path / "exam_list.pkl"
+    exam_list.write_bytes(pickle.dumps(exams, protocol=4))
+    names = [name for exam in exams for view in ("L-CC", "R-CC", "L-MLO", "R-MLO") for name in exam[view]]
+    command = ["run", "--models", "nyu_model", "--heatmaps", "--patch-weights", reference_weights,
+               "--heatmap-batch-size", "8", "--images", synthetic_dataset / "images", "--exam-list", exam_list,
+               "--weights", reference_weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet",
+               "--workers", "1"]
+    run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
+    with local_cluster(nodes=2) as cluster:
+        nodes = node_ids()
+        run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
+                         "--num-workers", "2"])
+    compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    assert {"nyu_model/predictions.csv", "nyu_model/maps/exam_0.npz", "nyu_model/maps/exam_1.npz"} <= set(compared)
+    with np.load(tmp_path / "ray" / "nyu_model" / "maps" / "exam_1.npz") as maps:
+        assert {f"heatmap_malignant_{n}" for n in names[4:]} <= set(maps.files)  # the heatmaps were compared
+
+    engine = json.loads((tmp_path / "ray" / "run_summary.json").read_text())["run"]["engine"]["stages"]["nyu_model"]
+    patches = engine["patches_ran_on"]
+    assert sorted(patches) == sorted(names)  # every image's patch batches were classified, and recorded
+    spread = {image for image, where in patches.items() if len(where["workers"]) > 1}
+    assert spread, patches  # the patches of one image ran on more than one worker...
+    assert any(patches[image]["nodes"] == nodes for image in spread), patches  # ...on both nodes
+    assert sorted(set(engine["worker_nodes"].values())) == nodes

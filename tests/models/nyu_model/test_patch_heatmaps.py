@@ -149,8 +149,8 @@ def test_background_patches_are_classified_once(tiny_patch_model):
     grid = plan_patch_grids([("x", image.shape)])["x"]
     classifier = PatchClassifier(tiny_patch_model, fast=True, batch_size=4)
     seen = []
-    run_batch = classifier._run_batch
-    classifier._run_batch = lambda images, chunk, grids: seen.append(len(chunk)) or run_batch(images, chunk, grids)
+    classify = classifier.classify
+    classifier.classify = lambda batch: seen.append(len(batch)) or classify(batch)
     result = classifier.heatmaps([image], [grid])[0]
     offsets = grid.offsets()
     background = np.array([not image[r:r + 256, c:c + 256].any() for r, c in offsets])
