@@ -17,6 +17,7 @@ image is a per-unit failure from the runner, as locally - never a lost actor.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -124,13 +125,14 @@ class RunRecord:
     workers_lost: int = 0  # actors that died during the run (their batches ran again elsewhere)
     worker_nodes: dict[int, str] = field(default_factory=dict)  # worker index -> Ray node id
     patches_ran_on: dict[str, list[int]] = field(default_factory=dict)  # image -> workers that classified patches
+    worker_start_s: float | None = None  # seconds from the run's start until the first worker was up
 
     def note_patches(self, record: dict[str, list[int]]) -> None:
         for image, workers in record.items():
             self.patches_ran_on[image] = sorted(set(self.patches_ran_on.get(image, [])) | set(workers))
 
     def to_json(self) -> dict[str, Any]:
-        out = {"workers": self.workers, "workers_lost": self.workers_lost,
+        out = {"workers": self.workers, "workers_lost": self.workers_lost, "worker_start_s": self.worker_start_s,
                "nodes": dict(sorted(Counter(self.ran_on.values()).items())), "ran_on": dict(self.ran_on)}
         if self.patches_ran_on:  # sub-unit fan-out (DMV-CNN heatmap patches): per image, workers and their nodes
             out["worker_nodes"] = {str(i): node for i, node in sorted(self.worker_nodes.items())}
@@ -181,6 +183,7 @@ class RayExecutor:
         self.live_actors = alive = []
         if not units:
             return
+        started = time.perf_counter()
         ray = import_ray()
         request = request_of(predictor)
         threads = self.settings.threads_per_worker or _driver_threads()
@@ -262,6 +265,8 @@ class RayExecutor:
                     starting.remove(actor)
                     alive.append(actor)
                     record.worker_nodes[index[actor]] = node
+                    if record.worker_start_s is None:
+                        record.worker_start_s = round(time.perf_counter() - started, 3)
                     tell_peers()
                     feed(actor)
                     continue
