@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rayutils import assert_same_outputs, local_cluster, node_ids, run_mammoscreen
+from rayutils import assert_same_outputs, connected, node_ids, run_mammoscreen, started_cluster
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 
@@ -36,6 +36,16 @@ def reference_weights(reference_dir, tmp_path_factory) -> Path:
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool.build_all(reference_dir, tmp_path_factory.mktemp("reference_weights"), log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """One two-node cluster for the module's tests (none removes a node): (cluster, its node ids)."""
+    with started_cluster(nodes=2) as cluster:
+        with connected(cluster):
+            nodes = node_ids()
+        assert len(nodes) == 2
+        yield cluster, nodes
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +73,13 @@ def _command(reference_set, weights, output):
             "--weights", weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet", "--workers", "1"]
 
 
-def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, tmp_path):
+def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, two_nodes, tmp_path):
+    cluster, nodes = two_nodes
     local = tmp_path / "local"
     run_mammoscreen(_command(reference_set, reference_weights, local))
-    with local_cluster(nodes=2) as cluster:
-        nodes = node_ids()
-        assert len(nodes) == 2
-        ray_out = tmp_path / "ray"
-        run_mammoscreen([*_command(reference_set, reference_weights, ray_out), "--engine", "ray",
-                         "--address", cluster.address, "--num-workers", "2"])
+    ray_out = tmp_path / "ray"
+    run_mammoscreen([*_command(reference_set, reference_weights, ray_out), "--engine", "ray",
+                     "--address", cluster.address, "--num-workers", "2"])
     compared = assert_same_outputs(local, ray_out)
     for model in MODELS.split(","):
         assert f"{model}/predictions.csv" in compared
@@ -87,7 +95,7 @@ def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, tmp
     assert set(engine["stages"]["crop"]["nodes"]) <= set(nodes)
 
 
-def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, reference_weights, tmp_path):
+def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, reference_weights, two_nodes, tmp_path):
     """nyu_model_single, end2end and frcnn_cad (the image-level models the two-node test does not run) on the
     two CC views of the reference exam, at full size: one Ray worker must give the local run's files, maps
     included. gmic_demo, the last registered model, is covered with 2 workers by test_ray_faults.py."""
@@ -100,16 +108,15 @@ def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, ref
                "--exam-list", exam_list, "--weights", reference_weights, "--device", "cpu", "--save-maps",
                "--no-evaluate", "--quiet", "--workers", "1"]
     run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
-    with local_cluster(nodes=1, cpus_per_node=1) as cluster:
-        run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
-                         "--num-workers", "1"])
+    run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", two_nodes[0].address,
+                     "--num-workers", "1"])
     compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
     for model in ("nyu_model_single", "end2end", "frcnn_cad"):
         assert f"{model}/predictions.csv" in compared and any(n.startswith(f"{model}/maps/") for n in compared)
 
 
 def test_heatmap_patches_of_one_image_spread_over_workers_with_identical_files(synthetic_dataset, reference_weights,
-                                                                               tmp_path):
+                                                                               two_nodes, tmp_path):
     """nyu_model with heatmaps (official-format checkpoints rebuilt from the reference data) on two synthetic
     exams: the patch batches of one exam go to both workers, on two nodes, and every file - the heatmaps and
     patch probabilities in the maps included - equals the local run's. Small images (832x640) and batches of
@@ -124,10 +131,9 @@ def test_heatmap_patches_of_one_image_spread_over_workers_with_identical_files(s
                "--weights", reference_weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet",
                "--workers", "1"]
     run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
-    with local_cluster(nodes=2) as cluster:
-        nodes = node_ids()
-        run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
-                         "--num-workers", "2"])
+    cluster, nodes = two_nodes
+    run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
+                     "--num-workers", "2"])
     compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
     assert {"nyu_model/predictions.csv", "nyu_model/maps/exam_0.npz", "nyu_model/maps/exam_1.npz"} <= set(compared)
     with np.load(tmp_path / "ray" / "nyu_model" / "maps" / "exam_1.npz") as maps:
