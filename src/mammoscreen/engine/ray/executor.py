@@ -187,9 +187,9 @@ class RayExecutor:
         ray = import_ray()
         request = request_of(predictor)
         threads = self.settings.threads_per_worker or _driver_threads()
-        actor_class = ray.remote(ModelWorker).options(
+        actor_class = ray.remote(concurrency_groups={PATCH_GROUP: 1})(ModelWorker).options(
             num_cpus=self.settings.cpus_per_worker, num_gpus=self.settings.gpus_per_worker,
-            max_restarts=0, scheduling_strategy="SPREAD", concurrency_groups={PATCH_GROUP: 1})
+            max_restarts=0, scheduling_strategy="SPREAD")
         workers = self.settings.workers()
         size = units_per_call(len(units), max(1, job.batch_size), workers, self.depth)
         queue = deque(_Batch(list(units[i:i + size])) for i in range(0, len(units), size))
