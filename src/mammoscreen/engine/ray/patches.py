@@ -71,21 +71,17 @@ class WorkerPatchPool:
                 results[number] = classify(batch)
             self._note(labels[number], worker)
 
-        if set(self.peers) <= {self.index}:  # alone: no round trip through the object store
-            out = [classify(batch) for batch in batches]
-            for batch_labels in labels:
-                self._note(batch_labels, self.index)
-            return out
         for number, batch in enumerate(batches):
             results.append(None)
             while True:
                 peers = {i: a for i, a in self.peers.items() if i not in lost}
+                alone = set(peers) <= {self.index}  # no other live worker (yet): no round trip through Ray
                 free = [i for i in sorted(peers) if busy[i] < self.depth]
-                if free or not pending:
+                if alone or free:
                     break
                 done, _ = ray.wait(list(pending), num_returns=1)
                 collect(done[0])
-            if not free:  # no live worker known (not even this one): classify here
+            if alone:
                 results[number] = classify(batch)
                 self._note(labels[number], self.index)
                 continue
