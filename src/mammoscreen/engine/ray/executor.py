@@ -155,7 +155,7 @@ MAX_BATCHES_PER_CALL = 8  # forward batches per call at most: a lost worker's ca
 
 def units_per_call(n_units: int, batch_size: int, workers: int, depth: int) -> int:
     """Units per actor call: whole forward batches, as many as keep every worker ``CALLS_PER_WORKER * depth``
-    calls busy (at most ``MAX_BATCHES_PER_CALL``). Long units (a DMV-CNN exam) come one batch per call."""
+    calls busy (at most ``MAX_BATCHES_PER_CALL``). A few units per worker (DMV-CNN exams) go one batch per call."""
     batches = -(-n_units // batch_size)
     per_call = batches // (max(1, workers) * max(1, depth) * CALLS_PER_WORKER)
     return batch_size * max(1, min(MAX_BATCHES_PER_CALL, per_call))
