@@ -193,7 +193,10 @@ class RayExecutor:
         workers = self.settings.workers()
         size = units_per_call(len(units), max(1, job.batch_size), workers, self.depth)
         queue = deque(_Batch(list(units[i:i + size])) for i in range(0, len(units), size))
-        record.workers = n_workers = min(workers, len(queue))
+        # Units whose inner batches are shared (DMV-CNN heatmap patches) keep every worker busy even when there
+        # are fewer units than workers (one exam): start them all. Otherwise no more workers than calls.
+        shares = bool(getattr(predictor, "shares_patches", False))
+        record.workers = n_workers = workers if shares else min(workers, len(queue))
         pending: dict[Any, tuple[str, Any, _Batch | None]] = {}  # ref -> (kind, actor, batch)
         busy: Counter = Counter()  # actor -> batches in flight
         starting: list[Any] = []

@@ -207,6 +207,11 @@ class _SharesPatches:
 
     heatmap_settings: _HeatmapSettings | None
 
+    @property
+    def shares_patches(self) -> bool:
+        """Whether this predictor has heatmap patch batches to share (the image+heatmaps variant)."""
+        return self.heatmap_settings is not None
+
     def share_patches(self, pool: BatchPool) -> Callable[[np.ndarray], np.ndarray] | None:
         """Hand the heatmap patch batches to ``pool`` (e.g. a distributed engine's workers); returns the function
         that classifies one batch here, for the batches others hand to this predictor - None without heatmaps."""
