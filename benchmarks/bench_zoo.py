@@ -192,7 +192,7 @@ def worker(task: dict) -> dict:
             finally:
                 timers[name] += time.perf_counter() - start
                 if count_patches:
-                    patches[0] += len(args[1])
+                    patches[0] += len(args[-1])  # the batch
         return wrapper
 
     predictor.prepare = timed(predictor.prepare, "prepare")
@@ -200,7 +200,7 @@ def worker(task: dict) -> dict:
     if heatmaps is not None:
         classifier = heatmaps.classifier
         classifier.patch_probabilities = timed(classifier.patch_probabilities, "heatmaps")
-        classifier._run_batch = timed(classifier._run_batch, "patch_batches", count_patches=True)
+        classifier.classify = timed(classifier.classify, "patch_batches", count_patches=True)
         timers["patch_batches"] = 0.0
 
     exams = load_exam_list(task["exam_list"])

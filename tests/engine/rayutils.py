@@ -32,6 +32,15 @@ ENGINE_PROVENANCE_FIELDS = ("finished", "command", "engine")
 @contextlib.contextmanager
 def local_cluster(nodes: int = 1, cpus_per_node: int = 1) -> Iterator[object]:
     """A Ray cluster of ``nodes`` nodes on this machine (127.0.0.1), this process connected to it."""
+    with started_cluster(nodes, cpus_per_node) as cluster, connected(cluster):
+        yield cluster
+
+
+@contextlib.contextmanager
+def started_cluster(nodes: int = 1, cpus_per_node: int = 1) -> Iterator[object]:
+    """A Ray cluster of ``nodes`` warm nodes on this machine (127.0.0.1), this process not connected to it: a
+    module can share one between tests (each connects with :func:`connected` if it needs to), which saves a
+    cluster start per test. Tests that remove nodes start their own."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -40,13 +49,25 @@ def local_cluster(nodes: int = 1, cpus_per_node: int = 1) -> Iterator[object]:
     try:
         for _ in range(nodes - 1):
             cluster.add_node(**args)
-        ray.init(address=cluster.address, log_to_driver=False)
-        cluster.wait_for_nodes(timeout=60)
-        _start_a_worker_on_every_node()
+        with connected(cluster):
+            cluster.wait_for_nodes(timeout=60)
+            _start_a_worker_on_every_node()
         yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+@contextlib.contextmanager
+def connected(cluster: object) -> Iterator[None]:
+    """This process connected to ``cluster`` for the duration."""
+    import ray
+
+    ray.init(address=cluster.address, log_to_driver=False)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _start_a_worker_on_every_node(timeout: float = 120) -> None:

@@ -63,3 +63,14 @@ def test_worker_errors_travel_with_the_local_description():
         sent = _portable(UnitFailure(unit, error)).error
         assert Failure.of("0_L-CC", sent, "gmic") == Failure.of("0_L-CC", error, "gmic")
     assert isinstance(_portable(UnitFailure(unit, ModelError(1, "x"))).error, RemoteError)
+
+
+def test_actor_calls_carry_whole_batches_and_keep_every_worker_busy():
+    from mammoscreen.engine.ray.executor import MAX_BATCHES_PER_CALL, units_per_call
+
+    assert units_per_call(100, 1, 1, 2) == MAX_BATCHES_PER_CALL  # 100 images, 1 worker: 13 calls of <= 8
+    assert units_per_call(100, 1, 2, 2) == 6  # 2 workers: 17 calls, >= 4 per worker and depth
+    assert units_per_call(16, 1, 2, 2) == 1  # few units per worker: one per call, the work stays balanced
+    assert units_per_call(2, 1, 2, 2) == 1
+    assert units_per_call(1000, 4, 2, 2) == 4 * MAX_BATCHES_PER_CALL  # whole forward batches of 4
+    assert units_per_call(30, 4, 1, 2) == 4

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rayutils import assert_same_outputs, local_cluster, node_ids, run_mammoscreen
+from rayutils import assert_same_outputs, connected, local_cluster, node_ids, run_mammoscreen, started_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,13 @@ def demo_inputs(synthetic_dataset, tmp_path_factory):
     local = root / "local"
     run_mammoscreen(_predict(images, exam_list, local))
     return images, exam_list, local, victim.stem
+
+
+@pytest.fixture(scope="module")
+def one_node():
+    """One single-node cluster (2 CPUs) shared by the tests that kill an actor or the driver, not a node."""
+    with started_cluster(nodes=1, cpus_per_node=2) as cluster:
+        yield cluster
 
 
 def _predict(images, exam_list, output, *extra):
@@ -87,27 +94,10 @@ def _finish(thread, result):
     return result["run"]
 
 
-def test_killed_worker_actor_run_finishes_with_same_outputs(demo_inputs, tmp_path):
-    import ray
-
-    from mammoscreen.engine.ray import RayExecutor, RaySettings
-
-    images, exam_list, local, victim = demo_inputs
-    with local_cluster(nodes=1, cpus_per_node=2):
-        executor = RayExecutor(RaySettings(num_workers=2))
-        thread, result = _run_in_thread(images, exam_list, tmp_path / "ray", executor)
-        _wait_for(lambda: len(executor.last_run.ran_on) >= 1 and len(executor.live_actors) == 2, "a first result")
-        assert len(executor.last_run.ran_on) < 12, "the run finished before the fault could be injected"
-        ray.kill(executor.live_actors[0])
-        run = _finish(thread, result)
-    assert executor.last_run.workers_lost >= 1
-    assert [f.name for f in run.failures] == [victim]
-    assert_same_outputs(local, tmp_path / "ray")
-
-
 def test_lost_worker_node_run_finishes_with_same_outputs(demo_inputs, tmp_path):
     from mammoscreen.engine.ray import RayExecutor, RaySettings
 
+    # First in the module: it starts its own cluster (it removes a node) before the shared one exists.
     images, exam_list, local, victim = demo_inputs
     with local_cluster(nodes=1, cpus_per_node=1) as cluster:
         head = node_ids()[0]
@@ -125,30 +115,47 @@ def test_lost_worker_node_run_finishes_with_same_outputs(demo_inputs, tmp_path):
     assert_same_outputs(local, tmp_path / "ray")
 
 
-def test_killed_driver_rerun_continues_from_journal(demo_inputs, tmp_path):
+def test_killed_worker_actor_run_finishes_with_same_outputs(demo_inputs, one_node, tmp_path):
+    import ray
+
+    from mammoscreen.engine.ray import RayExecutor, RaySettings
+
+    images, exam_list, local, victim = demo_inputs
+    with connected(one_node):
+        executor = RayExecutor(RaySettings(num_workers=2))
+        thread, result = _run_in_thread(images, exam_list, tmp_path / "ray", executor)
+        _wait_for(lambda: len(executor.last_run.ran_on) >= 1 and len(executor.live_actors) == 2, "a first result")
+        assert len(executor.last_run.ran_on) < 12, "the run finished before the fault could be injected"
+        ray.kill(executor.live_actors[0])
+        run = _finish(thread, result)
+    assert executor.last_run.workers_lost >= 1
+    assert [f.name for f in run.failures] == [victim]
+    assert_same_outputs(local, tmp_path / "ray")
+
+
+def test_killed_driver_rerun_continues_from_journal(demo_inputs, one_node, tmp_path):
     images, exam_list, local, _ = demo_inputs
     output = tmp_path / "ray"
     journal = output / ".predict_journal.jsonl"
-    with local_cluster(nodes=1, cpus_per_node=2) as cluster:
-        command = _predict(images, exam_list, output, "--engine", "ray", "--address", cluster.address,
-                           "--num-workers", "2")
-        driver = subprocess.Popen([sys.executable, "-m", "mammoscreen", *map(str, command)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_for(lambda: journal.is_file() and len(journal.read_text().splitlines()) >= 3, "journaled images")
-        finally:
-            driver.send_signal(signal.SIGKILL)
-            driver.wait(60)
-        journaled = {json.loads(line)["key"] for line in journal.read_text().splitlines()[1:] if line.endswith("}")}
-        kept = {f"{name}.npz": (output / "maps" / f"{name}.npz").stat().st_mtime_ns for name in journaled}
-        assert 1 <= len(kept) < 15, "the driver finished before it was killed"
-        run_mammoscreen(command, timeout=DEADLINE)
+    command = _predict(images, exam_list, output, "--engine", "ray", "--address", one_node.address,
+                       "--num-workers", "2")
+    driver = subprocess.Popen([sys.executable, "-m", "mammoscreen", *map(str, command)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: journal.is_file() and len(journal.read_text().splitlines()) >= 3, "journaled images")
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(60)
+    journaled = {json.loads(line)["key"] for line in journal.read_text().splitlines()[1:] if line.endswith("}")}
+    kept = {f"{name}.npz": (output / "maps" / f"{name}.npz").stat().st_mtime_ns for name in journaled}
+    assert 1 <= len(kept) < 15, "the driver finished before it was killed"
+    run_mammoscreen(command, timeout=DEADLINE)
     assert_same_outputs(local, output)
     # The images finished before the kill were taken from the journal, not predicted again.
     assert {name: (output / "maps" / name).stat().st_mtime_ns for name in kept} == kept
 
 
-def test_workers_that_cannot_build_the_model_stop_the_run_with_the_reason(demo_inputs, tmp_path):
+def test_workers_that_cannot_build_the_model_stop_the_run_with_the_reason(demo_inputs, one_node, tmp_path):
     """Weights the driver could read but the workers cannot (not on a shared path): one clear error, no hang."""
     from mammoscreen.data.exams import load_exam_list
     from mammoscreen.engine import PredictOptions, run_prediction
@@ -165,7 +172,7 @@ def test_workers_that_cannot_build_the_model_stop_the_run_with_the_reason(demo_i
     shutil.copyfile(bundled.with_suffix(".json"), weights.with_suffix(".json"))
     predictor = build_predictor(PredictorRequest("gmic_demo", weights, None, "cpu"))
     weights.unlink()  # gone before the workers load it
-    with local_cluster(nodes=1, cpus_per_node=1):
+    with connected(one_node):
         with pytest.raises(WorkerStartError, match="could not build gmic_demo"):
             run_prediction(predictor, load_exam_list(exam_list), images, tmp_path / "out",
                            PredictOptions(device="cpu", progress=False,

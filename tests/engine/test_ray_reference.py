@@ -17,9 +17,10 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from rayutils import assert_same_outputs, local_cluster, node_ids, run_mammoscreen
+from rayutils import assert_same_outputs, connected, node_ids, run_mammoscreen, started_cluster
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 
@@ -35,6 +36,16 @@ def reference_weights(reference_dir, tmp_path_factory) -> Path:
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool.build_all(reference_dir, tmp_path_factory.mktemp("reference_weights"), log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """One two-node cluster for the module's tests (none removes a node): (cluster, its node ids)."""
+    with started_cluster(nodes=2) as cluster:
+        with connected(cluster):
+            nodes = node_ids()
+        assert len(nodes) == 2
+        yield cluster, nodes
 
 
 @pytest.fixture(scope="session")
@@ -62,15 +73,13 @@ def _command(reference_set, weights, output):
             "--weights", weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet", "--workers", "1"]
 
 
-def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, tmp_path):
+def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, two_nodes, tmp_path):
+    cluster, nodes = two_nodes
     local = tmp_path / "local"
     run_mammoscreen(_command(reference_set, reference_weights, local))
-    with local_cluster(nodes=2) as cluster:
-        nodes = node_ids()
-        assert len(nodes) == 2
-        ray_out = tmp_path / "ray"
-        run_mammoscreen([*_command(reference_set, reference_weights, ray_out), "--engine", "ray",
-                         "--address", cluster.address, "--num-workers", "2"])
+    ray_out = tmp_path / "ray"
+    run_mammoscreen([*_command(reference_set, reference_weights, ray_out), "--engine", "ray",
+                     "--address", cluster.address, "--num-workers", "2"])
     compared = assert_same_outputs(local, ray_out)
     for model in MODELS.split(","):
         assert f"{model}/predictions.csv" in compared
@@ -86,7 +95,7 @@ def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, tmp
     assert set(engine["stages"]["crop"]["nodes"]) <= set(nodes)
 
 
-def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, reference_weights, tmp_path):
+def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, reference_weights, two_nodes, tmp_path):
     """nyu_model_single, end2end and frcnn_cad (the image-level models the two-node test does not run) on the
     two CC views of the reference exam, at full size: one Ray worker must give the local run's files, maps
     included. gmic_demo, the last registered model, is covered with 2 workers by test_ray_faults.py."""
@@ -99,9 +108,42 @@ def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, ref
                "--exam-list", exam_list, "--weights", reference_weights, "--device", "cpu", "--save-maps",
                "--no-evaluate", "--quiet", "--workers", "1"]
     run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
-    with local_cluster(nodes=1, cpus_per_node=1) as cluster:
-        run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
-                         "--num-workers", "1"])
+    run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", two_nodes[0].address,
+                     "--num-workers", "1"])
     compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
     for model in ("nyu_model_single", "end2end", "frcnn_cad"):
         assert f"{model}/predictions.csv" in compared and any(n.startswith(f"{model}/maps/") for n in compared)
+
+
+def test_heatmap_patches_of_one_image_spread_over_workers_with_identical_files(synthetic_dataset, reference_weights,
+                                                                               two_nodes, tmp_path):
+    """nyu_model with heatmaps (official-format checkpoints rebuilt from the reference data) on one synthetic
+    exam and two workers on two nodes: one worker runs the exam, and its patch batches go to both, yet every
+    file - the heatmaps and patch probabilities in the maps included - equals the local run's. Small images
+    (832x640) and batches of 8 patches keep it short while every image still has several batches to spread."""
+    with open(synthetic_dataset / "exam_list.pkl", "rb") as f:
+        exams = pickle.load(f)[:1]
+    exam_list = tmp_path / "exam_list.pkl"
+    exam_list.write_bytes(pickle.dumps(exams, protocol=4))
+    names = [name for exam in exams for view in ("L-CC", "R-CC", "L-MLO", "R-MLO") for name in exam[view]]
+    command = ["run", "--models", "nyu_model", "--heatmaps", "--patch-weights", reference_weights,
+               "--heatmap-batch-size", "8", "--images", synthetic_dataset / "images", "--exam-list", exam_list,
+               "--weights", reference_weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet",
+               "--workers", "1"]
+    run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
+    cluster, nodes = two_nodes
+    run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
+                     "--num-workers", "2"])
+    compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    assert {"nyu_model/predictions.csv", "nyu_model/maps/exam_0.npz"} <= set(compared)
+    with np.load(tmp_path / "ray" / "nyu_model" / "maps" / "exam_0.npz") as maps:
+        assert {f"heatmap_malignant_{n}" for n in names} <= set(maps.files)  # the heatmaps were compared
+
+    engine = json.loads((tmp_path / "ray" / "run_summary.json").read_text())["run"]["engine"]["stages"]["nyu_model"]
+    patches = engine["patches_ran_on"]
+    assert sorted(patches) == sorted(names)  # every image's patch batches were classified, and recorded
+    spread = {image for image, where in patches.items() if len(where["workers"]) > 1}
+    assert spread, patches  # the patches of one image ran on more than one worker...
+    assert any(patches[image]["nodes"] == nodes for image in spread), patches  # ...on both nodes
+    assert len(engine["ran_on"]) == 1  # while the exam itself ran on one
+    assert sorted(set(engine["worker_nodes"].values())) == nodes

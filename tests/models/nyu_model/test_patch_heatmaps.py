@@ -149,8 +149,8 @@ def test_background_patches_are_classified_once(tiny_patch_model):
     grid = plan_patch_grids([("x", image.shape)])["x"]
     classifier = PatchClassifier(tiny_patch_model, fast=True, batch_size=4)
     seen = []
-    run_batch = classifier._run_batch
-    classifier._run_batch = lambda images, chunk, grids: seen.append(len(chunk)) or run_batch(images, chunk, grids)
+    classify = classifier.classify
+    classifier.classify = lambda batch: seen.append(len(batch)) or classify(batch)
     result = classifier.heatmaps([image], [grid])[0]
     offsets = grid.offsets()
     background = np.array([not image[r:r + 256, c:c + 256].any() for r, c in offsets])
@@ -188,3 +188,42 @@ def test_bfloat16_patch_classifier_approximates_the_float32_one(tiny_patch_model
     np.testing.assert_allclose(approx.patch_probabilities.sum(1), 1.0, atol=1e-6)  # softmax in float32
     with pytest.raises(ValueError, match="needs the fast patch classifier"):
         PatchClassifier(tiny_patch_model, fast=False, precision="bfloat16")
+
+
+class _ElsewherePool:
+    """A BatchPool standing in for a distributed one: every batch pickled (as it travels), classified in
+    reverse order by a copy of the classifier, the results read back read-only (as from an object store)."""
+
+    def __init__(self, other: PatchClassifier):
+        self.other, self.labels = other, []
+
+    def map(self, classify, batches, labels):
+        import pickle
+
+        self.labels = list(labels)
+        shipped = [pickle.dumps(b) for b in batches]
+        out = {}
+        for i in reversed(range(len(shipped))):
+            result = self.other.classify(pickle.loads(shipped[i]))
+            result.setflags(write=False)
+            out[i] = result
+        return [out[i] for i in range(len(shipped))]
+
+
+def test_patch_batches_classified_elsewhere_give_identical_heatmaps(tiny_patch_model):
+    """The contract the Ray engine's patch fan-out relies on: batches built here and classified by another
+    classifier (another process's copy of the model), in any order, give bit-identical heatmaps; each batch is
+    labelled with the images whose patches it holds."""
+    import copy
+
+    images = [synthetic_crop((600, 500), seed=1), synthetic_crop((400, 700), seed=2)]
+    grids = [plan_patch_grids([("x", img.shape)])["x"] for img in images]
+    here = PatchClassifier(tiny_patch_model, fast=True, batch_size=7).heatmaps(images, grids)
+    classifier = PatchClassifier(tiny_patch_model, fast=True, batch_size=7)
+    classifier.pool = pool = _ElsewherePool(PatchClassifier(copy.deepcopy(tiny_patch_model), fast=True, batch_size=7))
+    elsewhere = classifier.heatmaps(images, grids, names=["a", "b"])
+    for h, e in zip(here, elsewhere):
+        assert np.array_equal(h.patch_probabilities, e.patch_probabilities)
+        assert np.array_equal(h.benign, e.benign) and np.array_equal(h.malignant, e.malignant)
+    assert len(pool.labels) >= 3 and pool.labels[0] == ("a",) and pool.labels[-1] == ("b",)
+    assert ("a", "b") in pool.labels  # a batch across the two images names both

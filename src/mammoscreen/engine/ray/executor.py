@@ -5,6 +5,10 @@ Every actor builds its predictor once, from the predictor's picklable request, a
 preprocessing, the forward pass, the finite-value check and the figures are the code the local engine
 runs. The driver gets the outcomes back and writes them; nothing is written on the workers.
 
+Sub-unit fan-out: a predictor that can share the batches inside one unit (the DMV-CNN's heatmap patches)
+hands them to a :class:`~mammoscreen.engine.ray.patches.WorkerPatchPool`, which spreads them over all live
+workers; where they ran is recorded per image.
+
 Faults: a batch whose actor dies (killed, out of memory, its node gone) is put back in the queue and
 run by another actor; a replacement actor is started (Ray places it on whichever node has room) and is
 given work only once it is up, so a cluster that lost a node finishes on the nodes it has left. A bad
@@ -13,6 +17,7 @@ image is a per-unit failure from the runner, as locally - never a lost actor.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -21,6 +26,7 @@ from ...core.stages import describe_error
 from ...models.factory import build_predictor, request_of
 from ..executor import run_units
 from ..work import Job, UnitFailure, UnitOutcome, UnitResult, UnitRunner, WorkUnit
+from .patches import PATCH_GROUP, WorkerPatchPool
 from .session import RaySettings, import_ray
 
 MAX_ATTEMPTS = 4  # runs of one batch whose actor died before its units are reported as failed
@@ -49,27 +55,59 @@ def _portable(outcome: UnitOutcome) -> UnitOutcome:
 
 
 class ModelWorker:
-    """A Ray actor: one predictor and one runner for one engine run (see :class:`RayExecutor`)."""
+    """A Ray actor: one predictor and one runner for one engine run (see :class:`RayExecutor`).
 
-    def __init__(self, request: Any, job: Job, threads: int):
+    Units run one at a time (the default concurrency group); patch batches that peers hand over run beside
+    them in the ``patches`` group (see :mod:`mammoscreen.engine.ray.patches`)."""
+
+    def __init__(self, request: Any, job: Job, threads: int, index: int = 0):
         import ray
         import torch
 
         # Ray gives an actor as many threads as CPUs it asked for; float sums over another number of threads
         # round differently (GLAM's maps change in the last bits), so use the driver's number.
+        self.threads = threads
         torch.set_num_threads(threads)
         self.node = ray.get_runtime_context().get_node_id()
         self.error: str | None = None
+        self.patch_pool: WorkerPatchPool | None = None
+        self.classify: Any = None
         try:
-            self.runner = UnitRunner(build_predictor(request), job, figures_as_bytes=True)
+            predictor = build_predictor(request)
+            self.runner = UnitRunner(predictor, job, figures_as_bytes=True)
+            share = getattr(predictor, "share_patches", None)
+            if callable(share):
+                pool = WorkerPatchPool(index)
+                self.classify = share(pool)
+                self.patch_pool = pool if self.classify is not None else None
         except Exception as error:  # reported by ready(), so the driver stops with the reason
             self.error = describe_error(error)
 
     def ready(self) -> tuple[str, str | None]:
         return self.node, self.error
 
-    def process(self, units: Sequence[WorkUnit]) -> tuple[str, list[UnitOutcome]]:
-        return self.node, [_portable(o) for o in run_units(self.runner, units)]
+    def set_peers(self, peers: dict[int, Any]) -> None:
+        """The live workers (index -> handle) this worker's patch batches may go to."""
+        if self.patch_pool is not None:
+            self.patch_pool.set_peers(peers)
+
+    def patches(self, batch: Any) -> Any:
+        """Classify one patch batch handed over by a peer (or by this worker's own pool)."""
+        import torch
+
+        torch.set_num_threads(self.threads)  # this group's thread, too, computes with the driver's thread count
+        return self.classify(batch)
+
+    def process(self, units: Sequence[WorkUnit], peers: dict[int, Any] | None = None
+                ) -> tuple[str, list[UnitOutcome], dict[str, list[int]]]:
+        """(node, outcomes, {image: indices of the workers that classified its patches})."""
+        import torch
+
+        torch.set_num_threads(self.threads)
+        if peers is not None:
+            self.set_peers(peers)
+        outcomes = [_portable(o) for o in run_units(self.runner, units)]
+        return self.node, outcomes, self.patch_pool.drain() if self.patch_pool is not None else {}
 
 
 @dataclass
@@ -85,10 +123,24 @@ class RunRecord:
     workers: int = 0
     ran_on: dict[str, str] = field(default_factory=dict)  # unit name -> Ray node id
     workers_lost: int = 0  # actors that died during the run (their batches ran again elsewhere)
+    worker_nodes: dict[int, str] = field(default_factory=dict)  # worker index -> Ray node id
+    patches_ran_on: dict[str, list[int]] = field(default_factory=dict)  # image -> workers that classified patches
+    worker_start_s: float | None = None  # seconds from the run's start until the first worker was up
+
+    def note_patches(self, record: dict[str, list[int]]) -> None:
+        for image, workers in record.items():
+            self.patches_ran_on[image] = sorted(set(self.patches_ran_on.get(image, [])) | set(workers))
 
     def to_json(self) -> dict[str, Any]:
-        return {"workers": self.workers, "workers_lost": self.workers_lost,
-                "nodes": dict(sorted(Counter(self.ran_on.values()).items())), "ran_on": dict(self.ran_on)}
+        out = {"workers": self.workers, "workers_lost": self.workers_lost, "worker_start_s": self.worker_start_s,
+               "nodes": dict(sorted(Counter(self.ran_on.values()).items())), "ran_on": dict(self.ran_on)}
+        if self.patches_ran_on:  # sub-unit fan-out (DMV-CNN heatmap patches): per image, workers and their nodes
+            out["worker_nodes"] = {str(i): node for i, node in sorted(self.worker_nodes.items())}
+            out["patches_ran_on"] = {image: {"workers": workers,
+                                             "nodes": sorted({self.worker_nodes[w] for w in workers
+                                                              if w in self.worker_nodes})}
+                                     for image, workers in sorted(self.patches_ran_on.items())}
+        return out
 
 
 def _driver_threads() -> int:
@@ -97,12 +149,26 @@ def _driver_threads() -> int:
     return torch.get_num_threads()
 
 
+CALLS_PER_WORKER = 4  # at least this many calls per worker and depth: the tail stays short, work balances
+MAX_BATCHES_PER_CALL = 8  # forward batches per call at most: a lost worker's call is not much work to redo
+
+
+def units_per_call(n_units: int, batch_size: int, workers: int, depth: int) -> int:
+    """Units per actor call: whole forward batches, as many as keep every worker ``CALLS_PER_WORKER * depth``
+    calls busy (at most ``MAX_BATCHES_PER_CALL``). A few units per worker (DMV-CNN exams) go one batch per call."""
+    batches = -(-n_units // batch_size)
+    per_call = batches // (max(1, workers) * max(1, depth) * CALLS_PER_WORKER)
+    return batch_size * max(1, min(MAX_BATCHES_PER_CALL, per_call))
+
+
 class RayExecutor:
     """Runs the engine's work units on a pool of Ray actors (an :class:`~mammoscreen.engine.executor.Executor`).
 
     Needs a connected Ray (:func:`~mammoscreen.engine.ray.session.ray_session`). ``settings.num_workers``
     actors, each with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs, spread over the nodes; each
-    gets ``depth`` batches ahead so that it never waits for the driver.
+    gets ``depth`` calls ahead so that it never waits for the driver. A call carries several forward batches
+    (:func:`units_per_call`): inside it the actor decodes the next units while the model runs, as the local
+    engine does, and the round trip to the driver is paid once per call, not per image.
     """
 
     name = "ray"
@@ -117,28 +183,42 @@ class RayExecutor:
         self.live_actors = alive = []
         if not units:
             return
+        started = time.perf_counter()
         ray = import_ray()
         request = request_of(predictor)
         threads = self.settings.threads_per_worker or _driver_threads()
-        actor_class = ray.remote(ModelWorker).options(
+        actor_class = ray.remote(concurrency_groups={PATCH_GROUP: 1})(ModelWorker).options(
             num_cpus=self.settings.cpus_per_worker, num_gpus=self.settings.gpus_per_worker,
             max_restarts=0, scheduling_strategy="SPREAD")
-        size = max(1, job.batch_size)
+        workers = self.settings.workers()
+        size = units_per_call(len(units), max(1, job.batch_size), workers, self.depth)
         queue = deque(_Batch(list(units[i:i + size])) for i in range(0, len(units), size))
-        record.workers = n_workers = min(self.settings.workers(), len(queue))
+        # Units whose inner batches are shared (DMV-CNN heatmap patches) keep every worker busy even when there
+        # are fewer units than workers (one exam): start them all. Otherwise no more workers than calls.
+        shares = bool(getattr(predictor, "shares_patches", False))
+        record.workers = n_workers = workers if shares else min(workers, len(queue))
         pending: dict[Any, tuple[str, Any, _Batch | None]] = {}  # ref -> (kind, actor, batch)
         busy: Counter = Counter()  # actor -> batches in flight
         starting: list[Any] = []
+        index: dict[Any, int] = {}  # actor -> its worker index (replacements get new ones)
 
         def start_actor() -> None:
-            actor = actor_class.remote(request, job, threads)
+            actor = actor_class.remote(request, job, threads, len(index))
+            index[actor] = len(index)
             starting.append(actor)
             pending[actor.ready.remote()] = (READY, actor, None)
+
+        def peers() -> dict[int, Any]:
+            return {index[a]: a for a in alive}
+
+        def tell_peers() -> None:  # workers already running a unit learn of a new or lost peer at once
+            for actor in alive:
+                actor.set_peers.options(concurrency_group=PATCH_GROUP).remote(peers())
 
         def feed(actor: Any) -> None:
             while queue and busy[actor] < self.depth:
                 batch = queue.popleft()
-                pending[actor.process.remote(batch.units)] = ("process", actor, batch)
+                pending[actor.process.remote(batch.units, peers())] = ("process", actor, batch)
                 busy[actor] += 1
 
         for _ in range(n_workers):
@@ -158,7 +238,7 @@ class RayExecutor:
                 waited = 0.0
                 kind, actor, batch = pending.pop(ready[0])
                 try:
-                    node, result = ray.get(ready[0])
+                    got = ray.get(ready[0])
                 except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                         ray.exceptions.ObjectLostError) as error:
                     self._lost(actor, alive, starting, busy, record)
@@ -174,21 +254,29 @@ class RayExecutor:
                     if record.workers_lost > MAX_ATTEMPTS * n_workers:
                         raise WorkerStartError(f"Ray workers keep dying ({record.workers_lost} lost): "
                                                f"{describe_error(error)}") from None
+                    tell_peers()
                     if queue and len(alive) + len(starting) < n_workers:
                         start_actor()  # a replacement, placed by Ray wherever there is room
                     for live in alive:  # the batch put back goes to whichever live actor has room
                         feed(live)
                     continue
+                node = got[0]
                 if kind == READY:
-                    if result is not None:
+                    if got[1] is not None:
                         raise WorkerStartError(f"a Ray worker on node {node} could not build "
-                                               f"{request.model}: {result}")
+                                               f"{request.model}: {got[1]}")
                     starting.remove(actor)
                     alive.append(actor)
+                    record.worker_nodes[index[actor]] = node
+                    if record.worker_start_s is None:
+                        record.worker_start_s = round(time.perf_counter() - started, 3)
+                    tell_peers()
                     feed(actor)
                     continue
                 busy[actor] -= 1
-                for outcome in result:
+                _, outcomes, patches = got
+                record.note_patches(patches)
+                for outcome in outcomes:
                     if isinstance(outcome, UnitResult):
                         record.ran_on[outcome.unit.name] = node
                     yield outcome

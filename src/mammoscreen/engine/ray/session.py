@@ -69,9 +69,10 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     if settings.address:
         ray.init(address=settings.address, **common)
     else:
-        # A single-machine instance listens on the loopback interface only.
-        ray.init(num_cpus=_local_cpus(settings), include_dashboard=False, _node_ip_address="127.0.0.1", **common,
-                 object_store_memory=_local_object_store())
+        # A single-machine instance listens on the loopback interface only. address="local": a new instance
+        # even when another Ray runs on this machine (without it, ray.init would join the newest one).
+        ray.init(address="local", num_cpus=_local_cpus(settings), include_dashboard=False,
+                 _node_ip_address="127.0.0.1", **common, object_store_memory=_local_object_store())
     try:
         yield ray
     finally:

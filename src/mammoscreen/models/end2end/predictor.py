@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...core.device import full_fp32, resolve_device
+from ...core.device import batch_to_device, for_device, full_fp32, resolve_device
 from ...core.files import sha256_file
 from ...data.exams import ImageRecord
 from ...data.images import image_path, read_mammogram
@@ -119,7 +119,7 @@ class End2EndPredictor(Predictor):
                  mean_pixel_intensity: float | str | None = None):
         self.spec = END2END_SPEC
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = for_device(model, self.device)  # channels_last on CUDA; unchanged on the CPU
         self.weight_path = Path(weight_path)
         self.variant = variant
         self.mean_pixel_intensity = resolve_mean_pixel_intensity(mean_pixel_intensity)
@@ -139,7 +139,7 @@ class End2EndPredictor(Predictor):
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[End2EndInput]) -> list[ImagePrediction]:
-        x = torch.from_numpy(np.stack([p.x for p in prepared])).to(self.device)
+        x = batch_to_device(np.stack([p.x for p in prepared]), self.device)  # pinned, non-blocking on CUDA
         with full_fp32(self.device):
             probabilities = self.model(x).float().cpu().numpy()
         if probabilities.shape[1] < 2:

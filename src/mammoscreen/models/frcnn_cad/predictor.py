@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from ...core.device import full_fp32, resolve_device
+from ...core.device import batch_to_device, for_device, full_fp32, resolve_device
 from ...core.files import sha256_file
 from ...core.paths import name_path
 from ...data.exams import ImageRecord
@@ -106,7 +106,7 @@ class FRCNNPredictor(Predictor):
     def __init__(self, model: FasterRCNNVGG16, weight_path: Path, device: str | torch.device = "auto"):
         self.spec = FRCNN_SPEC
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = for_device(model, self.device)  # channels_last on CUDA; unchanged on the CPU
         self.weight_path = Path(weight_path)
         self._hash = sha256_file(self.weight_path)
 
@@ -126,7 +126,7 @@ class FRCNNPredictor(Predictor):
 
     @torch.inference_mode()
     def predict_one(self, item: FRCNNInput) -> ImagePrediction:
-        blob = torch.from_numpy(item.blob)[None].to(self.device)
+        blob = batch_to_device(item.blob[None], self.device)  # pinned, non-blocking on CUDA
         with full_fp32(self.device):
             out = self.model(blob, item.scale)
         rois = out.rois.float().cpu()

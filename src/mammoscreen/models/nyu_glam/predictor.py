@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...core.device import resolve_device
+from ...core.device import batch_to_device, for_device, resolve_device
 from ...core.files import sha256_file
 from ...data.exams import ImageRecord
 from ...preprocess.window_input import WindowInput, window_input, window_masks
@@ -59,7 +59,7 @@ class GLAMPredictor(Predictor):
                  seed: int = 0):
         self.spec = GLAM_SPEC
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = for_device(model, self.device)  # channels_last on CUDA; unchanged on the CPU
         self.config = model.config
         self.weight_path = Path(weight_path)
         self.variant = variant
@@ -82,7 +82,7 @@ class GLAMPredictor(Predictor):
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[WindowInput]) -> list[ImagePrediction]:
         cfg = self.config
-        x = torch.from_numpy(np.stack([p.window for p in prepared]))[:, None].to(self.device)
+        x = batch_to_device(np.stack([p.window for p in prepared])[:, None], self.device)  # pinned on CUDA
         out = self.model(x, with_local=self.with_local)
         numpy = lambda t: t.float().cpu().numpy()  # noqa: E731
         y_global = numpy(out.y_global)

@@ -16,13 +16,18 @@ Seeding differs between the models: nyu_model seeds :mod:`random` once per run (
 depend on every image before it), nyu_model_single once per image. :func:`plan_patch_grids` computes the
 grids of a whole run up front from the image shapes alone, so images can then be processed in any order,
 resumed or skipped without changing anyone's grid.
+
+The patch batches of an image can be classified elsewhere: :class:`PatchClassifier` hands them to its
+``pool`` (a :class:`BatchPool`), which by default runs them here one after the other; the Ray engine gives
+one that spreads them over its workers (:mod:`mammoscreen.engine.ray.patches`). Every batch is the same
+tensor and goes through the same network wherever it runs, so the heatmaps do not change.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -164,6 +169,25 @@ class Heatmaps:
     grid: PatchGrid
 
 
+class BatchPool(Protocol):
+    """Where patch batches are classified: ``map`` gives ``classify(batch)`` for every batch, in order.
+
+    ``labels[i]`` names the images batch ``i`` holds patches of (for a pool that records where they ran).
+    """
+
+    def map(self, classify: Callable[[np.ndarray], np.ndarray], batches: Iterator[np.ndarray],
+            labels: Sequence[tuple[str, ...]]) -> list[np.ndarray]:
+        ...
+
+
+class InProcessPool:
+    """The default :class:`BatchPool`: every batch here, one after the other."""
+
+    def map(self, classify: Callable[[np.ndarray], np.ndarray], batches: Iterator[np.ndarray],
+            labels: Sequence[tuple[str, ...]]) -> list[np.ndarray]:
+        return [classify(batch) for batch in batches]
+
+
 class PatchClassifier:
     """Runs the DenseNet patch classifier over patch grids; see the module docstring.
 
@@ -188,10 +212,13 @@ class PatchClassifier:
         self.batch_size = batch_size if fast else OFFICIAL_BATCH_SIZE
         self.fused: FusedDenseNet | None = fuse_densenet(self.model).to(self.dtype) if fast else None
         self.num_classes = model.classifier.out_features
+        self.pool: BatchPool = InProcessPool()
 
-    @torch.inference_mode()
-    def patch_probabilities(self, images: Sequence[np.ndarray], grids: Sequence[PatchGrid]) -> list[np.ndarray]:
-        """Softmax outputs (n_i, classes) float32 for the patches of each standardised float64 image."""
+    def patch_probabilities(self, images: Sequence[np.ndarray], grids: Sequence[PatchGrid],
+                            names: Sequence[str] | None = None) -> list[np.ndarray]:
+        """Softmax outputs (n_i, classes) float32 for the patches of each standardised float64 image.
+
+        The batches go through ``self.pool``; ``names`` (one per image) label them for the pool's record."""
         jobs: list[tuple[int, int, int, int]] = []  # (image, patch index, row, col) to classify
         results = [np.zeros((len(g), self.num_classes), dtype=np.float32) for g in grids]
         reuse: list[tuple[int, np.ndarray, int]] = []  # (image, patch indices, job index of the representative)
@@ -211,40 +238,58 @@ class PatchClassifier:
                 jobs.append((i, k, int(r), int(c)))
             if first_background is not None and background.sum() > 1:
                 reuse.append((i, np.flatnonzero(background), first_background))
+        chunks = [jobs[start:start + self.batch_size] for start in range(0, len(jobs), self.batch_size)]
+        image_names = list(names) if names is not None else [str(i) for i in range(len(images))]
+        labels = [tuple(dict.fromkeys(image_names[i] for i, _, _, _ in chunk)) for chunk in chunks]
+        batches = (self.input_batch(images32, chunk, grids) for chunk in chunks)  # built as the pool takes them
         outputs = np.zeros((len(jobs), self.num_classes), dtype=np.float32)
-        for start in range(0, len(jobs), self.batch_size):
-            chunk = jobs[start:start + self.batch_size]
-            outputs[start:start + len(chunk)] = self._run_batch(images32, chunk, grids)
+        start = 0
+        for chunk, probabilities in zip(chunks, self.pool.map(self.classify, batches, labels)):
+            outputs[start:start + len(chunk)] = probabilities
+            start += len(chunk)
         for job, (i, k, _, _) in enumerate(jobs):
             results[i][k] = outputs[job]
         for i, indices, job in reuse:
             results[i][indices] = outputs[job]
         return results
 
-    def _run_batch(self, images32: Sequence[np.ndarray], chunk: Sequence[tuple[int, int, int, int]],
-                   grids: Sequence[PatchGrid]) -> np.ndarray:
+    def input_batch(self, images32: Sequence[np.ndarray], chunk: Sequence[tuple[int, int, int, int]],
+                    grids: Sequence[PatchGrid]) -> np.ndarray:
+        """The network input (float32, N x C x H x W) of one batch of (image, patch, row, col) jobs."""
         size = grids[chunk[0][0]].patch_size
-        if self.fast:
+        if self.fast:  # one channel, padded for the fused stem
             before, after = self.fused.stem_padding()
             batch = torch.zeros((len(chunk), 1, size + before + after, size + before + after), dtype=torch.float32)
             for j, (i, _, r, c) in enumerate(chunk):
                 batch[j, 0, before:before + size, before:before + size] = torch.from_numpy(
                     images32[i][r:r + size, c:c + size])
-            logits = self.fused(batch.to(self.device, self.dtype))
-        else:
+        else:  # the patch replicated to three channels, as the official code
             batch = torch.empty((len(chunk), 3, size, size), dtype=torch.float32)
             for j, (i, _, r, c) in enumerate(chunk):
                 batch[j, :] = torch.from_numpy(images32[i][r:r + size, c:c + size])
-            logits = self.model(batch.to(self.device))
+        return batch.numpy()
+
+    @torch.inference_mode()
+    def classify(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax outputs (N, classes) float32 of one :meth:`input_batch` (wherever it was built)."""
+        if not batch.flags.writeable:  # e.g. read zero-copy from Ray's object store; torch wants a writable array
+            batch = batch.copy()
+        inputs = torch.from_numpy(batch)
+        if self.fast:
+            logits = self.fused(inputs.to(self.device, self.dtype))
+        else:
+            logits = self.model(inputs.to(self.device))
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
-    def heatmaps(self, images: Sequence[np.ndarray], grids: Sequence[PatchGrid]) -> list[Heatmaps]:
-        """Heatmaps of several images (raw cropped pixels, in the orientation the grids were drawn for)."""
+    def heatmaps(self, images: Sequence[np.ndarray], grids: Sequence[PatchGrid],
+                 names: Sequence[str] | None = None) -> list[Heatmaps]:
+        """Heatmaps of several images (raw cropped pixels, in the orientation the grids were drawn for);
+        ``names`` label their patch batches for the pool's record."""
         standardized = [standardize_float64(image) for image in images]
         for image, grid in zip(images, grids):
             if tuple(image.shape) != grid.image_shape:
                 raise ValueError(f"image of shape {image.shape} does not match its patch grid {grid.image_shape}")
-        probabilities = self.patch_probabilities(standardized, grids)
+        probabilities = self.patch_probabilities(standardized, grids, names)
         return [Heatmaps(benign=accumulate_heatmap(p[:, BENIGN_CLASS], g),
                          malignant=accumulate_heatmap(p[:, MALIGNANT_CLASS], g), patch_probabilities=p, grid=g)
                 for p, g in zip(probabilities, grids)]

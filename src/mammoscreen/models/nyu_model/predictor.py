@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ...core.device import full_fp32, resolve_device
+from ...core.device import for_device, full_fp32, resolve_device
 from ...core.files import sha256_file
 from ...core.paths import output_path
 from ...data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views, view_angle
@@ -49,7 +49,7 @@ from ..preprocessing import Preprocessing
 from ..registry import META_REPOSITORY_VIEW_ORDER, ModelSpec, WeightFile, register_model
 from ..weights import WeightsError, load_checkpoint, load_state_dict_into, resolve_weight_path
 from .modeling import DMV_WINDOWS, LABELS, ImageWiseDMV, ViewWiseDMV
-from .patch_heatmaps import Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
+from .patch_heatmaps import BatchPool, Heatmaps, PatchClassifier, PatchGrid, heatmap_dtype, plan_patch_grids
 
 IMAGE_ONLY = "image_only"
 IMAGE_HEATMAPS = "image_heatmaps"
@@ -171,9 +171,13 @@ def to_batch(inputs: Sequence[np.ndarray], device: torch.device) -> torch.Tensor
     """A (N, C, H, W) tensor from (H, W, C) arrays, as the official ``permute(0, 3, 1, 2)`` of an NHWC batch.
 
     The official batch keeps that channels-last memory layout, which makes oneDNN choose other kernels
-    than for a contiguous tensor; keeping it keeps our numbers closest to the official ones.
+    than for a contiguous tensor; keeping it keeps our numbers closest to the official ones (and it is
+    cuDNN's fast layout). On CUDA the host batch goes through pinned memory with a non-blocking copy.
     """
-    return torch.from_numpy(np.stack(inputs)).permute(0, 3, 1, 2).to(device)
+    x = torch.from_numpy(np.stack(inputs))
+    if device.type == "cuda":
+        x = x.pin_memory().to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).to(device)
 
 
 def _heatmap_png(heatmap: np.ndarray) -> np.ndarray:
@@ -200,7 +204,8 @@ class _HeatmapSettings:
 
 class _DMVPredictorBase:
     """What both DMV predictors hold: the network on its device, its weights, the variant, the seed and number of
-    random windows (epochs), and the heatmap settings of the image+heatmaps variant."""
+    random windows (epochs), and the heatmap settings of the image+heatmaps variant, whose patch batches can be
+    classified elsewhere (:meth:`share_patches`)."""
 
     spec: ModelSpec
 
@@ -211,7 +216,7 @@ class _DMVPredictorBase:
         self.device = resolve_device(device)
         if self.device.type == "cpu":
             keep_freed_memory()  # the stem's large activations without page faults: see mammoscreen.core.memory
-        self.model = model.to(self.device).eval()
+        self.model = for_device(model, self.device)  # channels_last on CUDA; unchanged on the CPU
         self.weights, self.variant, self.seed, self.epochs = Path(weights), variant, seed, epochs
         self.heatmap_settings = heatmaps
         self._sha = sha256_file(self.weights)
@@ -228,6 +233,19 @@ class _DMVPredictorBase:
                                     "sha256": self.heatmap_settings.sha256}
             out["heatmap_precision"] = self.heatmap_settings.precision
         return out
+
+    @property
+    def shares_patches(self) -> bool:
+        """Whether this predictor has heatmap patch batches to share (the image+heatmaps variant)."""
+        return self.heatmap_settings is not None
+
+    def share_patches(self, pool: BatchPool) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Hand the heatmap patch batches to ``pool`` (e.g. a distributed engine's workers); returns the function
+        that classifies one batch here, for the batches others hand to this predictor - None without heatmaps."""
+        if self.heatmap_settings is None:
+            return None
+        self.heatmap_settings.classifier.pool = pool
+        return self.heatmap_settings.classifier.classify
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,7 +338,7 @@ class ViewWiseDMVPredictor(_DMVPredictorBase, ExamPredictor):
             grids.append(grid)
         flip = prepared.exam.horizontal_flip
         oriented = [flip_to_face_right(prepared.images[n], prepared.views[n], flip) for n in names]
-        return dict(zip(names, self.heatmap_settings.classifier.heatmaps(oriented, grids)))
+        return dict(zip(names, self.heatmap_settings.classifier.heatmaps(oriented, grids, names)))
 
     @torch.inference_mode()
     def predict_exam(self, prepared: _ExamInput) -> ExamPrediction:
@@ -439,7 +457,8 @@ class ImageWiseDMVPredictor(_DMVPredictorBase, Predictor):
             if isinstance(grid, Exception):
                 raise ValueError(f"{prepared[j].record.name}: {grid}")
             grids.append(grid)
-        return self.heatmap_settings.classifier.heatmaps([p.image for p in prepared], grids)
+        return self.heatmap_settings.classifier.heatmaps([p.image for p in prepared], grids,
+                                                     [p.record.name for p in prepared])
 
     @torch.inference_mode()
     def predict_batch(self, prepared: Sequence[_ImageInput]) -> list[ImagePrediction]:
