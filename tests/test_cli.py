@@ -43,6 +43,7 @@ def dataset(dataset_source, tmp_path):
     return tmp_path / "images", tmp_path / "exams.json"
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_crop_then_centers_from_the_command_line(dataset, tmp_path, capsys):
     images, exam_list = dataset
     out = tmp_path / "cropped"
@@ -89,6 +90,7 @@ def test_predict_refuses_an_exam_list_without_centres(dataset, tmp_path, capsys,
     assert "has no best_center: run 'mammoscreen centers' first" in captured.err
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_blank_image_is_reported_and_the_rest_cropped(dataset, tmp_path, capsys):
     images, exam_list = dataset
     write_png(images / "s_R-CC.png", np.zeros((3200, 1500), np.uint16))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from clirun import assert_clean_error, changed_outside, run_cli, tree_snapshot
 
 
@@ -11,6 +13,7 @@ def test_run_cli_reports_exit_status_output_and_the_childs_own_peak_memory(tmp_p
     assert result.peak_rss_mb is not None and 10 < result.peak_rss_mb < 2000
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_assert_clean_error_accepts_a_one_line_error_and_rejects_a_success(tmp_path):
     result = run_cli(["crop", "--images", str(tmp_path), "--exam-list", str(tmp_path / "missing.pkl"),
                       "--output-dir", str(tmp_path / "out")])

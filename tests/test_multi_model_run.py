@@ -151,6 +151,7 @@ def test_nothing_runnable_and_bad_requests_are_errors_before_any_work(standins, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_cli_runs_several_models_and_reports_the_skipped_one(standins, dataset, tmp_path, capsys):
     images, exam_list, weights = dataset
     status = main(["run", "--models", "fake_a,fake_b", "--weights", f"fake_a={weights / 'fake_a.txt'}",
@@ -163,6 +164,7 @@ def test_cli_runs_several_models_and_reports_the_skipped_one(standins, dataset, 
     assert lines[2].split()[:3] == ["fake_b", "v1", "skipped"] and "no weights given for fake_b" in lines[2]
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_cli_single_model_syntax_still_works(standins, dataset, tmp_path, capsys):
     images, exam_list, weights = dataset
     (weights / "fake_a_v2.txt").write_text("0.5")

@@ -47,6 +47,7 @@ def make_run(tmp_path, n_exams=40, labelled=True):
     return RunResult(exams_path, {}, {}, {}, outcomes), breast_rows, truth
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_each_model_is_evaluated_and_the_models_compared(tmp_path):
     result, breast_rows, truth = make_run(tmp_path)
     out = tmp_path / "out"

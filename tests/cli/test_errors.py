@@ -33,6 +33,7 @@ def test_failures_become_one_line_with_a_status(error, status, expected):
     assert got_status == status and message.startswith(expected) and "\n" not in message
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_debug_shows_the_traceback_and_the_line(tmp_path):
     exam_list = tmp_path / "exams.pkl"
     exam_list.write_bytes(pickle.dumps([{"L-CC": ["../x"]}]))
@@ -45,6 +46,7 @@ def test_debug_shows_the_traceback_and_the_line(tmp_path):
         assert debug.last_error_line == plain.last_error_line
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_max_pixels_applies_to_one_command(tmp_path, synthetic_dataset, capsys):
     image = synthetic_dataset / "images" / "0_L-CC.png"
     exam_list = tmp_path / "exams.pkl"

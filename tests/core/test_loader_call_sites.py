@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import mammoscreen
 
 SOURCE = Path(mammoscreen.__file__).resolve().parent
@@ -87,6 +89,7 @@ def _violations() -> list[str]:
     return problems
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_no_loader_bypasses_the_core_layer():
     assert _violations() == []
 

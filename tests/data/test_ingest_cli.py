@@ -10,6 +10,7 @@ from mammoscreen.data.exams import load_exam_list
 from mammoscreen.data.images import read_png
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_synth_dicom_convert_validate(tmp_path, capsys):
     synth = tmp_path / "synth"
     assert main(["synth", "--output-dir", str(synth), "--exams", "2", "--seed", "3", "--scale", "0.15",

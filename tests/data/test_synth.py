@@ -142,6 +142,7 @@ def test_rerun_skips_finished_exams_and_redoes_missing_files(tmp_path):
     assert removed.read_bytes() == original
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_official_crop_succeeds_and_keeps_every_lesion(tmp_path):
     options = SynthOptions(scale=0.25, p_benign=0.6, p_malignant=0.6, background_noise=0.002)
     exams = generate_exams(2, tmp_path, seed=21, options=options, progress=False)
@@ -226,6 +227,7 @@ def test_metadata_leaves_the_pixels_of_existing_seeds_unchanged(seed, index, sca
     assert 40 <= exam.age <= 79 and set(exam.density) == {"L", "R"}
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_density_follows_the_fibroglandular_fraction_and_age_falls_with_it():
     fractions, categories, ages, mean_fraction = [], [], [], []
     for index in range(30):

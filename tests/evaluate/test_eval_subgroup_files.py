@@ -133,6 +133,7 @@ def test_default_keys_are_those_with_two_values(tmp_path):
     assert default_subgroup_keys(exams) == ["density", "age"]
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_evaluate_by_on_the_command_line(tmp_path, capsys):
     exam_list, a, _, _, _ = make_files(tmp_path)
     plain, grouped = tmp_path / "plain", tmp_path / "grouped"

@@ -196,6 +196,7 @@ def test_resampling_cases_instead_of_exams_draws_single_cases():
 # tests across subgroups and models
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_heterogeneity_detects_a_real_difference_and_does_not_depend_on_the_order_of_groups():
     rng = np.random.default_rng(4)
     n = 600

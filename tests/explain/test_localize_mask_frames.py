@@ -326,6 +326,7 @@ def test_older_maps_without_the_original_shape_score_window_and_cropped_masks_th
 # The official GMIC sample masks (window frame) on the reference images, with the official maps
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_official_window_masks_are_scored_on_the_reference_images(reference_dir, tmp_path):
     """Maps files made from the official GMIC outputs and the official centres (the window geometry as the GMIC
     predictor computes it); the official 2944x1920 masks of 0_R-CC and 0_R-MLO are now scored."""

@@ -27,6 +27,7 @@ def coloured_fraction(image, channel):
     return strong.mean()
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_figure_shows_masks_only_when_given(tmp_path):
     plain = draw(tmp_path, "plain")
     mask = np.zeros((2944, 1920), np.uint8)

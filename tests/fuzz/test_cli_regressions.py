@@ -89,6 +89,7 @@ def test_validate_reports_image_names_that_are_paths(workspace):
     assert "not a plain file name" in result.stdout + result.stderr and "'../victim'" in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_synth_refuses_a_prefix_that_is_a_path(tmp_path):
     before = tree_snapshot(tmp_path)
     result = run_cli(["synth", "--output-dir", tmp_path / "out", "--exams", "1", "--scale", "0.1",
@@ -144,6 +145,7 @@ HOSTILE_EXAM_LISTS = {
 }
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 @pytest.mark.parametrize("name", sorted(HOSTILE_EXAM_LISTS))
 def test_hostile_exam_lists_end_in_one_line_with_bounded_memory(workspace, name):
     exam_list = workspace / name
@@ -172,6 +174,7 @@ def test_a_png_declaring_19000_squared_pixels_is_refused_from_its_header(workspa
 # Output locations (issue 11: tracebacks)
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_an_output_path_that_is_a_file(workspace):
     exam_list = _exam_list(workspace / "exams.pkl", ["a"])
     (workspace / "out").write_text("not a directory")
@@ -211,6 +214,7 @@ def _read_only_directory(path: Path):
     pytest.skip("running as root without mount or chattr: cannot make a read-only directory")
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 @pytest.mark.parametrize("command", ["crop", "synth"])
 def test_a_read_only_output_directory(workspace, command):
     exam_list = _exam_list(workspace / "exams.pkl", ["a"])

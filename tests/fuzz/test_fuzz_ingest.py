@@ -425,6 +425,7 @@ def run_checked(args: list[str], root: Path, out: str = "out"):
     return result
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_convert_dicom_on_a_folder_of_damaged_files(tmp_path):
     """One run over many kinds of damage: every file is in the manifest, failures name their file, good files
     convert; never a traceback, bounded memory."""
@@ -474,6 +475,7 @@ def test_inspect_of_a_damaged_file(tmp_path, name, build, mention):
     assert_clean_error(result, "inspect", mentions=[name, mention])
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 @pytest.mark.parametrize("content, mention", [
     (b"image_index,malignant_pred,malignant_label\na,0.1,0,extra\nb,0.9,1\n", "CSV line 2 has 4 field(s)"),
     pytest.param(b"image_index,malignant_pred\na,0.1\nb,0.9\n", "missing column(s) 'malignant_label'", marks=CHILD_RUN),
@@ -504,6 +506,7 @@ def test_evaluate_on_a_large_prediction_csv_is_bounded(tmp_path):
     assert (tmp_path / "out" / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 @pytest.mark.parametrize("edits, mention", [
     ([("cell", 1, 0, "N0: 7")], "the header says N0:7 but the data have 5"),
     pytest.param([("cell", 20, 3, "x")], "line 21: score 'x' is not a number", marks=CHILD_RUN),
@@ -516,6 +519,7 @@ def test_mrmc_on_a_bad_imrmc_file(tmp_path, edits, mention):
     assert_clean_error(result, "mrmc", mentions=[str(path), mention])
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 @pytest.mark.parametrize("command, edits, mention", [
     ("reader-study", [("cell", 1, 0, "")], "'case_ID' is empty in data row(s) 1"),
     pytest.param("reader-study", [("extra_field", 3)], "CSV line 4 has 8 field(s)", marks=CHILD_RUN),

@@ -116,6 +116,7 @@ def test_end2end_predictions_in_official_order_with_a_bad_image_skipped(dataset,
     check_input_figure(tmp_path / "out" / "visualization" / "e1_R-CC.png", x)
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_frcnn_detections_in_maps_and_figure(dataset, tmp_path):
     predictor = build_predictor(PredictorRequest("frcnn_cad", dataset["weights"] / "vgg16_frcnn_cad.caffemodel", None,
                                                  "cpu"))
@@ -162,6 +163,7 @@ def test_pipeline_runs_both_models_on_the_original_images(dataset, tmp_path, mon
     assert (out / "frcnn_cad" / "predictions.csv").read_text() == before
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_cli_run_with_a_model_option(dataset, tmp_path, capsys):
     from mammoscreen.cli import main
 

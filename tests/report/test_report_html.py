@@ -195,6 +195,7 @@ def test_gallery_cap_and_missing_outline_note(report_run, tmp_path):
     assert image.shape[1] <= 300
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_an_unusable_mask_costs_its_outline_not_the_report(report_run, tmp_path):
     from mammoscreen.data.images import write_png
 
