@@ -698,3 +698,25 @@ def test_hand_built_windows_over_padding_map_back_pixel_by_pixel(geometry, windo
                 window[i, j] = image[crop_location[0] + r, crop_location[2] + c_image]
     back = window_to_original(window, placement, original_shape)
     np.testing.assert_array_equal(back, _expected_back_mapping(image, placement, original_shape))
+
+
+def test_pointing_game_sees_a_float64_map_as_its_float32_maps_file_would():
+    # Maps files hold float32: two values that differ only beyond float32's precision are a tie, and ties go to
+    # the first maximum, whether the map comes as float64 or as read back from its file.
+    saliency, target = np.array([[1.0, 1.0 + 1e-9], [0.5, np.nan]]), np.array([[0, 1], [0, 0]])
+    assert pointing_game(saliency, target) == pointing_game(saliency.astype(np.float32), target) == (False, (0, 0))
+    with pytest.raises(ValueError, match=r"^target must be a 2-D array, got shape \(4,\)$"):
+        pointing_game(np.zeros((2, 2)), np.zeros(4))
+
+
+def test_intervals_by_hand_when_the_replicates_come_in_several_blocks():
+    # bootstrap_counts yields about 2**20 counts per block: 1500 images x 1000 replicates make two blocks.
+    rng = np.random.default_rng(9)
+    table = rng.random((1500, 2))
+    by_hand = _bootstrap_means_by_hand(table, 1000, 4)
+    mean, low, high = mean_with_interval(table[:, 0], 1000, seed=4)
+    means = np.sort(by_hand[:, 0])
+    assert (low, high) == (pytest.approx(means[25], abs=1e-12), pytest.approx(means[975], abs=1e-12))
+    best = np.sort(by_hand.max(axis=1))
+    _, _, low, high = best_threshold_dice(table, [0.3, 0.6], 1000, seed=4)
+    assert (low, high) == (pytest.approx(best[25], abs=1e-12), pytest.approx(best[975], abs=1e-12))
