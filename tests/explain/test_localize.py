@@ -720,3 +720,52 @@ def test_intervals_by_hand_when_the_replicates_come_in_several_blocks():
     best = np.sort(by_hand.max(axis=1))
     _, _, low, high = best_threshold_dice(table, [0.3, 0.6], 1000, seed=4)
     assert (low, high) == (pytest.approx(best[25], abs=1e-12), pytest.approx(best[975], abs=1e-12))
+
+
+def test_dice_per_threshold_edge_counts_float64_maps_and_text_thresholds():
+    # Nothing predicted and no lesion: Dice 1, as dice_score says; nothing predicted and a one-pixel lesion: 0.
+    zeros = normalize_map(np.full((2, 3), 0.4))  # a constant map normalises to zeros
+    assert dice_per_threshold(zeros, np.zeros((2, 3)), [0.05, 0.5]).tolist() == [1.0, 1.0] == [
+        dice_score(zeros >= 0.05, np.zeros((2, 3)))] * 2
+    assert dice_per_threshold(zeros, np.array([[0, 0, 1], [0, 0, 0]]), [0.5]).tolist() == [0.0]
+    # A float64 map is compared as float32, like the normalised maps: 0.1 is at threshold 0.1, so both pixels are
+    # predicted (P = 2, G = 1, overlap 1) -> 2/3.
+    map64, target = np.array([[0.1, 0.3]]), np.array([[1, 0]])
+    assert dice_per_threshold(map64, target, [0.1]).tolist() == [2 / 3]
+    # thresholds read as text (a CSV, a command line) are numbers
+    assert dice_per_threshold(map64, target, ["0.1", "0.2"]).tolist() == [2 / 3, 0.0]
+    with pytest.raises(ValueError, match=r"^target must be a 2-D array, got shape \(4,\)$"):
+        dice_per_threshold(np.zeros((2, 2)), np.zeros(4), [0.5])
+    with pytest.raises(ValueError, match=r"^the saliency map has no value inside the image \(the window does not "
+                                         r"overlap the crop\)$"):
+        normalize_map(np.full((2, 2), np.nan))
+
+
+def test_defaults_are_2000_replicates_seed_0_and_float32_tables_give_the_float64_numbers():
+    rng = np.random.default_rng(10)
+    table = rng.random((20, 3)).astype(np.float32)
+    by_hand = _bootstrap_means_by_hand(table.astype(np.float64), 2000, 0)
+    # 2000 replicates: the 51st and 1951st smallest
+    means = np.sort(by_hand[:, 1])
+    _, low, high = mean_with_interval(table[:, 1])
+    assert (low, high) == (pytest.approx(means[50], abs=1e-12), pytest.approx(means[1950], abs=1e-12))
+    best = np.sort(by_hand.max(axis=1))
+    _, _, low, high = best_threshold_dice(table, [0.2, 0.5, 0.8])
+    assert (low, high) == (pytest.approx(best[50], abs=1e-12), pytest.approx(best[1950], abs=1e-12))
+    # float32 values are widened before any sum: exactly the results of the float64 copy
+    assert mean_with_interval(table[:, 1], 300, seed=2) == mean_with_interval(table[:, 1].astype(np.float64), 300,
+                                                                             seed=2)
+    assert best_threshold_dice(table, [0.2, 0.5, 0.8], 300, seed=2) == best_threshold_dice(
+        table.astype(np.float64), [0.2, 0.5, 0.8], 300, seed=2)
+
+
+def test_best_threshold_interval_needs_two_images_and_one_replicate_and_not_two_thresholds():
+    table = np.array([[0.2, 0.9], [0.6, 0.3], [0.4, 0.5]])
+    assert best_threshold_dice(table, [0.3, 0.6], 0)[2:] == (None, None)   # no replicates, three images
+    assert best_threshold_dice(table[:1], [0.3, 0.6], 10)[2:] == (None, None)  # one image
+    one = _bootstrap_means_by_hand(table, 1, 6).max(axis=1)[0]  # one replicate: the interval is that replicate
+    assert best_threshold_dice(table, [0.3, 0.6], 1, seed=6)[2:] == (pytest.approx(one, abs=1e-12),) * 2
+    low, high = best_threshold_dice(table[:2], [0.3, 0.6], 50, seed=1)[2:]  # two images are enough
+    assert low is not None and high is not None
+    # one threshold: the best is that column, and its interval is the column's mean interval
+    assert best_threshold_dice(table[:, :1], [0.3], 50, seed=1)[2:] == mean_with_interval(table[:, 0], 50, seed=1)[1:]
