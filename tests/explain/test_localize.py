@@ -12,7 +12,7 @@ import torch
 from testutils import lesion_images
 
 from mammoscreen.cli import main
-from mammoscreen.data.exams import VIEWS, iter_images, load_exam_list, save_exam_list
+from mammoscreen.data.exams import VIEWS, iter_images, load_exam_list, needs_flip, save_exam_list
 from mammoscreen.data.images import read_png, write_png
 from mammoscreen.explain.localize import (
     THRESHOLD_GRID,
@@ -636,3 +636,136 @@ def test_placements_and_maps_that_do_not_fit_are_refused_with_the_reason():
         window_to_original(np.zeros((4, 3)), unrecorded, (5, 5))
     back = window_to_original(np.ones((4, 3)), unrecorded, (6, 4), fill_value=-1.0)
     assert back.dtype == np.float32 and back.tolist() == [[-1] * 4] * 2 + [[-1, 1, 1, 1]] * 4
+
+
+def test_refusals_name_rows_and_columns_in_order_and_an_empty_crop_box_is_refused():
+    g = WindowGeometry(0, 0, 0, 0, 4, 0, 3)
+    # Rows and columns differ, so a message that printed one of them twice would show.
+    with pytest.raises(ValueError, match=r"has size 4x3 but the cropped image was 5x7: the exam list"):
+        MapPlacement(g, "L-CC", "NO", (2, 6, 1, 4), (5, 7))
+    unrecorded = MapPlacement(g, "L-CC", "NO", (2, 6, 1, 4), (4, 3))
+    with pytest.raises(ValueError, match=r"^the original image \(5x9\) does not contain the crop box"):
+        window_to_original(np.zeros((4, 3)), unrecorded, (5, 9))
+    # A crop box without columns (left == right) is refused even when the cropped shape agrees with it.
+    with pytest.raises(ValueError, match=r"with top < bottom and left < right$"):
+        MapPlacement(g, "L-CC", "NO", (2, 6, 3, 3), (4, 0))
+
+
+def test_strided_maps_come_back_as_float32_whatever_their_dtype():
+    from mammoscreen.explain.localize import expand_strided_map
+
+    samples = np.array([[0.1, 0.2], [0.3, 0.4]], dtype=np.float64)
+    full = expand_strided_map(samples, 2, (4, 3))
+    assert full.dtype == np.float32
+    np.testing.assert_array_equal(full, np.float32([[0.1, 0.1, 0.2], [0.1, 0.1, 0.2],
+                                                    [0.3, 0.3, 0.4], [0.3, 0.3, 0.4]]))
+
+
+def test_fill_value_marks_the_uncovered_crop_and_window_values_keep_their_fractions():
+    # Crop 4x5 at (1, 5, 2, 7) of a 6x8 image; the 2x3 window covers crop rows 1-2 and columns 1-3.
+    g = WindowGeometry(0, 0, 0, 1, 3, 1, 4)
+    placement = MapPlacement(g, "L-CC", "NO", (1, 5, 2, 7), (4, 5), original_shape=(6, 8))
+    window = np.array([[0.25, 0.5, 0.75], [1.25, 1.5, 1.75]])
+    back = window_to_original(window, placement, fill_value=0)  # an integer fill: the map stays float32
+    expected = np.zeros((6, 8), np.float32)
+    expected[2:4, 3:6] = window
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, expected)
+
+
+@pytest.mark.parametrize("geometry, window_shape", [
+    (WindowGeometry(2, 0, 0, 0, 4, 0, 3), (4, 3)),   # padding on top, the window ends above the crop's bottom
+    (WindowGeometry(6, 0, 0, 0, 3, 0, 3), (3, 3)),   # the window lies in the top padding only
+    (WindowGeometry(0, 0, 3, 1, 4, 2, 6), (3, 4)),   # starts right of column 0, runs into the right padding
+    (WindowGeometry(0, 0, 4, 0, 3, 5, 7), (3, 2)),   # the window lies in the right padding only
+])
+@pytest.mark.parametrize("view, flip", [("L-CC", "NO"), ("R-MLO", "NO")])
+def test_hand_built_windows_over_padding_map_back_pixel_by_pixel(geometry, window_shape, view, flip):
+    # Maps files carry their window (window_padding, window_borders), so any window over the padded crop must map
+    # back by the definition: window pixel (i, j) is crop pixel (top + i - pad_top, left + j) before mirroring.
+    crop_location, cropped_shape, original_shape = (1, 7, 2, 7), (6, 5), (9, 10)
+    placement = MapPlacement(geometry, view, flip, crop_location, cropped_shape)
+    assert placement.window_shape == window_shape
+    rows, cols = np.indices(original_shape)
+    image = (rows * 100 + cols).astype(np.float32)
+    window = np.full(window_shape, np.nan, np.float32)
+    flipped = needs_flip(view, flip)
+    for i in range(window_shape[0]):
+        for j in range(window_shape[1]):
+            r, c = geometry.top + i - geometry.pad_top, geometry.left + j
+            if 0 <= r < cropped_shape[0] and 0 <= c < cropped_shape[1]:
+                c_image = cropped_shape[1] - 1 - c if flipped else c
+                window[i, j] = image[crop_location[0] + r, crop_location[2] + c_image]
+    back = window_to_original(window, placement, original_shape)
+    np.testing.assert_array_equal(back, _expected_back_mapping(image, placement, original_shape))
+
+
+def test_pointing_game_sees_a_float64_map_as_its_float32_maps_file_would():
+    # Maps files hold float32: two values that differ only beyond float32's precision are a tie, and ties go to
+    # the first maximum, whether the map comes as float64 or as read back from its file.
+    saliency, target = np.array([[1.0, 1.0 + 1e-9], [0.5, np.nan]]), np.array([[0, 1], [0, 0]])
+    assert pointing_game(saliency, target) == pointing_game(saliency.astype(np.float32), target) == (False, (0, 0))
+    with pytest.raises(ValueError, match=r"^target must be a 2-D array, got shape \(4,\)$"):
+        pointing_game(np.zeros((2, 2)), np.zeros(4))
+
+
+def test_intervals_by_hand_when_the_replicates_come_in_several_blocks():
+    # bootstrap_counts yields about 2**20 counts per block: 1500 images x 1000 replicates make two blocks.
+    rng = np.random.default_rng(9)
+    table = rng.random((1500, 2))
+    by_hand = _bootstrap_means_by_hand(table, 1000, 4)
+    mean, low, high = mean_with_interval(table[:, 0], 1000, seed=4)
+    means = np.sort(by_hand[:, 0])
+    assert (low, high) == (pytest.approx(means[25], abs=1e-12), pytest.approx(means[975], abs=1e-12))
+    best = np.sort(by_hand.max(axis=1))
+    _, _, low, high = best_threshold_dice(table, [0.3, 0.6], 1000, seed=4)
+    assert (low, high) == (pytest.approx(best[25], abs=1e-12), pytest.approx(best[975], abs=1e-12))
+
+
+def test_dice_per_threshold_edge_counts_float64_maps_and_text_thresholds():
+    # Nothing predicted and no lesion: Dice 1, as dice_score says; nothing predicted and a one-pixel lesion: 0.
+    zeros = normalize_map(np.full((2, 3), 0.4))  # a constant map normalises to zeros
+    assert dice_per_threshold(zeros, np.zeros((2, 3)), [0.05, 0.5]).tolist() == [1.0, 1.0] == [
+        dice_score(zeros >= 0.05, np.zeros((2, 3)))] * 2
+    assert dice_per_threshold(zeros, np.array([[0, 0, 1], [0, 0, 0]]), [0.5]).tolist() == [0.0]
+    # A float64 map is compared as float32, like the normalised maps: 0.1 is at threshold 0.1, so both pixels are
+    # predicted (P = 2, G = 1, overlap 1) -> 2/3.
+    map64, target = np.array([[0.1, 0.3]]), np.array([[1, 0]])
+    assert dice_per_threshold(map64, target, [0.1]).tolist() == [2 / 3]
+    # thresholds read as text (a CSV, a command line) are numbers
+    assert dice_per_threshold(map64, target, ["0.1", "0.2"]).tolist() == [2 / 3, 0.0]
+    with pytest.raises(ValueError, match=r"^target must be a 2-D array, got shape \(4,\)$"):
+        dice_per_threshold(np.zeros((2, 2)), np.zeros(4), [0.5])
+    with pytest.raises(ValueError, match=r"^the saliency map has no value inside the image \(the window does not "
+                                         r"overlap the crop\)$"):
+        normalize_map(np.full((2, 2), np.nan))
+
+
+def test_defaults_are_2000_replicates_seed_0_and_float32_tables_give_the_float64_numbers():
+    rng = np.random.default_rng(10)
+    table = rng.random((20, 3)).astype(np.float32)
+    by_hand = _bootstrap_means_by_hand(table.astype(np.float64), 2000, 0)
+    # 2000 replicates: the 51st and 1951st smallest
+    means = np.sort(by_hand[:, 1])
+    _, low, high = mean_with_interval(table[:, 1])
+    assert (low, high) == (pytest.approx(means[50], abs=1e-12), pytest.approx(means[1950], abs=1e-12))
+    best = np.sort(by_hand.max(axis=1))
+    _, _, low, high = best_threshold_dice(table, [0.2, 0.5, 0.8])
+    assert (low, high) == (pytest.approx(best[50], abs=1e-12), pytest.approx(best[1950], abs=1e-12))
+    # float32 values are widened before any sum: exactly the results of the float64 copy
+    assert mean_with_interval(table[:, 1], 300, seed=2) == mean_with_interval(table[:, 1].astype(np.float64), 300,
+                                                                             seed=2)
+    assert best_threshold_dice(table, [0.2, 0.5, 0.8], 300, seed=2) == best_threshold_dice(
+        table.astype(np.float64), [0.2, 0.5, 0.8], 300, seed=2)
+
+
+def test_best_threshold_interval_needs_two_images_and_one_replicate_and_not_two_thresholds():
+    table = np.array([[0.2, 0.9], [0.6, 0.3], [0.4, 0.5]])
+    assert best_threshold_dice(table, [0.3, 0.6], 0)[2:] == (None, None)   # no replicates, three images
+    assert best_threshold_dice(table[:1], [0.3, 0.6], 10)[2:] == (None, None)  # one image
+    one = _bootstrap_means_by_hand(table, 1, 6).max(axis=1)[0]  # one replicate: the interval is that replicate
+    assert best_threshold_dice(table, [0.3, 0.6], 1, seed=6)[2:] == (pytest.approx(one, abs=1e-12),) * 2
+    low, high = best_threshold_dice(table[:2], [0.3, 0.6], 50, seed=1)[2:]  # two images are enough
+    assert low is not None and high is not None
+    # one threshold: the best is that column, and its interval is the column's mean interval
+    assert best_threshold_dice(table[:, :1], [0.3], 50, seed=1)[2:] == mean_with_interval(table[:, 0], 50, seed=1)[1:]
