@@ -88,6 +88,7 @@ def prepare_reference_inputs(root: Path, reference: Path, n_images: int) -> tupl
     import shutil
 
     from mammoscreen.data.exams import load_exam_list
+    from mammoscreen.models.registry import get_model_spec
     from mammoscreen.preprocess.centers import centers_dataset
     from mammoscreen.preprocess.crop import crop_dataset
 
@@ -107,7 +108,8 @@ def prepare_reference_inputs(root: Path, reference: Path, n_images: int) -> tupl
     cropped, _ = crop_dataset(images, load_exam_list(root / "full" / "exam_list.pkl"), root / "full" / "cropped",
                               workers=2, progress=False)
     centres = root / "full" / "centres.pkl"
-    centers_dataset(root / "full" / "cropped", cropped, centres, workers=2, progress=False)
+    windows = dict(get_model_spec("gmic").center_windows or {})
+    centers_dataset(root / "full" / "cropped", cropped, centres, windows=windows, workers=2, progress=False)
     return root / "full" / "cropped", centres
 
 

@@ -312,6 +312,16 @@ def test_non_inferiority_margin(van_dyke):
         ai_versus_readers(van_dyke.truth, readers[:1], ai)
 
 
+def test_ai_versus_readers_refuses_truth_that_is_not_0_or_1(van_dyke):
+    # int8 conversion alone would read 1.7 as 1 and -0.5 as 0: a wrong table must be named, not rounded
+    readers, ai = van_dyke.scores[1, 1:], van_dyke.scores[1, 0]
+    truth = np.asarray(van_dyke.truth, dtype=float)
+    truth[3] = 1.7
+    message = r"^my study: truth must hold only the labels 0 and 1, but has \[1\.7\] at positions 3"
+    with pytest.raises(EvaluationInputError, match=message):
+        ai_versus_readers(truth, readers, ai, source="my study")
+
+
 def test_ai_on_the_released_reader_study(reader_study_file):
     result, ai = analyse_mrmc_file(reader_study_file, ai="AI_GMIC_top5_POM", margin=0.05, hybrid_with="GMIC_top5")
     figures = result.to_dict()

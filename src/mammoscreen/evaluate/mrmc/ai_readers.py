@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from ..validation import EvaluationInputError, check_fraction
+from ..validation import EvaluationInputError, check_fraction, check_labels
 from .covariance import auc_covariance, reader_aucs
 from .data import MRMCData
 from .or_hillis import _ratio, _t_interval, _t_p_value, hillis_single_rrrc
@@ -49,7 +49,7 @@ def ai_versus_readers(truth: Any, reader_scores: Any, ai_score: Any, *, reader_n
     names = list(reader_names) if reader_names is not None else [str(j + 1) for j in range(r)]
     all_scores = np.vstack([reader_scores, ai_score[None, :]])[None]
     data = MRMCData(["single"], names + [ai_name], [str(k) for k in range(ai_score.size)],
-                    np.asarray(truth).astype(np.int8), all_scores, source)
+                    check_labels(truth, "truth", source), all_scores, source)
     aucs = reader_aucs(data)[0]
     cov = auc_covariance(data, covariance)[0, :, 0, :]
     reader_auc, ai_auc = aucs[:r], float(aucs[r])
