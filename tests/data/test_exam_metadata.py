@@ -148,6 +148,7 @@ def test_coverage_counts_exams_images_and_values():
     assert line.startswith("density: 2/3 exams, 6/10 images; B (3), C (2), A (1)") and "exam 0 right" in line
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 def test_validate_command_prints_the_metadata_coverage(synthetic_dataset, capsys):
     from mammoscreen.cli import main
 

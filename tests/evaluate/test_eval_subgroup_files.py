@@ -160,6 +160,7 @@ def test_evaluate_by_on_the_command_line(tmp_path, capsys):
     assert (grouped / "subgroups.txt").read_text() in out
 
 
+@pytest.mark.slow  # about a second or more: CI runs it, the fast loop leaves it out
 @pytest.mark.parametrize("extra, message", [
     (["--by", "bmi"], "no exam has the metadata key(s) 'bmi'; keys present: age, density"),
     (["--by", "density", "--bins", "density=1,2"], "'density' has values that are not numbers"),
