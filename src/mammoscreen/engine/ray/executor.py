@@ -32,6 +32,7 @@ from .session import RaySettings, import_ray
 MAX_ATTEMPTS = 4  # runs of one batch whose actor died before its units are reported as failed
 READY = "ready"
 WAIT_STEP = 1.0  # seconds between checks that some worker is up
+GATHER_S = 60.0  # seconds a run of shared-patch units waits, after its first worker is up, for the others
 
 
 class RemoteError(ValueError):
@@ -173,8 +174,9 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, settings: RaySettings = RaySettings(), depth: int = 2, start_timeout: float = 600.0):
-        self.settings, self.depth, self.start_timeout = settings, depth, start_timeout
+    def __init__(self, settings: RaySettings = RaySettings(), depth: int = 2, start_timeout: float = 600.0,
+                 gather_s: float = GATHER_S):
+        self.settings, self.depth, self.start_timeout, self.gather_s = settings, depth, start_timeout, gather_s
         self.last_run = RunRecord()
         self.live_actors: list[Any] = []  # the actors of the run in progress
 
@@ -201,6 +203,12 @@ class RayExecutor:
         busy: Counter = Counter()  # actor -> batches in flight
         starting: list[Any] = []
         index: dict[Any, int] = {}  # actor -> its worker index (replacements get new ones)
+        # Shared-patch units are few (often fewer than workers) and each is handed out once: given to the first
+        # worker up, one small exam could be done before the others start and share none of its patches. So
+        # they wait until every worker is up, or gather_s after the first one (a node without room for a
+        # worker does not hold the run up longer; late workers still join the patches of the unit running).
+        gathering = shares and n_workers > 1
+        gather_deadline: float | None = None
 
         def start_actor() -> None:
             actor = actor_class.remote(request, job, threads, len(index))
@@ -216,10 +224,18 @@ class RayExecutor:
                 actor.set_peers.options(concurrency_group=PATCH_GROUP).remote(peers())
 
         def feed(actor: Any) -> None:
+            if gathering:
+                return
             while queue and busy[actor] < self.depth:
                 batch = queue.popleft()
                 pending[actor.process.remote(batch.units, peers())] = ("process", actor, batch)
                 busy[actor] += 1
+
+        def stop_gathering() -> None:
+            nonlocal gathering
+            gathering = False
+            for live in alive:
+                feed(live)
 
         for _ in range(n_workers):
             start_actor()
@@ -228,6 +244,8 @@ class RayExecutor:
             while queue or any(kind != READY for kind, _, _ in pending.values()):
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_STEP)
                 if not ready:  # nothing finished: only a cluster without room for any worker ends the run
+                    if gathering and gather_deadline is not None and time.perf_counter() >= gather_deadline:
+                        stop_gathering()  # start with the workers that are up
                     waited = waited + WAIT_STEP if not alive else 0.0
                     if waited >= self.start_timeout:
                         raise WorkerStartError(
@@ -271,6 +289,11 @@ class RayExecutor:
                     if record.worker_start_s is None:
                         record.worker_start_s = round(time.perf_counter() - started, 3)
                     tell_peers()
+                    if gathering:
+                        if gather_deadline is None:
+                            gather_deadline = time.perf_counter() + self.gather_s
+                        if len(alive) >= n_workers or time.perf_counter() >= gather_deadline:
+                            stop_gathering()
                     feed(actor)
                     continue
                 busy[actor] -= 1
