@@ -37,16 +37,28 @@ class LocalExecutor:
 LOADER_THREADS_CUDA = 4
 
 
-def run_units(runner: UnitRunner, units: Sequence[WorkUnit]) -> Iterator[UnitOutcome]:
-    """Load ``units`` in a background thread (``2 * batch_size`` ahead) while ``runner`` predicts them in batches
-    of ``batch_size``: the loop of every executor, wherever its runner lives (this process, a Ray actor)."""
-    batch_size = runner.job.batch_size
-    batch: list[tuple[WorkUnit, Any, list]] = []
-    # On a GPU, PNG decoding and preprocessing must keep up with the forward: several loader threads (the
-    # decoders release the GIL). On the CPU the forward takes the cores, so one.
+def loading_plan(runner: UnitRunner) -> tuple[int, int]:
+    """(units loaded ahead of the forward, loader threads) for ``runner``: ``2 * batch_size`` ahead; on a GPU,
+    PNG decoding and preprocessing must keep up with the forward, so several loader threads (the decoders
+    release the GIL); on the CPU the forward takes the cores, so one."""
     device = getattr(runner.predictor, "device", None)
     threads = LOADER_THREADS_CUDA if getattr(device, "type", "cpu") == "cuda" else 1
-    for unit, future in prefetch(runner.load, units, depth=max(2, 2 * batch_size, 2 * threads), threads=threads):
+    return max(2, 2 * runner.job.batch_size, 2 * threads), threads
+
+
+def run_units(runner: UnitRunner, units: Sequence[WorkUnit]) -> Iterator[UnitOutcome]:
+    """Load ``units`` in the background (:func:`loading_plan`) while ``runner`` predicts them in batches of
+    ``batch_size``: the loop of every executor, wherever its runner lives (this process, a Ray actor)."""
+    depth, threads = loading_plan(runner)
+    yield from run_loaded(runner, prefetch(runner.load, units, depth=depth, threads=threads))
+
+
+def run_loaded(runner: UnitRunner, loaded: Iterator[tuple[WorkUnit, Future]]) -> Iterator[UnitOutcome]:
+    """Predict units as they come loaded - (unit, future of ``runner.load(unit)``) in order - in batches of
+    ``batch_size``; a unit that failed to load is a failure, the others go on."""
+    batch_size = runner.job.batch_size
+    batch: list[tuple[WorkUnit, Any, list]] = []
+    for unit, future in loaded:
         try:
             batch.append((unit, *future.result()))
         except Exception as error:

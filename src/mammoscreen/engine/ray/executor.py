@@ -24,11 +24,13 @@ from typing import Any, Iterator, Sequence
 
 from ...core.stages import describe_error
 from ...models.factory import build_predictor, request_of
-from ..executor import run_units
+from ..executor import loading_plan, run_loaded
 from ..work import Job, UnitFailure, UnitOutcome, UnitResult, UnitRunner, WorkUnit
+from .loader import CallLoader
 from .patches import PATCH_GROUP, WorkerPatchPool
 from .session import RaySettings, import_ray
 
+LOADER_GROUP = "loader"  # the actors' concurrency group taking call announcements (engine/ray/loader.py)
 MAX_ATTEMPTS = 4  # runs of one batch whose actor died before its units are reported as failed
 READY = "ready"
 WAIT_STEP = 1.0  # seconds between checks that some worker is up
@@ -58,8 +60,10 @@ def _portable(outcome: UnitOutcome) -> UnitOutcome:
 class ModelWorker:
     """A Ray actor: one predictor and one runner for one engine run (see :class:`RayExecutor`).
 
-    Units run one at a time (the default concurrency group); patch batches that peers hand over run beside
-    them in the ``patches`` group (see :mod:`mammoscreen.engine.ray.patches`)."""
+    Units run one at a time (the default concurrency group), loaded by one :class:`CallLoader` for the
+    actor's life, which the driver tells of each call as it sends it (``announce``, in the ``loader``
+    group), so loading runs ahead across calls; patch batches that peers hand over run beside them in the
+    ``patches`` group (see :mod:`mammoscreen.engine.ray.patches`)."""
 
     def __init__(self, request: Any, job: Job, threads: int, index: int = 0):
         import ray
@@ -73,9 +77,12 @@ class ModelWorker:
         self.error: str | None = None
         self.patch_pool: WorkerPatchPool | None = None
         self.classify: Any = None
+        self.loader: CallLoader | None = None
         try:
             predictor = build_predictor(request)
             self.runner = UnitRunner(predictor, job, figures_as_bytes=True)
+            ahead, loader_threads = loading_plan(self.runner)
+            self.loader = CallLoader(self.runner.load, ahead, loader_threads)
             share = getattr(predictor, "share_patches", None)
             if callable(share):
                 pool = WorkerPatchPool(index)
@@ -99,15 +106,21 @@ class ModelWorker:
         torch.set_num_threads(self.threads)  # this group's thread, too, computes with the driver's thread count
         return self.classify(batch)
 
-    def process(self, units: Sequence[WorkUnit], peers: dict[int, Any] | None = None
+    def announce(self, call: int, units: Sequence[WorkUnit]) -> None:
+        """Call number ``call`` (this worker's calls are numbered from 0 in the order sent) will bring ``units``."""
+        if self.loader is not None:
+            self.loader.announce(call, units)
+
+    def process(self, call: int, units: Sequence[WorkUnit], peers: dict[int, Any] | None = None
                 ) -> tuple[str, list[UnitOutcome], dict[str, list[int]]]:
         """(node, outcomes, {image: indices of the workers that classified its patches})."""
         import torch
 
+        assert self.loader is not None  # the driver sends no units to a worker whose ready() reported an error
         torch.set_num_threads(self.threads)
         if peers is not None:
             self.set_peers(peers)
-        outcomes = [_portable(o) for o in run_units(self.runner, units)]
+        outcomes = [_portable(o) for o in run_loaded(self.runner, self.loader.loaded(call, units))]
         return self.node, outcomes, self.patch_pool.drain() if self.patch_pool is not None else {}
 
 
@@ -189,7 +202,7 @@ class RayExecutor:
         ray = import_ray()
         request = request_of(predictor)
         threads = self.settings.threads_per_worker or _driver_threads()
-        actor_class = ray.remote(concurrency_groups={PATCH_GROUP: 1})(ModelWorker).options(
+        actor_class = ray.remote(concurrency_groups={PATCH_GROUP: 1, LOADER_GROUP: 1})(ModelWorker).options(
             num_cpus=self.settings.cpus_per_worker, num_gpus=self.settings.gpus_per_worker,
             max_restarts=0, scheduling_strategy="SPREAD")
         workers = self.settings.workers()
@@ -201,6 +214,7 @@ class RayExecutor:
         record.workers = n_workers = workers if shares else min(workers, len(queue))
         pending: dict[Any, tuple[str, Any, _Batch | None]] = {}  # ref -> (kind, actor, batch)
         busy: Counter = Counter()  # actor -> batches in flight
+        calls: Counter = Counter()  # actor -> calls sent (each call's number, for its loader)
         starting: list[Any] = []
         index: dict[Any, int] = {}  # actor -> its worker index (replacements get new ones)
         # Shared-patch units are few (often fewer than workers) and each is handed out once: given to the first
@@ -228,7 +242,10 @@ class RayExecutor:
                 return
             while queue and busy[actor] < self.depth:
                 batch = queue.popleft()
-                pending[actor.process.remote(batch.units, peers())] = ("process", actor, batch)
+                call = calls[actor]
+                calls[actor] += 1
+                actor.announce.options(concurrency_group=LOADER_GROUP).remote(call, batch.units)
+                pending[actor.process.remote(call, batch.units, peers())] = ("process", actor, batch)
                 busy[actor] += 1
 
         def stop_gathering() -> None:
