@@ -147,3 +147,38 @@ def test_heatmap_patches_of_one_image_spread_over_workers_with_identical_files(s
     assert any(patches[image]["nodes"] == nodes for image in spread), patches  # ...on both nodes
     assert len(engine["ran_on"]) == 1  # while the exam itself ran on one
     assert sorted(set(engine["worker_nodes"].values())) == nodes
+
+
+def test_full_size_heatmap_patches_spread_over_two_nodes_with_the_official_result(reference_dir, reference_weights,
+                                                                                 two_nodes, tmp_path):
+    """nyu_model_single with heatmaps on a full-size reference image (0_L-CC: 2677x1942 after the crop, the
+    official patch grid), two workers on two nodes: the image's patch batches run on both, every file equals the
+    local run's, and the prediction is the official one (../shared/reference/nyu_model_single/README.md: each
+    image has its own seeds, so one image alone gives its row of the official run; tolerance 5e-4 as in
+    tests/parity/test_dmv_reference.py)."""
+    with open(reference_dir / "exam_list_before_cropping.pkl", "rb") as f:  # the reference data's own list
+        exam = {k: v for k, v in pickle.load(f)[0].items() if not k.endswith("_seg")}
+    exam.update({"R-CC": [], "L-MLO": [], "R-MLO": []})
+    exam_list = tmp_path / "exam_list.pkl"
+    exam_list.write_bytes(pickle.dumps([exam], protocol=4))
+    command = ["run", "--models", "nyu_model_single", "--heatmaps", "--patch-weights", reference_weights,
+               "--images", reference_dir / "images", "--exam-list", exam_list, "--weights", reference_weights,
+               "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet", "--workers", "1"]
+    run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
+    cluster, nodes = two_nodes
+    run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
+                     "--num-workers", "2"])
+    compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    assert {"nyu_model_single/predictions.csv", "nyu_model_single/maps/0_L-CC.npz"} <= set(compared)
+
+    engine = json.loads((tmp_path / "ray" / "run_summary.json").read_text())["run"]["engine"]["stages"]
+    where = engine["nyu_model_single"]["patches_ran_on"]["0_L-CC"]
+    assert where["workers"] == [0, 1] and sorted(where["nodes"]) == nodes, where
+
+    ours = (tmp_path / "ray" / "nyu_model_single" / "predictions.csv").read_text().splitlines()
+    official = (reference_dir / "nyu_model_single" / "predictions_image_heatmaps.csv").read_text().splitlines()
+    assert ours[0] == official[0] and len(ours) == 2
+    row = next(line.split(",") for line in official[1:] if line.split(",")[1] == "0_L-CC")
+    index, name, prediction, label = ours[1].split(",")
+    assert (name, label) == (row[1], row[3])
+    assert float(prediction) == pytest.approx(float(row[2]), abs=5e-4)
