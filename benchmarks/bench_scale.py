@@ -1,6 +1,6 @@
 """Scale-out benchmark: the Ray engine against the local engine, workers, the CPU GMIC forward, 100 000 images.
 
-    python benchmarks/bench_scale.py [--images 100] [--gmic-images 16] [--reference ../shared/reference]
+    python benchmarks/bench_scale.py [--images 100] [--gmic-images 100] [--reference ../shared/reference]
                                      [--repeat 5] [--skip-engines] [--skip-gmic] [--skip-forward] [--compile]
                                      [--precision] [--json FILE]
 
@@ -320,7 +320,7 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
     parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds of the forward timings")
-    parser.add_argument("--gmic-images", type=int, default=16,
+    parser.add_argument("--gmic-images", type=int, default=100,
                         help="full-size images for the engine comparison with GMIC (reference checkpoint)")
     parser.add_argument("--skip-engines", action="store_true")
     parser.add_argument("--skip-gmic", action="store_true", help="no engine comparison with full-size GMIC")

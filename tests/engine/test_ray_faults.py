@@ -177,3 +177,37 @@ def test_workers_that_cannot_build_the_model_stop_the_run_with_the_reason(demo_i
             run_prediction(predictor, load_exam_list(exam_list), images, tmp_path / "out",
                            PredictOptions(device="cpu", progress=False,
                                           executor=RayExecutor(RaySettings(num_workers=1))))
+
+
+class _FailsToUnpickle:
+    """Pickles fine, but unpickling raises: what a worker whose environment differs from the driver's (another
+    mammoscreen version, a missing dependency) meets when it builds its actor."""
+
+    def __reduce__(self):
+        import operator
+
+        return operator.truediv, (1, 0)
+
+
+def test_workers_that_cannot_start_stop_the_run_after_a_few_attempts(demo_inputs, one_node, tmp_path):
+    """A worker that dies while it starts (not a model error it can report) is started again a few times, then the
+    run stops with one line naming the cause - not an endless loop of new workers."""
+    import dataclasses
+
+    from mammoscreen.data.exams import load_exam_list
+    from mammoscreen.engine import PredictOptions, run_prediction
+    from mammoscreen.engine.ray import RayExecutor, RaySettings
+    from mammoscreen.engine.ray.executor import MAX_ATTEMPTS, WorkerStartError
+    from mammoscreen.models.factory import PredictorRequest, build_predictor
+
+    images, exam_list, _, _ = demo_inputs
+    predictor = build_predictor(PredictorRequest("gmic_demo", "official", None, "cpu"))
+    predictor.request = dataclasses.replace(predictor.request, weights=_FailsToUnpickle())
+    executor = RayExecutor(RaySettings(num_workers=1))
+    with connected(one_node):
+        with pytest.raises(WorkerStartError) as raised:
+            run_prediction(predictor, load_exam_list(exam_list), images, tmp_path / "out",
+                           PredictOptions(device="cpu", progress=False, executor=executor))
+    message = str(raised.value)
+    assert message.startswith(f"Ray workers could not start ({MAX_ATTEMPTS} attempts): ") and "\n" not in message
+    assert "ZeroDivisionError: division by zero" in message, message

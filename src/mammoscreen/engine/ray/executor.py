@@ -17,6 +17,7 @@ image is a per-unit failure from the runner, as locally - never a lost actor.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -44,6 +45,15 @@ class RemoteError(ValueError):
 
 class WorkerStartError(RuntimeError):
     """The workers could not build the model (weights missing on the worker nodes, out of memory...)."""
+
+
+def _reason(error: BaseException) -> str:
+    """One line for a Ray error, whose text is a chain of tracebacks: its root cause (the last "XError: ..."
+    line), or its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)]
+    text = causes[-1] if causes else (lines[0] if lines else type(error).__name__)
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def _portable(outcome: UnitOutcome) -> UnitOutcome:
@@ -215,6 +225,7 @@ class RayExecutor:
         pending: dict[Any, tuple[str, Any, _Batch | None]] = {}  # ref -> (kind, actor, batch)
         busy: Counter = Counter()  # actor -> batches in flight
         calls: Counter = Counter()  # actor -> calls sent (each call's number, for its loader)
+        start_failures = 0  # workers in a row that died before they were up
         starting: list[Any] = []
         index: dict[Any, int] = {}  # actor -> its worker index (replacements get new ones)
         # Shared-patch units are few (often fewer than workers) and each is handed out once: given to the first
@@ -277,7 +288,14 @@ class RayExecutor:
                 except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                         ray.exceptions.ObjectLostError) as error:
                     self._lost(actor, alive, starting, busy, record)
-                    if batch is not None:
+                    if batch is None:  # it died starting: Python, torch, mammoscreen or the request failed there
+                        start_failures += 1
+                        if start_failures >= MAX_ATTEMPTS:
+                            raise WorkerStartError(
+                                f"Ray workers could not start ({start_failures} attempts): {_reason(error)}; every "
+                                "node needs the driver's mammoscreen version and dependencies (docs/scale-out.md)"
+                            ) from None
+                    else:
                         batch.attempts += 1
                         if batch.attempts >= MAX_ATTEMPTS:
                             for unit in batch.units:
@@ -288,7 +306,7 @@ class RayExecutor:
                             queue.appendleft(batch)
                     if record.workers_lost > MAX_ATTEMPTS * n_workers:
                         raise WorkerStartError(f"Ray workers keep dying ({record.workers_lost} lost): "
-                                               f"{describe_error(error)}") from None
+                                               f"{_reason(error)}") from None
                     tell_peers()
                     if queue and len(alive) + len(starting) < n_workers:
                         start_actor()  # a replacement, placed by Ray wherever there is room
@@ -302,6 +320,7 @@ class RayExecutor:
                                                f"{request.model}: {got[1]}")
                     starting.remove(actor)
                     alive.append(actor)
+                    start_failures = 0  # counted in a row: a node lost while its worker started is no reason to stop
                     record.worker_nodes[index[actor]] = node
                     if record.worker_start_s is None:
                         record.worker_start_s = round(time.perf_counter() - started, 3)
