@@ -74,3 +74,25 @@ def test_actor_calls_carry_whole_batches_and_keep_every_worker_busy():
     assert units_per_call(2, 1, 2, 2) == 1
     assert units_per_call(1000, 4, 2, 2) == 4 * MAX_BATCHES_PER_CALL  # whole forward batches of 4
     assert units_per_call(30, 4, 1, 2) == 4
+
+
+@pytest.mark.slow
+def test_a_local_instance_runs_its_workers_at_the_drivers_priority(monkeypatch):
+    """Ray's default puts workers at nice +15, behind every other process; the instance a run starts for itself
+    does not (the local engine's process runs at the user's priority too), and the variable is not left set."""
+    import os
+
+    import ray
+
+    from mammoscreen.engine.ray import RaySettings, ray_session
+
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    with ray_session(RaySettings(num_workers=1)):
+        assert "RAY_worker_niceness" not in os.environ
+
+        @ray.remote(num_cpus=1)
+        class Probe:
+            def niceness(self) -> int:
+                return os.nice(0)
+
+        assert ray.get(Probe.remote().niceness.remote(), timeout=120) == os.nice(0)

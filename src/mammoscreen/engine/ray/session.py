@@ -71,12 +71,33 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     else:
         # A single-machine instance listens on the loopback interface only. address="local": a new instance
         # even when another Ray runs on this machine (without it, ray.init would join the newest one).
-        ray.init(address="local", num_cpus=_local_cpus(settings), include_dashboard=False,
-                 _node_ip_address="127.0.0.1", **common, object_store_memory=_local_object_store())
+        with _environment(RAY_WORKER_NICENESS, os.environ.get(RAY_WORKER_NICENESS, "0")):
+            ray.init(address="local", num_cpus=_local_cpus(settings), include_dashboard=False,
+                     _node_ip_address="127.0.0.1", **common, object_store_memory=_local_object_store())
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+# Ray runs its workers at nice 15 by default, behind every other process of the machine. The workers of the
+# instance a run starts for itself do that run's main work, as the local engine's process does (at the
+# user's own priority), so they run at nice 0 unless RAY_worker_niceness says otherwise; a cluster keeps its own.
+RAY_WORKER_NICENESS = "RAY_worker_niceness"
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment (inherited by the processes started meanwhile)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _local_cpus(settings: RaySettings) -> int:
