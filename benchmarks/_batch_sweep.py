@@ -469,7 +469,8 @@ def format_sweep(result: dict) -> list[str]:
                          f"  {per_image['decode']:13.1f}  {per_image['preprocessing']:7.1f}  "
                          f"{per_image['transfer']:8.1f}  {per_image['forward']:7.1f}   {util_text}  {memory}  "
                          f"{row['equal_to_baseline']} ({row['max_abs_diff_to_baseline']:.1e})"
-                         + ("" if row["status"] == "ok" else f"  [{row['status']}]"))
+                         + ("" if row["status"] == "ok" else f"  [{row['status']}]")
+                         + (f"  [B > {row['images']} images: one batch]" if row["batch_size"] > row["images"] else ""))
     for name, reason in result["skipped"].items():
         lines.append(f"  {name}: skipped - {reason}")
     return lines
