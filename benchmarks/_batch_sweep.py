@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gc
 import importlib.util
 import math
 import os
@@ -431,14 +432,21 @@ def run_sweep(models: Sequence[str] | None, batch_sizes: Sequence[int] = BATCH_S
             except Exception as error:  # a model without usable weights or inputs here: say so, go on
                 result["skipped"][name] = f"{type(error).__name__}: {error}"
                 continue
-            entry = sweep_model(predictor, exams, images, root / name / "runs", batch_sizes, torch_device)
-            result["models"][name] = {"inputs": image_set.label,
-                                      "weights": "bundled" if weights is None else "reference checkpoint "
-                                      "(official format, tools/build_reference_weights.py)",
-                                      "build_s": build_s, **entry}
-            del predictor
-            if torch_device.type == "cuda":
-                torch.cuda.empty_cache()
+            entry: dict | None = None
+            try:
+                entry = sweep_model(predictor, exams, images, root / name / "runs", batch_sizes, torch_device)
+            except Exception as error:  # e.g. its warm-up failed: the other models still run
+                result["skipped"][name] = f"failed: {type(error).__name__}: {error}"
+            finally:
+                del predictor  # before the next model is built: one model in (GPU) memory at a time
+                gc.collect()
+                if torch_device.type == "cuda":
+                    torch.cuda.empty_cache()
+            if entry is not None:
+                result["models"][name] = {"inputs": image_set.label,
+                                          "weights": "bundled" if weights is None else "reference checkpoint "
+                                          "(official format, tools/build_reference_weights.py)",
+                                          "build_s": build_s, **entry}
     result["load_after"] = _load()
     return result
 

@@ -114,3 +114,35 @@ def test_batch_sweep_times_each_part_without_the_parts_it_calls(monkeypatch):
     timers.wrap("forward", forward, gpu=True)()
     assert timers.seconds == {"decode": 2.0, "preprocessing": 3.0, "transfer": 2.0, "forward": 5.0}
     assert timers.calls == {"decode": 1, "preprocessing": 1, "transfer": 2, "forward": 1}
+
+
+@pytest.mark.slow  # prepares synthetic images and runs the engine five times
+def test_batch_sweep_reports_a_batch_size_out_of_gpu_memory_and_goes_on(tmp_path, monkeypatch):
+    sweep = _batch_sweep_module()
+    from mammoscreen.models.registry import get_model_spec
+
+    images, exams = sweep.synthetic_images(tmp_path / "set", 2).inputs_for(get_model_spec("gmic_demo"))
+    predictor = build_predictor(PredictorRequest("gmic_demo", None, None, "cpu"))
+    forward = type(predictor).predict_batch
+
+    def predict_batch(self, prepared):  # as a GPU too small for two windows at once would
+        if len(prepared) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(self, prepared)
+
+    monkeypatch.setattr(type(predictor), "predict_batch", predict_batch)
+    entry = sweep.sweep_model(predictor, sweep.first_images(exams, 2), images, tmp_path / "runs", [2, 1],
+                              torch.device("cpu"))
+    oom, ok = entry["rows"]
+    assert oom == {"batch_size": 2, "status": "out of GPU memory"}
+    assert ok["batch_size"] == 1 and ok["status"] == "ok" and ok["images"] == 2 and ok["images_per_s"] > 0
+    assert entry["baseline_batch_size"] == 1 and ok["ratio_to_baseline"] == 1.0 and ok["equal_to_baseline"]
+    # the timers removed: the predictor's own methods, the decoder and transfer functions back everywhere
+    from mammoscreen.core import device
+    from mammoscreen.data import images as image_files
+    from mammoscreen.models.gmic import predictor as gmic
+    from mammoscreen.preprocess import window_input
+
+    assert "predict_batch" not in vars(predictor) and "prepare" not in vars(predictor)
+    assert window_input.read_png is image_files.read_png and image_files.read_png.__name__ == "read_png"
+    assert gmic.batch_to_device is device.batch_to_device and device.batch_to_device.__name__ == "batch_to_device"
