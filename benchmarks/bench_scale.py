@@ -1,8 +1,10 @@
-"""Scale-out benchmark: the Ray engine against the local engine, workers, the CPU GMIC forward, 100 000 images.
+"""Scale-out benchmark: the Ray engine against the local engine, workers, the CPU GMIC forward, 100 000 images,
+batch sizes on a GPU.
 
     python benchmarks/bench_scale.py [--images 100] [--gmic-images 100] [--reference ../shared/reference]
                                      [--repeat 5] [--skip-engines] [--skip-gmic] [--skip-forward] [--compile]
-                                     [--precision] [--json FILE]
+                                     [--precision] [--batch-sweep [--device auto] [--sweep-models M,...]
+                                     [--sweep-images 64] [--batch-sizes 1,2,4,8,16,32]] [--json FILE]
 
 1. **Engine overhead and workers**, the prediction stage with maps, timed with the local engine (one
    process), the Ray engine with 1 worker and with 2 workers, on a local Ray instance started before the
@@ -23,7 +25,12 @@
    official-style outputs (1e-5). Interleaved rounds, the fastest of each kept.
 3. With ``--precision``: gmic_demo's probabilities under bf16 and fp16 autocast on the CPU against fp32 (the
    deviation docs/scale-out.md quotes; on a GPU machine run it with the GPU to measure the GPU's).
-4. **A projection for 100 000 images**: workers needed for a 1-hour turnaround, from seconds per image per
+4. With ``--batch-sweep`` (benchmarks/_batch_sweep.py): for each model (default: gmic_demo, and every model the
+   ``--reference`` checkpoints cover), on ``--sweep-images`` images prepared once, the engine on ``--device`` at
+   each of ``--batch-sizes``: images/s and its ratio to B=1, seconds in decode, preprocessing, transfer and
+   forward, GPU utilisation and peak GPU memory on CUDA, a batch size that runs out of GPU memory reported as
+   such, predictions.csv checked equal to B=1's within 1e-5. Exam-level models (nyu_model) at batch size 1 only.
+5. **A projection for 100 000 images**: workers needed for a 1-hour turnaround, from seconds per image per
    worker - measured here for gmic_demo and GMIC (Ray, 1 worker, end to end), and for the other models
    from the zoo table of docs/benchmarks.md (a quiet run of bench_zoo.py on this machine type).
 
@@ -328,6 +335,14 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--precision", action="store_true",
                         help="also measure bf16 / fp16 autocast against fp32 on the CPU (gmic_demo)")
+    parser.add_argument("--batch-sweep", action="store_true",
+                        help="also sweep batch sizes per model on --device (images/s, where the time goes, GPU use)")
+    parser.add_argument("--device", default="auto", help="the batch sweep's device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--sweep-models", default=None,
+                        help="comma-separated models of the batch sweep (default: gmic_demo and every model the "
+                             "--reference checkpoints cover)")
+    parser.add_argument("--sweep-images", type=int, default=64, help="images per model in the batch sweep")
+    parser.add_argument("--batch-sizes", default="1,2,4,8,16,32", help="the batch sweep's batch sizes")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     results: dict = {"load_before": load(), "cpus": os.cpu_count(), "torch": torch.__version__}
@@ -355,6 +370,13 @@ def main(argv=None) -> int:
             print(f"{name} autocast on the CPU (gmic_demo, {args.images} images): max |p - p_fp32| "
                   f"{row['max_abs_deviation']:.4f}, mean {row['mean_abs_deviation']:.5f}, "
                   f"time x{row['time_ratio_to_fp32']:.2f}")
+    if args.batch_sweep:
+        import _batch_sweep
+
+        results["batch_sweep"] = _batch_sweep.run_sweep(
+            args.sweep_models.split(",") if args.sweep_models else None,
+            [int(b) for b in args.batch_sizes.split(",")], args.sweep_images, args.device, args.reference)
+        print("\n".join(_batch_sweep.format_sweep(results["batch_sweep"])))
     if not args.skip_forward:
         forward = results["forward"] = bench_forward(args.reference, args.repeat, args.compile)
         print(f"GMIC forward on the CPU, 2944x1920, {forward['weights']}, {forward['threads']} threads, fastest of "

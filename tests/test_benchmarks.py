@@ -1,4 +1,5 @@
-"""Smoke test of the model-zoo benchmark: it runs, and what it reports is the model it measured."""
+"""Smoke tests of the benchmark scripts: they run, and what they report is what they measured; the batch sweep's
+prediction comparison and part timers."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mammoscreen.models.factory import PredictorRequest, build_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow  # runs a benchmark script end to end
 
-
+@pytest.mark.slow  # runs a benchmark script end to end
 def test_zoo_benchmark_measures_the_bundled_demo_model(reference_dir, tmp_path):
     out = tmp_path / "zoo.json"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_zoo.py"), "--models", "gmic_demo",
@@ -31,3 +32,117 @@ def test_zoo_benchmark_measures_the_bundled_demo_model(reference_dir, tmp_path):
     assert row["images"] >= 1 and row["failed"] == 0
     assert row["gflops_per_image"] > 0 and row["seconds_per_image"] > 0 and row["peak_rss_mb"] > 0
     assert "gmic_demo" in done.stdout and "GFLOPs/img" in done.stdout
+
+
+@pytest.mark.slow  # runs a benchmark script end to end
+def test_batch_sweep_on_the_cpu_reports_every_batch_size_with_equal_predictions(tmp_path):
+    out = tmp_path / "sweep.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--batch-sweep",
+                           "--skip-engines", "--skip-forward", "--device", "cpu", "--sweep-models", "gmic_demo",
+                           "--sweep-images", "2", "--batch-sizes", "1,2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    sweep = json.loads(out.read_text())["batch_sweep"]
+    assert sweep["device"] == "cpu" and sweep["skipped"] == {}
+    assert list(sweep["models"]) == ["gmic_demo"]
+    model = sweep["models"]["gmic_demo"]
+    assert model["images"] == 2 and model["baseline_batch_size"] == 1
+    rows = model["rows"]
+    assert [row["batch_size"] for row in rows] == [1, 2]
+    for row in rows:
+        assert row["status"] == "ok" and row["images"] == 2 and row["images_per_s"] > 0
+        assert set(row["parts_s"]) == {"decode", "preprocessing", "transfer", "forward"}
+        assert all(seconds >= 0 for seconds in row["parts_s"].values())
+        # each of the two images decoded and prepared once; one forward (and one transfer) per batch
+        assert row["calls"] == {"decode": 2, "preprocessing": 2, "transfer": 2 // row["batch_size"],
+                                "forward": 2 // row["batch_size"]}
+        assert row["parts_s"]["forward"] > 0 and row["parts_s"]["decode"] > 0
+        assert row["equal_to_baseline"] and row["max_abs_diff_to_baseline"] <= 1e-5
+        assert row["gpu_utilisation_percent"] == "not available" and row["peak_gpu_memory_mb"] is None
+    assert rows[0]["ratio_to_baseline"] == 1.0
+    assert abs(rows[1]["ratio_to_baseline"] - rows[1]["images_per_s"] / rows[0]["images_per_s"]) < 1e-9
+    assert sweep["utilisation_source"] == "not available"
+    assert "gmic_demo" in done.stdout and "batch-size sweep on cpu" in done.stdout
+
+
+def _batch_sweep_module():
+    import importlib.util
+
+    if "_batch_sweep" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("_batch_sweep", REPO / "benchmarks" / "_batch_sweep.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_batch_sweep"] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["_batch_sweep"]
+
+
+def test_batch_sweep_compares_predictions_within_1e_5_and_text_exactly():
+    compare = _batch_sweep_module().compare_predictions
+    base = [{"image": "0_L-CC", "benign_pred": "0.25", "malignant_pred": "0.5"}]
+    assert compare([{**base[0], "malignant_pred": "0.500009"}], base) == (True, pytest.approx(9e-6))
+    assert compare([{**base[0], "malignant_pred": "0.50002"}], base)[0] is False
+    assert compare([{**base[0], "image": "0_R-CC"}], base)[0] is False
+    assert compare(base + base, base)[0] is False  # a row more
+    assert compare([{"image": "0_L-CC", "benign_pred": "0.25"}], base)[0] is False  # a column less
+    assert compare([{**base[0], "benign_pred": "nan"}], base)[0] is False
+
+
+def test_batch_sweep_times_each_part_without_the_parts_it_calls(monkeypatch):
+    sweep = _batch_sweep_module()
+    clock = [0.0]
+    monkeypatch.setattr(sweep.time, "perf_counter", lambda: clock[0])
+    timers = sweep.PartTimers(torch.device("cpu"))
+
+    def decode():
+        clock[0] += 2.0
+
+    def transfer():
+        clock[0] += 1.0
+
+    decode_timed, transfer_timed = timers.wrap("decode", decode), timers.wrap("transfer", transfer, gpu=True)
+
+    def prepare():  # 3 s of its own around a 2-second decode
+        clock[0] += 3.0
+        decode_timed()
+
+    def forward():  # 5 s of its own around two 1-second transfers
+        transfer_timed()
+        clock[0] += 5.0
+        transfer_timed()
+
+    timers.wrap("preprocessing", prepare)()
+    timers.wrap("forward", forward, gpu=True)()
+    assert timers.seconds == {"decode": 2.0, "preprocessing": 3.0, "transfer": 2.0, "forward": 5.0}
+    assert timers.calls == {"decode": 1, "preprocessing": 1, "transfer": 2, "forward": 1}
+
+
+@pytest.mark.slow  # prepares synthetic images and runs the engine five times
+def test_batch_sweep_reports_a_batch_size_out_of_gpu_memory_and_goes_on(tmp_path, monkeypatch):
+    sweep = _batch_sweep_module()
+    from mammoscreen.models.registry import get_model_spec
+
+    images, exams = sweep.synthetic_images(tmp_path / "set", 2).inputs_for(get_model_spec("gmic_demo"))
+    predictor = build_predictor(PredictorRequest("gmic_demo", None, None, "cpu"))
+    forward = type(predictor).predict_batch
+
+    def predict_batch(self, prepared):  # as a GPU too small for two windows at once would
+        if len(prepared) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(self, prepared)
+
+    monkeypatch.setattr(type(predictor), "predict_batch", predict_batch)
+    entry = sweep.sweep_model(predictor, sweep.first_images(exams, 2), images, tmp_path / "runs", [2, 1],
+                              torch.device("cpu"))
+    oom, ok = entry["rows"]
+    assert oom == {"batch_size": 2, "status": "out of GPU memory"}
+    assert ok["batch_size"] == 1 and ok["status"] == "ok" and ok["images"] == 2 and ok["images_per_s"] > 0
+    assert entry["baseline_batch_size"] == 1 and ok["ratio_to_baseline"] == 1.0 and ok["equal_to_baseline"]
+    # the timers removed: the predictor's own methods, the decoder and transfer functions back everywhere
+    from mammoscreen.core import device
+    from mammoscreen.data import images as image_files
+    from mammoscreen.models.gmic import predictor as gmic
+    from mammoscreen.preprocess import window_input
+
+    assert "predict_batch" not in vars(predictor) and "prepare" not in vars(predictor)
+    assert window_input.read_png is image_files.read_png and image_files.read_png.__name__ == "read_png"
+    assert gmic.batch_to_device is device.batch_to_device and device.batch_to_device.__name__ == "batch_to_device"
