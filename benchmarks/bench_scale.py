@@ -89,31 +89,16 @@ def prepare_inputs(root: Path, n_images: int) -> tuple[Path, Path]:
 
 
 def prepare_reference_inputs(root: Path, reference: Path, n_images: int) -> tuple[Path, Path]:
-    """Full-size inputs: the reference exam's four views copied under new names into ``n_images / 4`` exams,
-    cropped and centred (GMIC windows) once."""
-    import pickle
-    import shutil
+    """Full-size inputs: the reference exam's four views copied under new names into ``n_images / 4`` exams
+    (as the batch sweep makes them), cropped and centred (GMIC windows) once."""
+    from _batch_sweep import reference_images
 
-    from mammoscreen.data.exams import load_exam_list
     from mammoscreen.models.registry import get_model_spec
     from mammoscreen.preprocess.centers import centers_dataset
     from mammoscreen.preprocess.crop import crop_dataset
 
-    with open(reference / "exam_list_before_cropping.pkl", "rb") as f:
-        exam = {k: v for k, v in pickle.load(f)[0].items() if not k.endswith("_seg")}
-    images = root / "full" / "images"
-    images.mkdir(parents=True)
-    exams = []
-    for e in range(math.ceil(n_images / 4)):
-        copy_ = dict(exam)
-        for view in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
-            name = f"{e}_{view}"
-            shutil.copyfile(reference / "images" / f"{exam[view][0]}.png", images / f"{name}.png")
-            copy_[view] = [name]
-        exams.append(copy_)
-    (root / "full" / "exam_list.pkl").write_bytes(pickle.dumps(exams, protocol=4))
-    cropped, _ = crop_dataset(images, load_exam_list(root / "full" / "exam_list.pkl"), root / "full" / "cropped",
-                              workers=2, progress=False)
+    full = reference_images(root, reference, n_images)
+    cropped, _ = crop_dataset(full.originals, full.exams, root / "full" / "cropped", workers=2, progress=False)
     centres = root / "full" / "centres.pkl"
     windows = dict(get_model_spec("gmic").center_windows or {})
     centers_dataset(root / "full" / "cropped", cropped, centres, windows=windows, workers=2, progress=False)

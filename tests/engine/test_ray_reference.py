@@ -73,6 +73,15 @@ def _command(reference_set, weights, output):
             "--weights", weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet", "--workers", "1"]
 
 
+def _local_and_ray(command, output, cluster, workers):
+    """Run ``command`` with the local engine into output/local and on ``cluster`` with ``workers`` Ray workers into
+    output/ray; every file must be the same (:func:`assert_same_outputs`): the names compared."""
+    run_mammoscreen([*command, "--output-dir", output / "local"])
+    run_mammoscreen([*command, "--output-dir", output / "ray", "--engine", "ray", "--address", cluster.address,
+                     "--num-workers", str(workers)])
+    return assert_same_outputs(output / "local", output / "ray")
+
+
 def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, two_nodes, tmp_path):
     cluster, nodes = two_nodes
     local = tmp_path / "local"
@@ -107,10 +116,7 @@ def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, ref
     command = ["run", "--models", "nyu_model_single,end2end,frcnn_cad", "--images", reference_dir / "images",
                "--exam-list", exam_list, "--weights", reference_weights, "--device", "cpu", "--save-maps",
                "--no-evaluate", "--quiet", "--workers", "1"]
-    run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
-    run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", two_nodes[0].address,
-                     "--num-workers", "1"])
-    compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    compared = _local_and_ray(command, tmp_path, two_nodes[0], workers=1)
     for model in ("nyu_model_single", "end2end", "frcnn_cad"):
         assert f"{model}/predictions.csv" in compared and any(n.startswith(f"{model}/maps/") for n in compared)
 
@@ -130,11 +136,8 @@ def test_heatmap_patches_of_one_image_spread_over_workers_with_identical_files(s
                "--heatmap-batch-size", "8", "--images", synthetic_dataset / "images", "--exam-list", exam_list,
                "--weights", reference_weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet",
                "--workers", "1"]
-    run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
     cluster, nodes = two_nodes
-    run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
-                     "--num-workers", "2"])
-    compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    compared = _local_and_ray(command, tmp_path, cluster, workers=2)
     assert {"nyu_model/predictions.csv", "nyu_model/maps/exam_0.npz"} <= set(compared)
     with np.load(tmp_path / "ray" / "nyu_model" / "maps" / "exam_0.npz") as maps:
         assert {f"heatmap_malignant_{n}" for n in names} <= set(maps.files)  # the heatmaps were compared
@@ -164,11 +167,8 @@ def test_full_size_heatmap_patches_spread_over_two_nodes_with_the_official_resul
     command = ["run", "--models", "nyu_model_single", "--heatmaps", "--patch-weights", reference_weights,
                "--images", reference_dir / "images", "--exam-list", exam_list, "--weights", reference_weights,
                "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet", "--workers", "1"]
-    run_mammoscreen([*command, "--output-dir", tmp_path / "local"])
     cluster, nodes = two_nodes
-    run_mammoscreen([*command, "--output-dir", tmp_path / "ray", "--engine", "ray", "--address", cluster.address,
-                     "--num-workers", "2"])
-    compared = assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    compared = _local_and_ray(command, tmp_path, cluster, workers=2)
     assert {"nyu_model_single/predictions.csv", "nyu_model_single/maps/0_L-CC.npz"} <= set(compared)
 
     engine = json.loads((tmp_path / "ray" / "run_summary.json").read_text())["run"]["engine"]["stages"]
