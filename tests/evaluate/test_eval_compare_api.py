@@ -408,7 +408,7 @@ def test_exam_list_problems_name_the_exam_list(tmp_path):
     a = _write(tmp_path / "a.csv", names, [i % 2 for i in range(16)], np.linspace(0, 1, 16))
     with pytest.raises(EvaluationInputError, match=rf"4 image\(s\) are not in the exam list {path}, e.g."):
         compare_models([a], exam_list=path, level="image", n_bootstrap=0)
-    with pytest.raises(EvaluationInputError, match=r"4 image\(s\) are not in the exam list exam list, e.g."):
+    with pytest.raises(EvaluationInputError, match=r"4 image\(s\) are not in the exam list, e.g."):
         compare_models([a], exam_list=exams, level="image", n_bootstrap=0)
     unlabelled = [Exam(images=exams[0].images, cancer_label=None)] + exams[1:]
     path = save_exam_list(unlabelled, tmp_path / "unlabelled.pkl")

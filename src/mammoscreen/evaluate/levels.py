@@ -53,8 +53,9 @@ def image_level_data(table: PredictionTable, exams: Sequence[Exam] | None = None
                          for name in exam.images.get(view, [])}
         absent = [name for name in table.image_names if name not in exam_of_image]
         if absent:
+            where = "the exam list" if exam_source == "exam list" else f"the exam list {exam_source}"
             raise EvaluationInputError(
-                f"{table.source}: {len(absent)} image(s) are not in the exam list {exam_source}, e.g. {absent[:5]}; "
+                f"{table.source}: {len(absent)} image(s) are not in {where}, e.g. {absent[:5]}; "
                 "use the exam list the predictions were made from (after cropping, the cropped exam list)")
         exam_of_case = np.array([exam_of_image[name] for name in table.image_names])
     data = LevelData("image", table.columns["malignant_label"], table.columns["malignant_pred"],
