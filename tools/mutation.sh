@@ -34,8 +34,8 @@ mrmc       | evaluate/mrmc/or_hillis.py  | tests/evaluate/test_eval_mrmc.py
 mrmc_ai    | evaluate/mrmc/ai_readers.py | tests/evaluate/test_eval_mrmc.py
 gmic       | models/gmic/modeling.py | tests/models/gmic/test_gmic.py | *xǁGMICǁattention* *xǁGMICǁforward* *xǁGMICǁlocal_forward* *xǁGMICǁglobal_forward* *xǁSaliencyHeadǁforward*
 roi_patches | models/layers/roi_patches.py | tests/models/gmic/test_gmic.py
-losses     | train/losses.py       | tests/train/test_losses_and_labels.py tests/train/test_learning.py
-loop       | train/loop.py         | tests/train/test_training.py tests/train/test_learning.py
+losses     | train/losses.py       | tests/train/test_losses_and_labels.py
+loop       | train/loop.py         | tests/train/test_loop.py
 crop       | preprocess/crop.py    | tests/preprocess/test_crop.py tests/preprocess/test_crop_points.py
 centers    | preprocess/centers.py | tests/preprocess/test_centers.py tests/preprocess/test_centers_stage.py
 windows    | preprocess/windows.py | tests/preprocess/test_windows.py tests/preprocess/test_windows_geometry.py
