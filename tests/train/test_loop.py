@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
 import torch
 
 from mammoscreen.core.files import sha256_file
-from mammoscreen.data.exams import Exam, save_exam_list
+from mammoscreen.data.exams import Exam, ExamListError, save_exam_list
 from mammoscreen.data.images import write_png
 from mammoscreen.evaluate.metrics import roc_auc
 from mammoscreen.models.gmic.modeling import GMIC, GMICConfig
@@ -513,9 +514,10 @@ def test_read_training_checkpoint_refuses_what_cannot_be_resumed(tmp_path):
                                             r"bit-exactly$"):
         read_training_checkpoint(path)
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(TrainingError, match=r"^--resume: "):
+    with pytest.raises(TrainingError, match=r"^--resume: .*checkpoint\.pt: not a loadable PyTorch training checkpoint "
+                                            r"\(not a readable pickle"):
         read_training_checkpoint(path)
-    with pytest.raises(TrainingError, match=r"^--resume: "):
+    with pytest.raises(TrainingError, match=r"^--resume: training checkpoint not found: .*missing\.pt$"):
         read_training_checkpoint(tmp_path / "missing.pt")
 
 
@@ -558,7 +560,7 @@ def test_initial_weights_come_from_the_seed_or_the_given_checkpoint(nano, tmp_pa
 def test_settings_record_what_determines_the_result(nano, tmp_path):
     options = _options(percent_t=0.3, workers=0, progress=False)
     settings = options.settings()
-    assert "epochs" not in settings and "progress" not in settings and "workers" not in settings
+    assert set(settings) == {f.name for f in fields(TrainOptions)} - {"epochs", "progress", "workers"}
     assert settings["config"] == NANO.to_dict() and settings["lr"] == options.lr and settings["seed"] == 3
     save_exam_list(nano[1], tmp_path / "train.pkl")
     val_dir = tmp_path / "val_images"
@@ -589,8 +591,13 @@ def test_bad_settings_and_directories_are_refused(nano, tmp_path):
     for options, error, message in cases:
         with pytest.raises(error, match=message):
             _train(nano, tmp_path / "run", options)
-    _train(nano, tmp_path / "ok", _options(epochs=1, batch_size=12))  # the limits themselves are allowed
-    with pytest.raises(FileNotFoundError, match=r"^images directory not found: .*missing \(the cropped images"):
+    # the limits themselves are allowed: one epoch of batches of one image (with 64-pixel patches, so that
+    # BatchNorm sees more than one value per channel at the end of the local network)
+    one = train_gmic(nano[0], nano[1][:1], nano[1][:1], tmp_path / "ok",
+                     _options(epochs=1, batch_size=1, config=replace(NANO, patch_size=(64, 64))))
+    assert one.log[0]["train_images"] == 4
+    with pytest.raises(FileNotFoundError, match=r"^images directory not found: .*missing \(the cropped images from "
+                                                r"'mammoscreen crop'\)$"):
         train_gmic(tmp_path / "missing", nano[1], nano[1], tmp_path / "run", _options())
     with pytest.raises(FileNotFoundError, match=r"^images directory not found: .*nothing here"):
         train_gmic(nano[0], nano[1], nano[1], tmp_path / "run", _options(), val_images_dir=tmp_path / "nothing here")
@@ -599,6 +606,18 @@ def test_bad_settings_and_directories_are_refused(nano, tmp_path):
     with pytest.raises(TrainingError, match=r"^balanced sampling needs at least one exam with a positive"):
         train_gmic(nano[0], negatives, nano[1], tmp_path / "run", _options(balanced=True))
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_bad_exam_list_is_named_in_the_message(nano, tmp_path):
+    unlabelled = [Exam(e.images, e.horizontal_flip, None, e.image_metadata) for e in nano[1]]
+    for train, val, source in ((unlabelled, nano[1], "training exam list"),
+                               (nano[1], unlabelled, "validation exam list")):
+        with pytest.raises(ExamListError, match=rf"^{source}: exam 0 has no 'cancer_label'"):
+            train_gmic(nano[0], train, val, tmp_path / "run", _options())
+    save_exam_list(unlabelled, tmp_path / "unlabelled.pkl")
+    for train, val in ((tmp_path / "unlabelled.pkl", nano[1]), (nano[1], tmp_path / "unlabelled.pkl")):
+        with pytest.raises(ExamListError, match=rf"^{re.escape(str(tmp_path / 'unlabelled.pkl'))}: exam 0 has no "):
+            train_gmic(nano[0], train, val, tmp_path / "run", _options())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -627,6 +646,7 @@ def test_logs_and_messages(nano, tmp_path, capsys):
     with open(tmp_path / "run" / "training_log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows == [{k: str(e[k]) for k in LOG_COLUMNS} for e in result.log]
+    assert b"\r" not in (tmp_path / "run" / "training_log.csv").read_bytes()  # plain newlines, not the csv default \r\n
     assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     _train(nano, tmp_path / "quiet", _options(epochs=1, progress=False))
