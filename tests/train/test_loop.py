@@ -531,6 +531,24 @@ def test_random_state_round_trip():
     assert torch.equal(torch.rand(3), first)
 
 
+def test_the_cuda_generators_are_saved_and_restored_when_there_is_cuda(monkeypatch):
+    # Without a GPU here, torch.cuda's generator calls are replaced by recorders: what matters is that the loop
+    # hands them the checkpoint's states.
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["gpu 0 state", "gpu 1 state"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    state = loop_module._rng_state()
+    assert state["cuda"] == ["gpu 0 state", "gpu 1 state"] and torch.equal(state["torch"], torch.get_rng_state())
+    loop_module._set_rng_state({"torch": state["torch"], "cuda": ["saved 0", "saved 1"]})
+    assert restored == [["saved 0", "saved 1"]]
+    loop_module._set_rng_state({"torch": state["torch"]})  # a checkpoint written without CUDA
+    assert restored == [["saved 0", "saved 1"]]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CUDA checkpoint resumed on a CPU
+    loop_module._set_rng_state({"torch": state["torch"], "cuda": ["saved 0", "saved 1"]})
+    assert restored == [["saved 0", "saved 1"]]
+
+
 # --------------------------------------------------------------------------------------------------
 # Initial weights, settings, inputs
 # --------------------------------------------------------------------------------------------------
@@ -603,7 +621,8 @@ def test_bad_settings_and_directories_are_refused(nano, tmp_path):
         train_gmic(nano[0], nano[1], nano[1], tmp_path / "run", _options(), val_images_dir=tmp_path / "nothing here")
     negatives = [Exam(e.images, e.horizontal_flip, {k: 0 for k in e.cancer_label}, e.image_metadata)
                  for e in nano[1]]
-    with pytest.raises(TrainingError, match=r"^balanced sampling needs at least one exam with a positive"):
+    with pytest.raises(TrainingError, match=r"^balanced sampling needs at least one exam with a positive "
+                                           r"\(benign or malignant\) label in the training exam list$"):
         train_gmic(nano[0], negatives, nano[1], tmp_path / "run", _options(balanced=True))
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
