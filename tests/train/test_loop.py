@@ -260,6 +260,30 @@ def test_mixed_precision_on_the_cpu_runs_the_model_in_bfloat16(nano, tmp_path):
     assert all(value.dtype in (torch.float32, torch.int64) for value in state.values())  # stored in full precision
 
 
+def test_gradient_scaling_as_on_cuda_leaves_the_steps_unchanged_and_is_checkpointed(nano, tmp_path, monkeypatch):
+    # On CUDA the loop scales the float16 loss with torch.amp.GradScaler. Here the scaler is switched on for the
+    # CPU (the factory's answer replaced; PyTorch has CPU scalers): scaling the loss by 2**16 and unscaling the
+    # gradients before the step is exact, so the weights are those of an unscaled run; the scaler's state goes
+    # into the checkpoint and comes back on resume (its growth tracker counts the steps without overflow).
+    options = _options(epochs=2, batch_size=5)
+    plain = _weights(_train(nano, tmp_path / "plain", options).last_model)
+    factory = loop_module._autocast_factory
+    monkeypatch.setattr(loop_module, "_autocast_factory", lambda device, amp: (factory(device, amp)[0], True))
+
+    def stop(entry):
+        raise Stop
+
+    with pytest.raises(Stop):
+        _train(nano, tmp_path / "scaled", options, on_epoch_end=stop)
+    scaler = read_training_checkpoint(tmp_path / "scaled" / "checkpoint.pt")["scaler"]
+    assert (scaler["scale"], scaler["_growth_tracker"]) == (65536.0, 3)  # three batches: 5, 5, 2
+    scaled = _weights(_train(nano, tmp_path / "scaled", options, resume=True).last_model)
+    scaler = read_training_checkpoint(tmp_path / "scaled" / "checkpoint.pt")["scaler"]
+    assert (scaler["scale"], scaler["_growth_tracker"]) == (65536.0, 6)
+    for name in _trainable():
+        torch.testing.assert_close(scaled[name], plain[name], rtol=0, atol=1e-7, msg=name)
+
+
 def test_autocast_settings():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for amp in ("off", "auto"):
@@ -482,6 +506,12 @@ def test_resume_refusals(nano, tmp_path):
     train_gmic(nano[0], nano[1], tmp_path / "all.pkl", tmp_path / "files", options)
     with pytest.raises(TrainingError, match=r"different settings or data \(val_exam_list\)"):
         train_gmic(nano[0], nano[1], tmp_path / "two.pkl", tmp_path / "files", options, resume=True)
+    # Settings that only one side has (an option of another version) are named as well
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "settings": {**state["settings"], "an_old_option": 1}}, out / "checkpoint.pt")
+    with pytest.raises(TrainingError, match=r"different settings or data \(an_old_option\); use"):
+        _train(nano, out, options, resume=True)
+    torch.save(state, out / "checkpoint.pt")
     # A checkpoint of another architecture with the same settings: refused in one line, not a traceback.
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     state["model"] = {k: v for k, v in state["model"].items() if k != "fusion_dnn.bias"}
