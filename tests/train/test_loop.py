@@ -435,7 +435,9 @@ def test_without_a_defined_metric_the_last_epoch_is_the_best(nano, tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 def test_resume_continues_bit_exactly_and_the_checkpoint_holds_the_state(nano, tmp_path):
-    options = _options(epochs=2, batch_size=5)
+    # Selected by validation loss, which here is lower after epoch 1 than after epoch 2: the resumed run must
+    # remember epoch 1's score to keep it as the best.
+    options = _options(epochs=2, batch_size=5, select_metric="val_loss")
     full = _train(nano, tmp_path / "full", options)
 
     def stop(entry):
@@ -449,9 +451,10 @@ def test_resume_continues_bit_exactly_and_the_checkpoint_holds_the_state(nano, t
     assert state["optimizer"]["param_groups"][0]["lr"] == options.lr
     assert state["scaler"] == {}  # no gradient scaling on the CPU: a disabled GradScaler saves nothing
     assert torch.equal(state["rng"]["torch"], torch.get_rng_state())  # the state when the epoch ended
-    assert state["best_epoch"] == 1 and state["best_score"] == selection_score(state["log"][0], "auroc_mean")
+    assert state["best_epoch"] == 1 and state["best_score"] == -state["log"][0]["val_loss"]
     resumed = _train(nano, tmp_path / "cut", options, resume=True)
-    assert [e["epoch"] for e in resumed.log] == [1, 2] and resumed.best_epoch == full.best_epoch
+    assert [e["epoch"] for e in resumed.log] == [1, 2] and resumed.best_epoch == full.best_epoch == 1
+    assert resumed.log[1]["val_loss"] > resumed.log[0]["val_loss"] and not resumed.log[1]["best"]
     for path in ("last_model.p", "best_model.p"):
         a, b = _weights(tmp_path / "full" / path), _weights(tmp_path / "cut" / path)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), path
@@ -518,6 +521,19 @@ def test_resume_refusals(nano, tmp_path):
     torch.save(state, out / "checkpoint.pt")
     with pytest.raises(TrainingError, match=r"does not fit this model and optimiser \(RuntimeError: Error"):
         _train(nano, out, options, resume=True)
+
+
+def test_a_resume_error_without_a_message_is_still_one_line(nano, tmp_path, monkeypatch):
+    # e.g. a bare KeyError from a state dict: the message names the type and stays one line
+    options = _options(epochs=1)
+    _train(nano, tmp_path / "run", options)
+
+    def refuse(self, state):
+        raise KeyError
+
+    monkeypatch.setattr(torch.optim.Adam, "load_state_dict", refuse)
+    with pytest.raises(TrainingError, match=r"does not fit this model and optimiser \(KeyError: \)$"):
+        _train(nano, tmp_path / "run", replace(options, epochs=2), resume=True)
 
 
 def test_read_training_checkpoint_refuses_what_cannot_be_resumed(tmp_path):
