@@ -434,7 +434,7 @@ def test_without_a_defined_metric_the_last_epoch_is_the_best(nano, tmp_path):
 # Checkpoints and resuming
 # --------------------------------------------------------------------------------------------------
 
-def test_resume_continues_bit_exactly_and_the_checkpoint_holds_the_state(nano, tmp_path):
+def test_resume_continues_bit_exactly_and_the_checkpoint_holds_the_state(nano, tmp_path, capsys):
     # Selected by validation loss, which here is lower after epoch 1 than after epoch 2: the resumed run must
     # remember epoch 1's score to keep it as the best.
     options = _options(epochs=2, batch_size=5, select_metric="val_loss")
@@ -452,7 +452,9 @@ def test_resume_continues_bit_exactly_and_the_checkpoint_holds_the_state(nano, t
     assert state["scaler"] == {}  # no gradient scaling on the CPU: a disabled GradScaler saves nothing
     assert torch.equal(state["rng"]["torch"], torch.get_rng_state())  # the state when the epoch ended
     assert state["best_epoch"] == 1 and state["best_score"] == -state["log"][0]["val_loss"]
+    capsys.readouterr()
     resumed = _train(nano, tmp_path / "cut", options, resume=True)
+    assert "already done" not in capsys.readouterr().err  # one epoch was still to do
     assert [e["epoch"] for e in resumed.log] == [1, 2] and resumed.best_epoch == full.best_epoch == 1
     assert resumed.log[1]["val_loss"] > resumed.log[0]["val_loss"] and not resumed.log[1]["best"]
     for path in ("last_model.p", "best_model.p"):
@@ -500,7 +502,8 @@ def test_resume_refusals(nano, tmp_path):
     with pytest.raises(TrainingError, match=r"^--resume: no .*checkpoint\.pt; start without --resume$"):
         _train(nano, out, options, resume=True)
     _train(nano, out, options)
-    with pytest.raises(TrainingError, match=r"already holds a training run \(checkpoint\.pt\); pass --resume"):
+    with pytest.raises(TrainingError, match=r"already holds a training run \(checkpoint\.pt\); pass --resume to "
+                                            r"continue it or choose another output directory$"):
         _train(nano, out, options)
     with pytest.raises(TrainingError, match=r"made with different settings or data \(lr, seed\); use the original"):
         _train(nano, out, replace(options, lr=0.5, seed=9), resume=True)
@@ -722,12 +725,13 @@ def test_the_log_line_names_an_undefined_auroc(nano, tmp_path, capsys):
     negatives = [Exam(e.images, e.horizontal_flip, {k: 0 for k in e.cancer_label}, e.image_metadata)
                  for e in nano[1]]
     capsys.readouterr()
-    result = train_gmic(nano[0], nano[1], negatives, tmp_path / "run", _options(epochs=1))
+    out = tmp_path / "new" / "nested" / "run"  # created with its parents
+    result = train_gmic(nano[0], nano[1], negatives, out, _options(epochs=1))
     entry = result.log[0]
     assert (f"epoch 1: train loss {entry['train_loss']:.4f}, val loss {entry['val_loss']:.4f}, AUROC benign "
             "undefined, malignant undefined (undefined: the validation set has one class only) *best*\n"
             ) in capsys.readouterr().err
-    with open(tmp_path / "run" / "training_log.csv", newline="") as f:
+    with open(out / "training_log.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert row["val_auroc_benign"] == "" and row["val_auroc_malignant"] == "" and row["best"] == "True"
     assert loop_module._fmt(float("nan")) == "undefined" and loop_module._fmt(0.123456) == "0.1235"
