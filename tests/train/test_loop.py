@@ -704,8 +704,10 @@ def test_logs_and_messages(nano, tmp_path, capsys):
                 f"{entry['val_auroc_benign']:.4f}, malignant {entry['val_auroc_malignant']:.4f}"
                 + (" *best*" if entry["best"] else ""))
         assert line + "\n" in err.replace("\r", "\n"), line
-        # the progress bar: its name, its unit, the running mean of the loss at the end of the epoch
-        assert f"epoch {epoch}/2" in err and f"loss={entry['train_loss']:.4f}" in err
+        # the progress bar: its name, its unit, the running mean of the loss and the speed at the end of the epoch
+        # (images over the time since the epoch began, at most the epoch's logged seconds)
+        bars = re.findall(rf"epoch {epoch}/2: [^\r\n]*img_s=([0-9.]+), loss={entry['train_loss']:.4f}\]", err)
+        assert bars and float(bars[-1]) >= entry["train_images"] / entry["seconds"] * 0.99, bars
         assert entry["seconds"] == round(entry["seconds"], 3) and 0 < entry["seconds"] <= wall
         assert entry["images_per_second"] == round(entry["images_per_second"], 3)
         assert entry["images_per_second"] >= entry["train_images"] / entry["seconds"] * 0.99
