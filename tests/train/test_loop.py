@@ -10,10 +10,12 @@ the tests ``tools/mutation.sh loop`` runs against every mutant of ``train/loop.p
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 import time
 from dataclasses import fields, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -721,6 +723,18 @@ def test_logs_and_messages(nano, tmp_path, capsys):
 
     _train(nano, tmp_path / "quiet", _options(epochs=1, progress=False))
     assert "epoch 1/1" not in capsys.readouterr().err  # no progress bar when progress is off
+
+
+def test_the_timing_columns_on_a_clock_that_ticks_70_ms_a_call(nano, tmp_path, monkeypatch, capsys):
+    # The loop reads the clock when the epoch starts, after each batch, when training ends and when the epoch's
+    # files are about to be written: with batches of 5, 5 and 2, training took 4 ticks and the epoch 5.
+    ticks = itertools.count()
+    monkeypatch.setattr(loop_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks) * 0.07))
+    capsys.readouterr()
+    entry = _train(nano, tmp_path / "run", _options(batch_size=5, progress=True)).log[0]
+    assert entry["seconds"] == 0.35 and entry["images_per_second"] == round(12 / 0.28, 3) == 42.857
+    # the progress bar's speed after each batch: 5 / 0.07, 10 / 0.14, 12 / 0.21 images per second
+    assert re.findall(r"img_s=([0-9.]+)", capsys.readouterr().err)[-1] == "57.14"
 
 
 def test_the_log_line_names_an_undefined_auroc(nano, tmp_path, capsys):
