@@ -456,7 +456,9 @@ def test_resume_continues_bit_exactly_and_the_checkpoint_holds_the_state(nano, t
     assert state["best_epoch"] == 1 and state["best_score"] == -state["log"][0]["val_loss"]
     capsys.readouterr()
     resumed = _train(nano, tmp_path / "cut", options, resume=True)
-    assert "already done" not in capsys.readouterr().err  # one epoch was still to do
+    err = capsys.readouterr().err
+    assert "already done" not in err  # one epoch was still to do
+    assert f"malignant {resumed.log[1]['val_auroc_malignant']:.4f}\n" in err  # not marked *best*
     assert [e["epoch"] for e in resumed.log] == [1, 2] and resumed.best_epoch == full.best_epoch == 1
     assert resumed.log[1]["val_loss"] > resumed.log[0]["val_loss"] and not resumed.log[1]["best"]
     for path in ("last_model.p", "best_model.p"):
