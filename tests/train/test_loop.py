@@ -488,6 +488,9 @@ def test_resuming_a_finished_run_restores_its_random_state_and_trains_nothing(na
     assert result.best_model == tmp_path / "run" / "best_model.p"
     assert result.last_model == tmp_path / "run" / "last_model.p"
     assert result.output_dir == tmp_path / "run"
+    (tmp_path / "run" / "best_model.p").unlink()  # e.g. a run of an older version that wrote none
+    with pytest.raises(TrainingError, match=rf"^{re.escape(str(tmp_path / 'run'))}: no best model was written$"):
+        _train(nano, tmp_path / "run", options, resume=True)
 
 
 def test_a_resumed_run_ignores_the_stored_config_name(nano, tmp_path):
