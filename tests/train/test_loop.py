@@ -350,7 +350,7 @@ def test_the_loader_keeps_the_given_order_and_the_last_short_batch(nano):
     order = [7, 2, 11, 0, 5]
     batches = list(loop_module._loader(dataset, order, 2, 0))
     assert [b[2].tolist() for b in batches] == [[7, 2], [11, 0], [5]]
-    assert loop_module._loader(dataset, order, 2, 3).num_workers == 3  # --workers reaches the DataLoader
+    assert loop_module._loader(dataset, order, 2, 2).num_workers == 2  # --workers reaches the DataLoader
 
 
 def test_auroc_or_none():
