@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 # NAME | file under src/mammoscreen | test files [| mutant-name globs] (the one place to edit when modules move). The
 # optional globs (mutmut's names, fnmatch) restrict a module to the functions in scope; the score then counts only
-# those mutants. The hypothesis fuzz
+# those mutants (gmic: the forward pieces; loop: everything but plot_curves, the curves figure). The hypothesis fuzz
 # tests (tests/fuzz) run hundreds of examples per test, which every surviving mutant pays: only safepickle lists
 # one (it measures the loader they target); CI runs them all.
 MODULES=$(cat <<'EOF'
@@ -34,8 +34,8 @@ mrmc       | evaluate/mrmc/or_hillis.py  | tests/evaluate/test_eval_mrmc.py
 mrmc_ai    | evaluate/mrmc/ai_readers.py | tests/evaluate/test_eval_mrmc.py
 gmic       | models/gmic/modeling.py | tests/models/gmic/test_gmic.py | *xǁGMICǁattention* *xǁGMICǁforward* *xǁGMICǁlocal_forward* *xǁGMICǁglobal_forward* *xǁSaliencyHeadǁforward*
 roi_patches | models/layers/roi_patches.py | tests/models/gmic/test_gmic.py
-losses     | train/losses.py       | tests/train/test_losses_and_labels.py tests/train/test_learning.py
-loop       | train/loop.py         | tests/train/test_training.py tests/train/test_learning.py
+losses     | train/losses.py       | tests/train/test_losses_and_labels.py
+loop       | train/loop.py         | tests/train/test_loop.py | mammoscreen.train.loop.x_[!p]* mammoscreen.train.loop.xǁ*
 crop       | preprocess/crop.py    | tests/preprocess/test_crop.py tests/preprocess/test_crop_points.py
 centers    | preprocess/centers.py | tests/preprocess/test_centers.py tests/preprocess/test_centers_stage.py
 windows    | preprocess/windows.py | tests/preprocess/test_windows.py tests/preprocess/test_windows_geometry.py
@@ -65,6 +65,10 @@ command -v mutmut >/dev/null || { echo "mutmut not found: pip install -e '.[muta
 root=$(pwd)
 work="$root/.mutation"
 mkdir -p "$work"
+# One thread per mutant: --jobs runs several at once, and a small model is several times slower when its threads
+# wait for cores that other processes hold (the training-loop tests: 10 s with one thread, 35-130 s with two on a
+# busy machine).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export MAMMOSCREEN_REFERENCE_DIR="${MAMMOSCREEN_REFERENCE_DIR:-$(cd "$root/.." && pwd)/shared/reference}"
 # the evaluation tests find ../shared from their own path, which in the scratch copy is not beside the repository
 export MAMMOSCREEN_SHARED_DIR="${MAMMOSCREEN_SHARED_DIR:-$(cd "$root/.." && pwd)/shared}"
