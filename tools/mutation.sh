@@ -61,6 +61,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 command -v mutmut >/dev/null || { echo "mutmut not found: pip install -e '.[mutation]'" >&2; exit 2; }
+known=$(echo "$MODULES" | cut -d'|' -f1 | xargs)
+for name in "${names[@]}"; do  # a mistyped name would otherwise run nothing and only print the old scores
+    [[ " $known " == *" $name "* ]] || { echo "unknown module '$name'; the modules: $known" >&2; exit 2; }
+done
 
 root=$(pwd)
 work="$root/.mutation"
