@@ -115,6 +115,23 @@ def test_lost_worker_node_run_finishes_with_same_outputs(demo_inputs, tmp_path):
     assert_same_outputs(local, tmp_path / "ray")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ray_run_without_faults_equals_local_run(demo_inputs, one_node, workers, tmp_path):
+    """The baseline of the fault tests: gmic_demo with one Ray worker and with two, maps, figures and the corrupt
+    image's failure included, writes the local engine's files."""
+    from mammoscreen.engine.ray import RayExecutor, RaySettings
+
+    images, exam_list, local, victim = demo_inputs
+    with connected(one_node):
+        executor = RayExecutor(RaySettings(num_workers=workers))
+        thread, result = _run_in_thread(images, exam_list, tmp_path / "ray", executor)
+        run = _finish(thread, result)
+    assert executor.last_run.workers == workers and executor.last_run.workers_lost == 0
+    assert len(executor.last_run.ran_on) == 15  # every image but the corrupt one ran on a worker
+    assert [f.name for f in run.failures] == [victim]
+    assert {"predictions.csv", "failures.csv"} <= set(assert_same_outputs(local, tmp_path / "ray"))
+
+
 def test_killed_worker_actor_run_finishes_with_same_outputs(demo_inputs, one_node, tmp_path):
     import ray
 

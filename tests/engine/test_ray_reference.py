@@ -73,13 +73,19 @@ def _command(reference_set, weights, output):
             "--weights", weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet", "--workers", "1"]
 
 
-def _local_and_ray(command, output, cluster, workers):
-    """Run ``command`` with the local engine into output/local and on ``cluster`` with ``workers`` Ray workers into
-    output/ray; every file must be the same (:func:`assert_same_outputs`): the names compared."""
+def _local_and_ray(command, output, cluster, workers=(1, 2)):
+    """Run ``command`` with the local engine into output/local and on ``cluster`` with each number of Ray workers
+    in ``workers`` into output/ray (the last) and output/ray_N (the others); every file of each Ray run must be
+    the local run's (:func:`assert_same_outputs`): the names compared (the same for every run)."""
     run_mammoscreen([*command, "--output-dir", output / "local"])
-    run_mammoscreen([*command, "--output-dir", output / "ray", "--engine", "ray", "--address", cluster.address,
-                     "--num-workers", str(workers)])
-    return assert_same_outputs(output / "local", output / "ray")
+    compared = []
+    for i, n in enumerate(workers):
+        ray_out = output / ("ray" if i == len(workers) - 1 else f"ray_{n}")
+        run_mammoscreen([*command, "--output-dir", ray_out, "--engine", "ray", "--address", cluster.address,
+                         "--num-workers", str(n)])
+        compared.append(assert_same_outputs(output / "local", ray_out))
+    assert all(names == compared[0] for names in compared)
+    return compared[0]
 
 
 def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, two_nodes, tmp_path):
@@ -90,6 +96,10 @@ def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, two
     run_mammoscreen([*_command(reference_set, reference_weights, ray_out), "--engine", "ray",
                      "--address", cluster.address, "--num-workers", "2"])
     compared = assert_same_outputs(local, ray_out)
+    one_worker = tmp_path / "ray_1"  # and with a single worker (the same models, the same cluster)
+    run_mammoscreen([*_command(reference_set, reference_weights, one_worker), "--engine", "ray",
+                     "--address", cluster.address, "--num-workers", "1"])
+    assert assert_same_outputs(local, one_worker) == compared
     for model in MODELS.split(","):
         assert f"{model}/predictions.csv" in compared
     assert "failures.csv" in compared and "gmic/maps/0_L-CC.npz" in compared and "nyu_model/maps/exam_0.npz" in compared
@@ -104,10 +114,11 @@ def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, two
     assert set(engine["stages"]["crop"]["nodes"]) <= set(nodes)
 
 
-def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, reference_weights, two_nodes, tmp_path):
+def test_one_and_two_ray_workers_equal_local_run_for_the_other_models(reference_dir, reference_weights, two_nodes,
+                                                                      tmp_path):
     """nyu_model_single, end2end and frcnn_cad (the image-level models the two-node test does not run) on the
-    two CC views of the reference exam, at full size: one Ray worker must give the local run's files, maps
-    included. gmic_demo, the last registered model, is covered with 2 workers by test_ray_faults.py."""
+    two CC views of the reference exam, at full size: one Ray worker and two (on two nodes) must each give the
+    local run's files, maps included. gmic_demo, the last registered model, is covered by test_ray_faults.py."""
     with open(reference_dir / "exam_list_before_cropping.pkl", "rb") as f:  # the reference data's own list
         exam = {k: v for k, v in pickle.load(f)[0].items() if not k.endswith("_seg")}
     exam.update({"L-MLO": [], "R-MLO": []})
@@ -116,7 +127,7 @@ def test_one_ray_worker_equals_local_run_for_the_other_models(reference_dir, ref
     command = ["run", "--models", "nyu_model_single,end2end,frcnn_cad", "--images", reference_dir / "images",
                "--exam-list", exam_list, "--weights", reference_weights, "--device", "cpu", "--save-maps",
                "--no-evaluate", "--quiet", "--workers", "1"]
-    compared = _local_and_ray(command, tmp_path, two_nodes[0], workers=1)
+    compared = _local_and_ray(command, tmp_path, two_nodes[0], workers=(1, 2))
     for model in ("nyu_model_single", "end2end", "frcnn_cad"):
         assert f"{model}/predictions.csv" in compared and any(n.startswith(f"{model}/maps/") for n in compared)
 
@@ -137,7 +148,7 @@ def test_heatmap_patches_of_one_image_spread_over_workers_with_identical_files(s
                "--weights", reference_weights, "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet",
                "--workers", "1"]
     cluster, nodes = two_nodes
-    compared = _local_and_ray(command, tmp_path, cluster, workers=2)
+    compared = _local_and_ray(command, tmp_path, cluster, workers=(2,))
     assert {"nyu_model/predictions.csv", "nyu_model/maps/exam_0.npz"} <= set(compared)
     with np.load(tmp_path / "ray" / "nyu_model" / "maps" / "exam_0.npz") as maps:
         assert {f"heatmap_malignant_{n}" for n in names} <= set(maps.files)  # the heatmaps were compared
@@ -168,7 +179,7 @@ def test_full_size_heatmap_patches_spread_over_two_nodes_with_the_official_resul
                "--images", reference_dir / "images", "--exam-list", exam_list, "--weights", reference_weights,
                "--device", "cpu", "--save-maps", "--no-evaluate", "--quiet", "--workers", "1"]
     cluster, nodes = two_nodes
-    compared = _local_and_ray(command, tmp_path, cluster, workers=2)
+    compared = _local_and_ray(command, tmp_path, cluster, workers=(2,))
     assert {"nyu_model_single/predictions.csv", "nyu_model_single/maps/0_L-CC.npz"} <= set(compared)
 
     engine = json.loads((tmp_path / "ray" / "run_summary.json").read_text())["run"]["engine"]["stages"]
