@@ -8,6 +8,13 @@ faults that cost more CPU time than the convolutions themselves on a virtual mac
 memory for reuse removes them. This is the ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` tuning
 the PyTorch CPU performance guide recommends, applied from Python.
 
+How many blocks glibc maps afresh depends on the process's history (its threshold moves with the blocks
+freed, between 128 kB and 32 MB) and on its other threads: the local engine's process mostly reused its
+blocks, a Ray worker (dozens of threads) did not. Full-size GMIC in a Ray worker took 8.2 M page faults
+and 11 s of kernel time per 100 images, against 1.2 M and 2 s in the local engine's process
+(docs/scale-out.md). The prediction engine therefore applies the tuning for every CPU run, in its own
+process and in each worker (:class:`mammoscreen.engine.work.UnitRunner`).
+
 The setting is process-wide and only changes when memory is returned to the system (the process keeps
 its peak heap until it exits), never what is computed. Set ``MAMMOSCREEN_KEEP_MALLOC=1`` to leave the
 allocator alone.
