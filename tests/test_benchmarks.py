@@ -65,6 +65,33 @@ def test_batch_sweep_on_the_cpu_reports_every_batch_size_with_equal_predictions(
     assert "gmic_demo" in done.stdout and "batch-size sweep on cpu" in done.stdout
 
 
+def _bench_scale(*options: str) -> subprocess.CompletedProcess:
+    # the engine comparison is left on: had the options been checked later, it would have started (and printed)
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--batch-sweep", "--images",
+                           "1", "--engine-rounds", "1", "--skip-gmic", *options], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --device cuda is valid here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_batch_sweep_on_a_gpu_this_machine_lacks_stops_with_one_line_before_any_work(device):
+    done = _bench_scale("--device", device)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (f"bench_scale.py: error: --device: device {device!r} requested but CUDA is not available "
+                           "(no GPU, or a CPU-only PyTorch build); use --device cpu\n")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--batch-sizes", "1,x", "--batch-sizes must be positive integers separated by commas, got '1,x'"),
+    ("--batch-sizes", "4,0", "--batch-sizes must be positive integers separated by commas, got '4,0'"),
+    ("--sweep-models", "gmic_demo,nope", "--sweep-models: unknown model 'nope'; available: "),
+])
+def test_batch_sweep_options_that_cannot_work_stop_with_one_line_before_any_work(option, value, message):
+    done = _bench_scale("--device", "cpu", option, value)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"bench_scale.py: error: {message}") and done.stderr.count("\n") == 1
+
+
 def _batch_sweep_module():
     import importlib.util
 
