@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,19 @@ def test_engine_comparison_with_full_size_gmic_runs_on_the_reference_checkpoint(
     assert record["overhead_ray1_over_local_after_worker_start"] == pytest.approx(
         (seconds["ray1"] - record["worker_start_s"][1]) / seconds["local"])
     assert record["speedup_2_over_1_workers"] == pytest.approx(rates["ray_2_workers"] / rates["ray_1_worker"])
+
+
+def test_the_docs_cite_only_result_files_that_are_in_the_repository():
+    # benchmarks/results/ is git-ignored (a run must not dirty the tree): a result file the docs cite is either
+    # committed (git add -f) or named as the output of the command that writes it again
+    cited = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for match in re.finditer(r"(--json\s+)?benchmarks/results/([\w.-]+)", page.read_text()):
+            cited.append((page.relative_to(REPO).as_posix(), match.group(2), bool(match.group(1))))
+    assert ("docs/scale-out.md", "scale.json", False) in cited  # the search finds citations
+    missing = [(page, name) for page, name, written in cited if not written and not (REPO / "benchmarks" / "results"
+                                                                                       / name).is_file()]
+    assert missing == []
 
 
 def _bench_scale(*options: str) -> subprocess.CompletedProcess:
