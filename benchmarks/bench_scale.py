@@ -32,6 +32,7 @@ batch sizes on a GPU.
    each of ``--batch-sizes``: images/s and its ratio to B=1, seconds in decode, preprocessing, transfer and
    forward, GPU utilisation and peak GPU memory on CUDA, a batch size that runs out of GPU memory reported as
    such, predictions.csv checked equal to B=1's within 1e-5. Exam-level models (nyu_model) at batch size 1 only.
+   A device this machine lacks, a bad batch size or an unknown model stops the script before any work (exit 2).
 5. **A projection for 100 000 images**: workers needed for a 1-hour turnaround, from seconds per image per
    worker - measured here for gmic_demo and GMIC (Ray, 1 worker, end to end), and for the other models
    from the zoo table of docs/benchmarks.md (a quiet run of bench_zoo.py on this machine type).
@@ -321,6 +322,27 @@ def projection(seconds_per_image: dict[str, float]) -> dict:
             for model, s in seconds_per_image.items()}
 
 
+def batch_sweep_problem(args: argparse.Namespace) -> str | None:
+    """What makes the batch sweep's options unusable here (a device this machine lacks, a batch size that is not
+    a positive integer, an unknown model), or None; checked before any work starts."""
+    from mammoscreen.core.device import resolve_device
+    from mammoscreen.models.registry import get_model_spec
+
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        return f"--device: {error}"
+    sizes = args.batch_sizes.split(",")
+    if not all(size.strip().isdigit() and int(size) > 0 for size in sizes):
+        return f"--batch-sizes must be positive integers separated by commas, got {args.batch_sizes!r}"
+    for name in (args.sweep_models.split(",") if args.sweep_models else []):
+        try:
+            get_model_spec(name)
+        except KeyError as error:
+            return f"--sweep-models: {error.args[0]}"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=100)
@@ -346,6 +368,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32", help="the batch sweep's batch sizes")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
+    if args.batch_sweep and (problem := batch_sweep_problem(args)):
+        parser.exit(2, f"{parser.prog}: error: {problem}\n")  # argparse's form, on one line (no usage: it is long)
     results: dict = {"load_before": load(), "cpus": os.cpu_count(), "torch": torch.__version__}
     rates: dict[str, float] = {}
     if not args.skip_engines:

@@ -1,9 +1,12 @@
-"""Smoke tests of the benchmark scripts: they run, and what they report is what they measured; the batch sweep's
+"""Smoke tests of the benchmark scripts: they run, and what they report is what they measured; bench_scale's engine
+comparison with full-size GMIC on the reference checkpoint; options the batch sweep cannot use; the batch sweep's
 prediction comparison and part timers."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +66,78 @@ def test_batch_sweep_on_the_cpu_reports_every_batch_size_with_equal_predictions(
     assert abs(rows[1]["ratio_to_baseline"] - rows[1]["images_per_s"] / rows[0]["images_per_s"]) < 1e-9
     assert sweep["utilisation_source"] == "not available"
     assert "gmic_demo" in done.stdout and "batch-size sweep on cpu" in done.stdout
+
+
+@pytest.mark.slow  # a local Ray instance, full-size GMIC on four images four times (~25 s on 2 cores)
+@pytest.mark.reference
+def test_engine_comparison_with_full_size_gmic_runs_on_the_reference_checkpoint(reference_dir, monkeypatch):
+    # the path of `bench_scale.py` behind docs/scale-out.md's GMIC figures: reference checkpoint rebuilt by
+    # tools/build_reference_weights.py, full-size copies of the reference exam, local engine and Ray 1 and 2 workers
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    bench_scale = importlib.import_module("bench_scale")
+    record = bench_scale.bench_engines(4, "gmic", reference_dir, rounds=1)
+    assert set(record) == {"images", "model", "rounds", "local_s", "ray_startup_s", "threads_local",
+                           "identical_predictions", "ray1_s", "ray2_s", "worker_start_s", "overhead_ray1_over_local",
+                           "overhead_ray1_over_local_after_worker_start", "images_per_s", "speedup_2_over_1_workers"}
+    assert record["images"] == 4 and record["rounds"] == 1  # one copy of the reference exam: its four views
+    assert record["model"] == "gmic (reference checkpoint), full-size copies of the reference exam"
+    # every Ray run wrote the local engine's predictions.csv byte for byte, with 1 and with 2 workers
+    assert record["identical_predictions"] == {1: True, 2: True}
+    assert record["threads_local"] == torch.get_num_threads()
+    seconds = {engine: record[f"{engine}_s"] for engine in ("local", "ray1", "ray2")}
+    assert all(0 < s < float("inf") for s in seconds.values()) and record["ray_startup_s"] > 0
+    # the worker's start was recorded for the fastest run of each (not left at 0) and is part of that run
+    assert set(record["worker_start_s"]) == {1, 2}
+    assert all(0 < record["worker_start_s"][w] < seconds[f"ray{w}"] for w in (1, 2))
+    rates = record["images_per_s"]
+    assert set(rates) == {"local", "ray_1_worker", "ray_2_workers"} and all(rate > 0 for rate in rates.values())
+    # the ratios docs/scale-out.md quotes, as it defines them, from the times measured in this run
+    assert rates["local"] == pytest.approx(4 / seconds["local"]) and rates["ray_1_worker"] == pytest.approx(
+        4 / seconds["ray1"]) and rates["ray_2_workers"] == pytest.approx(4 / seconds["ray2"])
+    assert record["overhead_ray1_over_local"] == pytest.approx(rates["local"] / rates["ray_1_worker"])
+    assert record["overhead_ray1_over_local_after_worker_start"] == pytest.approx(
+        (seconds["ray1"] - record["worker_start_s"][1]) / seconds["local"])
+    assert record["speedup_2_over_1_workers"] == pytest.approx(rates["ray_2_workers"] / rates["ray_1_worker"])
+
+
+def test_the_docs_cite_only_result_files_that_are_in_the_repository():
+    # benchmarks/results/ is git-ignored (a run must not dirty the tree): a result file the docs cite is either
+    # committed (git add -f) or named as the output of the command that writes it again
+    cited = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for match in re.finditer(r"(--json\s+)?benchmarks/results/([\w.-]+)", page.read_text()):
+            cited.append((page.relative_to(REPO).as_posix(), match.group(2), bool(match.group(1))))
+    assert ("docs/scale-out.md", "scale.json", False) in cited  # the search finds citations
+    missing = [(page, name) for page, name, written in cited if not written and not (REPO / "benchmarks" / "results"
+                                                                                       / name).is_file()]
+    assert missing == []
+
+
+def _bench_scale(*options: str) -> subprocess.CompletedProcess:
+    # the engine comparison is left on: had the options been checked later, it would have started (and printed)
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--batch-sweep", "--images",
+                           "1", "--engine-rounds", "1", "--skip-gmic", *options], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --device cuda is valid here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_batch_sweep_on_a_gpu_this_machine_lacks_stops_with_one_line_before_any_work(device):
+    done = _bench_scale("--device", device)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (f"bench_scale.py: error: --device: device {device!r} requested but CUDA is not available "
+                           "(no GPU, or a CPU-only PyTorch build); use --device cpu\n")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--batch-sizes", "1,x", "--batch-sizes must be positive integers separated by commas, got '1,x'"),
+    ("--batch-sizes", "4,0", "--batch-sizes must be positive integers separated by commas, got '4,0'"),
+    ("--sweep-models", "gmic_demo,nope", "--sweep-models: unknown model 'nope'; available: "),
+])
+def test_batch_sweep_options_that_cannot_work_stop_with_one_line_before_any_work(option, value, message):
+    done = _bench_scale("--device", "cpu", option, value)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"bench_scale.py: error: {message}") and done.stderr.count("\n") == 1
 
 
 def _batch_sweep_module():

@@ -148,6 +148,34 @@ def test_bad_problems_are_refused():
         bootstrap_metrics(Y, S, 5, metrics=("f1", "auroc", "auc"))
 
 
+def test_metric_names_are_checked_before_the_data_and_one_name_may_stand_alone():
+    allowed = r"; choose from \('auroc', 'auprc_trapezoid', 'average_precision'\)$"
+    # a name given alone is that metric, not its letters
+    with pytest.raises(ValueError, match=r"^unknown bootstrap metrics \['nope'\]" + allowed):
+        bootstrap_metrics(Y, S, 5, metrics="nope")
+    with pytest.raises(EvaluationInputError, match=r"^unknown bootstrap metrics \[None\]" + allowed):
+        bootstrap_metrics(Y, S, 5, metrics=None)
+    with pytest.raises(EvaluationInputError, match=r"^unknown bootstrap metrics \[3, \['auroc'\]\]" + allowed):
+        bootstrap_metrics(Y, S, 5, metrics=("auroc", ["auroc"], 3))
+    with pytest.raises(EvaluationInputError, match=r"^unknown bootstrap metrics \['nope'\]" + allowed):
+        bootstrap_metrics(Y, S[:4], 5, metrics=("nope",))  # labels and scores of different lengths too
+    with pytest.raises(EvaluationInputError, match=r"^unknown bootstrap metrics \['auc'\]" + allowed):
+        run_bootstrap([BootstrapProblem(Y, S[None], "auc")], 5)
+    alone, as_tuple = bootstrap_metrics(Y, S, 30, 4, metrics="auprc_trapezoid"), bootstrap_metrics(
+        Y, S, 30, 4, metrics=("auprc_trapezoid",))
+    assert list(alone.replicates) == ["auprc_trapezoid"]
+    assert np.array_equal(alone.replicates["auprc_trapezoid"], as_tuple.replicates["auprc_trapezoid"])
+
+
+def test_an_interval_of_a_metric_the_result_lacks_names_the_ones_it_has():
+    result = bootstrap_metrics(Y, S, 20, 1, metrics=("auroc",), specificities=(0.5,))
+    with pytest.raises(ValueError, match=r"^no bootstrap replicates of 'average_precision'; this result has 'auroc', "
+                                         r"'sensitivity_at_specificity_0.5'$"):
+        result.interval("average_precision")
+    with pytest.raises(EvaluationInputError, match=r"^no bootstrap replicates of 'auroc'; this result has none$"):
+        BootstrapResult({}, 1, 0, 1).interval("auroc")
+
+
 def test_operating_point_names():
     assert operating_metric_name("sensitivity_at_specificity", 0.9) == "sensitivity_at_specificity_0.9"
     assert operating_metric_name("specificity_at_sensitivity", 0.875) == "specificity_at_sensitivity_0.875"

@@ -247,6 +247,24 @@ def test_paired_bootstrap_difference_of_another_metric_with_groups():
     assert (default.ci_low, default.ci_high) == pytest.approx(order_statistics(diffs, 0.95), abs=1e-12)
 
 
+def test_paired_bootstrap_difference_refuses_an_unknown_metric_before_any_work():
+    y, scores = three_models(20, seed=8)
+    a, b = scores["A"], scores["B"]
+    allowed = r"; choose from \('auroc', 'auprc_trapezoid', 'average_precision'\)$"
+    for bad in ("nope", "AUROC", "auc", None, ["auroc"]):
+        with pytest.raises(ValueError, match=r"^unknown metric " + repr(bad).replace("[", r"\[").replace("]", r"\]")
+                           + allowed) as refused:
+            paired_bootstrap_difference(y, a, b, 25, metric=bad)
+        assert isinstance(refused.value, EvaluationInputError)
+    # the metric is checked first: with scores of the wrong length as well, the metric is what is reported
+    with pytest.raises(EvaluationInputError, match=r"^unknown metric 'nope'" + allowed):
+        paired_bootstrap_difference(y, a[:5], b, 25, metric="nope")
+    # and every allowed name still works: the trapezoidal AUPRC against its own function
+    estimate = paired_bootstrap_difference(y, a, b, 25, metric="auprc_trapezoid")
+    assert estimate.value == pytest.approx(auprc_trapezoid(y, a) - auprc_trapezoid(y, b), abs=1e-12)
+    assert estimate.ci_low <= estimate.value <= estimate.ci_high
+
+
 # ---------------------------------------------------------------------------------------------
 # compare_models: files, names, alignment
 # ---------------------------------------------------------------------------------------------

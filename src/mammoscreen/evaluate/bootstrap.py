@@ -25,7 +25,7 @@ from .validation import EvaluationInputError, check_binary_problem, check_fracti
 
 __all__ = [
     "DEFAULT_REPLICATES", "MIN_CASES_FOR_BOOTSTRAP", "BootstrapResult", "bootstrap_counts",
-    "bootstrap_metrics", "percentile_interval", "as_random_state",
+    "bootstrap_metrics", "percentile_interval", "as_random_state", "check_metric_names",
 ]
 
 DEFAULT_REPLICATES = 2000
@@ -47,6 +47,18 @@ def as_random_state(random_state: int | np.random.RandomState | None) -> np.rand
                                      or random_state < 0):
         raise EvaluationInputError(f"the bootstrap seed must be a non-negative integer, got {random_state!r}")
     return np.random.RandomState(random_state)
+
+
+def check_metric_names(metrics: str | Sequence[str]) -> tuple[str, ...]:
+    """The bootstrap metric names as a tuple (one name may be given alone), each one of ``RANKING_METRICS``."""
+    try:
+        names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    except TypeError:  # not a sequence: named as the bad value below
+        names = (metrics,)  # type: ignore[assignment]
+    unknown = sorted({repr(name) for name in names if not isinstance(name, str) or name not in RANKING_METRICS})
+    if unknown:
+        raise EvaluationInputError(f"unknown bootstrap metrics [{', '.join(unknown)}]; choose from {RANKING_METRICS}")
+    return names
 
 
 def _check_replicates(n_replicates: int) -> int:
@@ -137,6 +149,9 @@ class BootstrapResult:
 
     def interval(self, name: str, confidence: float | None = None) -> tuple[float, float] | list[tuple[float, float]]:
         """Percentile interval of metric ``name`` (a list of intervals for several predictors)."""
+        if name not in self.replicates:
+            raise EvaluationInputError(f"no bootstrap replicates of {name!r}; this result has "
+                                       f"{', '.join(map(repr, self.replicates)) or 'none'}")
         values = self.replicates[name]
         level = self.confidence if confidence is None else confidence
         if values.ndim == 1:
@@ -177,10 +192,7 @@ def run_bootstrap(problems: Sequence[BootstrapProblem], n_replicates: int = DEFA
     n_cases = problems[0].y_true.size
     if any(p.y_true.size != n_cases for p in problems):
         raise EvaluationInputError("all bootstrap problems must have the same cases")
-    for p in problems:
-        unknown = set(p.metrics) - set(RANKING_METRICS)
-        if unknown:
-            raise EvaluationInputError(f"unknown bootstrap metrics {sorted(unknown)}; choose from {RANKING_METRICS}")
+    metrics = [check_metric_names(p.metrics) for p in problems]
     ranked = [[RankedScores(p.y_true, s) for s in p.y_scores] for p in problems]
     collected: list[dict[str, list[np.ndarray]]] = [{} for _ in problems]
     n_valid = [0] * len(problems)
@@ -193,8 +205,8 @@ def run_bootstrap(problems: Sequence[BootstrapProblem], n_replicates: int = DEFA
             block = counts if valid.all() else counts[valid]
             columns: dict[str, list[np.ndarray]] = {}
             for r in per_predictor:
-                values = r.ranking_metrics(block) if problem.metrics else {}
-                for name in problem.metrics:
+                values = r.ranking_metrics(block) if metrics[k] else {}
+                for name in metrics[k]:
                     columns.setdefault(name, []).append(values[name])
                 for target in problem.specificities:
                     columns.setdefault(operating_metric_name("sensitivity_at_specificity", target), []).append(
@@ -214,7 +226,7 @@ def run_bootstrap(problems: Sequence[BootstrapProblem], n_replicates: int = DEFA
 
 def bootstrap_metrics(y_true: Any, y_score: Any, n_replicates: int = DEFAULT_REPLICATES,
                       random_state: int | np.random.RandomState | None = 0, *,
-                      metrics: Sequence[str] = RANKING_METRICS, specificities: Sequence[float] = (),
+                      metrics: str | Sequence[str] = RANKING_METRICS, specificities: Sequence[float] = (),
                       sensitivities: Sequence[float] = (), groups: Any = None,
                       confidence: float = 0.95) -> BootstrapResult:
     """Bootstrap distribution of ranking metrics for one or several score vectors on the same cases.
@@ -228,16 +240,18 @@ def bootstrap_metrics(y_true: Any, y_score: Any, n_replicates: int = DEFAULT_REP
     y_score : array of shape (n,) or (n_predictors, n); rows share the replicates (paired bootstrap).
     n_replicates : number of replicates drawn.
     random_state : seed or ``numpy.random.RandomState``.
-    metrics : any of 'auroc', 'auprc_trapezoid', 'average_precision'.
+    metrics : any of 'auroc', 'auprc_trapezoid', 'average_precision' (one name alone is one metric); another
+        name raises ``ValueError`` (:class:`~.validation.EvaluationInputError`) naming it.
     specificities, sensitivities : targets for sensitivity-at-specificity and
         specificity-at-sensitivity replicates.
     groups : optional cluster of each case (resample clusters, e.g. exams for breasts).
     confidence : coverage of :meth:`BootstrapResult.interval`.
     """
+    metrics = check_metric_names(metrics)
     y_score = np.asarray(y_score)
     single = y_score.ndim == 1
     y, s = check_binary_problem(y_true, y_score[None, :] if single else y_score, score_ndim=2)
-    problem = BootstrapProblem(y, s, tuple(metrics), tuple(float(t) for t in specificities),
+    problem = BootstrapProblem(y, s, metrics, tuple(float(t) for t in specificities),
                                tuple(float(t) for t in sensitivities))
     result = run_bootstrap([problem], n_replicates, random_state, groups, confidence)[0]
     if single:

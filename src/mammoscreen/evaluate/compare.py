@@ -55,12 +55,15 @@ def paired_bootstrap_difference(y_true: Any, score_a: Any, score_b: Any, n_repli
     score_a, score_b : arrays of shape (n,).
     n_replicates : bootstrap replicates.
     random_state : seed or ``numpy.random.RandomState``.
-    metric : 'auroc', 'auprc_trapezoid' or 'average_precision'.
+    metric : 'auroc', 'auprc_trapezoid' or 'average_precision'; another name raises ``ValueError``
+        (:class:`~.validation.EvaluationInputError`) naming it, before any work.
     confidence : CI coverage.
     groups : optional cluster of each case, resampled together.
     """
     from .bootstrap import bootstrap_metrics
 
+    if not isinstance(metric, str) or metric not in RANKING_METRICS:
+        raise EvaluationInputError(f"unknown metric {metric!r}; choose from {RANKING_METRICS}")
     # each vector checked on its own, so that a bad one is named (np.vstack would fail on its shape first)
     n = check_labels(y_true).size
     scores = np.vstack([check_scores(score_a, n, "score_a"), check_scores(score_b, n, "score_b")])
