@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..core.checkpoints import CheckpointError, load_torch
 from ..core.device import resolve_device
 from ..core.files import sha256_file, write_json_atomic, write_text_atomic
+from ..data.exam_fingerprint import exam_list_fingerprint
 from ..data.exams import Exam, load_exam_list
 from ..evaluate.metrics import roc_auc
 from ..models.gmic.modeling import GMIC, GMICConfig
@@ -55,6 +56,9 @@ LOG_COLUMNS = ("epoch", "train_loss", "train_global_bce", "train_local_bce", "tr
                "images_per_second", "best")
 TIMING_COLUMNS = ("seconds", "images_per_second")
 """Log columns that depend on the machine, not on the computation."""
+IN_MEMORY = "in-memory"
+"""How the settings name an exam list given in memory (followed by its content fingerprint; older versions stored
+this word alone)."""
 
 
 class TrainingError(ValueError):
@@ -282,7 +286,10 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
     def images_of(exams: Sequence[Exam] | str | Path, what: str) -> tuple[list[LabelledImage], str]:
         if isinstance(exams, (str, Path)):
             return labelled_images(load_exam_list(exams), str(exams)), sha256_file(exams)
-        return labelled_images(list(exams), f"{what} exam list"), "in-memory"
+        # A list given in memory has no file to hash: its content is fingerprinted instead.
+        exams = list(exams)
+        source = f"{what} exam list"
+        return labelled_images(exams, source), f"{IN_MEMORY}:sha256:{exam_list_fingerprint(exams, source)}"
 
     train_images, train_id = images_of(train_exams, "training")
     val_images, val_id = images_of(val_exams, "validation")
@@ -318,8 +325,11 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
         previous = {k: v for k, v in state["settings"].items() if k != "config_name"}
         if previous != settings:
             changed = sorted(k for k in set(settings) | set(previous) if settings.get(k) != previous.get(k))
+            unchecked = any(previous.get(k) == IN_MEMORY for k in changed)
             raise TrainingError(f"--resume: {checkpoint_path} was made with different settings or data "
-                                f"({', '.join(changed)}); use the original options or a new output directory")
+                                f"({', '.join(changed)}); use the original options or a new output directory"
+                                + (" (it was written by an older version that did not fingerprint exam lists given "
+                                   "in memory, so they cannot be compared)" if unchecked else ""))
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
