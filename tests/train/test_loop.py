@@ -733,6 +733,62 @@ def test_bad_settings_and_directories_are_refused(nano, tmp_path):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+NANO_BATCHNORM = (r"in training, BatchNorm needs more than one value per channel, and one image gives it one \(1 "
+                  r"patch of 32x32 pixels, which the local network turns into a 1x1 feature map\)")
+
+
+def test_a_batch_size_the_architecture_cannot_train_is_refused_up_front(nano, tmp_path):
+    # NANO's one 32-pixel patch ends in a 1x1 map: one image gives BatchNorm one value per channel.
+    with pytest.raises(TrainingError, match=rf"^batch size 1 \(--batch-size\) cannot train this architecture: "
+                                            rf"{NANO_BATCHNORM}; use a batch size of 2 or more, or a config with "
+                                            r"more or larger patches$"):
+        _train(nano, tmp_path / "run", _options(batch_size=1, epochs=3))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    # An epoch of a single image cannot make a batch of two: refused too, with or without balancing.
+    single = [Exam({"L-CC": ["e0_L-CC"]}, "NO", dict(LABELS[0]), {"best_center": {"L-CC": [(80, 60)]}})]
+    for balanced in (False, True):
+        with pytest.raises(TrainingError, match=rf"^epoch 1 would train on 1 image\(s\), but this architecture "
+                                                rf"needs at least 2 in a batch: {NANO_BATCHNORM}; add images to the "
+                                                r"training exam list$"):
+            train_gmic(nano[0], single, nano[1], tmp_path / "run", _options(batch_size=4, balanced=balanced))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_last_batch_of_one_image_joins_the_batch_before_where_batchnorm_needs_it(nano, tmp_path):
+    # Twelve images in batches of 11 leave one; for NANO it joins the first batch: one step on all twelve
+    # images in the epoch's order, exactly the run with batches of 12.
+    joined = _train(nano, tmp_path / "b11", _options(batch_size=11))
+    whole = _train(nano, tmp_path / "b12", _options(batch_size=12))
+    assert joined.log[0]["train_images"] == 12 and joined.log[0]["train_loss"] == whole.log[0]["train_loss"]
+    a, b = _weights(joined.last_model), _weights(whole.last_model)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # With 64-pixel patches a single image is a valid batch: two steps (11 + 1 images), as before.
+    config64 = replace(NANO, patch_size=(64, 64))
+    split = _weights(_train(nano, tmp_path / "p64_11", _options(batch_size=11, config=config64)).last_model)
+    one_step = _weights(_train(nano, tmp_path / "p64_12", _options(batch_size=12, config=config64)).last_model)
+    assert not all(torch.equal(split[k], one_step[k]) for k in split)
+
+
+def test_the_train_command_refuses_such_a_batch_size_in_one_line(nano, tmp_path, monkeypatch, capsys):
+    from clirun import CliResult, assert_clean_error
+
+    from mammoscreen.cli import main
+    from mammoscreen.train import configs
+
+    # The named configs all train on single images; a custom one reaches the command through CONFIGS.
+    monkeypatch.setitem(configs.CONFIGS, "nano-test", NANO)
+    save_exam_list(nano[1], tmp_path / "exams.pkl")
+    status = main(["train", "--images", str(nano[0]), "--exam-list", str(tmp_path / "exams.pkl"), "--val-exam-list",
+                   str(tmp_path / "exams.pkl"), "--output-dir", str(tmp_path / "run"), "--config", "nano-test",
+                   "--batch-size", "1", "--quiet"])
+    out = capsys.readouterr()
+    result = CliResult(status, out.out, out.err, None)
+    assert_clean_error(result, "train", mentions=["batch size 1 (--batch-size) cannot train this architecture",
+                                                  "use a batch size of 2 or more"])
+    assert status == 2 and len(out.err.strip().splitlines()) == 1 and out.out == ""
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_bad_exam_list_is_named_in_the_message(nano, tmp_path):
     unlabelled = [Exam(e.images, e.horizontal_flip, None, e.image_metadata) for e in nano[1]]
     for train, val, source in ((unlabelled, nano[1], "training exam list"),

@@ -37,6 +37,7 @@ from ..data.exam_fingerprint import exam_list_fingerprint
 from ..data.exams import Exam, load_exam_list
 from ..evaluate.metrics import roc_auc
 from ..models.gmic.modeling import GMIC, GMICConfig
+from .batches import epoch_batches, smallest_batch, why_one_image_is_too_few
 from .checkpoint import load_initial_weights, save_gmic_weights, save_torch_atomic
 from .configs import augmentation_noise, config_name
 from .data import GMICImages, LabelledImage, labelled_images
@@ -200,10 +201,30 @@ def _autocast_factory(device: torch.device, amp: str) -> tuple[Callable[[], Any]
     return (lambda: torch.autocast(device.type, dtype=dtype)), device.type == "cuda"
 
 
-def _loader(dataset: GMICImages, indices: Sequence[int], batch_size: int, workers: int) -> DataLoader:
-    # A plain list as the sampler: the order is decided by the epoch's seed, not by DataLoader's RNG.
-    return DataLoader(dataset, batch_size=batch_size, sampler=list(indices), num_workers=workers,
-                      drop_last=False)
+def _loader(dataset: GMICImages, indices: Sequence[int], batch_size: int, workers: int,
+            smallest: int = 1) -> DataLoader:
+    # Plain lists as the batches: the order is decided by the epoch's seed, not by DataLoader's RNG.
+    return DataLoader(dataset, batch_sampler=epoch_batches(list(indices), batch_size, smallest), num_workers=workers)
+
+
+def _check_batches(config: GMICConfig, options: TrainOptions, images: Sequence[LabelledImage]) -> int:
+    """The fewest images a training batch needs (see batches.py); refuses, before anything is trained, a run
+    in which some batch could not have them."""
+    smallest = smallest_batch(config)
+    if smallest == 1:
+        return smallest
+    why = (f"in training, BatchNorm needs more than one value per channel, and one image gives it one "
+           f"({why_one_image_is_too_few(config)})")
+    if options.batch_size < smallest:
+        raise TrainingError(f"batch size {options.batch_size} (--batch-size) cannot train this architecture: {why}; "
+                            f"use a batch size of {smallest} or more, or a config with more or larger patches")
+    epochs = range(1, options.epochs + 1) if options.balanced else [1]  # without balancing every epoch is alike
+    for epoch in epochs:
+        count = len(epoch_indices(images, epoch, options.seed, options.balanced))
+        if count < smallest:
+            raise TrainingError(f"epoch {epoch} would train on {count} image(s), but this architecture needs at "
+                                f"least {smallest} in a batch: {why}; add images to the training exam list")
+    return smallest
 
 
 _CHECKPOINT_FIELDS = {"epoch": int, "model": dict, "optimizer": dict, "scaler": dict, "rng": dict, "log": list,
@@ -300,6 +321,7 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
     if options.balanced and not any(any(i.labels) for i in train_images):
         raise TrainingError("balanced sampling needs at least one exam with a positive (benign or malignant) label "
                             "in the training exam list")
+    smallest = _check_batches(config, options, train_images)
 
     device = resolve_device(options.device)
     autocast, use_scaler = _autocast_factory(device, options.amp)
@@ -350,7 +372,7 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
     for epoch in range(start_epoch, options.epochs + 1):
         train_set.set_epoch(epoch)
         indices = epoch_indices(train_images, epoch, options.seed, options.balanced)
-        loader = _loader(train_set, indices, options.batch_size, options.workers)
+        loader = _loader(train_set, indices, options.batch_size, options.workers, smallest)
         model.train()
         sums: dict[str, float] = {}
         seen = 0
