@@ -9,6 +9,7 @@ the tests ``tools/mutation.sh loop`` runs against every mutant of ``train/loop.p
 
 from __future__ import annotations
 
+import copy
 import csv
 import itertools
 import json
@@ -23,6 +24,7 @@ import pytest
 import torch
 
 from mammoscreen.core.files import sha256_file
+from mammoscreen.data.exam_fingerprint import exam_list_fingerprint
 from mammoscreen.data.exams import Exam, ExamListError, save_exam_list
 from mammoscreen.data.images import write_png
 from mammoscreen.evaluate.metrics import roc_auc
@@ -522,6 +524,9 @@ def test_resume_refusals(nano, tmp_path):
     train_gmic(nano[0], nano[1], tmp_path / "all.pkl", tmp_path / "files", options)
     with pytest.raises(TrainingError, match=r"different settings or data \(val_exam_list\)"):
         train_gmic(nano[0], nano[1], tmp_path / "two.pkl", tmp_path / "files", options, resume=True)
+    # the same file resumes (here: nothing left to do)
+    assert [e["epoch"] for e in train_gmic(nano[0], nano[1], tmp_path / "all.pkl", tmp_path / "files", options,
+                                           resume=True).log] == [1]
     # Settings that only one side has (an option of another version) are named as well
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     torch.save({**state, "settings": {**state["settings"], "an_old_option": 1}}, out / "checkpoint.pt")
@@ -534,6 +539,47 @@ def test_resume_refusals(nano, tmp_path):
     torch.save(state, out / "checkpoint.pt")
     with pytest.raises(TrainingError, match=r"does not fit this model and optimiser \(RuntimeError: Error"):
         _train(nano, out, options, resume=True)
+
+
+def test_resume_checks_the_content_of_exam_lists_given_in_memory(nano, tmp_path):
+    # A list passed through the Python API has no file to hash: its content decides, as a file's bytes do.
+    options = _options(epochs=1)
+    out = tmp_path / "run"
+    _train(nano, out, options)
+    relabelled = copy.deepcopy(nano[1])
+    relabelled[1].cancer_label["left_malignant"] = 1  # one label flipped
+    fewer = copy.deepcopy(nano[1])
+    fewer[2].images["R-MLO"] = []  # one image removed (with its centre)
+    del fewer[2].image_metadata["best_center"]["R-MLO"]
+    for changed in (relabelled, fewer):
+        for train, val, key in ((changed, nano[1], "train_exam_list"), (nano[1], changed, "val_exam_list")):
+            with pytest.raises(TrainingError, match=rf"^--resume: {re.escape(str(out / 'checkpoint.pt'))} was made "
+                                                    rf"with different settings or data \({key}\); use the original "
+                                                    r"options or a new output directory$"):
+                train_gmic(nano[0], train, val, out, replace(options, epochs=2), resume=True)
+    assert [e["epoch"] for e in read_training_checkpoint(out / "checkpoint.pt")["log"]] == [1]  # nothing trained
+    # The same content in other objects resumes, and gives the weights of an uninterrupted run.
+    resumed = train_gmic(nano[0], copy.deepcopy(nano[1]), copy.deepcopy(nano[1]), out, replace(options, epochs=2),
+                         resume=True)
+    assert [e["epoch"] for e in resumed.log] == [1, 2]
+    _train(nano, tmp_path / "straight", replace(options, epochs=2))
+    a, b = _weights(out / "last_model.p"), _weights(tmp_path / "straight" / "last_model.p")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_of_an_unfingerprinted_in_memory_list_is_refused_with_the_reason(nano, tmp_path):
+    # Older versions stored the word 'in-memory' for such a list: what it held cannot be checked any more.
+    options = _options(epochs=1)
+    out = tmp_path / "run"
+    _train(nano, out, options)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["settings"]["val_exam_list"] = "in-memory"
+    torch.save(state, out / "checkpoint.pt")
+    with pytest.raises(TrainingError, match=r"different settings or data \(val_exam_list\); use the original options "
+                                            r"or a new output directory \(it was written by an older version that "
+                                            r"did not fingerprint exam lists given in memory, so they cannot be "
+                                            r"compared\)$"):
+        _train(nano, out, replace(options, epochs=2), resume=True)
 
 
 def test_a_resume_error_without_a_message_is_still_one_line(nano, tmp_path, monkeypatch):
@@ -649,7 +695,8 @@ def test_settings_record_what_determines_the_result(nano, tmp_path):
     stored = read_training_checkpoint(tmp_path / "run" / "checkpoint.pt")["settings"]
     config = NANO.with_percent_t(0.3)
     assert stored == {**settings, "config": config.to_dict(), "train_exam_list": sha256_file(tmp_path / "train.pkl"),
-                      "val_exam_list": "in-memory", "images": str(nano[0].resolve()), "val_images": str(val_dir),
+                      "val_exam_list": f"in-memory:sha256:{exam_list_fingerprint(nano[1][:1])}",
+                      "images": str(nano[0].resolve()), "val_images": str(val_dir),
                       "augmentation_noise": list(augmentation_noise(config))}
     sidecar = json.loads((tmp_path / "run" / "last_model.json").read_text())
     assert GMICConfig.from_dict(sidecar["gmic_config"]) == config  # the model was built with the new percent_t
@@ -684,6 +731,62 @@ def test_bad_settings_and_directories_are_refused(nano, tmp_path):
                                            r"\(benign or malignant\) label in the training exam list$"):
         train_gmic(nano[0], negatives, nano[1], tmp_path / "run", _options(balanced=True))
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+NANO_BATCHNORM = (r"in training, BatchNorm needs more than one value per channel, and one image gives it one \(1 "
+                  r"patch of 32x32 pixels, which the local network turns into a 1x1 feature map\)")
+
+
+def test_a_batch_size_the_architecture_cannot_train_is_refused_up_front(nano, tmp_path):
+    # NANO's one 32-pixel patch ends in a 1x1 map: one image gives BatchNorm one value per channel.
+    with pytest.raises(TrainingError, match=rf"^batch size 1 \(--batch-size\) cannot train this architecture: "
+                                            rf"{NANO_BATCHNORM}; use a batch size of 2 or more, or a config with "
+                                            r"more or larger patches$"):
+        _train(nano, tmp_path / "run", _options(batch_size=1, epochs=3))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    # An epoch of a single image cannot make a batch of two: refused too, with or without balancing.
+    single = [Exam({"L-CC": ["e0_L-CC"]}, "NO", dict(LABELS[0]), {"best_center": {"L-CC": [(80, 60)]}})]
+    for balanced in (False, True):
+        with pytest.raises(TrainingError, match=rf"^epoch 1 would train on 1 image\(s\), but this architecture "
+                                                rf"needs at least 2 in a batch: {NANO_BATCHNORM}; add images to the "
+                                                r"training exam list$"):
+            train_gmic(nano[0], single, nano[1], tmp_path / "run", _options(batch_size=4, balanced=balanced))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_last_batch_of_one_image_joins_the_batch_before_where_batchnorm_needs_it(nano, tmp_path):
+    # Twelve images in batches of 11 leave one; for NANO it joins the first batch: one step on all twelve
+    # images in the epoch's order, exactly the run with batches of 12.
+    joined = _train(nano, tmp_path / "b11", _options(batch_size=11))
+    whole = _train(nano, tmp_path / "b12", _options(batch_size=12))
+    assert joined.log[0]["train_images"] == 12 and joined.log[0]["train_loss"] == whole.log[0]["train_loss"]
+    a, b = _weights(joined.last_model), _weights(whole.last_model)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # With 64-pixel patches a single image is a valid batch: two steps (11 + 1 images), as before.
+    config64 = replace(NANO, patch_size=(64, 64))
+    split = _weights(_train(nano, tmp_path / "p64_11", _options(batch_size=11, config=config64)).last_model)
+    one_step = _weights(_train(nano, tmp_path / "p64_12", _options(batch_size=12, config=config64)).last_model)
+    assert not all(torch.equal(split[k], one_step[k]) for k in split)
+
+
+def test_the_train_command_refuses_such_a_batch_size_in_one_line(nano, tmp_path, monkeypatch, capsys):
+    from clirun import CliResult, assert_clean_error
+
+    from mammoscreen.cli import main
+    from mammoscreen.train import configs
+
+    # The named configs all train on single images; a custom one reaches the command through CONFIGS.
+    monkeypatch.setitem(configs.CONFIGS, "nano-test", NANO)
+    save_exam_list(nano[1], tmp_path / "exams.pkl")
+    status = main(["train", "--images", str(nano[0]), "--exam-list", str(tmp_path / "exams.pkl"), "--val-exam-list",
+                   str(tmp_path / "exams.pkl"), "--output-dir", str(tmp_path / "run"), "--config", "nano-test",
+                   "--batch-size", "1", "--quiet"])
+    out = capsys.readouterr()
+    result = CliResult(status, out.out, out.err, None)
+    assert_clean_error(result, "train", mentions=["batch size 1 (--batch-size) cannot train this architecture",
+                                                  "use a batch size of 2 or more"])
+    assert status == 2 and len(out.err.strip().splitlines()) == 1 and out.out == ""
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_bad_exam_list_is_named_in_the_message(nano, tmp_path):

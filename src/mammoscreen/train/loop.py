@@ -33,9 +33,11 @@ from tqdm.auto import tqdm
 from ..core.checkpoints import CheckpointError, load_torch
 from ..core.device import resolve_device
 from ..core.files import sha256_file, write_json_atomic, write_text_atomic
+from ..data.exam_fingerprint import exam_list_fingerprint
 from ..data.exams import Exam, load_exam_list
 from ..evaluate.metrics import roc_auc
 from ..models.gmic.modeling import GMIC, GMICConfig
+from .batches import epoch_batches, smallest_batch, why_one_image_is_too_few
 from .checkpoint import load_initial_weights, save_gmic_weights, save_torch_atomic
 from .configs import augmentation_noise, config_name
 from .data import GMICImages, LabelledImage, labelled_images
@@ -55,6 +57,9 @@ LOG_COLUMNS = ("epoch", "train_loss", "train_global_bce", "train_local_bce", "tr
                "images_per_second", "best")
 TIMING_COLUMNS = ("seconds", "images_per_second")
 """Log columns that depend on the machine, not on the computation."""
+IN_MEMORY = "in-memory"
+"""How the settings name an exam list given in memory (followed by its content fingerprint; older versions stored
+this word alone)."""
 
 
 class TrainingError(ValueError):
@@ -196,10 +201,30 @@ def _autocast_factory(device: torch.device, amp: str) -> tuple[Callable[[], Any]
     return (lambda: torch.autocast(device.type, dtype=dtype)), device.type == "cuda"
 
 
-def _loader(dataset: GMICImages, indices: Sequence[int], batch_size: int, workers: int) -> DataLoader:
-    # A plain list as the sampler: the order is decided by the epoch's seed, not by DataLoader's RNG.
-    return DataLoader(dataset, batch_size=batch_size, sampler=list(indices), num_workers=workers,
-                      drop_last=False)
+def _loader(dataset: GMICImages, indices: Sequence[int], batch_size: int, workers: int,
+            smallest: int = 1) -> DataLoader:
+    # Plain lists as the batches: the order is decided by the epoch's seed, not by DataLoader's RNG.
+    return DataLoader(dataset, batch_sampler=epoch_batches(list(indices), batch_size, smallest), num_workers=workers)
+
+
+def _check_batches(config: GMICConfig, options: TrainOptions, images: Sequence[LabelledImage]) -> int:
+    """The fewest images a training batch needs (see batches.py); refuses, before anything is trained, a run
+    in which some batch could not have them."""
+    smallest = smallest_batch(config)
+    if smallest == 1:
+        return smallest
+    why = (f"in training, BatchNorm needs more than one value per channel, and one image gives it one "
+           f"({why_one_image_is_too_few(config)})")
+    if options.batch_size < smallest:
+        raise TrainingError(f"batch size {options.batch_size} (--batch-size) cannot train this architecture: {why}; "
+                            f"use a batch size of {smallest} or more, or a config with more or larger patches")
+    epochs = range(1, options.epochs + 1) if options.balanced else [1]  # without balancing every epoch is alike
+    for epoch in epochs:
+        count = len(epoch_indices(images, epoch, options.seed, options.balanced))
+        if count < smallest:
+            raise TrainingError(f"epoch {epoch} would train on {count} image(s), but this architecture needs at "
+                                f"least {smallest} in a batch: {why}; add images to the training exam list")
+    return smallest
 
 
 _CHECKPOINT_FIELDS = {"epoch": int, "model": dict, "optimizer": dict, "scaler": dict, "rng": dict, "log": list,
@@ -282,7 +307,10 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
     def images_of(exams: Sequence[Exam] | str | Path, what: str) -> tuple[list[LabelledImage], str]:
         if isinstance(exams, (str, Path)):
             return labelled_images(load_exam_list(exams), str(exams)), sha256_file(exams)
-        return labelled_images(list(exams), f"{what} exam list"), "in-memory"
+        # A list given in memory has no file to hash: its content is fingerprinted instead.
+        exams = list(exams)
+        source = f"{what} exam list"
+        return labelled_images(exams, source), f"{IN_MEMORY}:sha256:{exam_list_fingerprint(exams, source)}"
 
     train_images, train_id = images_of(train_exams, "training")
     val_images, val_id = images_of(val_exams, "validation")
@@ -293,6 +321,7 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
     if options.balanced and not any(any(i.labels) for i in train_images):
         raise TrainingError("balanced sampling needs at least one exam with a positive (benign or malignant) label "
                             "in the training exam list")
+    smallest = _check_batches(config, options, train_images)
 
     device = resolve_device(options.device)
     autocast, use_scaler = _autocast_factory(device, options.amp)
@@ -318,8 +347,11 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
         previous = {k: v for k, v in state["settings"].items() if k != "config_name"}
         if previous != settings:
             changed = sorted(k for k in set(settings) | set(previous) if settings.get(k) != previous.get(k))
+            unchecked = any(previous.get(k) == IN_MEMORY for k in changed)
             raise TrainingError(f"--resume: {checkpoint_path} was made with different settings or data "
-                                f"({', '.join(changed)}); use the original options or a new output directory")
+                                f"({', '.join(changed)}); use the original options or a new output directory"
+                                + (" (it was written by an older version that did not fingerprint exam lists given "
+                                   "in memory, so they cannot be compared)" if unchecked else ""))
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -340,7 +372,7 @@ def train_gmic(images_dir: str | Path, train_exams: Sequence[Exam] | str | Path,
     for epoch in range(start_epoch, options.epochs + 1):
         train_set.set_epoch(epoch)
         indices = epoch_indices(train_images, epoch, options.seed, options.balanced)
-        loader = _loader(train_set, indices, options.batch_size, options.workers)
+        loader = _loader(train_set, indices, options.batch_size, options.workers, smallest)
         model.train()
         sums: dict[str, float] = {}
         seen = 0

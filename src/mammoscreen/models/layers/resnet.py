@@ -102,6 +102,18 @@ def resnet_v2_output_size(size: int, num_stages: int = 5, strides: Sequence[int]
     return size
 
 
+def resnet_v1_output_size(size: int, num_layers: int = 4, layer_strides: Sequence[int] | None = None) -> int:
+    """Spatial size of :class:`ResNetV1`'s output along one axis (1 for a 32-pixel side with the default
+    strides: 32 -> 16 -> 8 -> 8 -> 4 -> 2 -> 1)."""
+    if layer_strides is None:
+        layer_strides = [1] + [2] * (num_layers - 1)
+    size = (size + 2 * 3 - 7) // 2 + 1  # 7x7 conv, stride 2, padding 3
+    size = (size + 2 * 1 - 3) // 2 + 1  # 3x3 max-pool, stride 2, padding 1
+    for stride in layer_strides[:num_layers]:
+        size = (size + 2 - 3) // stride + 1  # the first block's 3x3 conv (and 1x1 shortcut) of each layer
+    return size
+
+
 class BasicBlock(nn.Module):
     """Post-activation basic residual block (ResNet v1), torchvision layout."""
 
