@@ -131,6 +131,21 @@ def test_changed_exam_list_starts_afresh(tmp_path):
     assert again.predicted == [0]
 
 
+def test_a_change_inside_a_large_array_of_an_in_memory_exam_list_starts_afresh(tmp_path):
+    """A list given in memory may hold NumPy arrays (a file's may not); a value changed in the middle of a large
+    one - which its printed form leaves out - is still a changed list."""
+    images, exams = make_exams(tmp_path, [four("a"), four("b")])
+    exams[1].image_metadata["profile"] = {"L-CC": [np.zeros(5000)]}
+    predict_exams(ExamMeans(), exams, images, tmp_path / "out", OPTIONS)
+    same = ExamMeans()
+    predict_exams(same, exams, images, tmp_path / "out", OPTIONS)
+    assert same.predicted == []  # unchanged: everything reused
+    exams[1].image_metadata["profile"]["L-CC"][0][2500] = 1.0
+    changed = ExamMeans()
+    predict_exams(changed, exams, images, tmp_path / "out", OPTIONS)
+    assert changed.predicted == [0, 1]
+
+
 def test_run_prediction_dispatches_on_the_output_level(tmp_path):
     images, exams = make_exams(tmp_path, [four("a")])
     run = run_prediction(ExamMeans(), exams, images, tmp_path / "out", OPTIONS)

@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..core.paths import output_path
 from ..core.stages import Failure
 from ..data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views
@@ -38,8 +40,16 @@ def exam_maps_name(exam_index: int) -> str:
 
 
 def _exam_list_digest(exams: Sequence[Exam]) -> str:
-    text = json.dumps([exam.to_dict() for exam in exams], sort_keys=True, default=str)
+    text = json.dumps([exam.to_dict() for exam in exams], sort_keys=True, default=_json_fallback)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _json_fallback(value: Any) -> Any:
+    # A NumPy array (possible in a list given in memory) in full: its str() leaves out the middle of a large one,
+    # and a change there must still start the run afresh. Other values as before (file lists hold none).
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 class ImageUnits:
