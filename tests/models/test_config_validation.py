@@ -29,6 +29,7 @@ BAD_FIELDS = [
     ("percent_t", 5, r"percent_t must be a fraction in \(0, 1\], got 5"),
     ("percent_t", 0, r"percent_t must be a fraction in \(0, 1\], got 0"),
     ("patch_size", [512, 512], r"patch_size \(512, 512\) must fit inside input_size \(256, 160\)"),
+    ("patch_size", [16, 16], r"patch_size \(16, 16\) covers 0x0 cells of the 8x5 saliency map"),
     ("global_strides", [1, 2], "global_strides must be a list of 5 whole numbers"),
     ("attention_dim", True, "attention_dim must be a whole number"),
     ("colour", "blue", "unknown GMIC config field"),
@@ -102,3 +103,13 @@ def test_the_cli_names_the_field(trained, tmp_path):
     result = run_cli(["predict", "--model", "gmic", "--weights", trained, "--images", tmp_path / "images",
                       "--exam-list", tmp_path / "exams.pkl", "--output-dir", tmp_path / "out", "--quiet"])
     assert_clean_error(result, "predict", mentions=[str(sidecar), "input_size", "16 to 16384"])
+
+
+def test_patches_must_cover_a_saliency_cell_and_the_smallest_that_does_runs():
+    """Patches propose on the saliency grid (MICRO's: 8x5 for 256x160): one under half a cell rounds to an empty
+    window, which every forward would fail on; one cell is enough."""
+    with pytest.raises(ConfigError, match=r"patch_size \(16, 32\) covers 0x1 cells"):
+        GMICConfig(**{**MICRO.to_dict(), "patch_size": (16, 32)})
+    smallest = GMICConfig(**{**MICRO.to_dict(), "patch_size": (24, 32)})  # 0.75 and 1 cell: rounded to 1x1
+    output = GMIC(smallest).eval()(torch.zeros(1, 1, 256, 160))
+    assert output.patches.shape[-2:] == (24, 32) and torch.isfinite(output.y_fusion).all()

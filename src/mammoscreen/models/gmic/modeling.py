@@ -40,6 +40,7 @@ from ..layers.roi_patches import (
     crop_patches,
     retrieve_roi_locations,
     saliency_to_input_coordinates,
+    saliency_window,
     top_t_percent_pooling,
 )
 
@@ -75,6 +76,11 @@ class GMICConfig:
         if rows < 1 or cols < 1:
             raise ConfigError(f"input_size {tuple(self.input_size)} is too small for the global network "
                               f"(saliency map {rows}x{cols})")
+        window = saliency_window(self.patch_size, self.input_size, (rows, cols))
+        if min(window) < 1:  # every forward would fail proposing its patches
+            raise ConfigError(f"patch_size {tuple(self.patch_size)} covers {window[0]}x{window[1]} cells of the "
+                              f"{rows}x{cols} saliency map of input_size {tuple(self.input_size)}; it must cover at "
+                              "least one: use larger patches")
 
     @property
     def saliency_size(self) -> tuple[int, int]:

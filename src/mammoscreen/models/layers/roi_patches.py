@@ -15,6 +15,14 @@ def top_t_percent_pooling(saliency: torch.Tensor, percent_t: float) -> torch.Ten
     return saliency.reshape(n, c, -1).topk(k, dim=2)[0].mean(dim=2)
 
 
+def saliency_window(patch_size: tuple[int, int], input_size: tuple[int, int],
+                    saliency_size: tuple[int, int]) -> tuple[int, int]:
+    """(rows, cols) a patch covers on the saliency grid, rounded as the official code does (0 when it is smaller
+    than half a grid cell: no window to propose)."""
+    return (int(np.round(patch_size[0] * saliency_size[0] / input_size[0])),
+            int(np.round(patch_size[1] * saliency_size[1] / input_size[1])))
+
+
 def retrieve_roi_locations(saliency: torch.Tensor, input_size: tuple[int, int], patch_size: tuple[int, int],
                            num_patches: int) -> torch.Tensor:
     """Greedy ROI proposal: upper-left (row, col) of each patch on the saliency-map grid, (N, K, 2).
@@ -23,7 +31,7 @@ def retrieve_roi_locations(saliency: torch.Tensor, input_size: tuple[int, int], 
     largest mean is chosen (first in raster order on ties) and zeroed before the next choice.
     """
     n, c, h, w = saliency.shape
-    win = (int(np.round(patch_size[0] * h / input_size[0])), int(np.round(patch_size[1] * w / input_size[1])))
+    win = saliency_window(patch_size, input_size, (h, w))
     flat = saliency.reshape(n, c, -1)
     low = flat.min(dim=2, keepdim=True)[0].unsqueeze(-1)
     span = flat.max(dim=2, keepdim=True)[0].unsqueeze(-1) - low
