@@ -4,6 +4,7 @@ dict order, the objects or the Python session; any change of content gives anoth
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -67,7 +68,7 @@ def test_the_fingerprint_does_not_depend_on_the_python_session():
             "print(exam_list_fingerprint(_exams()))")
     here = str(Path(__file__).parent)
     printed = {subprocess.run([sys.executable, "-c", code, here], capture_output=True, text=True, check=True,
-                              env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout.strip() for seed in ("1", "2")}
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
     assert printed == {exam_list_fingerprint(_exams())}
 
 
