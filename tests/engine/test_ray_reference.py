@@ -114,22 +114,25 @@ def test_two_node_ray_run_equals_local_run(reference_set, reference_weights, two
     assert set(engine["stages"]["crop"]["nodes"]) <= set(nodes)
 
 
-def test_one_and_two_ray_workers_equal_local_run_for_the_other_models(reference_dir, reference_weights, two_nodes,
+def test_one_and_two_ray_workers_equal_local_run_for_the_other_models(reference_set, reference_weights, two_nodes,
                                                                       tmp_path):
     """nyu_model_single, end2end and frcnn_cad (the image-level models the two-node test does not run) on the
-    two CC views of the reference exam, at full size: one Ray worker and two (on two nodes) must each give the
-    local run's files, maps included. gmic_demo, the last registered model, is covered by test_ray_faults.py."""
-    with open(reference_dir / "exam_list_before_cropping.pkl", "rb") as f:  # the reference data's own list
-        exam = {k: v for k, v in pickle.load(f)[0].items() if not k.endswith("_seg")}
+    two CC views of the reference exam, at full size, plus the corrupt image: one Ray worker and two (on two nodes)
+    must each give the local run's files, maps and failures included. gmic_demo, the last registered model, is
+    covered by test_ray_faults.py."""
+    images, full_exam_list = reference_set  # the reference exam and an exam whose only image is corrupt
+    with open(full_exam_list, "rb") as f:
+        exam, corrupt = pickle.load(f)
     exam.update({"L-MLO": [], "R-MLO": []})
     exam_list = tmp_path / "exam_list.pkl"
-    exam_list.write_bytes(pickle.dumps([exam], protocol=4))
-    command = ["run", "--models", "nyu_model_single,end2end,frcnn_cad", "--images", reference_dir / "images",
+    exam_list.write_bytes(pickle.dumps([exam, corrupt], protocol=4))
+    command = ["run", "--models", "nyu_model_single,end2end,frcnn_cad", "--images", images,
                "--exam-list", exam_list, "--weights", reference_weights, "--device", "cpu", "--save-maps",
                "--no-evaluate", "--quiet", "--workers", "1"]
     compared = _local_and_ray(command, tmp_path, two_nodes[0], workers=(1, 2))
     for model in ("nyu_model_single", "end2end", "frcnn_cad"):
         assert f"{model}/predictions.csv" in compared and any(n.startswith(f"{model}/maps/") for n in compared)
+    assert "failures.csv" in compared and "2_L-CC" in (tmp_path / "local" / "failures.csv").read_text()
 
 
 def test_heatmap_patches_of_one_image_spread_over_workers_with_identical_files(synthetic_dataset, reference_weights,
