@@ -3,16 +3,13 @@ exam-level (breast-level) ones. The only place where the two levels differ."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from ..core.paths import output_path
 from ..core.stages import Failure
+from ..data.exam_fingerprint import exam_list_fingerprint
 from ..data.exams import VIEWS, Exam, ImageRecord, iter_images, missing_views
 from ..data.images import image_path
 from ..models.interfaces import ExamPredictor, Predictor
@@ -37,19 +34,6 @@ def settings_fingerprint(predictor: Predictor | ExamPredictor, engine: str) -> d
 def exam_maps_name(exam_index: int) -> str:
     """File stem of an exam's maps: 'exam_<index>' (the index in the exam list, from 0)."""
     return f"exam_{exam_index}"
-
-
-def _exam_list_digest(exams: Sequence[Exam]) -> str:
-    text = json.dumps([exam.to_dict() for exam in exams], sort_keys=True, default=_json_fallback)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _json_fallback(value: Any) -> Any:
-    # A NumPy array (possible in a list given in memory) in full: its str() leaves out the middle of a large one,
-    # and a change there must still start the run afresh. Other values as before (file lists hold none).
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 class ImageUnits:
@@ -140,7 +124,8 @@ class ExamUnits:
 
     def fingerprint(self) -> dict[str, Any]:
         # Exam-level runs can depend on the whole list (random streams), so a changed list starts afresh.
-        return {**settings_fingerprint(self.predictor, "exams"), "exam_list": _exam_list_digest(self.exams)}
+        return {**settings_fingerprint(self.predictor, "exams"),
+                "exam_list": exam_list_fingerprint(self.exams, use="prediction")}
 
     def table(self, values: dict[str, dict[str, float]]) -> tuple[list[str], list[dict[str, Any]]]:
         columns = self.predictor.spec.prediction_columns
